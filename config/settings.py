@@ -1,0 +1,244 @@
+"""One typed, frozen ``Settings``: defaults in code, TOML files over them, ``HOTLINE_*`` environment over that.
+
+Environment names are ``HOTLINE_<SECTION>_<KEY>`` (``HOTLINE_DATABASE_URL``, ``HOTLINE_AMI_SECRET``).
+Because the schema is known, each variable maps to exactly one field; no nesting delimiter is needed.
+Secrets (passwords, the AMI secret) are accepted only from the environment so that a config file
+committed by a city never holds them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent
+REQUEST_TYPES = ("inquiry", "help", "complaint", "report", "suggestion", "praise")
+SECRET_KEYS = {("ami", "secret"), ("server", "admin_password"), ("server", "cookie_secret")}
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names the key and where it came from."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: str = "var"
+    timezone: str = "Asia/Shanghai"
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_text_chars: int = Field(10_000, ge=100)
+    session_hours: int = Field(12, ge=1)
+    secure_cookies: bool = False
+    admin_username: str = "admin"
+    admin_password: str = ""  # environment only; empty = generate one on first start and print it
+    cookie_secret: str = ""  # environment only; reserved for signed cookies
+
+
+class DatabaseSettings(_Section):
+    url: str = ""  # empty = SQLite file <data_dir>/hotline.db
+    pool_size: int = Field(10, ge=1)
+    echo: bool = False
+
+
+class RedisSettings(_Section):
+    url: str = ""  # empty = the server starts a private redis-server under <data_dir>
+    binary: str = "redis-server"
+
+
+class AmiSettings(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "hotline"
+    secret: str = ""  # environment only: HOTLINE_AMI_SECRET
+    ping_interval: float = Field(10.0, gt=0)
+    ping_timeout: float = Field(5.0, gt=0)
+    action_timeout: float = Field(10.0, gt=0)
+    reconnect_min: float = Field(0.5, gt=0)
+    reconnect_max: float = Field(30.0, gt=0)
+    record_dir: str = ""  # empty = do not record the raw AMI stream
+    service_level_seconds: list[int] = [15, 30]
+    answer_rate_target: float = Field(0.95, ge=0, le=1)
+    service_level_target: float = Field(0.8, ge=0, le=1)
+
+
+class AsrSettings(_Section):
+    model_path: str = ""  # a Vosk model directory, e.g. /opt/vosk-model-small-cn-0.22
+    workers: int = Field(0, ge=0)  # 0 = one per core
+    max_tries: int = Field(3, ge=1)
+    job_timeout: float = Field(1800.0, gt=0)
+    vad: bool = True
+    recordings_dir: str = "/var/spool/asterisk/monitor"
+
+
+class DeadlineSettings(_Section):
+    """Working-time rules, loaded from ``deadlines.toml``; see that file for the meaning of each key."""
+
+    urgent_sign_hours: float = Field(1, gt=0)
+    normal_sign_working_days: int = Field(1, ge=1)
+    urgent_reply_hours: float = Field(24, gt=0)
+    reply_working_days: dict[str, int] = {
+        "inquiry": 3, "help": 7, "suggestion": 7, "complaint": 15, "report": 15, "praise": 3,
+    }
+    progress_report_days: int = Field(7, ge=1)
+    return_within_working_days: int = Field(2, ge=0)
+    return_reasons: list[str] = ["属地不符", "权属不清", "职能交叉", "非本单位职责", "诉求不明确"]
+    max_extension_working_days: int = Field(10, ge=1)
+    near_due_hours: float = Field(24, gt=0)
+
+    @field_validator("reply_working_days")
+    @classmethod
+    def _every_type(cls, value: dict[str, int]) -> dict[str, int]:
+        missing = [t for t in REQUEST_TYPES if t not in value]
+        unknown = [t for t in value if t not in REQUEST_TYPES]
+        if missing or unknown:
+            raise ValueError(f"needs exactly the request types {REQUEST_TYPES}; missing {missing}, unknown {unknown}")
+        return value
+
+
+class TicketSettings(_Section):
+    departments_file: str = "departments.toml"
+    deadlines_file: str = "deadlines.toml"
+    routing_file: str = "routing.toml"
+    repeat_caller_days: int = Field(90, ge=1)
+    # 综合评分 weights; one district publishes 30/35/35, cities weight resolution and satisfaction above response.
+    weight_response: float = Field(0.30, ge=0)
+    weight_resolution: float = Field(0.35, ge=0)
+    weight_satisfaction: float = Field(0.35, ge=0)
+    # How much a 基本满意 answer counts toward 满意率 (1.0 = counted as satisfied, as most cities do).
+    basically_satisfied_weight: float = Field(1.0, ge=0, le=1)
+    dissatisfied_rule: Literal["reopen", "supervisor"] = "reopen"
+
+
+class SurveySettings(_Section):
+    enabled: bool = True
+    delay_hours: float = Field(24, ge=0)
+    calling_hours: list[str] = ["09:00-12:00", "14:00-20:00"]
+    holiday_calling_hours: list[str] = ["10:00-12:00", "14:00-18:00"]
+    max_attempts: int = Field(3, ge=1)
+    min_spacing_hours: float = Field(2, ge=0)
+    max_concurrent: int = Field(10, ge=1)
+    outbound_context: str = "survey-out"
+    trunk: str = "PJSIP/{number}@trunk"
+    caller_id: str = '"12345" <12345>'
+    ivr_context: str = "survey-ivr"
+    ivr_exten: str = "s"
+
+
+class Settings(_Section):
+    config_dir: str = str(CONFIG_DIR)
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    ami: AmiSettings = AmiSettings()
+    asr: AsrSettings = AsrSettings()
+    tickets: TicketSettings = TicketSettings()
+    deadlines: DeadlineSettings = DeadlineSettings()
+    survey: SurveySettings = SurveySettings()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir).resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.data_path / 'hotline.db'}"
+
+    def config_file(self, name: str) -> Path:
+        path = Path(name)
+        return path if path.is_absolute() else Path(self.config_dir) / path
+
+    def with_overrides(self, **sections: Mapping[str, Any]) -> "Settings":
+        """A copy with some keys replaced, validated again (tests build their settings this way)."""
+        data = self.model_dump()
+        for section, values in sections.items():
+            if isinstance(values, Mapping):
+                data[section] = {**data.get(section, {}), **values}
+            else:
+                data[section] = values
+        return _validate(data, source="overrides")
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
+}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _env_value(raw: str) -> Any:
+    text = raw.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _validate(data: dict[str, Any], source: str) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            env = "HOTLINE_" + "_".join(str(p) for p in err["loc"][:2]).upper()
+            problems.append(f"{key} (env {env}): {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError(f"invalid settings from {source}: " + "; ".join(problems)) from None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``hotline.toml`` (or ``path``), then ``deadlines.toml``, then the environment.
+
+    ``HOTLINE_CONFIG`` names the main file when ``path`` is not given. Raises ``SettingsError``
+    naming the offending key.
+    """
+    env = os.environ if env is None else env
+    main = Path(path or env.get("HOTLINE_CONFIG") or CONFIG_DIR / "hotline.toml").resolve()
+    data: dict[str, Any] = _read_toml(main) if main.exists() or path else {}
+    for section, key in SECRET_KEYS:
+        if data.get(section, {}).get(key):
+            raise SettingsError(
+                f"{section}.{key} must not be written in {main}: set HOTLINE_{section.upper()}_{key.upper()}"
+                " in the environment instead"
+            )
+    data.setdefault("config_dir", str(main.parent if main.exists() else CONFIG_DIR))
+    # Environment over the file, field by field.
+    for section, model in _SECTIONS.items():
+        for key in model.model_fields:
+            name = f"HOTLINE_{section}_{key}".upper()
+            if name in env:
+                data.setdefault(section, {})[key] = _env_value(env[name])
+    if "HOTLINE_CONFIG_DIR" in env:
+        data["config_dir"] = env["HOTLINE_CONFIG_DIR"]
+    settings = _validate(data, source=str(main))
+    deadlines_path = settings.config_file(settings.tickets.deadlines_file)
+    if deadlines_path.exists() and "deadlines" not in data:
+        flat = _read_toml(deadlines_path)
+        try:
+            deadlines = DeadlineSettings.model_validate(flat)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            raise SettingsError(f"{deadlines_path}: {key}: {first['msg']} (got {first.get('input')!r})") from None
+        settings = settings.model_copy(update={"deadlines": deadlines})
+    return settings

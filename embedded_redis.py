@@ -1,0 +1,89 @@
+"""A private redis-server for a single machine, started and stopped by the server itself.
+
+Used only when no Redis URL is configured. It listens on a unix socket under the data directory
+(never on a TCP port), keeps nothing on disk, and dies with the process that started it.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+class EmbeddedRedisError(RuntimeError):
+    pass
+
+
+class EmbeddedRedis:
+    def __init__(self, directory: Path, binary: str = "redis-server") -> None:
+        self.directory = Path(directory)
+        self.binary = binary
+        self.process: subprocess.Popen[bytes] | None = None
+        # Unix socket paths are limited to ~107 bytes: fall back to /tmp for deep data directories.
+        socket_dir = self.directory if len(str(self.directory)) < 80 else Path(tempfile.mkdtemp(prefix="hotline-redis-"))
+        self.socket = socket_dir / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, timeout: float = 10.0) -> str:
+        exe = shutil.which(self.binary)
+        if exe is None:
+            raise EmbeddedRedisError(
+                f"{self.binary} not found: install it (apt-get install -y redis-server) or set HOTLINE_REDIS_URL"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.socket.exists():
+            self.socket.unlink()
+        self.process = subprocess.Popen(
+            [exe, "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", str(self.directory), "--daemonize", "no",
+             "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise EmbeddedRedisError(f"redis-server exited at start: {err.strip()}")
+            if self.socket.exists():
+                return self.url
+            time.sleep(0.02)
+        self.stop()
+        raise EmbeddedRedisError(f"redis-server did not open {self.socket} within {timeout} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    async def astart(self) -> str:
+        return await asyncio.get_running_loop().run_in_executor(None, self.start)
+
+    async def astop(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.stop)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill redis-server if the server dies without cleaning up (SIGKILL, crash)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+    os.setsid()

@@ -1,0 +1,272 @@
+"""The ``hotline`` command and the aiohttp application factory.
+
+This is the only module that knows every package: it builds each package's parts from the settings,
+connects them (events, jobs) and starts and stops background tasks through ``cleanup_ctx``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+import migrations
+from config.settings import Settings, SettingsError, load_settings
+from embedded_redis import EmbeddedRedis
+from tickets import http as tickets_http
+from tickets.service import TicketStore
+from tickets.users import UserStore
+
+log = logging.getLogger("hotline")
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+REDIS = web.AppKey("redis", Redis)
+CLOCK = web.AppKey("clock", object)
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ---------------------------------------------------------------- database
+def make_engine(settings: Settings) -> AsyncEngine:
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        Path(settings.data_path).mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_async_engine(url, pool_size=settings.database.pool_size, max_overflow=settings.database.pool_size,
+                               pool_pre_ping=True)
+
+
+async def migrate(settings: Settings) -> None:
+    if settings.database_url.startswith("sqlite"):
+        Path(settings.data_path).mkdir(parents=True, exist_ok=True)
+    await asyncio.get_running_loop().run_in_executor(None, migrations.upgrade, settings.database_url)
+
+
+# ---------------------------------------------------------------- errors
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                           ) -> web.StreamResponse:
+    """Render every package's domain errors the same way: a stable ``error`` slug and a human message.
+
+    A package error is any exception with ``http_status``, ``slug`` and ``message`` attributes.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return _error_response(413, "body_too_large", f"请求体过大（上限 {exc.max_size} 字节）")
+    except web.HTTPException as exc:
+        if exc.status >= 400 and request.path.startswith("/api/") and exc.content_type != "application/json":
+            return _error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+        raise
+    except Exception as exc:
+        status = getattr(exc, "http_status", None)
+        if status is not None:
+            body: dict[str, Any] = {"error": getattr(exc, "slug", "error"), "message": getattr(exc, "message", str(exc))}
+            for extra in ("field", "status", "allowed"):
+                if getattr(exc, extra, None) is not None:
+                    body[extra] = getattr(exc, extra)
+            return web.json_response(body, status=status, dumps=_dumps)
+        log.error("unhandled error on %s %s\n%s", request.method, request.path, traceback.format_exc())
+        return _error_response(500, "internal_error", "服务器内部错误，已记录日志")
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def _error_response(status: int, slug: str, message: str) -> web.Response:
+    return web.json_response({"error": slug, "message": message}, status=status, dumps=_dumps)
+
+
+# ---------------------------------------------------------------- application
+async def health(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    checks: dict[str, Any] = {}
+    try:
+        async with request.app[ENGINE].connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # health must report, not raise
+        checks["database"] = f"error: {exc}"
+    try:
+        await request.app[REDIS].ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {exc}"
+    for name, probe in request.app.get(HEALTH_PROBES, {}).items():
+        checks[name] = probe()
+    healthy = all(v == "ok" or isinstance(v, dict) and v.get("ok", True) for v in checks.values())
+    return web.json_response({"ok": healthy, "checks": checks, "ami_enabled": settings.ami.enabled},
+                             status=200 if healthy else 503, dumps=_dumps)
+
+
+HEALTH_PROBES = web.AppKey("health_probes", dict)
+
+
+def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: bool = True,
+               bootstrap_admin: bool = True) -> web.Application:
+    """Build the whole server from settings. Resources open and close in ``cleanup_ctx`` order."""
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[error_middleware, tickets_http.auth_middleware],
+    )
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app[HEALTH_PROBES] = {}
+    tz = ZoneInfo(settings.server.timezone)
+
+    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        embedded: EmbeddedRedis | None = None
+        url = settings.redis.url
+        if not url:
+            embedded = EmbeddedRedis(settings.data_path / "redis", settings.redis.binary)
+            url = await embedded.astart()
+            log.info("started a private redis-server at %s", url)
+        client = Redis.from_url(url)
+        app[REDIS] = client
+        app[REDIS_URL] = url
+        try:
+            yield
+        finally:
+            await client.aclose()
+            if embedded:
+                await embedded.astop()
+
+    async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+        if migrate_db:
+            await migrate(settings)
+        engine = make_engine(settings)
+        app[ENGINE] = engine
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        users = UserStore(sessions, clock, settings)
+        store = TicketStore(sessions, settings, clock)
+        app[tickets_http.USERS] = users
+        app[tickets_http.STORE] = store
+        await users.sync_departments(settings.config_file(settings.tickets.departments_file))
+        if bootstrap_admin:
+            created = await users.ensure_admin(settings.server.admin_username, settings.server.admin_password)
+            if created:
+                print(f"\n  首次启动已创建管理员账号 / first start created the admin account:\n"
+                      f"    用户名 username: {settings.server.admin_username}\n"
+                      f"    密码 password:   {created}\n"
+                      f"  登录 log in at http://{settings.server.host}:{settings.server.port}/login\n", flush=True)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(database_ctx)
+    app.router.add_get("/health", health)
+    tickets_http.setup_routes(app, tz)
+    return app
+
+
+REDIS_URL = web.AppKey("redis_url", str)
+
+
+# ---------------------------------------------------------------- command line
+def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    app = create_app(settings)
+    web.run_app(app, host=args.host or settings.server.host, port=args.port or settings.server.port,
+                print=lambda msg: print(msg.replace("======== ", "").replace(" ========", ""), flush=True))
+    return 0
+
+
+def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(migrate(settings))
+    print(f"database is at the newest schema: {settings.database_url}")
+    return 0
+
+
+def _cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> str:
+        await migrate(settings)
+        engine = make_engine(settings)
+        try:
+            users = UserStore(async_sessionmaker(engine, expire_on_commit=False), system_clock, settings)
+            await users.sync_departments(settings.config_file(settings.tickets.departments_file))
+            password = args.password or os.environ.get("HOTLINE_NEW_USER_PASSWORD") or secrets.token_urlsafe(12)
+            await users.create_user(args.username, password, args.role, display_name=args.name or args.username,
+                                    department_code=args.department, interface=args.interface)
+            return password
+        finally:
+            await engine.dispose()
+
+    password = asyncio.run(run())
+    print(f"created {args.role} {args.username}; password: {password}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotline", description="12345 政务服务便民热线 server")
+    parser.add_argument("--config", help="path of hotline.toml (default: config/hotline.toml or $HOTLINE_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_cmd_serve)
+    mig = sub.add_parser("migrate", help="bring the database schema up to date")
+    mig.set_defaults(func=_cmd_migrate)
+    cu = sub.add_parser("create-user", help="create an account")
+    cu.add_argument("username")
+    cu.add_argument("--role", required=True, choices=["agent", "department", "supervisor", "admin"])
+    cu.add_argument("--name", help="display name")
+    cu.add_argument("--department", help="department code (for role department)")
+    cu.add_argument("--interface", help="agent's Asterisk interface, e.g. PJSIP/8001")
+    cu.add_argument("--password", help="default: $HOTLINE_NEW_USER_PASSWORD or a generated one")
+    cu.set_defaults(func=_cmd_create_user)
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Packages add their own sub-commands here (train-router, replay, worker, ...).
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("HOTLINE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 2
+    return int(args.func(settings, args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Shared fixtures: a real redis-server and a real PostgreSQL per test session, settings, databases, apps.
+
+PostgreSQL refuses to run as root, so the cluster is created and started as the ``postgres`` user in a
+temporary directory that user owns, on a free port. When the binaries are missing the PostgreSQL
+variants of the tests are skipped with the reason; CI installs them (``.ci/run``) so they always run there.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+CAPTURES = SHARED / "asterisk-captures"
+SPEECH = SHARED / "speech"
+DATASETS = SHARED / "datasets"
+PG_BIN = Path(os.environ.get("HOTLINE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A private redis-server for the whole session; tests use ``redis_url`` for an emptied database."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
+    tmp = Path(tempfile.mkdtemp(prefix="hotline-test-redis-"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp), "--unixsocket", str(tmp / "redis.sock")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not start")
+    yield f"redis://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(5)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+_redis_db_counter = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """A Redis URL on a freshly flushed logical database, so no test sees another's keys."""
+    import redis
+
+    db = next(_redis_db_counter) % 16
+    url = f"{redis_server}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL cluster; yields a base URL without database name."""
+    initdb = PG_BIN / "initdb"
+    if not initdb.exists():
+        pytest.skip(f"PostgreSQL binaries not found in {PG_BIN} (apt-get install -y postgresql)")
+    tmp = Path(tempfile.mkdtemp(prefix="hotline-test-pg-"))
+    data = tmp / "data"
+    pg_user = pwd.getpwnam("postgres")
+    os.chown(tmp, pg_user.pw_uid, pg_user.pw_gid)
+    port = free_port()
+
+    def as_postgres(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = list(args)
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+    as_postgres(str(initdb), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
+    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-w", "-o",
+                f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
+                " -c full_page_writes=off -c max_connections=200", "start")
+    yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}"
+    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                    "stop"] if os.geteuid() == 0 else [str(PG_BIN / "pg_ctl"), "-D", str(data), "stop"],
+                   capture_output=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+_pg_db_counter = iter(range(1, 100_000))
+
+
+def _create_pg_database(base_url: str) -> str:
+    import asyncio
+
+    import asyncpg
+
+    name = f"t{os.getpid()}_{next(_pg_db_counter)}"
+    dsn = base_url.replace("postgresql+asyncpg", "postgresql") + "/postgres"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return f"{base_url}/{name}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind: a real SQLite file, and a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}"
+    base = request.getfixturevalue("postgres_server")
+    return _create_pg_database(base)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}"
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path):
+    """Build test settings: defaults from config/, data under tmp_path, AMI off unless asked."""
+    from config.settings import load_settings
+
+    def make(database_url: str | None = None, redis_url: str = "", **sections: dict) -> "object":
+        base = load_settings(env={})
+        server = {"data_dir": str(tmp_path / "var"), "admin_password": "admin-test-密码", **sections.pop("server", {})}
+        db = {"url": database_url or f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}", **sections.pop("database", {})}
+        return base.with_overrides(server=server, database=db, redis={"url": redis_url}, **sections)
+
+    return make

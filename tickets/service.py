@@ -1,0 +1,472 @@
+"""The ticket store: the async shell around the pure workflow. Owns database sessions, nothing else.
+
+Every public method runs in its own transaction and returns only after the commit, so a ticket the
+client hears about always exists.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, Mapping, Sequence
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, and_, case, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config.settings import REQUEST_TYPES, Settings
+from tickets import phones, rates, workflow
+from tickets.errors import InvalidField, NotFound, Refused
+from tickets.models import Assignment, Department, LedgerItem, Ticket, TicketCounter, TicketHandler, TicketHistory
+from tickets.users import Principal
+
+CHANNELS = ("phone", "web", "wechat", "app", "mailbox", "walk_in")
+URGENCIES = ("urgent", "normal")
+EDITABLE_FIELDS = ("channel", "caller_name", "caller_phone", "anonymous", "survey_opt_out", "request_type",
+                   "urgency", "title", "content", "address", "district", "category")
+STATE_FIELDS = tuple(f.name for f in fields(workflow.TicketState))
+_PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def address_key(address: str) -> str:
+    """Same place, written differently: full-width/half-width, spaces and punctuation do not matter."""
+    return _PUNCT.sub("", unicodedata.normalize("NFKC", address or "")).lower()[:200]
+
+
+def to_state(ticket: Ticket) -> workflow.TicketState:
+    values = {name: getattr(ticket, name) for name in STATE_FIELDS}
+    values["co_handler_ids"] = tuple(ticket.co_handler_ids or ())
+    return workflow.TicketState(**values)
+
+
+def _bigrams(text: str) -> set[str]:
+    t = _PUNCT.sub("", text or "")
+    return {t[i:i + 2] for i in range(len(t) - 1)}
+
+
+def text_similarity(a: str, b: str) -> float:
+    """Jaccard similarity of character bigrams: robust for Chinese without a tokenizer."""
+    x, y = _bigrams(a), _bigrams(b)
+    if not x or not y:
+        return 0.0
+    return len(x & y) / len(x | y)
+
+
+@dataclass(frozen=True)
+class TicketQuery:
+    status: Sequence[str] = ()
+    department_id: int | None = None
+    request_type: str | None = None
+    district: str | None = None
+    phone: str | None = None
+    text: str | None = None
+    overdue: bool = False
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+class TicketStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                 clock: Callable[[], datetime]) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.clock = clock
+        self.tz = ZoneInfo(settings.server.timezone)
+        self.policy = workflow.Policy(settings.deadlines, self.tz, settings.tickets.dissatisfied_rule)
+        # Other packages subscribe here (server.py wires them): called after commit with (ticket dict, entry).
+        self.listeners: list[Callable[[dict[str, Any], workflow.HistoryEntry], Any]] = []
+
+    # ------------------------------------------------------------ visibility
+    def _visible(self, stmt: Select[Any], who: Principal) -> Select[Any]:
+        """Department handlers see only tickets their department handles; the centre sees all."""
+        if who.role == "department":
+            return stmt.where(exists().where(TicketHandler.ticket_id == Ticket.id,
+                                             TicketHandler.department_id == who.department_id))
+        return stmt
+
+    async def _load(self, session: AsyncSession, number: str, who: Principal, for_update: bool = False) -> Ticket:
+        stmt = self._visible(select(Ticket).where(Ticket.number == number), who)
+        if for_update:
+            stmt = stmt.with_for_update()
+        ticket = await session.scalar(stmt)
+        if ticket is None:  # 404 also for another department's ticket: do not reveal that it exists
+            raise NotFound("ticket_not_found", f"工单 {number} 不存在")
+        return ticket
+
+    # ------------------------------------------------------------ create
+    async def _next_number(self, session: AsyncSession, now: datetime) -> str:
+        day = now.astimezone(self.tz).strftime("%Y%m%d")
+        dialect = session.bind.dialect.name if session.bind else "sqlite"
+        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TicketCounter)
+        stmt = ins.values(day=day, last=1).on_conflict_do_update(
+            index_elements=[TicketCounter.day], set_={"last": TicketCounter.last + 1}
+        ).returning(TicketCounter.last)
+        seq = (await session.execute(stmt)).scalar_one()
+        return f"{day}-{seq:06d}"
+
+    def _clean(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        limit = self.settings.server.max_text_chars
+        for key, value in data.items():
+            if key not in EDITABLE_FIELDS:
+                continue
+            if key in ("anonymous", "survey_opt_out"):
+                if not isinstance(value, bool):
+                    raise InvalidField(key, f"{key} 必须是 true 或 false")
+            elif not isinstance(value, str):
+                raise InvalidField(key, f"{key} 必须是文字")
+            elif len(value) > limit:
+                raise InvalidField(key, f"{key} 超过 {limit} 个字符")
+            out[key] = value
+        if "channel" in out and out["channel"] not in CHANNELS:
+            raise InvalidField("channel", f"channel 须为 {', '.join(CHANNELS)} 之一")
+        if "request_type" in out and out["request_type"] not in REQUEST_TYPES:
+            raise InvalidField("request_type", f"request_type 须为 {', '.join(REQUEST_TYPES)} 之一")
+        if "urgency" in out and out["urgency"] not in URGENCIES:
+            raise InvalidField("urgency", "urgency 须为 urgent 或 normal")
+        if "caller_phone" in out:
+            raw = out["caller_phone"]
+            if raw and not phones.is_valid(raw):
+                raise InvalidField("caller_phone", f"电话号码无效：{raw}")
+            out["caller_phone"] = phones.normalize(raw)
+        if "address" in out:
+            out["address_key"] = address_key(out["address"])
+        return out
+
+    async def create(self, data: Mapping[str, Any], who: Principal, *, accept: bool = False,
+                     call_id: str | None = None, recording_path: str | None = None,
+                     draft_fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        if who.role not in workflow.CENTER_ROLES and who.role != "system":
+            raise Refused("not_permitted", "只有话务员和班长可以登记工单", "draft", [])
+        values = self._clean(data)
+        values.setdefault("channel", "phone")
+        values.setdefault("request_type", "inquiry")
+        values.setdefault("urgency", "normal")
+        if not (values.get("content") or values.get("title")):
+            raise InvalidField("content", "请填写诉求内容")
+        now = self.clock()
+        async with self.sessions.begin() as session:
+            ticket = Ticket(
+                number=await self._next_number(session, now), created_at=now, updated_at=now,
+                created_by=who.id if who.role != "system" else None, status="draft",
+                call_id=call_id, recording_path=recording_path,
+                draft_fields=dict(draft_fields) if draft_fields else None, co_handler_ids=[], **values,
+            )
+            session.add(ticket)
+            await session.flush()
+            session.add(TicketHistory(ticket_id=ticket.id, action="create", at=now, actor_id=who.id,
+                                      actor_role=who.role, actor_name=who.name, from_status="", to_status="draft",
+                                      note="", data={"channel": ticket.channel}))
+            entries = []
+            if accept:
+                entries.append(await self._apply(session, ticket, "accept", {}, who, now))
+            view = self._view(ticket, mask=False)
+        for entry in entries:
+            self._notify(view, entry)
+        return view
+
+    # ------------------------------------------------------------ act
+    async def act(self, number: str, action: str, params: Mapping[str, Any], who: Principal) -> dict[str, Any]:
+        now = self.clock()
+        async with self.sessions.begin() as session:
+            ticket = await self._load(session, number, who, for_update=True)
+            await self._check_references(session, ticket, action, params)
+            entry = await self._apply(session, ticket, action, params, who, now)
+            if action == "edit":
+                for key, value in self._clean(params).items():
+                    setattr(ticket, key, value)
+            if action == "merge":
+                master = await session.scalar(select(Ticket).where(Ticket.number == params["master"]))
+                assert master is not None
+                session.add(TicketHistory(ticket_id=master.id, action="merged_in", at=now, actor_id=who.id,
+                                          actor_role=who.role, actor_name=who.name, from_status=master.status,
+                                          to_status=master.status, note=entry.note,
+                                          data={"duplicate": ticket.number}))
+            view = self._view(ticket, mask=False)
+        self._notify(view, entry)
+        return view
+
+    async def _check_references(self, session: AsyncSession, ticket: Ticket, action: str,
+                                params: Mapping[str, Any]) -> None:
+        if action == "dispatch":
+            ids = [params.get("lead_department_id"), *(params.get("co_handler_ids") or [])]
+            ids = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
+            if ids:
+                found = set((await session.scalars(
+                    select(Department.id).where(Department.id.in_(ids), Department.active.is_(True)))).all())
+                missing = [i for i in ids if i not in found]
+                if missing:
+                    field = "lead_department_id" if params.get("lead_department_id") in missing else "co_handler_ids"
+                    raise InvalidField(field, f"单位不存在：{missing}")
+        if action == "merge":
+            master_no = params.get("master")
+            if not isinstance(master_no, str) or not master_no:
+                raise InvalidField("master", "请填写主工单编号")
+            if master_no == ticket.number:
+                raise InvalidField("master", "不能与自身合并")
+            master = await session.scalar(select(Ticket).where(Ticket.number == master_no))
+            if master is None:
+                raise InvalidField("master", f"主工单 {master_no} 不存在")
+            if master.status in ("merged", "invalid"):
+                raise InvalidField("master", f"主工单 {master_no} 已{workflow.STATUS_LABELS[master.status]}")
+        if action == "edit":
+            self._clean(params)  # validate before the transition is recorded
+
+    async def _apply(self, session: AsyncSession, ticket: Ticket, action: str, params: Mapping[str, Any],
+                     who: Principal, now: datetime) -> workflow.HistoryEntry:
+        result = workflow.apply(to_state(ticket), action, params, who.as_actor(), now, self.policy)
+        if isinstance(result, workflow.Refusal):
+            raise Refused(result.code, result.message, result.status, list(result.allowed), result.field)
+        for name, value in asdict(result.state).items():
+            setattr(ticket, name, list(value) if name == "co_handler_ids" else value)
+        ticket.updated_at = now
+        entry = result.entry
+        session.add(TicketHistory(ticket_id=ticket.id, action=entry.action, at=entry.at, actor_id=entry.actor_id,
+                                  actor_role=entry.actor_role, actor_name=entry.actor_name,
+                                  from_status=entry.from_status, to_status=entry.to_status, note=entry.note,
+                                  data=_jsonable(entry.data)))
+        await self._carry_out(session, ticket, result.effects)
+        return entry
+
+    async def _carry_out(self, session: AsyncSession, ticket: Ticket, effects: Iterable[workflow.Effect]) -> None:
+        handlers_changed = False
+        for eff in effects:
+            if isinstance(eff, workflow.AssignmentOpened):
+                session.add(Assignment(ticket_id=ticket.id, department_id=eff.department_id, role=eff.role,
+                                       dispatched_at=eff.dispatched_at, sign_due=eff.sign_due,
+                                       reply_due=eff.reply_due))
+                handlers_changed = True
+            elif isinstance(eff, workflow.AssignmentSigned):
+                await session.execute(update(Assignment).where(
+                    Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id,
+                    Assignment.closed_at.is_(None)).values(signed_at=eff.at))
+            elif isinstance(eff, workflow.AssignmentClosed):
+                await session.execute(update(Assignment).where(
+                    Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id,
+                    Assignment.closed_at.is_(None)).values(closed_at=eff.at, outcome=eff.outcome, reason=eff.reason))
+            elif isinstance(eff, workflow.AssignmentRestored):
+                latest = await session.scalar(select(func.max(Assignment.id)).where(
+                    Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id))
+                await session.execute(update(Assignment).where(Assignment.id == latest)
+                                      .values(closed_at=None, outcome=None, reason=""))
+            elif isinstance(eff, workflow.ReplyDueChanged):
+                await session.execute(update(Assignment).where(
+                    Assignment.ticket_id == ticket.id, Assignment.role == "lead",
+                    Assignment.id == select(func.max(Assignment.id)).where(
+                        Assignment.ticket_id == ticket.id, Assignment.role == "lead").scalar_subquery(),
+                ).values(reply_due=eff.reply_due))
+            elif isinstance(eff, workflow.SurveyRecorded) and eff.department_id is not None:
+                latest = await session.scalar(select(func.max(Assignment.id)).where(
+                    Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id,
+                    Assignment.role == "lead", Assignment.outcome == "replied"))
+                if latest is not None:
+                    await session.execute(update(Assignment).where(Assignment.id == latest).values(
+                        satisfaction=eff.satisfaction, resolved=eff.resolved, surveyed_at=eff.at))
+            elif isinstance(eff, workflow.LedgerEntry):
+                session.add(LedgerItem(ticket_id=ticket.id, department_id=eff.department_id,
+                                       satisfaction=eff.satisfaction, resolved=eff.resolved, at=eff.at,
+                                       decision=eff.decision))
+        if handlers_changed or ticket.lead_department_id is None:
+            await self._sync_handlers(session, ticket)
+
+    async def _sync_handlers(self, session: AsyncSession, ticket: Ticket) -> None:
+        await session.execute(TicketHandler.__table__.delete().where(TicketHandler.ticket_id == ticket.id))
+        if ticket.lead_department_id is not None:
+            session.add(TicketHandler(ticket_id=ticket.id, department_id=ticket.lead_department_id, role="lead"))
+            for co in ticket.co_handler_ids or []:
+                if co != ticket.lead_department_id:
+                    session.add(TicketHandler(ticket_id=ticket.id, department_id=co, role="co"))
+
+    def _notify(self, view: dict[str, Any], entry: workflow.HistoryEntry) -> None:
+        for listener in self.listeners:
+            listener(view, entry)
+
+    # ------------------------------------------------------------ read
+    async def get(self, number: str, who: Principal) -> dict[str, Any]:
+        async with self.sessions() as session:
+            ticket = await self._load(session, number, who)
+            view = self._view(ticket, mask=False)
+        view["allowed_actions"] = list(workflow.allowed_actions(to_state(ticket), who.as_actor()))
+        return view
+
+    async def history(self, number: str, who: Principal) -> list[dict[str, Any]]:
+        async with self.sessions() as session:
+            ticket = await self._load(session, number, who)
+            rows = (await session.scalars(select(TicketHistory).where(TicketHistory.ticket_id == ticket.id)
+                                          .order_by(TicketHistory.id))).all()
+        return [{"action": r.action, "at": r.at, "actor_id": r.actor_id, "actor_role": r.actor_role,
+                 "actor_name": r.actor_name, "from_status": r.from_status, "to_status": r.to_status,
+                 "note": r.note, "data": r.data} for r in rows]
+
+    async def list(self, query: TicketQuery, who: Principal) -> dict[str, Any]:
+        stmt = self._visible(select(Ticket), who)
+        if query.status:
+            stmt = stmt.where(Ticket.status.in_(list(query.status)))
+        if query.department_id is not None:
+            stmt = stmt.where(exists().where(TicketHandler.ticket_id == Ticket.id,
+                                             TicketHandler.department_id == query.department_id))
+        if query.request_type:
+            stmt = stmt.where(Ticket.request_type == query.request_type)
+        if query.district:
+            stmt = stmt.where(Ticket.district == query.district)
+        if query.phone:
+            stmt = stmt.where(Ticket.caller_phone == phones.normalize(query.phone))
+        if query.text:
+            like = f"%{query.text}%"
+            stmt = stmt.where(or_(Ticket.title.like(like), Ticket.content.like(like), Ticket.address.like(like),
+                                  Ticket.number == query.text))
+        if query.created_from:
+            stmt = stmt.where(Ticket.created_at >= query.created_from)
+        if query.created_to:
+            stmt = stmt.where(Ticket.created_at < query.created_to)
+        if query.overdue:
+            stmt = stmt.where(self._overdue_clause(self.clock()))
+        async with self.sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
+            rows = (await session.scalars(stmt.order_by(Ticket.id.desc()).limit(query.limit)
+                                          .offset(query.offset))).all()
+            items = [self._view(t, mask=True) for t in rows]
+        return {"total": total, "items": items, "limit": query.limit, "offset": query.offset}
+
+    def _overdue_clause(self, now: datetime) -> Any:
+        return or_(
+            and_(Ticket.status == "dispatched", Ticket.sign_due < now),
+            and_(Ticket.status.in_(("dispatched", "signed")), Ticket.suspended_at.is_(None), Ticket.reply_due < now),
+        )
+
+    async def due_list(self, who: Principal, kind: str = "overdue", within_hours: float | None = None
+                       ) -> list[dict[str, Any]]:
+        """超期 and 临期 tickets, from indexed range conditions on (status, due)."""
+        now = self.clock()
+        stmt = self._visible(select(Ticket), who)
+        if kind == "overdue":
+            stmt = stmt.where(self._overdue_clause(now)).order_by(Ticket.reply_due)
+        elif kind == "near_due":
+            horizon = now + timedelta(hours=within_hours or self.settings.deadlines.near_due_hours)
+            stmt = stmt.where(Ticket.status.in_(("dispatched", "signed")), Ticket.suspended_at.is_(None),
+                              Ticket.reply_due >= now, Ticket.reply_due < horizon).order_by(Ticket.reply_due)
+        else:
+            raise InvalidField("kind", "kind 须为 overdue 或 near_due")
+        async with self.sessions() as session:
+            rows = (await session.scalars(stmt.limit(1000))).all()
+            return [self._view(t, mask=True) for t in rows]
+
+    async def related(self, number: str, who: Principal) -> dict[str, Any]:
+        """On accept: earlier tickets of the same phone (repeat caller) and open tickets that look the same."""
+        now = self.clock()
+        since = now - timedelta(days=self.settings.tickets.repeat_caller_days)
+        async with self.sessions() as session:
+            ticket = await self._load(session, number, who)
+            same_phone: list[Ticket] = []
+            if ticket.caller_phone:
+                same_phone = list((await session.scalars(self._visible(select(Ticket), who).where(
+                    Ticket.caller_phone == ticket.caller_phone, Ticket.id != ticket.id,
+                    Ticket.created_at >= since).order_by(Ticket.id.desc()).limit(50))).all())
+            same_address: list[Ticket] = []
+            if ticket.address_key:
+                same_address = list((await session.scalars(self._visible(select(Ticket), who).where(
+                    Ticket.address_key == ticket.address_key, Ticket.id != ticket.id,
+                    Ticket.status.in_(tuple(workflow.OPEN_STATUSES) + ("draft",))).limit(50))).all())
+            candidates = (await session.scalars(self._visible(select(Ticket), who).where(
+                Ticket.id != ticket.id, Ticket.status.in_(tuple(workflow.OPEN_STATUSES)),
+                Ticket.created_at >= now - timedelta(days=30)).order_by(Ticket.id.desc()).limit(2000))).all()
+            text = f"{ticket.title} {ticket.content}"
+            similar = sorted(((text_similarity(text, f"{c.title} {c.content}"), c) for c in candidates),
+                             key=lambda pair: -pair[0])
+            similar_views = [{**self._view(c, mask=True), "score": round(score, 3)}
+                             for score, c in similar[:10] if score >= 0.45]
+            return {
+                "repeat_caller": len(same_phone) > 0,
+                "same_phone": [self._view(t, mask=True) for t in same_phone],
+                "same_address": [self._view(t, mask=True) for t in same_address],
+                "similar": similar_views,
+            }
+
+    async def ledger(self, who: Principal, since: datetime | None = None) -> list[dict[str, Any]]:
+        stmt = select(LedgerItem, Ticket.number, Ticket.title).join(Ticket, Ticket.id == LedgerItem.ticket_id)
+        if who.role == "department":
+            stmt = stmt.where(LedgerItem.department_id == who.department_id)
+        if since:
+            stmt = stmt.where(LedgerItem.at >= since)
+        async with self.sessions() as session:
+            rows = (await session.execute(stmt.order_by(LedgerItem.id.desc()).limit(1000))).all()
+        return [{"ticket": number, "title": title, "department_id": item.department_id,
+                 "satisfaction": item.satisfaction, "resolved": item.resolved, "at": item.at,
+                 "decision": item.decision} for item, number, title in rows]
+
+    # ------------------------------------------------------------ rates
+    async def department_counts(self, start: datetime, end: datetime) -> dict[int, rates.Counts]:
+        """Counts behind the core rates, aggregated in SQL over lead assignments dispatched in [start, end).
+
+        Assignments the dispatcher agreed were not the department's (approved returns) and tickets merged
+        away do not count against the department.
+        """
+        A = Assignment
+        counted = and_(A.role == "lead", A.dispatched_at >= start, A.dispatched_at < end,
+                       or_(A.outcome.is_(None), A.outcome == "replied"))
+        one = lambda cond: func.sum(case((cond, 1), else_=0))  # noqa: E731
+        stmt = select(
+            A.department_id,
+            one(counted),
+            one(and_(counted, A.signed_at.is_not(None), A.signed_at <= A.sign_due)),
+            one(and_(counted, A.outcome == "replied")),
+            one(and_(counted, A.outcome == "replied", A.closed_at <= A.reply_due)),
+            one(and_(counted, A.satisfaction.is_not(None))),
+            one(and_(counted, A.resolved.is_(True))),
+            one(and_(counted, A.satisfaction == "satisfied")),
+            one(and_(counted, A.satisfaction == "basically_satisfied")),
+            one(and_(counted, A.satisfaction == "dissatisfied")),
+        ).group_by(A.department_id)
+        async with self.sessions() as session:
+            rows = (await session.execute(stmt)).all()
+        return {row[0]: rates.Counts(*[int(v or 0) for v in row[1:]]) for row in rows}
+
+    async def rates(self, start: datetime, end: datetime, departments: Mapping[int, Department]
+                    ) -> list[dict[str, Any]]:
+        counts = await self.department_counts(start, end)
+        t = self.settings.tickets
+        weights = rates.Weights(t.weight_response, t.weight_resolution, t.weight_satisfaction,
+                                t.basically_satisfied_weight)
+        table = rates.ranking({d: counts.get(d, rates.Counts()) for d in departments if departments[d].active
+                               or d in counts}, weights)
+        return [{"department_id": row.department_id, "department": departments[row.department_id].name,
+                 "code": departments[row.department_id].code, **row.as_dict()} for row in table]
+
+    # ------------------------------------------------------------ view
+    def _view(self, t: Ticket, mask: bool) -> dict[str, Any]:
+        phone = t.caller_phone or ""
+        return {
+            "number": t.number, "status": t.status, "status_label": workflow.STATUS_LABELS.get(t.status, t.status),
+            "channel": t.channel, "caller_name": ("*" + t.caller_name[1:] if mask and t.caller_name else t.caller_name),
+            "caller_phone": phones.mask(phone) if mask and phone else phone, "anonymous": t.anonymous,
+            "survey_opt_out": t.survey_opt_out, "request_type": t.request_type, "urgency": t.urgency,
+            "title": t.title, "content": t.content, "address": t.address, "district": t.district,
+            "category": t.category, "call_id": t.call_id, "recording_path": t.recording_path,
+            "transcript_id": t.transcript_id, "draft_fields": t.draft_fields,
+            "created_at": t.created_at, "updated_at": t.updated_at, "accepted_by": t.accepted_by,
+            "lead_department_id": t.lead_department_id, "co_handler_ids": list(t.co_handler_ids or []),
+            "first_dispatched_at": t.first_dispatched_at, "dispatched_at": t.dispatched_at,
+            "signed_at": t.signed_at, "replied_at": t.replied_at, "sign_due": t.sign_due, "reply_due": t.reply_due,
+            "return_until": t.return_until, "progress_due": t.progress_due, "return_reason": t.return_reason,
+            "extension_pending_days": t.extension_pending_days, "extension_days_granted": t.extension_days_granted,
+            "suspended_at": t.suspended_at, "supervised": t.supervised, "supervision_due": t.supervision_due,
+            "escalation_level": t.escalation_level, "answer": t.answer, "satisfaction": t.satisfaction,
+            "resolved": t.resolved, "survey_unreachable": t.survey_unreachable, "ledger_pending": t.ledger_pending,
+            "reopen_count": t.reopen_count, "duplicate_of": t.duplicate_of, "archived_at": t.archived_at,
+            "overdue": self._is_overdue(t),
+        }
+
+    def _is_overdue(self, t: Ticket) -> bool:
+        now = self.clock()
+        if t.status == "dispatched" and t.sign_due and t.sign_due < now:
+            return True
+        return bool(t.status in ("dispatched", "signed") and t.suspended_at is None and t.reply_due
+                    and t.reply_due < now)
+
+
+def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}

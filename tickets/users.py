@@ -1,0 +1,191 @@
+"""Accounts, roles, departments and login tokens (argon2 password hashes; tokens stored only as sha256)."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config.settings import Settings
+from tickets.errors import Conflict, InvalidField, NotFound, Unauthorized
+from tickets.models import AuthToken, Department, User
+from tickets.workflow import Actor
+
+ROLES = ("agent", "department", "supervisor", "admin")
+ROLE_LABELS = {"agent": "话务员", "department": "承办单位", "supervisor": "班长", "admin": "管理员"}
+_hasher = PasswordHasher()
+# Verifying against this keeps a login for an unknown user as slow as one with a wrong password.
+_DUMMY_HASH = _hasher.hash("not-a-password")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: the shape every package may read from ``request["user"]`` (as a dict)."""
+
+    id: int
+    username: str
+    name: str
+    role: str
+    department_id: int | None
+    department_code: str | None
+    interface: str | None
+
+    def as_actor(self) -> Actor:
+        return Actor(self.id, self.role, self.name, self.department_id)  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "username": self.username, "name": self.name, "role": self.role,
+                "role_label": ROLE_LABELS.get(self.role, self.role), "department_id": self.department_id,
+                "department_code": self.department_code, "interface": self.interface}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class UserStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], datetime],
+                 settings: Settings) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.settings = settings
+        self._departments: dict[int, Department] = {}
+
+    # ------------------------------------------------------------ departments
+    async def sync_departments(self, path: Path) -> None:
+        """Add new departments from the city's file and update names; never delete (history points at them)."""
+        if not path.exists():
+            return
+        with path.open("rb") as fh:
+            entries = tomllib.load(fh).get("department", [])
+        async with self.sessions.begin() as session:
+            existing = {d.code: d for d in (await session.scalars(select(Department))).all()}
+            for entry in entries:
+                code, name = entry.get("code"), entry.get("name")
+                if not code or not name:
+                    raise InvalidField("department", f"{path}: every department needs code and name: {entry}")
+                dept = existing.get(code)
+                if dept is None:
+                    session.add(Department(code=code, name=name, domains=list(entry.get("domains", [])), active=True))
+                else:
+                    dept.name, dept.domains, dept.active = name, list(entry.get("domains", [])), True
+        await self.load_departments()
+
+    async def load_departments(self) -> dict[int, Department]:
+        async with self.sessions() as session:
+            self._departments = {d.id: d for d in (await session.scalars(select(Department))).all()}
+        return self._departments
+
+    @property
+    def departments(self) -> dict[int, Department]:
+        return self._departments
+
+    def department_by_code(self, code: str) -> Department | None:
+        return next((d for d in self._departments.values() if d.code == code), None)
+
+    # ------------------------------------------------------------ users
+    async def create_user(self, username: str, password: str, role: str, *, display_name: str = "",
+                          department_code: str | None = None, interface: str | None = None,
+                          member_name: str | None = None) -> Principal:
+        if role not in ROLES:
+            raise InvalidField("role", f"角色须为 {', '.join(ROLES)} 之一")
+        if not username or len(username) > 64:
+            raise InvalidField("username", "用户名不能为空且不超过64个字符")
+        if len(password) < 8:
+            raise InvalidField("password", "密码至少8个字符")
+        department_id = None
+        if role == "department":
+            if not department_code:
+                raise InvalidField("department", "承办单位账号须指定所属单位")
+            if not self._departments:
+                await self.load_departments()
+            dept = self.department_by_code(department_code)
+            if dept is None:
+                raise InvalidField("department", f"没有编码为 {department_code} 的单位")
+            department_id = dept.id
+        async with self.sessions.begin() as session:
+            if await session.scalar(select(User.id).where(User.username == username)):
+                raise Conflict("username_taken", f"用户名 {username} 已存在")
+            user = User(username=username, display_name=display_name or username,
+                        password_hash=_hasher.hash(password), role=role, department_id=department_id,
+                        interface=interface, member_name=member_name, active=True, created_at=self.clock())
+            session.add(user)
+            await session.flush()
+            return self._principal(user)
+
+    async def ensure_admin(self, username: str, password: str) -> str | None:
+        """Create the first admin account when there is none. Returns the password when one was created."""
+        async with self.sessions() as session:
+            if await session.scalar(select(User.id).where(User.role == "admin").limit(1)):
+                return None
+        password = password or secrets.token_urlsafe(12)
+        await self.create_user(username, password, "admin", display_name="系统管理员")
+        return password
+
+    async def list_users(self) -> list[Principal]:
+        async with self.sessions() as session:
+            return [self._principal(u) for u in (await session.scalars(select(User).order_by(User.id))).all()]
+
+    async def user_by_interface(self, interface: str) -> Principal | None:
+        async with self.sessions() as session:
+            user = await session.scalar(select(User).where(User.interface == interface, User.active.is_(True)))
+            return self._principal(user) if user else None
+
+    def _principal(self, user: User) -> Principal:
+        dept = self._departments.get(user.department_id) if user.department_id else None
+        return Principal(user.id, user.username, user.display_name, user.role, user.department_id,
+                         dept.code if dept else None, user.interface)
+
+    # ------------------------------------------------------------ login
+    async def login(self, username: str, password: str, kind: str = "session", label: str = "") -> tuple[str, Principal]:
+        async with self.sessions() as session:
+            user = await session.scalar(select(User).where(User.username == username))
+        try:
+            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            user = None
+        if user is None or not user.active:
+            raise Unauthorized("bad_credentials", "用户名或密码错误")
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        expires = now + timedelta(hours=self.settings.server.session_hours) if kind == "session" else None
+        async with self.sessions.begin() as session:
+            session.add(AuthToken(token_hash=token_hash(token), user_id=user.id, kind=kind, label=label,
+                                  created_at=now, expires_at=expires))
+        if not self._departments:
+            await self.load_departments()
+        return token, self._principal(user)
+
+    async def authenticate(self, token: str) -> Principal | None:
+        async with self.sessions() as session:
+            row = (await session.execute(
+                select(AuthToken, User).join(User, User.id == AuthToken.user_id)
+                .where(AuthToken.token_hash == token_hash(token))
+            )).first()
+        if row is None:
+            return None
+        tok, user = row
+        if not user.active or (tok.expires_at is not None and tok.expires_at <= self.clock()):
+            return None
+        return self._principal(user)
+
+    async def logout(self, token: str) -> None:
+        async with self.sessions.begin() as session:
+            tok = await session.scalar(select(AuthToken).where(AuthToken.token_hash == token_hash(token)))
+            if tok is not None:
+                await session.delete(tok)
+
+    async def get_department(self, department_id: int) -> Department:
+        if department_id not in self._departments:
+            await self.load_departments()
+        if department_id not in self._departments:
+            raise NotFound("department_not_found", "单位不存在")
+        return self._departments[department_id]

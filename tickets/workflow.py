@@ -1,0 +1,543 @@
+"""The 12345 ticket workflow (接、转、办、督、考) as a pure state machine.
+
+``apply(state, command, actor, now, policy)`` returns a ``Transition`` (new state, one history entry,
+effects for the store to carry out) or a ``Refusal`` that names the current state and what is allowed.
+The same table answers "what can this person do now?" for the UI (``allowed_actions``).
+
+No I/O and no clock: ``now`` is passed in, deadlines come from ``tickets.deadlines``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Callable, Literal, Mapping, Union
+from zoneinfo import ZoneInfo
+
+from config.settings import DeadlineSettings
+from tickets import deadlines as dl
+
+Role = Literal["agent", "department", "supervisor", "admin", "system"]
+
+STATUSES = (
+    "draft", "accepted", "answered_on_spot", "invalid", "dispatched", "returned", "signed",
+    "replied", "surveyed", "archived", "merged",
+)
+STATUS_LABELS = {
+    "draft": "草稿", "accepted": "已受理", "answered_on_spot": "直接办结", "invalid": "无效",
+    "dispatched": "已派单", "returned": "退单待审", "signed": "办理中", "replied": "已办结",
+    "surveyed": "已回访", "archived": "已归档", "merged": "已合并",
+}
+# Open = still owed something by someone; supervision and escalation apply here.
+OPEN_STATUSES = frozenset({"accepted", "dispatched", "returned", "signed", "replied"})
+SATISFACTION = ("satisfied", "basically_satisfied", "dissatisfied")
+CENTER_ROLES: frozenset[str] = frozenset({"agent", "supervisor", "admin"})
+SUPERVISOR_ROLES: frozenset[str] = frozenset({"supervisor", "admin"})
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: int | None
+    role: Role
+    name: str
+    department_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The city's rules the workflow needs; built once from settings."""
+
+    deadlines: DeadlineSettings
+    tz: ZoneInfo
+    dissatisfied_rule: Literal["reopen", "supervisor"] = "reopen"
+
+
+@dataclass(frozen=True)
+class TicketState:
+    status: str = "draft"
+    request_type: str = "inquiry"
+    urgency: str = "normal"
+    accepted_by: int | None = None  # 首接负责: the accepting agent stays the owner until archived
+    lead_department_id: int | None = None
+    co_handler_ids: tuple[int, ...] = ()
+    first_dispatched_at: datetime | None = None
+    dispatched_at: datetime | None = None
+    signed_at: datetime | None = None
+    replied_at: datetime | None = None
+    sign_due: datetime | None = None
+    reply_due: datetime | None = None
+    return_until: datetime | None = None
+    progress_due: datetime | None = None
+    return_reason: str | None = None
+    extension_pending_days: int | None = None
+    extension_days_granted: int = 0
+    suspended_at: datetime | None = None
+    supervised: bool = False
+    supervision_due: datetime | None = None
+    escalation_level: int = 0
+    answer: str | None = None
+    satisfaction: str | None = None
+    resolved: bool | None = None
+    survey_unreachable: bool = False
+    ledger_pending: bool = False  # dissatisfied, waiting for a supervisor to decide (rule "supervisor")
+    reopen_count: int = 0
+    duplicate_of: str | None = None
+    archived_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    action: str
+    at: datetime
+    actor_id: int | None
+    actor_role: str
+    actor_name: str
+    from_status: str
+    to_status: str
+    note: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Effects: what the store must record besides the ticket row (department assignments feed the rates).
+@dataclass(frozen=True)
+class AssignmentOpened:
+    department_id: int
+    role: Literal["lead", "co"]
+    dispatched_at: datetime
+    sign_due: datetime
+    reply_due: datetime
+
+
+@dataclass(frozen=True)
+class AssignmentSigned:
+    department_id: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AssignmentClosed:
+    department_id: int
+    at: datetime
+    outcome: Literal["returned", "replied", "withdrawn"]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AssignmentRestored:
+    """A rejected return: the department's returned assignment counts again, with its original deadlines."""
+
+    department_id: int
+
+
+@dataclass(frozen=True)
+class ReplyDueChanged:
+    reply_due: datetime
+
+
+@dataclass(frozen=True)
+class SurveyDue:
+    replied_at: datetime
+
+
+@dataclass(frozen=True)
+class SurveyRecorded:
+    department_id: int | None
+    satisfaction: str
+    resolved: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    department_id: int | None
+    satisfaction: str
+    resolved: bool
+    at: datetime
+    decision: Literal["reopened", "pending_supervisor"]
+
+
+Effect = Union[AssignmentOpened, AssignmentSigned, AssignmentClosed, AssignmentRestored, ReplyDueChanged, SurveyDue,
+               SurveyRecorded, LedgerEntry]
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: TicketState
+    entry: HistoryEntry
+    effects: tuple[Effect, ...] = ()
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str  # stable slug, e.g. "not_allowed_in_state"
+    message: str  # Chinese, for the person who tried
+    status: str
+    allowed: tuple[str, ...]
+    field: str | None = None
+
+
+class _Refuse(Exception):
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+
+# ---------------------------------------------------------------- who may act
+def _is_lead(state: TicketState, actor: Actor) -> bool:
+    return actor.role == "department" and actor.department_id is not None \
+        and actor.department_id == state.lead_department_id
+
+
+def _is_handler(state: TicketState, actor: Actor) -> bool:
+    return actor.role == "department" and actor.department_id is not None and (
+        actor.department_id == state.lead_department_id or actor.department_id in state.co_handler_ids
+    )
+
+
+def _center(state: TicketState, actor: Actor) -> bool:
+    return actor.role in CENTER_ROLES
+
+
+def _supervisor(state: TicketState, actor: Actor) -> bool:
+    return actor.role in SUPERVISOR_ROLES
+
+
+def _supervisor_or_system(state: TicketState, actor: Actor) -> bool:
+    return actor.role in SUPERVISOR_ROLES or actor.role == "system"
+
+
+def _center_or_system(state: TicketState, actor: Actor) -> bool:
+    return actor.role in CENTER_ROLES or actor.role == "system"
+
+
+def _lead_or_supervisor(state: TicketState, actor: Actor) -> bool:
+    return _is_lead(state, actor) or actor.role in SUPERVISOR_ROLES
+
+
+# ---------------------------------------------------------------- parameter helpers
+def _text(params: Mapping[str, Any], key: str, label: str, required: bool = True) -> str:
+    value = params.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise _Refuse("missing_field", f"请填写{label}", key)
+        return ""
+    if not isinstance(value, str):
+        raise _Refuse("invalid_field", f"{label}必须是文字", key)
+    return value
+
+
+def _int(params: Mapping[str, Any], key: str, label: str) -> int:
+    value = params.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Refuse("invalid_field", f"{label}必须是整数", key)
+    return value
+
+
+def _open_assignments(state: TicketState, now: datetime, policy: Policy) -> tuple[TicketState, list[Effect]]:
+    assert state.lead_department_id is not None
+    d = dl.for_dispatch(now, state.request_type, state.urgency, policy.deadlines, policy.tz)
+    effects: list[Effect] = [AssignmentOpened(state.lead_department_id, "lead", now, d.sign_due, d.reply_due)]
+    effects += [AssignmentOpened(c, "co", now, d.sign_due, d.reply_due) for c in state.co_handler_ids]
+    new = replace(
+        state, status="dispatched", dispatched_at=now,
+        first_dispatched_at=state.first_dispatched_at or now,
+        signed_at=None, replied_at=None, sign_due=d.sign_due, reply_due=d.reply_due,
+        return_until=d.return_until, progress_due=d.progress_due, return_reason=None,
+        extension_pending_days=None, extension_days_granted=0, suspended_at=None,
+    )
+    return new, effects
+
+
+def _close_all(state: TicketState, now: datetime, outcome: Literal["returned", "replied", "withdrawn"],
+               reason: str = "") -> list[Effect]:
+    ids = ([state.lead_department_id] if state.lead_department_id is not None else []) + list(state.co_handler_ids)
+    return [AssignmentClosed(i, now, outcome, reason) for i in ids]
+
+
+# ---------------------------------------------------------------- the actions
+Result = tuple[TicketState, str, dict[str, Any], list[Effect]]  # new state, note, data, effects
+
+
+def _edit(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    changes: dict[str, Any] = {}
+    if "request_type" in p:
+        changes["request_type"] = p["request_type"]
+    if "urgency" in p:
+        changes["urgency"] = p["urgency"]
+    fields = sorted(k for k in p if k != "note")
+    return replace(s, **changes), _text(p, "note", "说明", required=False), {"fields": fields}, []
+
+
+def _accept(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    return replace(s, status="accepted", accepted_by=s.accepted_by or a.user_id), \
+        _text(p, "note", "说明", False), {}, []
+
+
+def _answer_on_spot(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    answer = _text(p, "answer", "答复内容")
+    return replace(s, status="answered_on_spot", answer=answer, replied_at=now,
+                   accepted_by=s.accepted_by or a.user_id), "", {"answer": answer}, [SurveyDue(now)]
+
+
+def _mark_invalid(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    return replace(s, status="invalid"), _text(p, "reason", "无效原因"), {}, []
+
+
+def _dispatch(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    lead = _int(p, "lead_department_id", "主办单位")
+    co_raw = p.get("co_handler_ids") or []
+    if not isinstance(co_raw, (list, tuple)) or not all(isinstance(c, int) and not isinstance(c, bool)
+                                                         for c in co_raw):
+        raise _Refuse("invalid_field", "协办单位必须是单位编号列表", "co_handler_ids")
+    co = tuple(dict.fromkeys(c for c in co_raw if c != lead))
+    new, effects = _open_assignments(replace(s, lead_department_id=lead, co_handler_ids=co), now, pol)
+    return new, _text(p, "note", "派单意见", False), \
+        {"lead_department_id": lead, "co_handler_ids": list(co), "sign_due": new.sign_due,
+         "reply_due": new.reply_due}, effects
+
+
+def _sign(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    assert s.lead_department_id is not None
+    on_time = s.sign_due is None or now <= s.sign_due
+    return replace(s, status="signed", signed_at=now), _text(p, "note", "说明", False), \
+        {"on_time": on_time}, [AssignmentSigned(s.lead_department_id, now)]
+
+
+def _return(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    reason = _text(p, "reason", "退单理由")
+    if reason not in pol.deadlines.return_reasons:
+        raise _Refuse("invalid_field", "退单理由须为：" + "、".join(pol.deadlines.return_reasons), "reason")
+    if s.return_until is not None and now > s.return_until:
+        raise _Refuse("return_window_closed",
+                      f"派单后{pol.deadlines.return_within_working_days}个工作日内才能退单，已超过退单时限")
+    note = _text(p, "note", "退单说明", False)
+    return replace(s, status="returned", return_reason=reason), note, {"reason": reason}, \
+        _close_all(s, now, "returned", reason)
+
+
+def _approve_return(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    # The ticket goes back to the dispatcher for re-dispatch; its age still counts from first dispatch.
+    new = replace(s, status="accepted", lead_department_id=None, co_handler_ids=(), sign_due=None,
+                  reply_due=None, return_until=None, progress_due=None, dispatched_at=None, signed_at=None)
+    return new, _text(p, "note", "审核意见", False), {"returned_by": s.lead_department_id}, []
+
+
+def _reject_return(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    # The same department keeps it, with its original deadlines: returning must not buy time.
+    ids = ([s.lead_department_id] if s.lead_department_id is not None else []) + list(s.co_handler_ids)
+    return replace(s, status="dispatched", return_reason=None), _text(p, "note", "驳回理由"), {}, \
+        [AssignmentRestored(i) for i in ids]
+
+
+def _progress_report(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    from datetime import timedelta
+
+    note = _text(p, "note", "阶段反馈内容")
+    return replace(s, progress_due=now + timedelta(days=pol.deadlines.progress_report_days)), note, \
+        {"department_id": a.department_id}, []
+
+
+def _request_extension(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.extension_pending_days is not None:
+        raise _Refuse("extension_pending", "已有延期申请待审批")
+    days = _int(p, "days", "延期工作日数")
+    limit = pol.deadlines.max_extension_working_days
+    if not 1 <= days <= limit:
+        raise _Refuse("invalid_field", f"延期天数须在1到{limit}个工作日之间", "days")
+    reason = _text(p, "reason", "延期理由")
+    return replace(s, extension_pending_days=days), reason, {"days": days}, []
+
+
+def _approve_extension(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.extension_pending_days is None:
+        raise _Refuse("no_extension_pending", "没有待审批的延期申请")
+    days = p.get("days", s.extension_pending_days)
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= s.extension_pending_days:
+        raise _Refuse("invalid_field", f"批准天数须在1到{s.extension_pending_days}之间", "days")
+    assert s.reply_due is not None
+    new_due = dl.extend(s.reply_due, days, pol.tz)
+    return replace(s, extension_pending_days=None, extension_days_granted=s.extension_days_granted + days,
+                   reply_due=new_due), _text(p, "note", "审批意见", False), \
+        {"days": days, "reply_due": new_due}, [ReplyDueChanged(new_due)]
+
+
+def _refuse_extension(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.extension_pending_days is None:
+        raise _Refuse("no_extension_pending", "没有待审批的延期申请")
+    return replace(s, extension_pending_days=None), _text(p, "note", "不予延期的理由"), {}, []
+
+
+def _suspend(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.suspended_at is not None:
+        raise _Refuse("already_suspended", "办理时限已暂停")
+    return replace(s, suspended_at=now), _text(p, "note", "暂停原因（如等待来电人补充材料）"), {}, []
+
+
+def _resume(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.suspended_at is None:
+        raise _Refuse("not_suspended", "办理时限未暂停")
+    assert s.reply_due is not None
+    due = dl.resume(s.reply_due, s.suspended_at, now)
+    return replace(s, suspended_at=None, reply_due=due), _text(p, "note", "说明", False), {"reply_due": due}, \
+        [ReplyDueChanged(due)]
+
+
+def _reply(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    answer = _text(p, "answer", "答复内容")
+    state, moved = s, []
+    if s.suspended_at is not None and s.reply_due is not None:  # replying ends a suspension
+        state = replace(s, suspended_at=None, reply_due=dl.resume(s.reply_due, s.suspended_at, now))
+        moved = [ReplyDueChanged(state.reply_due)]
+    on_time = state.reply_due is None or now <= state.reply_due
+    return replace(state, status="replied", replied_at=now, answer=answer, extension_pending_days=None), \
+        "", {"answer": answer, "on_time": on_time}, moved + _close_all(state, now, "replied") + [SurveyDue(now)]
+
+
+def _record_survey(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    sat = p.get("satisfaction")
+    if sat not in SATISFACTION:
+        raise _Refuse("invalid_field", "满意度须为：满意、基本满意、不满意之一", "satisfaction")
+    resolved = p.get("resolved")
+    if not isinstance(resolved, bool):
+        raise _Refuse("invalid_field", "请选择问题是否已解决", "resolved")
+    note = _text(p, "note", "回访记录", False)
+    effects: list[Effect] = [SurveyRecorded(s.lead_department_id, sat, resolved, now)]
+    data: dict[str, Any] = {"satisfaction": sat, "resolved": resolved, "via": p.get("via", "manual")}
+    state = replace(s, status="surveyed", satisfaction=sat, resolved=resolved, survey_unreachable=False)
+    if sat == "dissatisfied" or not resolved:
+        reopen = pol.dissatisfied_rule == "reopen" and s.lead_department_id is not None
+        effects.append(LedgerEntry(s.lead_department_id, sat, resolved, now,
+                                   "reopened" if reopen else "pending_supervisor"))
+        if reopen:
+            state, opened = _open_assignments(replace(state, reopen_count=s.reopen_count + 1), now, pol)
+            effects += opened
+            data["reopened"] = True
+        else:
+            state = replace(state, ledger_pending=True)
+    return state, note, data, effects
+
+
+def _survey_unreachable(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    attempts = p.get("attempts")
+    return replace(s, survey_unreachable=True), _text(p, "note", "说明", False), {"attempts": attempts}, []
+
+
+def _reopen(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.lead_department_id is None:
+        raise _Refuse("no_department", "该工单没有主办单位，无法重办")
+    note = _text(p, "note", "重办意见")
+    state, effects = _open_assignments(
+        replace(s, reopen_count=s.reopen_count + 1, ledger_pending=False, archived_at=None,
+                satisfaction=None, resolved=None), now, pol)
+    return state, note, {"reopen_count": state.reopen_count}, effects
+
+
+def _archive(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.ledger_pending:
+        raise _Refuse("ledger_pending", "不满意工单待班长决定是否重办，暂不能归档")
+    if s.status == "replied" and not s.survey_unreachable and a.role not in SUPERVISOR_ROLES:
+        raise _Refuse("survey_missing", "工单尚未回访，须回访或由班长决定后归档")
+    return replace(s, status="archived", archived_at=now), _text(p, "note", "说明", False), {}, []
+
+
+def _supervise(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    note = _text(p, "note", "督办意见")
+    due = p.get("due")
+    if not isinstance(due, datetime):
+        raise _Refuse("invalid_field", "请填写督办时限", "due")
+    if due.tzinfo is None:
+        raise _Refuse("invalid_field", "督办时限须带时区", "due")
+    return replace(s, supervised=True, supervision_due=due), note, {"due": due}, []
+
+
+def _escalate(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    note = _text(p, "note", "提级理由")
+    return replace(s, escalation_level=s.escalation_level + 1), note, {"level": s.escalation_level + 1}, []
+
+
+def _merge(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    master = _text(p, "master", "主工单编号")
+    effects = _close_all(s, now, "withdrawn", "merged") if s.status in ("dispatched", "signed") else []
+    return replace(s, status="merged", duplicate_of=master), _text(p, "note", "说明", False), \
+        {"master": master}, effects
+
+
+@dataclass(frozen=True)
+class Rule:
+    label: str
+    from_states: frozenset[str]
+    who: Callable[[TicketState, Actor], bool]
+    run: Callable[[TicketState, Mapping[str, Any], Actor, datetime, Policy], Result]
+    when: Callable[[TicketState], bool] = lambda s: True  # extra condition on the state for "allowed now"
+
+
+def _S(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+RULES: dict[str, Rule] = {
+    "edit": Rule("修改", _S("draft", "accepted"), _center, _edit),
+    "accept": Rule("受理", _S("draft"), _center, _accept),
+    "answer_on_spot": Rule("直接办结", _S("draft", "accepted"), _center, _answer_on_spot),
+    "mark_invalid": Rule("无效件", _S("draft", "accepted"), _center, _mark_invalid),
+    "dispatch": Rule("派单", _S("accepted"), _center, _dispatch),
+    "sign": Rule("签收", _S("dispatched"), _is_lead, _sign),
+    "return": Rule("退单", _S("dispatched", "signed"), _is_lead, _return),
+    "approve_return": Rule("同意退单", _S("returned"), _center, _approve_return),
+    "reject_return": Rule("驳回退单", _S("returned"), _center, _reject_return),
+    "progress_report": Rule("阶段反馈", _S("signed"), _is_handler, _progress_report),
+    "request_extension": Rule("申请延期", _S("signed"), _is_lead, _request_extension,
+                              lambda s: s.extension_pending_days is None),
+    "approve_extension": Rule("批准延期", _S("signed"), _supervisor, _approve_extension,
+                              lambda s: s.extension_pending_days is not None),
+    "refuse_extension": Rule("不予延期", _S("signed"), _supervisor, _refuse_extension,
+                             lambda s: s.extension_pending_days is not None),
+    "suspend": Rule("暂停计时", _S("signed"), _lead_or_supervisor, _suspend, lambda s: s.suspended_at is None),
+    "resume": Rule("恢复计时", _S("signed"), _lead_or_supervisor, _resume, lambda s: s.suspended_at is not None),
+    "reply": Rule("办结答复", _S("signed"), _is_lead, _reply),
+    "record_survey": Rule("回访结果", _S("replied", "answered_on_spot"), _center_or_system, _record_survey),
+    "survey_unreachable": Rule("回访未接通", _S("replied", "answered_on_spot"), _center_or_system,
+                               _survey_unreachable, lambda s: not s.survey_unreachable),
+    "reopen": Rule("重办", _S("replied", "surveyed", "archived"), _supervisor_or_system, _reopen,
+                   lambda s: s.lead_department_id is not None),
+    "archive": Rule("归档", _S("surveyed", "answered_on_spot", "replied", "invalid"), _center_or_system, _archive,
+                    lambda s: not s.ledger_pending),
+    "supervise": Rule("督办", OPEN_STATUSES, _supervisor, _supervise),
+    "escalate": Rule("提级", OPEN_STATUSES, _supervisor, _escalate),
+    "merge": Rule("合并为重复件", _S("draft", "accepted", "dispatched", "returned", "signed"), _center, _merge),
+}
+ACTIONS = tuple(RULES)
+
+
+def allowed_actions(state: TicketState, actor: Actor) -> tuple[str, ...]:
+    """The actions this actor may take on this ticket now, in table order."""
+    return tuple(
+        name for name, rule in RULES.items()
+        if state.status in rule.from_states and rule.who(state, actor) and rule.when(state)
+    )
+
+
+def apply(state: TicketState, action: str, params: Mapping[str, Any], actor: Actor, now: datetime,
+          policy: Policy) -> Transition | Refusal:
+    """Take one action on one ticket. Never raises for a refused action; returns a ``Refusal``."""
+    rule = RULES.get(action)
+    allowed = allowed_actions(state, actor)
+    label = STATUS_LABELS.get(state.status, state.status)
+    if rule is None:
+        return Refusal("unknown_action", f"未知操作：{action}", state.status, allowed)
+    if state.status not in rule.from_states:
+        return Refusal("not_allowed_in_state",
+                       f"工单当前状态为「{label}」，不能{rule.label}；可执行：" + _labels(allowed),
+                       state.status, allowed)
+    if not rule.who(state, actor):
+        return Refusal("not_permitted", f"您无权对该工单执行「{rule.label}」；可执行：" + _labels(allowed),
+                       state.status, allowed)
+    try:
+        new, note, data, effects = rule.run(state, params, actor, now, policy)
+    except _Refuse as refused:
+        return Refusal(refused.code, refused.message, state.status, allowed, refused.field)
+    entry = HistoryEntry(action, now, actor.user_id, actor.role, actor.name, state.status, new.status, note, data)
+    return Transition(new, entry, tuple(effects))
+
+
+def _labels(actions: tuple[str, ...]) -> str:
+    return "、".join(RULES[a].label for a in actions) or "无"
