@@ -82,8 +82,9 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
     """
     try:
         return await handler(request)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return _error_response(413, "body_too_large", f"请求体过大（上限 {exc.max_size} 字节）")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].server.max_body_bytes
+        return _error_response(413, "body_too_large", f"请求体过大（上限 {limit} 字节）")
     except web.HTTPException as exc:
         if exc.status >= 400 and request.path.startswith("/api/") and exc.content_type != "application/json":
             return _error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)

@@ -107,7 +107,7 @@ def postgres_server() -> Iterator[str]:
 _pg_db_counter = iter(range(1, 100_000))
 
 
-def _create_pg_database(base_url: str) -> str:
+def _create_pg_database(base_url: str, template: str = "template0") -> str:
     import asyncio
 
     import asyncpg
@@ -118,7 +118,7 @@ def _create_pg_database(base_url: str) -> str:
     async def create() -> None:
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0')
+            await conn.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE "{template}"')
         finally:
             await conn.close()
 
@@ -126,13 +126,35 @@ def _create_pg_database(base_url: str) -> str:
     return f"{base_url}/{name}"
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; each test gets a copy (migrating costs ~1 s)."""
+    import migrations
+
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrations.upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: str) -> str:
+    """A migrated PostgreSQL database used as TEMPLATE for each test's fresh database."""
+    import migrations
+
+    url = _create_pg_database(postgres_server)
+    migrations.upgrade(url)
+    return url.rsplit("/", 1)[1]
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database of each kind: a real SQLite file, and a new PostgreSQL database."""
+    """A fresh database of each kind, already at the newest schema: a real SQLite file, a new PostgreSQL database."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}"
+        target = tmp_path / "hotline.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
+        return f"sqlite+aiosqlite:///{target}"
     base = request.getfixturevalue("postgres_server")
-    return _create_pg_database(base)
+    return _create_pg_database(base, template=request.getfixturevalue("postgres_template"))
 
 
 @pytest.fixture
@@ -147,7 +169,9 @@ def settings_factory(tmp_path: Path):
 
     def make(database_url: str | None = None, redis_url: str = "", **sections: dict) -> "object":
         base = load_settings(env={})
-        server = {"data_dir": str(tmp_path / "var"), "admin_password": "admin-test-密码", **sections.pop("server", {})}
+        server = {"data_dir": str(tmp_path / "var"), "admin_password": "admin-test-密码",
+                  # cheap argon2 parameters: the tests check behaviour, not hashing cost
+                  "password_time_cost": 1, "password_memory_kib": 1024, **sections.pop("server", {})}
         db = {"url": database_url or f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}", **sections.pop("database", {})}
         return base.with_overrides(server=server, database=db, redis={"url": redis_url}, **sections)
 

@@ -21,9 +21,6 @@ from tickets.workflow import Actor
 
 ROLES = ("agent", "department", "supervisor", "admin")
 ROLE_LABELS = {"agent": "话务员", "department": "承办单位", "supervisor": "班长", "admin": "管理员"}
-_hasher = PasswordHasher()
-# Verifying against this keeps a login for an unknown user as slow as one with a wrong password.
-_DUMMY_HASH = _hasher.hash("not-a-password")
 
 
 @dataclass(frozen=True)
@@ -58,6 +55,10 @@ class UserStore:
         self.clock = clock
         self.settings = settings
         self._departments: dict[int, Department] = {}
+        self._hasher = PasswordHasher(time_cost=settings.server.password_time_cost,
+                                      memory_cost=settings.server.password_memory_kib)
+        # Verifying against this keeps a login for an unknown user as slow as one with a wrong password.
+        self._dummy_hash = self._hasher.hash("not-a-password")
 
     # ------------------------------------------------------------ departments
     async def sync_departments(self, path: Path) -> None:
@@ -115,7 +116,7 @@ class UserStore:
             if await session.scalar(select(User.id).where(User.username == username)):
                 raise Conflict("username_taken", f"用户名 {username} 已存在")
             user = User(username=username, display_name=display_name or username,
-                        password_hash=_hasher.hash(password), role=role, department_id=department_id,
+                        password_hash=self._hasher.hash(password), role=role, department_id=department_id,
                         interface=interface, member_name=member_name, active=True, created_at=self.clock())
             session.add(user)
             await session.flush()
@@ -149,7 +150,7 @@ class UserStore:
         async with self.sessions() as session:
             user = await session.scalar(select(User).where(User.username == username))
         try:
-            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+            self._hasher.verify(user.password_hash if user else self._dummy_hash, password)
         except (VerificationError, InvalidHashError):
             user = None
         if user is None or not user.active:
