@@ -266,7 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"hotline: {exc}", file=sys.stderr)
         return 2
-    return int(args.func(settings, args) or 0)
+    try:
+        return int(args.func(settings, args) or 0)
+    except Exception as exc:
+        if getattr(exc, "slug", None) is None:
+            raise
+        print(f"hotline: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
