@@ -50,8 +50,9 @@ def token_hash(token: str) -> str:
 
 class UserStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], datetime],
-                 settings: Settings) -> None:
+                 settings: Settings, read_sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
         self.sessions = sessions
+        self.read_sessions = read_sessions or sessions
         self.clock = clock
         self.settings = settings
         self._departments: dict[int, Department] = {}
@@ -81,7 +82,7 @@ class UserStore:
         await self.load_departments()
 
     async def load_departments(self) -> dict[int, Department]:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             self._departments = {d.id: d for d in (await session.scalars(select(Department))).all()}
         return self._departments
 
@@ -124,7 +125,7 @@ class UserStore:
 
     async def ensure_admin(self, username: str, password: str) -> str | None:
         """Create the first admin account when there is none. Returns the password when one was created."""
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             if await session.scalar(select(User.id).where(User.role == "admin").limit(1)):
                 return None
         password = password or secrets.token_urlsafe(12)
@@ -132,11 +133,11 @@ class UserStore:
         return password
 
     async def list_users(self) -> list[Principal]:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             return [self._principal(u) for u in (await session.scalars(select(User).order_by(User.id))).all()]
 
     async def user_by_interface(self, interface: str) -> Principal | None:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             user = await session.scalar(select(User).where(User.interface == interface, User.active.is_(True)))
             return self._principal(user) if user else None
 
@@ -147,7 +148,7 @@ class UserStore:
 
     # ------------------------------------------------------------ login
     async def login(self, username: str, password: str, kind: str = "session", label: str = "") -> tuple[str, Principal]:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             user = await session.scalar(select(User).where(User.username == username))
         try:
             self._hasher.verify(user.password_hash if user else self._dummy_hash, password)
@@ -166,7 +167,7 @@ class UserStore:
         return token, self._principal(user)
 
     async def authenticate(self, token: str) -> Principal | None:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             row = (await session.execute(
                 select(AuthToken, User).join(User, User.id == AuthToken.user_id)
                 .where(AuthToken.token_hash == token_hash(token))

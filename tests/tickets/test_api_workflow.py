@@ -265,7 +265,7 @@ async def test_overdue_and_near_due_lists(center: Center) -> None:
     center.clock.advance(minutes=61)  # urgent: sign within 1 hour
     overdue = await center.super.get("/api/v1/tickets/due?kind=overdue")
     assert [t["number"] for t in overdue] == [urgent["number"]]
-    assert (await center.super.get(f"/api/v1/tickets?overdue=1"))["total"] == 1
+    assert (await center.super.get("/api/v1/tickets?overdue=1"))["total"] == 1
     near = await center.super.get("/api/v1/tickets/due?kind=near_due&within_hours=24")
     assert urgent["number"] in [t["number"] for t in near]  # reply within 24 h: near due
     assert normal["number"] not in [t["number"] for t in near]
