@@ -60,7 +60,10 @@ def make_engine(settings: Settings, *, for_reads: bool = False) -> AsyncEngine:
     url = settings.database_url
     if url.startswith("sqlite"):
         Path(settings.data_path).mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=10, max_overflow=20)
+        # SQLite has one writer at a time. One write connection per process makes writers queue in the
+        # pool (FIFO, no polling); between processes, BEGIN IMMEDIATE + busy_timeout does the queueing.
+        pool = {"pool_size": 10, "max_overflow": 10} if for_reads else {"pool_size": 1, "max_overflow": 0}
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_timeout=120, **pool)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

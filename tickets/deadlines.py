@@ -12,6 +12,7 @@ Conventions (a city can change the numbers in ``config/deadlines.toml``, not the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ from config.settings import DeadlineSettings
 _FIRST_YEAR, _LAST_YEAR = 2004, max(chinese_calendar.constants.holidays).year
 
 
+@lru_cache(maxsize=4096)
 def is_working_day(day: date) -> bool:
     """True on a working day, including a 调休 Saturday or Sunday.
 

@@ -7,21 +7,25 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, case, exists, func, or_, select, update
+from types import SimpleNamespace
+
+from sqlalchemy import Select, and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import REQUEST_TYPES, Settings
 from tickets import phones, rates, workflow
-from tickets.errors import InvalidField, NotFound, Refused
+from tickets.errors import Conflict, InvalidField, NotFound, Refused
 from tickets.models import Assignment, Department, LedgerItem, Ticket, TicketCounter, TicketHandler, TicketHistory
 from tickets.users import Principal
 
+T = Ticket.__table__
+H = TicketHistory.__table__
 CHANNELS = ("phone", "web", "wechat", "app", "mailbox", "walk_in")
 URGENCIES = ("urgent", "normal")
 EDITABLE_FIELDS = ("channel", "caller_name", "caller_phone", "anonymous", "survey_opt_out", "request_type",
@@ -35,7 +39,7 @@ def address_key(address: str) -> str:
     return _PUNCT.sub("", unicodedata.normalize("NFKC", address or "")).lower()[:200]
 
 
-def to_state(ticket: Ticket) -> workflow.TicketState:
+def to_state(ticket: Any) -> workflow.TicketState:
     values = {name: getattr(ticket, name) for name in STATE_FIELDS}
     values["co_handler_ids"] = tuple(ticket.co_handler_ids or ())
     return workflow.TicketState(**values)
@@ -153,20 +157,24 @@ class TicketStore:
             raise InvalidField("content", "请填写诉求内容")
         now = self.clock()
         async with self.sessions.begin() as session:
-            ticket = Ticket(
-                number=await self._next_number(session, now), created_at=now, updated_at=now,
-                created_by=who.id if who.role != "system" else None, status="draft",
-                call_id=call_id, recording_path=recording_path,
-                draft_fields=dict(draft_fields) if draft_fields else None, co_handler_ids=[], **values,
-            )
-            session.add(ticket)
-            await session.flush()
-            session.add(TicketHistory(ticket_id=ticket.id, action="create", at=now, actor_id=who.id,
-                                      actor_role=who.role, actor_name=who.name, from_status="", to_status="draft",
-                                      note="", data={"channel": ticket.channel}))
+            row = {c.name: c.default.arg if c.default is not None and not callable(c.default.arg) else None
+                   for c in T.columns if c.name != "id"}
+            row.update(title="", content="", address="", address_key="", district="", category="", caller_name="",
+                       caller_phone="", co_handler_ids=[])
+            row.update(values)
+            row.update(number=await self._next_number(session, now), created_at=now, updated_at=now, version=1,
+                       created_by=who.id if who.role != "system" else None, status="draft", call_id=call_id,
+                       recording_path=recording_path, draft_fields=dict(draft_fields) if draft_fields else None)
+            ticket_id = (await session.execute(insert(T).values(**row).returning(T.c.id))).scalar_one()
+            ticket = SimpleNamespace(id=ticket_id, **row)
+            await session.execute(insert(H).values(
+                ticket_id=ticket_id, action="create", at=now, actor_id=who.id, actor_role=who.role,
+                actor_name=who.name, from_status="", to_status="draft", note="", data={"channel": ticket.channel}))
             entries = []
             if accept:
-                entries.append(await self._apply(session, ticket, "accept", {}, who, now))
+                entry, changes = await self._apply(session, ticket, "accept", {}, who, now)
+                await self._save(session, ticket, changes, now)
+                entries.append(entry)
             view = self._view(ticket, mask=False)
         for entry in entries:
             self._notify(view, entry)
@@ -176,22 +184,45 @@ class TicketStore:
     async def act(self, number: str, action: str, params: Mapping[str, Any], who: Principal) -> dict[str, Any]:
         now = self.clock()
         async with self.sessions.begin() as session:
-            ticket = await self._load(session, number, who, for_update=True)
+            ticket = await self._load_row(session, number, who, for_update=True)
             await self._check_references(session, ticket, action, params)
-            entry = await self._apply(session, ticket, action, params, who, now)
+            entry, changes = await self._apply(session, ticket, action, params, who, now)
             if action == "edit":
-                for key, value in self._clean(params).items():
-                    setattr(ticket, key, value)
+                edits = self._clean(params)
+                changes.update(edits)
+                vars(ticket).update(edits)
+            await self._save(session, ticket, changes, now)
             if action == "merge":
-                master = await session.scalar(select(Ticket).where(Ticket.number == params["master"]))
-                assert master is not None
-                session.add(TicketHistory(ticket_id=master.id, action="merged_in", at=now, actor_id=who.id,
-                                          actor_role=who.role, actor_name=who.name, from_status=master.status,
-                                          to_status=master.status, note=entry.note,
-                                          data={"duplicate": ticket.number}))
+                master = (await session.execute(select(T.c.id, T.c.status).where(T.c.number == params["master"]))).one()
+                await session.execute(insert(H).values(
+                    ticket_id=master.id, action="merged_in", at=now, actor_id=who.id, actor_role=who.role,
+                    actor_name=who.name, from_status=master.status, to_status=master.status, note=entry.note,
+                    data={"duplicate": ticket.number}))
             view = self._view(ticket, mask=False)
         self._notify(view, entry)
         return view
+
+    async def _load_row(self, session: AsyncSession, number: str, who: Principal, for_update: bool = False
+                        ) -> SimpleNamespace:
+        """The ticket as plain attributes (Core, not the ORM: the action path is the hot path)."""
+        stmt = self._visible(select(T).where(T.c.number == number), who)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = (await session.execute(stmt)).mappings().first()
+        if row is None:  # 404 also for another department's ticket: do not reveal that it exists
+            raise NotFound("ticket_not_found", f"工单 {number} 不存在")
+        return SimpleNamespace(**row)
+
+    async def _save(self, session: AsyncSession, ticket: SimpleNamespace, changes: dict[str, Any],
+                    now: datetime) -> None:
+        """One UPDATE of the changed columns, guarded by the version so a lost update cannot happen."""
+        changes = {**changes, "updated_at": now, "version": ticket.version + 1}
+        result = await session.execute(update(T).where(T.c.id == ticket.id, T.c.version == ticket.version)
+                                       .values(**changes))
+        if result.rowcount != 1:
+            raise Conflict("concurrent_update", "工单刚被他人修改，请刷新后重试")
+        ticket.version += 1
+        ticket.updated_at = now
 
     async def _check_references(self, session: AsyncSession, ticket: Ticket, action: str,
                                 params: Mapping[str, Any]) -> None:
@@ -219,29 +250,35 @@ class TicketStore:
         if action == "edit":
             self._clean(params)  # validate before the transition is recorded
 
-    async def _apply(self, session: AsyncSession, ticket: Ticket, action: str, params: Mapping[str, Any],
-                     who: Principal, now: datetime) -> workflow.HistoryEntry:
-        result = workflow.apply(to_state(ticket), action, params, who.as_actor(), now, self.policy)
+    async def _apply(self, session: AsyncSession, ticket: Any, action: str, params: Mapping[str, Any],
+                     who: Principal, now: datetime) -> tuple[workflow.HistoryEntry, dict[str, Any]]:
+        old = to_state(ticket)
+        result = workflow.apply(old, action, params, who.as_actor(), now, self.policy)
         if isinstance(result, workflow.Refusal):
             raise Refused(result.code, result.message, result.status, list(result.allowed), result.field)
-        for name, value in asdict(result.state).items():
-            setattr(ticket, name, list(value) if name == "co_handler_ids" else value)
-        ticket.updated_at = now
+        changes: dict[str, Any] = {}
+        for name in STATE_FIELDS:  # only what changed, so the UPDATE carries only those columns
+            value = getattr(result.state, name)
+            if value != getattr(old, name):
+                changes[name] = list(value) if name == "co_handler_ids" else value
+        vars(ticket).update(changes)
         entry = result.entry
-        session.add(TicketHistory(ticket_id=ticket.id, action=entry.action, at=entry.at, actor_id=entry.actor_id,
-                                  actor_role=entry.actor_role, actor_name=entry.actor_name,
-                                  from_status=entry.from_status, to_status=entry.to_status, note=entry.note,
-                                  data=_jsonable(entry.data)))
-        await self._carry_out(session, ticket, result.effects)
-        return entry
+        await session.execute(insert(H).values(
+            ticket_id=ticket.id, action=entry.action, at=entry.at, actor_id=entry.actor_id,
+            actor_role=entry.actor_role, actor_name=entry.actor_name, from_status=entry.from_status,
+            to_status=entry.to_status, note=entry.note, data=_jsonable(entry.data)))
+        lead_cleared = "lead_department_id" in changes and changes["lead_department_id"] is None
+        await self._carry_out(session, ticket, result.effects, lead_cleared)
+        return entry, changes
 
-    async def _carry_out(self, session: AsyncSession, ticket: Ticket, effects: Iterable[workflow.Effect]) -> None:
+    async def _carry_out(self, session: AsyncSession, ticket: Any, effects: Iterable[workflow.Effect],
+                         lead_cleared: bool = False) -> None:
         handlers_changed = False
         for eff in effects:
             if isinstance(eff, workflow.AssignmentOpened):
-                session.add(Assignment(ticket_id=ticket.id, department_id=eff.department_id, role=eff.role,
-                                       dispatched_at=eff.dispatched_at, sign_due=eff.sign_due,
-                                       reply_due=eff.reply_due))
+                await session.execute(insert(Assignment).values(
+                    ticket_id=ticket.id, department_id=eff.department_id, role=eff.role,
+                    dispatched_at=eff.dispatched_at, sign_due=eff.sign_due, reply_due=eff.reply_due, reason=""))
                 handlers_changed = True
             elif isinstance(eff, workflow.AssignmentSigned):
                 await session.execute(update(Assignment).where(
@@ -270,19 +307,19 @@ class TicketStore:
                     await session.execute(update(Assignment).where(Assignment.id == latest).values(
                         satisfaction=eff.satisfaction, resolved=eff.resolved, surveyed_at=eff.at))
             elif isinstance(eff, workflow.LedgerEntry):
-                session.add(LedgerItem(ticket_id=ticket.id, department_id=eff.department_id,
-                                       satisfaction=eff.satisfaction, resolved=eff.resolved, at=eff.at,
-                                       decision=eff.decision))
-        if handlers_changed or ticket.lead_department_id is None:
+                await session.execute(insert(LedgerItem).values(
+                    ticket_id=ticket.id, department_id=eff.department_id, satisfaction=eff.satisfaction,
+                    resolved=eff.resolved, at=eff.at, decision=eff.decision))
+        if handlers_changed or lead_cleared:  # lead cleared = approved return: old handlers lose access
             await self._sync_handlers(session, ticket)
 
-    async def _sync_handlers(self, session: AsyncSession, ticket: Ticket) -> None:
+    async def _sync_handlers(self, session: AsyncSession, ticket: Any) -> None:
         await session.execute(TicketHandler.__table__.delete().where(TicketHandler.ticket_id == ticket.id))
         if ticket.lead_department_id is not None:
-            session.add(TicketHandler(ticket_id=ticket.id, department_id=ticket.lead_department_id, role="lead"))
-            for co in ticket.co_handler_ids or []:
-                if co != ticket.lead_department_id:
-                    session.add(TicketHandler(ticket_id=ticket.id, department_id=co, role="co"))
+            rows = [{"ticket_id": ticket.id, "department_id": ticket.lead_department_id, "role": "lead"}]
+            rows += [{"ticket_id": ticket.id, "department_id": co, "role": "co"}
+                     for co in ticket.co_handler_ids or [] if co != ticket.lead_department_id]
+            await session.execute(insert(TicketHandler), rows)
 
     def _notify(self, view: dict[str, Any], entry: workflow.HistoryEntry) -> None:
         for listener in self.listeners:
@@ -440,7 +477,7 @@ class TicketStore:
                  "code": departments[row.department_id].code, **row.as_dict()} for row in table]
 
     # ------------------------------------------------------------ view
-    def _view(self, t: Ticket, mask: bool) -> dict[str, Any]:
+    def _view(self, t: Any, mask: bool) -> dict[str, Any]:
         phone = t.caller_phone or ""
         return {
             "number": t.number, "status": t.status, "status_label": workflow.STATUS_LABELS.get(t.status, t.status),
@@ -463,7 +500,7 @@ class TicketStore:
             "overdue": self._is_overdue(t),
         }
 
-    def _is_overdue(self, t: Ticket) -> bool:
+    def _is_overdue(self, t: Any) -> bool:
         now = self.clock()
         if t.status == "dispatched" and t.sign_due and t.sign_due < now:
             return True

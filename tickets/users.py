@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from tickets.errors import Conflict, InvalidField, NotFound, Unauthorized
 from tickets.models import AuthToken, Department, User
 from tickets.workflow import Actor
 
+TOKEN_CACHE_SECONDS = 30.0
 ROLES = ("agent", "department", "supervisor", "admin")
 ROLE_LABELS = {"agent": "话务员", "department": "承办单位", "supervisor": "班长", "admin": "管理员"}
 
@@ -56,6 +58,7 @@ class UserStore:
         self.clock = clock
         self.settings = settings
         self._departments: dict[int, Department] = {}
+        self._token_cache: dict[str, tuple[Principal, datetime | None, float]] = {}
         self._hasher = PasswordHasher(time_cost=settings.server.password_time_cost,
                                       memory_cost=settings.server.password_memory_kib)
         # Verifying against this keeps a login for an unknown user as slow as one with a wrong password.
@@ -167,19 +170,39 @@ class UserStore:
         return token, self._principal(user)
 
     async def authenticate(self, token: str) -> Principal | None:
+        """The user behind a token. Answers from a 30-second in-process cache: every API call needs this,
+        and a logout or deactivation reaches other server processes within those 30 seconds."""
+        key = token_hash(token)
+        cached = self._token_cache.get(key)
+        now_mono = time.monotonic()
+        if cached is not None and now_mono - cached[2] < TOKEN_CACHE_SECONDS:
+            principal, expires = cached[0], cached[1]
+            if expires is None or expires > self.clock():
+                return principal
+        principal, expires = await self._authenticate(key)
+        if principal is None:
+            self._token_cache.pop(key, None)
+            return None
+        if len(self._token_cache) > 10_000:
+            self._token_cache.clear()
+        self._token_cache[key] = (principal, expires, now_mono)
+        return principal
+
+    async def _authenticate(self, key: str) -> tuple[Principal | None, datetime | None]:
         async with self.read_sessions() as session:
             row = (await session.execute(
                 select(AuthToken, User).join(User, User.id == AuthToken.user_id)
-                .where(AuthToken.token_hash == token_hash(token))
+                .where(AuthToken.token_hash == key)
             )).first()
         if row is None:
-            return None
+            return None, None
         tok, user = row
         if not user.active or (tok.expires_at is not None and tok.expires_at <= self.clock()):
-            return None
-        return self._principal(user)
+            return None, None
+        return self._principal(user), tok.expires_at
 
     async def logout(self, token: str) -> None:
+        self._token_cache.pop(token_hash(token), None)
         async with self.sessions.begin() as session:
             tok = await session.scalar(select(AuthToken).where(AuthToken.token_hash == token_hash(token)))
             if tok is not None:
