@@ -115,6 +115,12 @@ class TicketCreate(_Body):
     call_id: str | None = Field(default=None, max_length=64)
 
 
+class DepartmentCreate(_Body):
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    domains: list[str] = []
+
+
 class UserCreate(_Body):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=8, max_length=200)
@@ -201,6 +207,14 @@ async def list_departments(request: web.Request) -> web.Response:
     departments = await request.app[USERS].load_departments()
     return ok([{"id": d.id, "code": d.code, "name": d.name, "domains": d.domains, "active": d.active}
                for d in departments.values()])
+
+
+async def create_department(request: web.Request) -> web.Response:
+    require_role(request, "admin")
+    body = parse(DepartmentCreate, await read_json(request))
+    dept = await request.app[USERS].create_department(body.code, body.name, body.domains)
+    return ok({"id": dept.id, "code": dept.code, "name": dept.name, "domains": dept.domains, "active": True},
+              status=201)
 
 
 async def create_user(request: web.Request) -> web.Response:
@@ -347,7 +361,9 @@ def openapi_document() -> dict[str, Any]:
                                             "responses": {"200": {"description": "token"}, **std}}},
             "/api/v1/auth/logout": {"post": {"summary": "退出", "responses": {"200": {"description": "ok"}}}},
             "/api/v1/me": {"get": {"summary": "当前用户", "responses": {"200": {"description": "user"}, **std}}},
-            "/api/v1/departments": {"get": {"summary": "单位列表", "responses": {"200": {"description": "list"}}}},
+            "/api/v1/departments": {"get": {"summary": "单位列表", "responses": {"200": {"description": "list"}}},
+                                    "post": {"summary": "新建单位（管理员）", "requestBody": body(DepartmentCreate),
+                                             "responses": {"201": {"description": "department"}, **std}}},
             "/api/v1/users": {"get": {"summary": "用户列表", "responses": {"200": {"description": "list"}}},
                               "post": {"summary": "新建用户", "requestBody": body(UserCreate),
                                        "responses": {"201": {"description": "user"}, **std}}},
@@ -396,6 +412,7 @@ def setup_routes(app: web.Application, tz: ZoneInfo) -> None:
     r.add_post("/api/v1/auth/logout", logout)
     r.add_get("/api/v1/me", me)
     r.add_get("/api/v1/departments", list_departments)
+    r.add_post("/api/v1/departments", create_department)
     r.add_get("/api/v1/users", list_users)
     r.add_post("/api/v1/users", create_user)
     r.add_get("/api/v1/tickets", list_tickets)

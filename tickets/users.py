@@ -84,6 +84,15 @@ class UserStore:
                     dept.name, dept.domains, dept.active = name, list(entry.get("domains", [])), True
         await self.load_departments()
 
+    async def create_department(self, code: str, name: str, domains: list[str] | None = None) -> Department:
+        async with self.sessions.begin() as session:
+            if await session.scalar(select(Department.id).where(Department.code == code)):
+                raise Conflict("department_exists", f"单位编码 {code} 已存在")
+            dept = Department(code=code, name=name, domains=list(domains or []), active=True)
+            session.add(dept)
+        await self.load_departments()
+        return dept
+
     async def load_departments(self) -> dict[int, Department]:
         async with self.read_sessions() as session:
             self._departments = {d.id: d for d in (await session.scalars(select(Department))).all()}

@@ -278,3 +278,33 @@ async def test_openapi_document_and_health(center: Center) -> None:
     assert doc["openapi"].startswith("3.") and "/api/v1/tickets/{number}/actions/{action}" in doc["paths"]
     health = await (await center.client.get("/health")).json()
     assert health["ok"] and health["checks"]["database"] == "ok" and health["checks"]["redis"] == "ok"
+
+
+async def test_two_handlers_acting_at_once_only_one_wins(center: Center) -> None:
+    import asyncio
+
+    water = center.departments["swuj"]
+    t = await center.new_ticket(accept=True)
+    await center.agent.act(t["number"], "dispatch", lead_department_id=water)
+    second = await center.login("water", "密码-pass-123")
+    results = await asyncio.gather(center.water.act(t["number"], "sign", expect=None),
+                                   second.act(t["number"], "sign", expect=None))
+    statuses = sorted(r.get("error", "ok") if isinstance(r, dict) else r for r in results)
+    assert statuses.count("ok") == 1, results
+    history = await center.super.get(f"/api/v1/tickets/{t['number']}/history")
+    assert [h["action"] for h in history].count("sign") == 1
+
+
+async def test_logout_ends_the_token_and_admin_manages_departments(center: Center) -> None:
+    api = await center.login("agent2", "密码-pass-123")
+    await api.post("/api/v1/auth/logout", {})
+    resp = await center.client.get("/api/v1/me", headers={"Authorization": f"Bearer {api.token}"})
+    assert resp.status == 401
+    wrong = await center.client.post("/api/v1/auth/login", json={"username": "agent2", "password": "nope"})
+    assert wrong.status == 401 and (await wrong.json())["error"] == "bad_credentials"
+    created = await center.admin.post("/api/v1/departments", {"code": "mzj", "name": "市民政局"}, expect=201)
+    assert created["name"] == "市民政局"
+    await center.agent.post("/api/v1/departments", {"code": "x", "name": "y"}, expect=403)
+    dup = await center.admin.post("/api/v1/departments", {"code": "mzj", "name": "again"}, expect=409)
+    assert dup["error"] == "department_exists"
+    assert "mzj" in [d["code"] for d in await center.agent.get("/api/v1/departments")]
