@@ -193,7 +193,7 @@ class LedgerItem(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     satisfaction: Mapped[str] = mapped_column(String(30))
-    resolved: Mapped[bool]
+    resolved: Mapped[bool | None]
     at: Mapped[datetime] = mapped_column(index=True)
     decision: Mapped[str] = mapped_column(String(30))
 

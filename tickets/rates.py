@@ -7,7 +7,8 @@ survey is a new dispatch to the same department and counts again):
 - 响应率 / 签收率 ``response_rate`` = assignments signed by their sign deadline / assignments dispatched.
 - 办结率 ``completion_rate`` = assignments replied (办结) / assignments dispatched.
 - 按时办结率 ``on_time_rate`` = assignments replied by their (possibly extended) reply deadline / replied.
-- 解决率 ``resolution_rate`` = survey answers "resolved" / survey answers.
+- 解决率 ``resolution_rate`` = answers "resolved" / answers to the resolved question (a caller who hung up
+  before it is not counted).
 - 满意率 ``satisfaction_rate`` = (满意 + w × 基本满意) / survey answers, w = ``basically_satisfied_weight``
   (1.0 by default: most cities count 基本满意 as satisfied). Unreachable callers are not answers.
 - 综合评分 ``composite`` = 100 × Σ weightᵢ × rateᵢ / Σ weightᵢ over response, resolution and satisfaction,
@@ -29,6 +30,7 @@ class Counts:
     replied_on_time: int = 0
     surveyed: int = 0
     resolved: int = 0
+    resolved_answered: int = 0
     satisfied: int = 0
     basically_satisfied: int = 0
     dissatisfied: int = 0
@@ -66,7 +68,7 @@ def _ratio(numerator: float, denominator: int) -> float | None:
 
 def compute(department_id: int, c: Counts, w: Weights) -> DepartmentRates:
     response = _ratio(c.signed_on_time, c.dispatched)
-    resolution = _ratio(c.resolved, c.surveyed)
+    resolution = _ratio(c.resolved, c.resolved_answered)
     satisfaction = _ratio(c.satisfied + w.basically_satisfied * c.basically_satisfied, c.surveyed)
     parts = [(w.response, response), (w.resolution, resolution), (w.satisfaction, satisfaction)]
     present = [(weight, rate) for weight, rate in parts if rate is not None and weight > 0]

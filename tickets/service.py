@@ -457,6 +457,7 @@ class TicketStore:
             one(and_(counted, A.outcome == "replied", A.closed_at <= A.reply_due)),
             one(and_(counted, A.satisfaction.is_not(None))),
             one(and_(counted, A.resolved.is_(True))),
+            one(and_(counted, A.resolved.is_not(None))),
             one(and_(counted, A.satisfaction == "satisfied")),
             one(and_(counted, A.satisfaction == "basically_satisfied")),
             one(and_(counted, A.satisfaction == "dissatisfied")),

@@ -142,7 +142,7 @@ class SurveyDue:
 class SurveyRecorded:
     department_id: int | None
     satisfaction: str
-    resolved: bool
+    resolved: bool | None
     at: datetime
 
 
@@ -150,7 +150,7 @@ class SurveyRecorded:
 class LedgerEntry:
     department_id: int | None
     satisfaction: str
-    resolved: bool
+    resolved: bool | None
     at: datetime
     decision: Literal["reopened", "pending_supervisor"]
 
@@ -397,13 +397,14 @@ def _record_survey(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime
     if sat not in SATISFACTION:
         raise _Refuse("invalid_field", "满意度须为：满意、基本满意、不满意之一", "satisfaction")
     resolved = p.get("resolved")
-    if not isinstance(resolved, bool):
-        raise _Refuse("invalid_field", "请选择问题是否已解决", "resolved")
+    # None = the caller did not answer that question (hung up half way): the partial result is kept.
+    if resolved is not None and not isinstance(resolved, bool):
+        raise _Refuse("invalid_field", "问题是否已解决须为 true、false 或 null（未回答）", "resolved")
     note = _text(p, "note", "回访记录", False)
     effects: list[Effect] = [SurveyRecorded(s.lead_department_id, sat, resolved, now)]
     data: dict[str, Any] = {"satisfaction": sat, "resolved": resolved, "via": p.get("via", "manual")}
     state = replace(s, status="surveyed", satisfaction=sat, resolved=resolved, survey_unreachable=False)
-    if sat == "dissatisfied" or not resolved:
+    if sat == "dissatisfied" or resolved is False:
         reopen = pol.dissatisfied_rule == "reopen" and s.lead_department_id is not None
         effects.append(LedgerEntry(s.lead_department_id, sat, resolved, now,
                                    "reopened" if reopen else "pending_supervisor"))

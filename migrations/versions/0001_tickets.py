@@ -160,7 +160,7 @@ def upgrade() -> None:
     sa.Column('ticket_id', sa.Integer(), nullable=False),
     sa.Column('department_id', sa.Integer(), nullable=True),
     sa.Column('satisfaction', sa.String(length=30), nullable=False),
-    sa.Column('resolved', sa.Boolean(), nullable=False),
+    sa.Column('resolved', sa.Boolean(), nullable=True),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('decision', sa.String(length=30), nullable=False),
     sa.ForeignKeyConstraint(['department_id'], ['departments.id'], ),

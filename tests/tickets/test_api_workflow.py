@@ -308,3 +308,19 @@ async def test_logout_ends_the_token_and_admin_manages_departments(center: Cente
     dup = await center.admin.post("/api/v1/departments", {"code": "mzj", "name": "again"}, expect=409)
     assert dup["error"] == "department_exists"
     assert "mzj" in [d["code"] for d in await center.agent.get("/api/v1/departments")]
+
+
+async def test_partial_survey_is_kept_and_not_counted_as_resolved(center: Center) -> None:
+    water = center.departments["swuj"]
+    t = await center.new_ticket(accept=True)
+    n = t["number"]
+    await center.agent.act(n, "dispatch", lead_department_id=water)
+    await center.water.act(n, "sign")
+    await center.water.act(n, "reply", answer="已处理")
+    # The caller pressed 1 (满意) and hung up before the "resolved?" question.
+    t = await center.agent.act(n, "record_survey", satisfaction="satisfied", resolved=None, via="ivr")
+    assert t["status"] == "surveyed" and t["resolved"] is None
+    rows = {r["code"]: r for r in (await center.super.get("/api/v1/rates?from=2026-11-01&to=2026-11-30"))["departments"]}
+    assert rows["swuj"]["satisfaction_rate"] == 1.0 and rows["swuj"]["resolution_rate"] is None
+    bad = await center.agent.act(n, "record_survey", satisfaction="satisfied", resolved="yes", expect=409)
+    assert bad["status"] == "surveyed"

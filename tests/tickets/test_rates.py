@@ -63,10 +63,11 @@ async def test_rates_and_ranking_on_a_known_set(center: Center) -> None:
 
 
 def test_basically_satisfied_weight_and_missing_rates() -> None:
-    c = rates.Counts(dispatched=10, signed_on_time=10, replied=10, replied_on_time=9, surveyed=4, resolved=4,
-                     satisfied=2, basically_satisfied=2)
+    c = rates.Counts(dispatched=10, signed_on_time=10, replied=10, replied_on_time=9, surveyed=4, resolved=3,
+                     resolved_answered=3, satisfied=2, basically_satisfied=2)
     full = rates.compute(1, c, rates.Weights())
     strict = rates.compute(1, c, rates.Weights(basically_satisfied=0.5))
     assert full.satisfaction_rate == 1.0 and strict.satisfaction_rate == 0.75
+    assert full.resolution_rate == 1.0  # the caller who hung up before the question is not counted
     only_response = rates.compute(2, rates.Counts(dispatched=4, signed_on_time=3), rates.Weights())
     assert only_response.satisfaction_rate is None and only_response.composite == 75.0
