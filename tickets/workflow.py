@@ -383,10 +383,11 @@ def _resume(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: 
 
 def _reply(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
     answer = _text(p, "answer", "答复内容")
-    state, moved = s, []
+    state, moved = s, list[Effect]()
     if s.suspended_at is not None and s.reply_due is not None:  # replying ends a suspension
-        state = replace(s, suspended_at=None, reply_due=dl.resume(s.reply_due, s.suspended_at, now))
-        moved = [ReplyDueChanged(state.reply_due)]
+        due = dl.resume(s.reply_due, s.suspended_at, now)
+        state = replace(s, suspended_at=None, reply_due=due)
+        moved = [ReplyDueChanged(due)]
     on_time = state.reply_due is None or now <= state.reply_due
     return replace(state, status="replied", replied_at=now, answer=answer, extension_pending_days=None), \
         "", {"answer": answer, "on_time": on_time}, moved + _close_all(state, now, "replied") + [SurveyDue(now)]
