@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import sys
+import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
@@ -151,15 +152,60 @@ async def health(request: web.Request) -> web.Response:
 
 
 HEALTH_PROBES = web.AppKey("health_probes", dict)
+METRICS = web.AppKey("metrics", object)
+
+
+class HttpMetrics:
+    """Request counts and latencies per route, in a registry of this app (tests build many apps)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("hotline_http_requests", "HTTP requests", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("hotline_http_request_seconds", "HTTP request latency", ["method", "route"],
+                                 registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+    @web.middleware
+    async def middleware(self, request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            info = request.match_info.route.resource
+            route = info.canonical if info is not None else "unmatched"
+            if not route.startswith("/ws/"):
+                self.requests.labels(request.method, route, str(status)).inc()
+                self.latency.labels(request.method, route).observe(time.perf_counter() - started)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    metrics = request.app[METRICS]
+    assert isinstance(metrics, HttpMetrics)
+    return web.Response(body=generate_latest(metrics.registry),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: bool = True,
                bootstrap_admin: bool = True) -> web.Application:
     """Build the whole server from settings. Resources open and close in ``cleanup_ctx`` order."""
+    metrics = HttpMetrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[error_middleware, tickets_http.auth_middleware],
+        middlewares=[metrics.middleware, error_middleware, tickets_http.auth_middleware],
     )
+    app[METRICS] = metrics
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[HEALTH_PROBES] = {}
@@ -216,6 +262,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(database_ctx)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics_handler)
     tickets_http.setup_routes(app, tz)
     return app
 
