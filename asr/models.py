@@ -65,6 +65,7 @@ class AsrJob(Base):
     # Separate caller/agent files (MixMonitor r()/t() options): {"caller": path, "agent": path}.
     speaker_paths: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(10), index=True)
+    job_id: Mapped[str] = mapped_column(String(120), default="")  # the arq job id of the current attempt
     tries: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str] = mapped_column(Text, default="")
     worker: Mapped[str] = mapped_column(String(100), default="")  # host:pid of the last worker that took it

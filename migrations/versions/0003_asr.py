@@ -24,6 +24,7 @@ def upgrade() -> None:
     sa.Column('recording_path', sa.Text(), nullable=False),
     sa.Column('speaker_paths', sa.JSON(), nullable=True),
     sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('job_id', sa.String(length=120), nullable=False),
     sa.Column('tries', sa.Integer(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('worker', sa.String(length=100), nullable=False),
