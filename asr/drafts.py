@@ -161,6 +161,7 @@ def request_type(text: str, src: _Sources, urgent: bool = False) -> dict[str, An
 def urgency(text: str, src: _Sources) -> dict[str, Any]:
     sources: list[dict[str, Any]] = []
     lines: list[str] = []
+    found: list[tuple[int, tuple[str, ...]]] = []
     taken: list[tuple[int, int]] = []
     for keyword, handoff in sorted(URGENT_KEYWORDS, key=lambda kw: -len(kw[0])):
         for start in _find_all(text, keyword):
@@ -174,7 +175,9 @@ def urgency(text: str, src: _Sources) -> dict[str, Any]:
                 continue
             taken.append((start, end))
             sources.append(src.span(start, end, f"紧急情形“{keyword}”→建议转{'/'.join(handoff)}"))
-            lines.extend(n for n in handoff if n not in lines)
+            found.append((start, handoff))
+    for _start, handoff in sorted(found):  # the line for what was said first comes first
+        lines.extend(n for n in handoff if n not in lines)
     if not sources:
         return {"value": "normal", "handoff": [], "sources": []}
     return {"value": "urgent", "handoff": [{"number": n, "name": HANDOFF_LINES[n]} for n in lines],
