@@ -59,6 +59,40 @@ def check_model_dir(path: str | Path) -> Path:
     return p
 
 
+# sha256 of the files of vosk-model-small-cn-0.22 as pinned by public projects (../shared/models/README.md).
+KNOWN_MODELS: dict[str, dict[str, str]] = {
+    "vosk-model-small-cn-0.22": {
+        "am/final.mdl": "91eda2c04c4f599361cb92b0e5298ccdf6b3c7a1fa52bfcefcd2c4e07aa1c131",
+        "graph/Gr.fst": "46d41a9b1723abccdcb354d731a5b58d87c060100d88ada1a3e31220f52b0434",
+        "graph/HCLr.fst": "798af0d9ba6f2d727747f58e1e7b2305f8618bc8ea7f6c51beecd8a2c965b965",
+        "ivector/final.ie": "c39d46fbff04efb7baa9660ae7a728b0e2f35a4a1250b56ed3a599e26956df86",
+    },
+}
+MODEL_LAYOUT = ("am/final.mdl", "conf/mfcc.conf", "conf/model.conf", "ivector/final.ie", "ivector/final.dubm",
+                "ivector/final.mat", "ivector/global_cmvn.stats", "ivector/online_cmvn.conf", "ivector/splice.conf")
+
+
+def verify_model(path: str | Path) -> list[str]:
+    """Problems with a model directory (empty list = fine): missing files, or checksums that differ from
+    the known release of the same name (a truncated download, a different model under the old name)."""
+    import hashlib
+
+    p = Path(path)
+    problems = [f"缺少 {rel}" for rel in MODEL_LAYOUT if not (p / rel).exists()]
+    if not ((p / "graph" / "HCLr.fst").exists() or (p / "graph" / "HCLG.fst").exists()):
+        problems.append("缺少 graph/HCLr.fst（或大模型的 graph/HCLG.fst）")
+    for rel, expected in KNOWN_MODELS.get(p.name, {}).items():
+        f = p / rel
+        if f.exists():
+            h = hashlib.sha256()
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            if h.hexdigest() != expected:
+                problems.append(f"{rel} 校验和不符（{h.hexdigest()[:12]}…，应为 {expected[:12]}…）")
+    return problems
+
+
 def parse_vosk_result(raw: str) -> list[Word]:
     """Words of one ``Result()``/``FinalResult()`` JSON (needs ``SetWords(True)``)."""
     data = json.loads(raw)

@@ -108,3 +108,15 @@ def test_odd_rates_are_resampled_once_and_8k_stays_8k(tmp_path: Path, speech_dir
     again = audio.read(tmp_path / "odd.wav")
     assert again.sample_rate == 16000 and again.duration == pytest.approx(rec.duration, abs=0.01)
     assert audio.read(speech_dir / "real_8k" / CLIP).sample_rate == 8000  # never upsampled by us
+
+
+def test_model_check_finds_missing_files_and_wrong_checksums(tmp_path: Path, ko_model: Path) -> None:
+    assert engine.verify_model(ko_model) == []
+    fake = tmp_path / "vosk-model-small-cn-0.22"
+    for rel in engine.MODEL_LAYOUT + ("graph/HCLr.fst", "graph/Gr.fst"):
+        (fake / rel).parent.mkdir(parents=True, exist_ok=True)
+        (fake / rel).write_bytes(b"truncated download")
+    problems = engine.verify_model(fake)
+    assert len(problems) == 4 and all("校验和不符" in p for p in problems)
+    (fake / "am" / "final.mdl").unlink()
+    assert "缺少 am/final.mdl" in engine.verify_model(fake)
