@@ -95,7 +95,9 @@ async def transcribe_call(ctx: dict[str, Any], call_id: str, recording_path: str
         reason = f"已尝试 {cfg.max_tries} 次，处理进程均在完成前中断（可能内存不足或被强制结束）"
         await store.set_state(call_id, "failed", reason, attempt - 1)
         return {"state": "failed", "reason": reason}
-    await store.start(call_id, attempt, ctx["asr_worker"])
+    job = await store.start(call_id, attempt, ctx["asr_worker"])
+    if job is not None and job["state"] == "done":
+        return {"state": "done", "transcript_id": job["transcript_id"], "note": "already transcribed"}
     lease = asyncio.create_task(_keep_lease(ctx["redis"], ctx["job_id"], cfg.lease_seconds))
     loop = asyncio.get_running_loop()
     started = time.perf_counter()

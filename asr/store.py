@@ -73,6 +73,10 @@ class AsrStore:
             job = (await session.execute(select(AsrJob).where(AsrJob.call_id == call_id).with_for_update())).scalar_one_or_none()
             if job is None:
                 return None
+            if job.state == "done":
+                # arq ran a finished job again (its worker died between our commit and arq's bookkeeping):
+                # the transcript is already stored; a supervisor's retry resets the state first.
+                return job_view(job)
             job.state, job.tries, job.worker, job.started_at, job.updated_at = "running", attempt, worker, now, now
             return job_view(job)
 

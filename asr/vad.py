@@ -18,8 +18,13 @@ SUPPORTED_RATES = (8000, 16000, 32000, 48000)
 class VadParams:
     mode: int = 2  # webrtcvad aggressiveness 0..3
     frame_ms: int = 30  # 10, 20 or 30
-    pad: float = 0.4  # seconds of context kept before and after speech
-    min_silence: float = 1.0  # only silences at least this long are skipped
+    pad: float = 0.5  # seconds of context kept before and after speech
+    # Only silences at least this long are skipped: hold, dead air, a caller fetching a document. Normal
+    # pauses between sentences stay, because each cut ends a Vosk utterance (a FinalResult costs time,
+    # and the language model loses the sentence's context), measured in benchmarks/asr_throughput.py.
+    min_silence: float = 2.0
+    # When speech covers at least this share of the audio, decode it whole: cutting saves nothing.
+    min_saving: float = 0.1
     min_speech: float = 0.09  # shorter voiced blips (clicks) do not open a region on their own
 
 
@@ -52,6 +57,8 @@ def regions_from_flags(flags: list[bool], frame_seconds: float, total_seconds: f
             merged[-1][1] = max(merged[-1][1], e)
         else:
             merged.append([s, e])
+    if merged and sum(e - s for s, e in merged) > (1 - params.min_saving) * total_seconds:
+        return [(0.0, round(total_seconds, 3))]
     return [(round(s, 3), round(e, 3)) for s, e in merged]
 
 

@@ -110,6 +110,15 @@ async def test_recordings_at_8k_and_16k_become_transcripts_and_drafts(
     assert await env.store.count_transcripts("call-16k") == 1
     assert await env.store.count_transcripts() == 3
 
+    # arq handing a finished job out again (its worker died between our commit and arq's bookkeeping)
+    # does not decode it again.
+    before = await env.store.transcript("call-8k")
+    await env.service.pool.enqueue_job(jobs.FUNCTION, "call-8k", str(calls["call-8k"]), None,
+                                       _job_id="asr:call-8k:again", _queue_name=jobs.QUEUE_NAME)
+    await env.work()
+    assert (await env.store.transcript("call-8k"))["updated_at"] == before["updated_at"]
+    assert (await env.store.job("call-8k"))["state"] == "done"
+
 
 async def test_a_corrupt_recording_fails_at_once_and_a_missing_one_after_the_tries(
         env: Env, tmp_path: Path) -> None:

@@ -59,6 +59,10 @@ def test_vad_regions_merge_short_gaps_and_pad() -> None:
     # the 0.15 s gap is merged, the 1.8 s gap is skipped, each region padded by 0.2 s
     assert regions == [(0.1, 1.25), (2.65, 3.14)]
     assert vad.regions_from_flags([True] * 2, 0.03, 0.06, p) == [(0.0, 0.06)]
+    # speech nearly everywhere: one stretch, no cut (cutting would cost accuracy and save nothing)
+    assert vad.regions_from_flags([True] * 90 + [False] * 20 + [True] * 90, 0.03, 6.0, p) == [(0.0, 6.0)]
+    assert len(vad.regions_from_flags([True] * 90 + [False] * 20 + [True] * 90, 0.03, 6.0,
+                                      vad.VadParams(pad=0.2, min_silence=0.5, min_saving=0.0))) == 2
     assert vad.regions_from_flags([False] * 100, 0.03, 3.0, p) == []
 
 
