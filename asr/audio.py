@@ -63,7 +63,8 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     import soxr
 
     out = soxr.resample(samples.astype(np.float32) / 32768.0, from_rate, to_rate, quality="HQ")
-    return np.clip(np.round(out * 32768.0), -32768, 32767).astype(np.int16)
+    result: np.ndarray = np.clip(np.round(out * 32768.0), -32768, 32767).astype(np.int16)
+    return result
 
 
 def mono(recording: Recording) -> np.ndarray:
@@ -71,7 +72,8 @@ def mono(recording: Recording) -> np.ndarray:
     if len(recording.channels) == 1:
         return recording.channels[0]
     stacked = np.stack([c.astype(np.int32) for c in recording.channels])
-    return (stacked.sum(axis=0) // len(recording.channels)).astype(np.int16)
+    mixed: np.ndarray = (stacked.sum(axis=0) // len(recording.channels)).astype(np.int16)
+    return mixed
 
 
 def same_channels(recording: Recording) -> bool:

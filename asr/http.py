@@ -48,7 +48,7 @@ def ok(data: Any, status: int = 200) -> web.Response:
 
 
 def _user(request: web.Request) -> Mapping[str, Any]:
-    user = request.get("user")
+    user: Mapping[str, Any] | None = request.get("user")
     if not user:
         raise AsrError("login_required", "请先登录", 401)
     return user

@@ -6,9 +6,9 @@ a job run twice updates the same transcript row, never adds one.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -55,7 +55,7 @@ class AsrStore:
                 call_id=call_id, recording_path=recording_path, speaker_paths=speaker_paths, state="queued",
                 job_id=job_id, tries=0, reason="", worker="", queued_at=now, updated_at=now, draft_error="",
             ).on_conflict_do_nothing(index_elements=["call_id"])
-            inserted = (await session.execute(stmt)).rowcount == 1
+            inserted = cast(CursorResult[Any], await session.execute(stmt)).rowcount == 1
             job = (await session.execute(select(AsrJob).where(AsrJob.call_id == call_id).with_for_update())).scalar_one()
             if inserted:
                 return job_view(job), True
@@ -180,7 +180,7 @@ class AsrStore:
                     update(AsrJob).where(AsrJob.id == job_id, AsrJob.draft_delivered_at.is_(None),
                                          or_(AsrJob.draft_claimed_until.is_(None), AsrJob.draft_claimed_until < now))
                     .values(draft_claimed_until=now + lease))
-                if result.rowcount != 1:
+                if cast(CursorResult[Any], result).rowcount != 1:
                     continue
                 row = (await session.execute(select(AsrJob.call_id, Transcript).join(
                     Transcript, and_(Transcript.call_id == AsrJob.call_id)).where(AsrJob.id == job_id))).first()

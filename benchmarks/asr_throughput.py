@@ -33,7 +33,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from asr import audio, cer, jobs  # noqa: E402
+from asr import audio, cer, jobs
 
 SPEECH = ROOT.parent / "shared" / "speech"
 
@@ -64,7 +64,7 @@ def make_sets(tmp: Path, include_synthetic: bool) -> dict[str, list[tuple[Path, 
         out = tmp / "8k" / f"{path.parent.name}_{path.name}"
         sf.write(out, low, 8000, subtype="PCM_16")
         sets["8k"].append((out, ref))
-        noise = lambda n: rng.normal(0, 8, n).astype(np.int16)  # about -72 dBFS line hiss  # noqa: E731
+        noise = lambda n: rng.normal(0, 8, n).astype(np.int16)  # about -72 dBFS line hiss
         padded = np.concatenate([noise(6 * 8000), low, noise(6 * 8000)])
         out2 = tmp / "8k+silence" / out.name
         sf.write(out2, padded, 8000, subtype="PCM_16")
@@ -250,7 +250,7 @@ def main() -> None:
             b, o1, o2 = bare[name]["wall"], results[1][name]["wall"], results[2][name]["wall"]
             print(f"| {name} | {a:.1f} | {b / a:.3f} | {o1 / a:.3f} | {b / o1:.2f} | {o2 / a:.3f} | {o1 / o2:.2f} "
                   f"| {a / b:.2f} / {a / o1:.2f} / {a / o2:.2f} |")
-        print(f"\nmedian per-file RTF inside a job (1 worker): "
+        print("\nmedian per-file RTF inside a job (1 worker): "
               + ", ".join(f"{k} {v['rtf_median']:.3f}" for k, v in results[1].items()))
         print(f"model load: bare {bare_load:.1f} s; workers " + ", ".join(f"{t:.1f} s" for t in load_times))
         print("peak RSS per worker (VmHWM): " + ", ".join(f"{m:.0f} MB" for m in peaks))

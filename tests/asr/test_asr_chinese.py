@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from asr_testdata import references
 
 from asr import audio, cer, drafts, engine
 from asr.vad import VadParams
-from asr_testdata import references
 
 READ_SPEECH = ("aishell1_", "funasr_rag_")
 

@@ -6,9 +6,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from asr_testdata import references
 
 from asr import drafts, engine
-from asr_testdata import references
 
 # What each synthetic hotline clip says (see ../shared/speech/manifest.tsv): the request types a
 # hotline agent would accept, and the address, district and phone the caller gave.
@@ -47,7 +47,7 @@ def test_hotline_reference_texts_give_the_known_fields(speech_dir: Path, clip: s
     assert fields.get("caller_phone", {}).get("value") == phone
     assert 4 <= len(fields["title"]["value"]) <= 24 and fields["title"]["value"] in text
     assert fields["needs_confirmation"] is True
-    for name, field in fields.items():
+    for field in fields.values():
         if isinstance(field, dict) and "sources" in field:
             _check_sources(text, field)
     # the 8 kHz twin has the same reference, so the same draft

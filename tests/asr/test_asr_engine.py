@@ -79,7 +79,7 @@ def test_asterisk_recording_and_a_stereo_call_give_per_speaker_segments(
     caller = np.concatenate([caller, np.zeros(16000, np.int16)])
     path = tmp_path / "stereo.wav"
     sf.write(path, np.stack([caller, agent], axis=1), 8000, subtype="PCM_16")
-    tracks, duration = jobs.recording_tracks(str(path), None)
+    tracks, _duration = jobs.recording_tracks(str(path), None)
     assert [t.speaker for t in tracks] == ["caller", "agent"]
     t = engine.transcribe(backend, tracks, vad=VadParams())
     by_speaker = {s["speaker"]: s for s in t.segments}
