@@ -86,6 +86,7 @@ def bare_vosk(model_path: str, files: list[tuple[Path, str]], model: object = No
     recognizers: dict[int, object] = {}
     texts, per_file = [], []
     started = time.perf_counter()
+    cpu0 = time.process_time()
     for path, _ref in files:
         t0 = time.perf_counter()
         data, rate = sf.read(str(path), dtype="int16")
@@ -103,7 +104,8 @@ def bare_vosk(model_path: str, files: list[tuple[Path, str]], model: object = No
         texts.append(" ".join(w["word"] for w in words))
         per_file.append((time.perf_counter() - t0) / duration(path))
     wall = time.perf_counter() - started
-    return {"wall": wall, "texts": texts, "rtf_median": statistics.median(per_file)}
+    return {"wall": wall, "cpu": time.process_time() - cpu0, "texts": texts,
+            "rtf_median": statistics.median(per_file)}
 
 
 # ---------------------------------------------------------------- our queue
@@ -153,6 +155,15 @@ class Queue:
                     out.append(float(line.split("loaded in ")[1].split(" s")[0]))
         return out
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by all worker processes (utime + stime from /proc)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for proc, _ in self.workers:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def peak_rss_mb(self) -> list[float]:
         out = []
         for proc, _ in self.workers:
@@ -174,6 +185,7 @@ class Queue:
         store = AsrStore(async_sessionmaker(engine, expire_on_commit=False), lambda: datetime.now(timezone.utc))
         service = AsrService(store, pool)
         calls = [f"{tag}-{i}" for i in range(len(files))]
+        cpu0 = self.cpu_seconds()
         started = time.perf_counter()
         for call_id, (path, _ref) in zip(calls, files):
             await service.enqueue_transcription(call_id, str(path))
@@ -183,6 +195,7 @@ class Queue:
                 break
             await asyncio.sleep(0.05)
         wall = time.perf_counter() - started
+        cpu = self.cpu_seconds() - cpu0
         texts, per_file = [], []
         for call_id, (path, _ref) in zip(calls, files):
             job = await store.job(call_id)
@@ -191,7 +204,7 @@ class Queue:
             per_file.append((job["finished_at"] - job["started_at"]).total_seconds() / duration(path))
         await pool.aclose()
         await engine.dispose()
-        return {"wall": wall, "texts": texts, "rtf_median": statistics.median(per_file),
+        return {"wall": wall, "cpu": cpu, "texts": texts, "rtf_median": statistics.median(per_file),
                 "failed": states.count("failed")}
 
     def close(self) -> None:
@@ -225,30 +238,34 @@ def main() -> None:
         t0 = time.perf_counter()
         model = vosk.Model(args.model)
         bare_load = time.perf_counter() - t0
-        bare = {name: bare_vosk(args.model, files, model) for name, files in sets.items()}
-        del model
-        for name in sets:
-            print(f"bare vosk {name:11s} wall {bare[name]['wall']:6.1f} s  RTF {bare[name]['wall'] / audio_s[name]:.3f}"
-                  f"  (median per file {bare[name]['rtf_median']:.3f})", flush=True)
-
         queue = Queue(tmp, args.model)
-        results: dict[int, dict[str, dict]] = {}
+        results: dict[int, dict[str, dict]] = {1: {}}
+        bare: dict[str, dict] = {}
         try:
             queue.add_worker()
-            results[1] = {name: asyncio.run(queue.run(f"w1-{name}", files)) for name, files in sets.items()}
+            # Bare and ours back to back per set, so that the load of the machine drifts less between them.
+            for name, files in sets.items():
+                bare[name] = bare_vosk(args.model, files, model)
+                results[1][name] = asyncio.run(queue.run(f"w1-{name}", files))
+                print(f"{name:11s} bare wall {bare[name]['wall']:6.1f} s cpu {bare[name]['cpu']:6.1f} s | "
+                      f"ours wall {results[1][name]['wall']:6.1f} s cpu {results[1][name]['cpu']:6.1f} s", flush=True)
+            del model
             queue.add_worker()
             results[2] = {name: asyncio.run(queue.run(f"w2-{name}", files)) for name, files in sets.items()}
             load_times, peaks = queue.load_times(), queue.peak_rss_mb()
         finally:
             queue.close()
 
-        print("\n| set | audio s | bare Vosk RTF | ours 1 worker RTF | ours/bare (1 worker) | 2 workers RTF "
-              "| 2 workers / 1 worker | audio s per wall s (bare / 1w / 2w) |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print("\n| set | audio s | bare Vosk RTF (wall) | ours 1 worker RTF (wall) | ours/bare throughput (wall) "
+              "| ours/bare (CPU s per audio s) | 2 workers RTF (wall) | 2 workers / 1 worker "
+              "| audio s per wall s (bare / 1w / 2w) |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name in sets:
             a = audio_s[name]
             b, o1, o2 = bare[name]["wall"], results[1][name]["wall"], results[2][name]["wall"]
-            print(f"| {name} | {a:.1f} | {b / a:.3f} | {o1 / a:.3f} | {b / o1:.2f} | {o2 / a:.3f} | {o1 / o2:.2f} "
+            print(f"| {name} | {a:.1f} | {b / a:.3f} | {o1 / a:.3f} | {b / o1:.2f} "
+                  f"| {bare[name]['cpu'] / results[1][name]['cpu']:.2f} | {o2 / a:.3f} | {o1 / o2:.2f} "
                   f"| {a / b:.2f} / {a / o1:.2f} / {a / o2:.2f} |")
         print("\nmedian per-file RTF inside a job (1 worker): "
               + ", ".join(f"{k} {v['rtf_median']:.3f}" for k, v in results[1].items()))
