@@ -1,0 +1,164 @@
+"""HTTP API of recognition under ``/api/v1/asr`` (JSON).
+
+- ``GET  /api/v1/asr/jobs?state=failed``            job list with counts per state (supervisor, admin)
+- ``GET  /api/v1/asr/calls/{call_id}``              one call's job state, transcript and draft fields
+- ``POST /api/v1/asr/calls/{call_id}/retry``        queue a failed (or done) call again (supervisor, admin)
+- ``GET  /api/v1/asr/transcripts?q=路灯 坏了``       search by words, every word must occur
+
+Who reads transcripts: they hold what citizens said (names, addresses, numbers). Without an injected
+``visibility`` rule only agents, supervisors and admins may read them; with it, department users too,
+limited to the calls the rule returns (e.g. calls whose tickets were dispatched to their department),
+and the rule also filters what agents and supervisors see.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any, Mapping, Sequence
+
+from aiohttp import web
+
+from asr.models import JOB_STATES
+
+READ_ROLES = ("agent", "supervisor", "admin")
+SUPERVISE_ROLES = ("supervisor", "admin")
+VISIBILITY = web.AppKey("asr_visibility", object)
+
+
+class AsrError(Exception):
+    http_status = 400
+
+    def __init__(self, slug: str, message: str, http_status: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.slug = slug
+        self.message = message
+        self.field = field
+        if http_status is not None:
+            self.http_status = http_status
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def ok(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=_default))
+
+
+def _user(request: web.Request) -> Mapping[str, Any]:
+    user: Mapping[str, Any] | None = request.get("user")
+    if not user:
+        raise AsrError("login_required", "请先登录", 401)
+    return user
+
+
+def _require(request: web.Request, roles: Sequence[str]) -> Mapping[str, Any]:
+    user = _user(request)
+    if user.get("role") not in roles:
+        raise AsrError("forbidden", "您的角色无权查看通话转写", 403)
+    return user
+
+
+async def _visible(request: web.Request, user: Mapping[str, Any], call_ids: Sequence[str]) -> set[str]:
+    rule = request.app.get(VISIBILITY)
+    if rule is None:
+        if user.get("role") not in READ_ROLES:
+            raise AsrError("forbidden", "您的角色无权查看通话转写", 403)
+        return set(call_ids)
+    return set(await rule(user, list(call_ids)))  # type: ignore[operator]
+
+
+def _service(request: web.Request) -> Any:
+    from asr.service import SERVICE
+
+    return request.app[SERVICE]
+
+
+def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise AsrError("invalid_field", f"{name} 须为整数", field=name) from None
+    if not lo <= value <= hi:
+        raise AsrError("invalid_field", f"{name} 须在 {lo} 到 {hi} 之间", field=name)
+    return value
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    _require(request, SUPERVISE_ROLES)
+    state = request.query.get("state") or None
+    if state is not None and state not in JOB_STATES:
+        raise AsrError("invalid_field", f"state 须为 {', '.join(JOB_STATES)} 之一", field="state")
+    return ok(await _service(request).store.jobs(state, _int(request, "limit", 50, 1, 500),
+                                                 _int(request, "offset", 0, 0, 10_000_000)))
+
+
+async def get_call(request: web.Request) -> web.Response:
+    user = _user(request)
+    call_id = request.match_info["call_id"]
+    if call_id not in await _visible(request, user, [call_id]):
+        raise AsrError("not_found", "没有这通电话的转写，或您无权查看", 404)
+    store = _service(request).store
+    job = await store.job(call_id)
+    if job is None:
+        raise AsrError("not_found", "没有这通电话的转写，或您无权查看", 404)
+    return ok({"job": job, "transcript": await store.transcript(call_id)})
+
+
+async def retry_call(request: web.Request) -> web.Response:
+    _require(request, SUPERVISE_ROLES)
+    call_id = request.match_info["call_id"]
+    service = _service(request)
+    job = await service.store.job(call_id)
+    if job is None:
+        raise AsrError("not_found", "没有这通电话的转写任务", 404)
+    if job["state"] in ("queued", "running"):
+        raise AsrError("conflict", "该任务正在排队或处理中，无需重试", 409)
+    job = await service.enqueue_transcription(call_id, job["recording_path"], speaker_paths=job["speaker_paths"],
+                                              force=True)
+    return ok({"job": job}, status=202)
+
+
+def _snippet(item: Mapping[str, Any], terms: Sequence[str], width: int = 24) -> dict[str, Any]:
+    text = item["text"]
+    at = min((text.find(t) for t in terms if t in text), default=0)
+    out: dict[str, Any] = {"text": text[max(0, at - width):at + width + (len(terms[0]) if terms else 0)]}
+    for w in item.get("words") or ():
+        if w.get("char_start") is not None and w["char_start"] <= at < w["char_end"] + 1:
+            out["start_s"], out["speaker"] = w["start"], w.get("speaker")
+            break
+    return out
+
+
+async def search(request: web.Request) -> web.Response:
+    user = _user(request)
+    q = (request.query.get("q") or "").strip()
+    terms = [t for t in q.split() if t][:10]
+    if not terms:
+        raise AsrError("invalid_field", "请输入要搜索的词（q）", field="q")
+    if any(len(t) > 100 for t in terms):
+        raise AsrError("invalid_field", "搜索词过长", field="q")
+    limit = _int(request, "limit", 20, 1, 100)
+    offset = _int(request, "offset", 0, 0, 1_000_000)
+    store = _service(request).store
+    if request.app.get(VISIBILITY) is None and user.get("role") not in READ_ROLES:
+        raise AsrError("forbidden", "您的角色无权查看通话转写", 403)
+    rows = await store.search(terms, limit=limit, offset=offset)
+    allowed = await _visible(request, user, [r["call_id"] for r in rows])
+    items = [{"call_id": r["call_id"], "transcript_id": r["id"], "duration": r["duration"],
+              "created_at": r["created_at"], "match": _snippet(r, terms)} for r in rows if r["call_id"] in allowed]
+    return ok({"items": items, "terms": terms})
+
+
+def setup_routes(app: web.Application, visibility: Any = None) -> None:
+    if visibility is not None:
+        app[VISIBILITY] = visibility
+    app.router.add_get("/api/v1/asr/jobs", list_jobs)
+    app.router.add_get("/api/v1/asr/calls/{call_id}", get_call)
+    app.router.add_post("/api/v1/asr/calls/{call_id}/retry", retry_call)
+    app.router.add_get("/api/v1/asr/transcripts", search)
