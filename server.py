@@ -27,9 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 import migrations
 from config.settings import Settings, SettingsError, load_settings
 from embedded_redis import EmbeddedRedis
+from asr import drafts as asr_drafts
+from asr import service as asr_service
 from tickets import http as tickets_http
 from tickets.service import TicketStore
-from tickets.users import UserStore
+from tickets.users import Principal, UserStore
 
 log = logging.getLogger("hotline")
 
@@ -42,6 +44,11 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker)
 READ_SESSIONS = web.AppKey("read_sessions", async_sessionmaker)
 
 Clock = Callable[[], datetime]
+# The server itself acting on tickets (recognition drafts, survey results): shown as such in the history.
+SYSTEM = Principal(id=0, username="system", name="系统", role="system", department_id=None,
+                   department_code=None, interface=None)
+ASR_SYSTEM = Principal(id=0, username="asr", name="语音转写", role="system", department_id=None,
+                       department_code=None, interface=None)
 
 
 def system_clock() -> datetime:
@@ -198,7 +205,8 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: bool = True,
-               bootstrap_admin: bool = True) -> web.Application:
+               bootstrap_admin: bool = True, background_interval: float = 1.0,
+               asr_visibility: Any = None) -> web.Application:
     """Build the whole server from settings. Resources open and close in ``cleanup_ctx`` order."""
     metrics = HttpMetrics()
     app = web.Application(
@@ -261,6 +269,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
 
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(database_ctx)
+    _wire_asr(app, settings, clock, background_interval, asr_visibility)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
     tickets_http.setup_routes(app, tz)
@@ -268,6 +277,17 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
 
 
 REDIS_URL = web.AppKey("redis_url", str)
+
+
+def _wire_asr(app: web.Application, settings: Settings, clock: Clock, interval: float, visibility: Any) -> None:
+    """Recognition -> draft tickets: a finished transcript fills the call's draft (never dispatches it)."""
+
+    async def on_draft_ready(call_id: str, transcript_id: int, fields: dict[str, Any]) -> None:
+        await app[tickets_http.STORE].attach_draft(call_id, transcript_id, fields,
+                                                   asr_drafts.ticket_values(fields), ASR_SYSTEM)
+
+    asr_service.setup(app, settings, sessions=lambda: app[SESSIONS], redis_url=lambda: app[REDIS_URL],
+                      clock=clock, on_draft_ready=on_draft_ready, visibility=visibility, interval=interval)
 
 
 # ---------------------------------------------------------------- command line
@@ -327,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Packages add their own sub-commands here (train-router, replay, worker, ...).
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+EXTRA_COMMANDS: list[Callable[[Any], None]] = [asr_service.register_cli]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -146,7 +146,8 @@ class TicketStore:
 
     async def create(self, data: Mapping[str, Any], who: Principal, *, accept: bool = False,
                      call_id: str | None = None, recording_path: str | None = None,
-                     draft_fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     draft_fields: Mapping[str, Any] | None = None, transcript_id: int | None = None
+                     ) -> dict[str, Any]:
         if who.role not in workflow.CENTER_ROLES and who.role != "system":
             raise Refused("not_permitted", "只有话务员和班长可以登记工单", "draft", [])
         values = self._clean(data)
@@ -164,7 +165,8 @@ class TicketStore:
             row.update(values)
             row.update(number=await self._next_number(session, now), created_at=now, updated_at=now, version=1,
                        created_by=who.id if who.role != "system" else None, status="draft", call_id=call_id,
-                       recording_path=recording_path, draft_fields=dict(draft_fields) if draft_fields else None)
+                       recording_path=recording_path, draft_fields=dict(draft_fields) if draft_fields else None,
+                       transcript_id=transcript_id)
             ticket_id = (await session.execute(insert(T).values(**row).returning(T.c.id))).scalar_one()
             ticket = SimpleNamespace(id=ticket_id, **row)
             await session.execute(insert(H).values(
@@ -179,6 +181,36 @@ class TicketStore:
         for entry in entries:
             self._notify(view, entry)
         return view
+
+    async def attach_draft(self, call_id: str, transcript_id: int | None, draft_fields: Mapping[str, Any],
+                           values: Mapping[str, Any], who: Principal) -> dict[str, Any]:
+        """Recognition finished for a call: fill the call's draft ticket, or create one.
+
+        Idempotent by ``call_id`` (recognition may deliver twice). Fields the agent already filled are never
+        overwritten; the suggestions stay beside them in ``draft_fields`` for the agent to compare.
+        """
+        now = self.clock()
+        async with self.sessions.begin() as session:
+            row = (await session.execute(select(T).where(T.c.call_id == call_id).order_by(T.c.id).limit(1)
+                                         .with_for_update())).mappings().first()
+            if row is not None:
+                ticket = SimpleNamespace(**row)
+                changes: dict[str, Any] = {"draft_fields": dict(draft_fields), "transcript_id": transcript_id}
+                if ticket.status == "draft":
+                    for key, value in self._clean(values).items():
+                        if not getattr(ticket, key, None) or key in ("request_type", "urgency") \
+                                and getattr(ticket, key) in ("inquiry", "normal") and value:
+                            changes[key] = value
+                vars(ticket).update(changes)
+                await self._save(session, ticket, changes, now)
+                await session.execute(insert(H).values(
+                    ticket_id=ticket.id, action="draft_filled", at=now, actor_id=None, actor_role=who.role,
+                    actor_name=who.name, from_status=ticket.status, to_status=ticket.status, note="",
+                    data={"transcript_id": transcript_id, "fields": sorted(draft_fields)}))
+                return self._view(ticket, mask=False)
+        data = {k: v for k, v in values.items() if v}
+        data.setdefault("content", "（语音转写未识别出内容）")
+        return await self.create(data, who, call_id=call_id, draft_fields=draft_fields, transcript_id=transcript_id)
 
     # ------------------------------------------------------------ act
     async def act(self, number: str, action: str, params: Mapping[str, Any], who: Principal) -> dict[str, Any]:

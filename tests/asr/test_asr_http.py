@@ -8,31 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 import server
-from asr import drafts, jobs
+from asr import jobs
 from asr import service as asr_service
 from tickets import http as tickets_http
-from tickets.users import Principal
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning"),
               pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")]
-SYSTEM = Principal(id=0, username="asr", name="语音转写", role="system", department_id=None,
-                   department_code=None, interface=None)
 
 
 def make_app(settings: Any, visibility: Any = None) -> Any:
-    app = server.create_app(settings)
-
-    async def on_draft_ready(call_id: str, transcript_id: int, fields: dict[str, Any]) -> None:
-        await app[tickets_http.STORE].create(drafts.ticket_values(fields), SYSTEM, call_id=call_id,
-                                             draft_fields=fields)
-
-    asr_service.setup(app, settings, lambda: async_sessionmaker(app[server.ENGINE], expire_on_commit=False),
-                      lambda: app[server.REDIS_URL], on_draft_ready=on_draft_ready, visibility=visibility,
-                      interval=0.1)
-    return app
+    return server.create_app(settings, asr_visibility=visibility, background_interval=0.1)
 
 
 async def login(client: Any, app: Any, username: str, role: str, department: str | None = None) -> dict[str, str]:
