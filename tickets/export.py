@@ -51,8 +51,8 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
                   r["satisfaction_rate"]] for r in report["satisfaction"]["by_day"]], {6}))
     out.append(("超期单位", ["单位", "超期件数"],
                 [[r["department"], r["count"]] for r in report["overdue"]["late_by_department"]], set()))
-    out.append(("超期工单", ["工单编号", "标题", "主办单位", "状态", "办结时限", "超期小时", "督办"],
-                [[r["number"], r["title"], r["department"], r["status_label"], _local(r["reply_due"]),
+    out.append(("超期工单", ["工单编号", "标题", "主办单位", "状态", "超期环节", "时限", "超期小时", "督办"],
+                [[r["number"], r["title"], r["department"], r["status_label"], r["missed"], _local(r["due"]),
                   r["overdue_hours"], "是" if r["supervised"] else ""] for r in report["overdue"]["open"]], set()))
     if report.get("answer_rates") is not None:
         out.append(("接通率", ["队列", "呼入", "接通", "接通率"],

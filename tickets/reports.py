@@ -198,6 +198,8 @@ class Reports:
         open_rows = await self._scalar_rows(open_stmt)
         open_list = [{"number": n, "title": t, "department": departments[d].name if d in departments else "",
                       "reply_due": rd, "sign_due": sd, "status": s,
+                      "missed": "签收" if s == "dispatched" and sd and sd < now else "办结",
+                      "due": sd if s == "dispatched" and sd and sd < now else rd,
                       "status_label": workflow.STATUS_LABELS.get(s, s), "supervised": sup,
                       "overdue_hours": round(((now - (sd if s == "dispatched" and sd and sd < now else rd))
                                               .total_seconds()) / 3600, 1) if (rd or sd) else None}
