@@ -36,6 +36,9 @@ SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 REDIS = web.AppKey("redis", Redis)
 CLOCK = web.AppKey("clock", object)
+READ_ENGINE = web.AppKey("read_engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", async_sessionmaker)
+READ_SESSIONS = web.AppKey("read_sessions", async_sessionmaker)
 
 Clock = Callable[[], datetime]
 
@@ -45,21 +48,34 @@ def system_clock() -> datetime:
 
 
 # ---------------------------------------------------------------- database
-def make_engine(settings: Settings) -> AsyncEngine:
+def make_engine(settings: Settings, *, for_reads: bool = False) -> AsyncEngine:
+    """The database engine. On SQLite, write transactions start with BEGIN IMMEDIATE.
+
+    With plain (deferred) BEGIN, a transaction that reads and then writes while another connection has
+    written meanwhile fails at once with SQLITE_BUSY; BEGIN IMMEDIATE takes the write lock first, so
+    concurrent writers (50 agents, recognition workers in other processes) wait their turn (busy_timeout)
+    instead of failing. Reads get their own engine with deferred BEGIN so that a long report never holds
+    the write lock.
+    """
     url = settings.database_url
     if url.startswith("sqlite"):
         Path(settings.data_path).mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=10, max_overflow=20)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             # WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN" if for_reads else "BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(url, pool_size=settings.database.pool_size, max_overflow=settings.database.pool_size,
@@ -82,8 +98,9 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
     """
     try:
         return await handler(request)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return _error_response(413, "body_too_large", f"请求体过大（上限 {exc.max_size} 字节）")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].server.max_body_bytes
+        return _error_response(413, "body_too_large", f"请求体过大（上限 {limit} 字节）")
     except web.HTTPException as exc:
         if exc.status >= 400 and request.path.startswith("/api/") and exc.content_type != "application/json":
             return _error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
@@ -166,10 +183,16 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
         if migrate_db:
             await migrate(settings)
         engine = make_engine(settings)
+        is_sqlite = settings.database_url.startswith("sqlite")
+        read_engine = make_engine(settings, for_reads=True) if is_sqlite else engine
         app[ENGINE] = engine
+        app[READ_ENGINE] = read_engine
         sessions = async_sessionmaker(engine, expire_on_commit=False)
-        users = UserStore(sessions, clock, settings)
-        store = TicketStore(sessions, settings, clock)
+        read_sessions = async_sessionmaker(read_engine, expire_on_commit=False)
+        app[SESSIONS] = sessions
+        app[READ_SESSIONS] = read_sessions
+        users = UserStore(sessions, clock, settings, read_sessions)
+        store = TicketStore(sessions, settings, clock, read_sessions)
         app[tickets_http.USERS] = users
         app[tickets_http.STORE] = store
         await users.sync_departments(settings.config_file(settings.tickets.departments_file))
@@ -184,6 +207,8 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
             yield
         finally:
             await engine.dispose()
+            if read_engine is not engine:
+                await read_engine.dispose()
 
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(database_ctx)
@@ -265,7 +290,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"hotline: {exc}", file=sys.stderr)
         return 2
-    return int(args.func(settings, args) or 0)
+    try:
+        return int(args.func(settings, args) or 0)
+    except Exception as exc:
+        if getattr(exc, "slug", None) is None:
+            raise
+        print(f"hotline: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

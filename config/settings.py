@@ -40,6 +40,9 @@ class ServerSettings(_Section):
     admin_username: str = "admin"
     admin_password: str = ""  # environment only; empty = generate one on first start and print it
     cookie_secret: str = ""  # environment only; reserved for signed cookies
+    # argon2id cost; the defaults are argon2-cffi's (RFC 9106 low-memory profile). Tests lower them.
+    password_time_cost: int = Field(3, ge=1)
+    password_memory_kib: int = Field(65536, ge=1024)
 
 
 class DatabaseSettings(_Section):

@@ -7,7 +7,6 @@ variants of the tests are skipped with the reason; CI installs them (``.ci/run``
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -18,18 +17,16 @@ from typing import Iterator
 
 import pytest
 
+from tests import services
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CAPTURES = SHARED / "asterisk-captures"
 SPEECH = SHARED / "speech"
 DATASETS = SHARED / "datasets"
-PG_BIN = Path(os.environ.get("HOTLINE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = services.free_port
 
 
 @pytest.fixture(scope="session")
@@ -77,62 +74,49 @@ def redis_url(redis_server: str) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """A real PostgreSQL cluster; yields a base URL without database name."""
-    initdb = PG_BIN / "initdb"
-    if not initdb.exists():
-        pytest.skip(f"PostgreSQL binaries not found in {PG_BIN} (apt-get install -y postgresql)")
-    tmp = Path(tempfile.mkdtemp(prefix="hotline-test-pg-"))
-    data = tmp / "data"
-    pg_user = pwd.getpwnam("postgres")
-    os.chown(tmp, pg_user.pw_uid, pg_user.pw_gid)
-    port = free_port()
-
-    def as_postgres(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = list(args)
-        if os.geteuid() == 0:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        return subprocess.run(cmd, check=True, capture_output=True, text=True)
-
-    as_postgres(str(initdb), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
-    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-w", "-o",
-                f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
-                " -c full_page_writes=off -c max_connections=200", "start")
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}"
-    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                    "stop"] if os.geteuid() == 0 else [str(PG_BIN / "pg_ctl"), "-D", str(data), "stop"],
-                   capture_output=True)
-    shutil.rmtree(tmp, ignore_errors=True)
+    """A real PostgreSQL cluster for the session; yields a base URL without database name."""
+    if not services.postgres_available():
+        pytest.skip(f"PostgreSQL binaries not found in {services.PG_BIN} (apt-get install -y postgresql)")
+    with services.postgres_server() as url:
+        yield url
 
 
 _pg_db_counter = iter(range(1, 100_000))
 
 
-def _create_pg_database(base_url: str) -> str:
-    import asyncio
+def _create_pg_database(base_url: str, template: str = "template0") -> str:
+    return services.create_database(base_url, f"t{os.getpid()}_{next(_pg_db_counter)}", template)
 
-    import asyncpg
 
-    name = f"t{os.getpid()}_{next(_pg_db_counter)}"
-    dsn = base_url.replace("postgresql+asyncpg", "postgresql") + "/postgres"
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; each test gets a copy (migrating costs ~1 s)."""
+    import migrations
 
-    async def create() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0')
-        finally:
-            await conn.close()
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrations.upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
 
-    asyncio.run(create())
-    return f"{base_url}/{name}"
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: str) -> str:
+    """A migrated PostgreSQL database used as TEMPLATE for each test's fresh database."""
+    import migrations
+
+    url = _create_pg_database(postgres_server)
+    migrations.upgrade(url)
+    return url.rsplit("/", 1)[1]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database of each kind: a real SQLite file, and a new PostgreSQL database."""
+    """A fresh database of each kind, already at the newest schema: a real SQLite file, a new PostgreSQL database."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}"
+        target = tmp_path / "hotline.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
+        return f"sqlite+aiosqlite:///{target}"
     base = request.getfixturevalue("postgres_server")
-    return _create_pg_database(base)
+    return _create_pg_database(base, template=request.getfixturevalue("postgres_template"))
 
 
 @pytest.fixture
@@ -147,7 +131,9 @@ def settings_factory(tmp_path: Path):
 
     def make(database_url: str | None = None, redis_url: str = "", **sections: dict) -> "object":
         base = load_settings(env={})
-        server = {"data_dir": str(tmp_path / "var"), "admin_password": "admin-test-密码", **sections.pop("server", {})}
+        server = {"data_dir": str(tmp_path / "var"), "admin_password": "admin-test-密码",
+                  # cheap argon2 parameters: the tests check behaviour, not hashing cost
+                  "password_time_cost": 1, "password_memory_kib": 1024, **sections.pop("server", {})}
         db = {"url": database_url or f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}", **sections.pop("database", {})}
         return base.with_overrides(server=server, database=db, redis={"url": redis_url}, **sections)
 

@@ -1,7 +1,8 @@
 """The core rates (考核指标) per department and a composite ranking. Pure.
 
 Definitions (all over the department's lead assignments dispatched in the period, excluding
-returns the dispatcher approved and tickets merged away):
+returns the dispatcher approved and tickets merged away; a re-handling (重办) after a dissatisfied
+survey is a new dispatch to the same department and counts again):
 
 - 响应率 / 签收率 ``response_rate`` = assignments signed by their sign deadline / assignments dispatched.
 - 办结率 ``completion_rate`` = assignments replied (办结) / assignments dispatched.

@@ -71,8 +71,11 @@ class TicketQuery:
 
 class TicketStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], read_sessions: async_sessionmaker[AsyncSession] | None = None
+                 ) -> None:
         self.sessions = sessions
+        # SQLite: writes take the write lock at BEGIN (see server.make_engine); reads use a separate pool.
+        self.read_sessions = read_sessions or sessions
         self.settings = settings
         self.clock = clock
         self.tz = ZoneInfo(settings.server.timezone)
@@ -287,14 +290,14 @@ class TicketStore:
 
     # ------------------------------------------------------------ read
     async def get(self, number: str, who: Principal) -> dict[str, Any]:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             ticket = await self._load(session, number, who)
             view = self._view(ticket, mask=False)
         view["allowed_actions"] = list(workflow.allowed_actions(to_state(ticket), who.as_actor()))
         return view
 
     async def history(self, number: str, who: Principal) -> list[dict[str, Any]]:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             ticket = await self._load(session, number, who)
             rows = (await session.scalars(select(TicketHistory).where(TicketHistory.ticket_id == ticket.id)
                                           .order_by(TicketHistory.id))).all()
@@ -325,7 +328,7 @@ class TicketStore:
             stmt = stmt.where(Ticket.created_at < query.created_to)
         if query.overdue:
             stmt = stmt.where(self._overdue_clause(self.clock()))
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
             rows = (await session.scalars(stmt.order_by(Ticket.id.desc()).limit(query.limit)
                                           .offset(query.offset))).all()
@@ -351,7 +354,7 @@ class TicketStore:
                               Ticket.reply_due >= now, Ticket.reply_due < horizon).order_by(Ticket.reply_due)
         else:
             raise InvalidField("kind", "kind 须为 overdue 或 near_due")
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             rows = (await session.scalars(stmt.limit(1000))).all()
             return [self._view(t, mask=True) for t in rows]
 
@@ -359,7 +362,7 @@ class TicketStore:
         """On accept: earlier tickets of the same phone (repeat caller) and open tickets that look the same."""
         now = self.clock()
         since = now - timedelta(days=self.settings.tickets.repeat_caller_days)
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             ticket = await self._load(session, number, who)
             same_phone: list[Ticket] = []
             if ticket.caller_phone:
@@ -392,7 +395,7 @@ class TicketStore:
             stmt = stmt.where(LedgerItem.department_id == who.department_id)
         if since:
             stmt = stmt.where(LedgerItem.at >= since)
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             rows = (await session.execute(stmt.order_by(LedgerItem.id.desc()).limit(1000))).all()
         return [{"ticket": number, "title": title, "department_id": item.department_id,
                  "satisfaction": item.satisfaction, "resolved": item.resolved, "at": item.at,
@@ -421,7 +424,7 @@ class TicketStore:
             one(and_(counted, A.satisfaction == "basically_satisfied")),
             one(and_(counted, A.satisfaction == "dissatisfied")),
         ).group_by(A.department_id)
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             rows = (await session.execute(stmt)).all()
         return {row[0]: rates.Counts(*[int(v or 0) for v in row[1:]]) for row in rows}
 

@@ -21,9 +21,6 @@ from tickets.workflow import Actor
 
 ROLES = ("agent", "department", "supervisor", "admin")
 ROLE_LABELS = {"agent": "话务员", "department": "承办单位", "supervisor": "班长", "admin": "管理员"}
-_hasher = PasswordHasher()
-# Verifying against this keeps a login for an unknown user as slow as one with a wrong password.
-_DUMMY_HASH = _hasher.hash("not-a-password")
 
 
 @dataclass(frozen=True)
@@ -53,11 +50,16 @@ def token_hash(token: str) -> str:
 
 class UserStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], datetime],
-                 settings: Settings) -> None:
+                 settings: Settings, read_sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
         self.sessions = sessions
+        self.read_sessions = read_sessions or sessions
         self.clock = clock
         self.settings = settings
         self._departments: dict[int, Department] = {}
+        self._hasher = PasswordHasher(time_cost=settings.server.password_time_cost,
+                                      memory_cost=settings.server.password_memory_kib)
+        # Verifying against this keeps a login for an unknown user as slow as one with a wrong password.
+        self._dummy_hash = self._hasher.hash("not-a-password")
 
     # ------------------------------------------------------------ departments
     async def sync_departments(self, path: Path) -> None:
@@ -80,7 +82,7 @@ class UserStore:
         await self.load_departments()
 
     async def load_departments(self) -> dict[int, Department]:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             self._departments = {d.id: d for d in (await session.scalars(select(Department))).all()}
         return self._departments
 
@@ -115,7 +117,7 @@ class UserStore:
             if await session.scalar(select(User.id).where(User.username == username)):
                 raise Conflict("username_taken", f"用户名 {username} 已存在")
             user = User(username=username, display_name=display_name or username,
-                        password_hash=_hasher.hash(password), role=role, department_id=department_id,
+                        password_hash=self._hasher.hash(password), role=role, department_id=department_id,
                         interface=interface, member_name=member_name, active=True, created_at=self.clock())
             session.add(user)
             await session.flush()
@@ -123,7 +125,7 @@ class UserStore:
 
     async def ensure_admin(self, username: str, password: str) -> str | None:
         """Create the first admin account when there is none. Returns the password when one was created."""
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             if await session.scalar(select(User.id).where(User.role == "admin").limit(1)):
                 return None
         password = password or secrets.token_urlsafe(12)
@@ -131,11 +133,11 @@ class UserStore:
         return password
 
     async def list_users(self) -> list[Principal]:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             return [self._principal(u) for u in (await session.scalars(select(User).order_by(User.id))).all()]
 
     async def user_by_interface(self, interface: str) -> Principal | None:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             user = await session.scalar(select(User).where(User.interface == interface, User.active.is_(True)))
             return self._principal(user) if user else None
 
@@ -146,10 +148,10 @@ class UserStore:
 
     # ------------------------------------------------------------ login
     async def login(self, username: str, password: str, kind: str = "session", label: str = "") -> tuple[str, Principal]:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             user = await session.scalar(select(User).where(User.username == username))
         try:
-            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+            self._hasher.verify(user.password_hash if user else self._dummy_hash, password)
         except (VerificationError, InvalidHashError):
             user = None
         if user is None or not user.active:
@@ -165,7 +167,7 @@ class UserStore:
         return token, self._principal(user)
 
     async def authenticate(self, token: str) -> Principal | None:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             row = (await session.execute(
                 select(AuthToken, User).join(User, User.id == AuthToken.user_id)
                 .where(AuthToken.token_hash == token_hash(token))

@@ -1,0 +1,102 @@
+"""Real servers for tests and benchmarks: a throw-away PostgreSQL cluster and redis-server.
+
+PostgreSQL refuses to run as root, so the cluster runs as the ``postgres`` user in a temp dir it owns.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+PG_BIN = Path(os.environ.get("HOTLINE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+    tmp = Path(tempfile.mkdtemp(prefix="hotline-redis-"))
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(port)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def postgres_available() -> bool:
+    return (PG_BIN / "initdb").exists()
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yields a base URL ``postgresql+asyncpg://postgres@127.0.0.1:PORT`` (no database name)."""
+    if not postgres_available():
+        raise RuntimeError(f"PostgreSQL binaries not found in {PG_BIN} (apt-get install -y postgresql)")
+    tmp = Path(tempfile.mkdtemp(prefix="hotline-pg-"))
+    data = tmp / "data"
+    if os.geteuid() == 0:
+        pg = pwd.getpwnam("postgres")
+        os.chown(tmp, pg.pw_uid, pg.pw_gid)
+    port = free_port()
+
+    def run(*args: str) -> None:
+        cmd = (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) + list(args)
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+    run(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
+    run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-w", "-o",
+        f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
+        " -c full_page_writes=off -c max_connections=200", "start")
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}"
+    finally:
+        try:
+            run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def create_database(base_url: str, name: str, template: str = "template0") -> str:
+    import asyncio
+
+    import asyncpg
+
+    async def create() -> None:
+        conn = await asyncpg.connect(base_url.replace("postgresql+asyncpg", "postgresql") + "/postgres")
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE "{template}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return f"{base_url}/{name}"

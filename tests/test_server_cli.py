@@ -1,0 +1,72 @@
+"""The README's server command: embedded SQLite and a private redis-server that starts and stops with it."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import ROOT, free_port
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env.update({"HOTLINE_SERVER_DATA_DIR": str(tmp_path / "var"), "HOTLINE_SERVER_PASSWORD_TIME_COST": "1",
+                "HOTLINE_SERVER_PASSWORD_MEMORY_KIB": "1024", **extra})
+    return env
+
+
+def test_serve_on_embedded_defaults_prints_admin_login_and_cleans_up(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "server.py", "serve", "--port", str(port)], cwd=ROOT,
+                            env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        password = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline() if proc.stdout else ""
+            output.append(line)
+            if "password:" in line:
+                password = line.split(":", 1)[1].strip()
+            if "Running on" in line:
+                break
+        assert password, "".join(output)
+        health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5))
+        assert health["checks"] == {"database": "ok", "redis": "ok"}
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/login", method="POST",
+                                     data=json.dumps({"username": "admin", "password": password}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        assert json.load(urllib.request.urlopen(req, timeout=5))["user"]["role"] == "admin"
+        assert (tmp_path / "var" / "hotline.db").exists()
+        redis_pids = subprocess.run(["pgrep", "-f", str(tmp_path / "var" / "redis")], capture_output=True,
+                                    text=True).stdout.split()
+        assert redis_pids, "the private redis-server is running"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "var" / "redis")], capture_output=True, text=True).stdout
+    assert left.strip() == "", "redis-server must stop with the server"
+
+
+def test_second_start_keeps_the_admin_and_create_user_works(tmp_path: Path) -> None:
+    env = _env(tmp_path, HOTLINE_NEW_USER_PASSWORD="agent-密码-123")
+    out = subprocess.run([sys.executable, "server.py", "create-user", "li", "--role", "department",
+                          "--department", "swuj", "--name", "李工"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "created department li" in out.stdout
+    bad = subprocess.run([sys.executable, "server.py", "create-user", "wang", "--role", "department",
+                          "--department", "nope"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_wrong_setting_stops_with_the_key_name(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "server.py", "serve"], cwd=ROOT, capture_output=True, text=True,
+                         env=_env(tmp_path, HOTLINE_SERVER_PORT="http"), timeout=60)
+    assert out.returncode == 2 and "HOTLINE_SERVER_PORT" in out.stderr
