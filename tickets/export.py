@@ -22,14 +22,21 @@ def rate_rows(report: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def _local(value: Any) -> Any:
+def _to_local(value: Any, tz: Any = None) -> Any:
     # Excel has no time zones: write the centre's wall-clock time without offset.
-    return value.replace(tzinfo=None) if isinstance(value, datetime) else value
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return (value.astimezone(tz) if tz is not None else value).replace(tzinfo=None)
+    return value
 
 
 def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]], set[int]]]:
     """(sheet title, headers, rows, indexes of percent columns) for every table of a report."""
     t = report["totals"]
+    tz = report["start"].tzinfo
+
+    def _local(value: Any) -> Any:
+        return _to_local(value, tz)
+
     overview = [["报表", f"{report['kind_label']}（{report['label']}）"],
                 ["统计区间", f"{_local(report['start'])} 至 {_local(report['end'])}"],
                 ["来件总数", t["created"]], ["上期来件", t["previous_created"]], ["环比", t["change"]],
@@ -75,7 +82,7 @@ def to_xlsx(report: dict[str, Any]) -> bytes:
             cell.font, cell.fill = head_font, head_fill
             cell.alignment = Alignment(horizontal="center")
         for row in rows:
-            ws.append([_local(v) for v in row])
+            ws.append([_to_local(v) for v in row])
         for col in percent:
             for (cell,) in ws.iter_rows(min_row=2, min_col=col + 1, max_col=col + 1):
                 cell.number_format = "0.00%"
@@ -97,7 +104,7 @@ def to_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     writer = csv.writer(buf)
     writer.writerow(headers)
     for row in rows:
-        writer.writerow(["" if v is None else _local(v) for v in row])
+        writer.writerow(["" if v is None else _to_local(v) for v in row])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 

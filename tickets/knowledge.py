@@ -129,8 +129,11 @@ class EntryInput:
 # ---------------------------------------------------------------- store
 class KnowledgeStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], datetime], tz: ZoneInfo,
-                 cut: Callable[[str], Sequence[str]] | None = _jieba_cut) -> None:
+                 cut: Callable[[str], Sequence[str]] | None = _jieba_cut,
+                 read_sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
         self.sessions = sessions
+        # SQLite: the write engine takes the write lock at BEGIN; searches use the read engine when given.
+        self.read_sessions = read_sessions or sessions
         self.clock = clock
         self.tz = tz
         self.cut = cut
@@ -188,7 +191,7 @@ class KnowledgeStore:
             return self.view(entry)
 
     async def get(self, entry_id: int) -> dict[str, Any]:
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             entry = await session.get(KnowledgeEntry, entry_id)
             if entry is None:
                 raise NotFound("knowledge_not_found", "知识条目不存在")
@@ -205,7 +208,7 @@ class KnowledgeStore:
             stmt = stmt.where(or_(*[or_(KnowledgeEntry.question.contains(t, autoescape=True),
                                         KnowledgeEntry.keywords.contains(t, autoescape=True),
                                         KnowledgeEntry.answer.contains(t, autoescape=True)) for t in terms]))
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             rows = (await session.scalars(stmt.order_by(KnowledgeEntry.updated_at.desc()).limit(300))).all()
             views = [self.view(e) for e in rows]
         if terms:
@@ -219,7 +222,7 @@ class KnowledgeStore:
         stmt = select(KnowledgeEntry).where(or_(KnowledgeEntry.valid_to < day, KnowledgeEntry.active.is_(False)))
         if who.role == "department":
             stmt = stmt.where(KnowledgeEntry.department_id == who.department_id)
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             rows = (await session.scalars(stmt.order_by(KnowledgeEntry.valid_to).limit(500))).all()
             return [self.view(e) for e in rows]
 
@@ -227,6 +230,6 @@ class KnowledgeStore:
         stmt = select(KnowledgeEntry)
         if who.role == "department":
             stmt = stmt.where(KnowledgeEntry.department_id == who.department_id)
-        async with self.sessions() as session:
+        async with self.read_sessions() as session:
             rows = (await session.scalars(stmt.order_by(KnowledgeEntry.id.desc()).limit(limit))).all()
             return [self.view(e) for e in rows]

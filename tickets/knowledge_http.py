@@ -52,7 +52,8 @@ def setup_routes(app: web.Application, **store_options: Any) -> None:
 
     async def build(app: web.Application) -> None:
         tickets = app[STORE]
-        app[KNOWLEDGE] = KnowledgeStore(tickets.sessions, tickets.clock, app[TZ], **store_options)
+        app[KNOWLEDGE] = KnowledgeStore(tickets.sessions, tickets.clock, app[TZ],
+                                        read_sessions=getattr(tickets, "read_sessions", None), **store_options)
 
     app.on_startup.append(build)
     r = app.router

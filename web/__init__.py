@@ -74,7 +74,7 @@ def setup(app: web.Application, *, telephony_ws: str = "/ws/agent", wallboard_ur
 
     async def build(app: web.Application) -> None:
         store = app[STORE]
-        app[pages.REPORTS] = Reports(store.sessions, store, app[TZ], answer_rates)
+        app[pages.REPORTS] = Reports(getattr(store, "read_sessions", store.sessions), store, app[TZ], answer_rates)
 
     app.on_startup.append(build)
     knowledge_http.setup_routes(app)

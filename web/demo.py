@@ -50,7 +50,7 @@ async def seed(app: web.Application, now: datetime | None = None, seed_value: in
     system = Principal(0, "system", "系统", "system", None, None, None)
 
     def at(moment: datetime) -> TicketStore:
-        return TicketStore(store.sessions, store.settings, lambda: moment)
+        return TicketStore(store.sessions, store.settings, lambda: moment, getattr(store, "read_sessions", None))
 
     numbers: dict[str, str] = {}
     for i in range(36):

@@ -278,10 +278,10 @@ async def supervisor_page(request: web.Request, who: Principal) -> web.StreamRes
         "pages": max(1, -(-int(result["total"] or 0) // 50)),
         "statuses": workflow.STATUS_LABELS, "type_labels": TYPE_LABELS,
         "departments": [d for d in depts.values()], "dept_names": {i: d.name for i, d in depts.items()},
-        "extensions": await pending_extensions(store.sessions), "returns": returns, "overdue": overdue[:50],
+        "extensions": await pending_extensions(store.read_sessions), "returns": returns, "overdue": overdue[:50],
         "overdue_total": len(overdue), "ledger": ledger[:100],
         "ledger_pending": sum(1 for item in ledger if item["decision"] == "pending_supervisor"),
-        "duplicates": await duplicate_candidates(store.sessions, now),
+        "duplicates": await duplicate_candidates(store.read_sessions, now),
         "search_qs": request.query_string,
     }
     return render(request, "supervisor.html", ctx)
