@@ -80,11 +80,13 @@ async def seed(app: web.Application, now: datetime | None = None, seed_value: in
             continue
         await at(signed).act(n, "sign", {}, handler)
         if fate < 0.22:
-            numbers.setdefault("handling", n)
+            if code == "zjj":
+                numbers.setdefault("handling", n)
             continue
         if fate < 0.27 and signed + timedelta(hours=1) < now:
             await at(signed + timedelta(hours=1)).act(n, "request_extension", {"days": 5, "reason": "需协调多个部门现场核查"}, handler)
-            numbers.setdefault("extension", n)
+            if code == "zjj":
+                numbers.setdefault("extension", n)
             continue
         replied = signed + timedelta(days=rnd.uniform(0.5, 9))
         if replied >= now:

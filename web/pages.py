@@ -131,6 +131,9 @@ FIELD_LABELS = {"caller_name": "来电人", "caller_phone": "电话", "request_t
                 "title": "标题", "content": "诉求内容", "address": "地址", "district": "区域", "category": "分类"}
 
 
+VALUE_LABELS = {"request_type": TYPE_LABELS, "urgency": {"urgent": "紧急", "normal": "一般"}}
+
+
 def provenance(draft_fields: Any, transcript: str | None) -> dict[str, Any]:
     """Where each pre-filled field came from, as HTML-ready segments: [(text, field or None)].
 
@@ -156,7 +159,10 @@ def provenance(draft_fields: Any, transcript: str | None) -> dict[str, Any]:
                     segs = [(src[:i], None), (src[i:i + len(v)], name), (src[i + len(v):], None)]
             if transcript is not None and ok_span and end <= len(transcript):
                 spans.append((start, end, name))
-            fields.append({"name": name, "label": FIELD_LABELS.get(name, name), "value": info.get("value"),
+            value = info.get("value")
+            display = VALUE_LABELS.get(name, {}).get(value, value) if isinstance(value, str) else value
+            fields.append({"name": name, "label": FIELD_LABELS.get(name, name), "value": value,
+                           "display": "" if display is None else display,
                            "segments": segs, "has_source": bool(src)})
     segments: list[tuple[str, str | None]] = []
     if transcript is not None:
@@ -236,6 +242,9 @@ async def ticket_page(request: web.Request, who: Principal) -> web.StreamRespons
 
 
 # ---------------------------------------------------------------- supervisor
+PAGE = 20
+
+
 def _query_from(request: web.Request) -> tuple[TicketQuery, dict[str, str]]:
     q = request.query
     tz = request.app[TZ]
@@ -257,7 +266,7 @@ def _query_from(request: web.Request) -> tuple[TicketQuery, dict[str, str]]:
         district=f["district"] or None, text=f["q"] or None, overdue=f["overdue"] == "1",
         created_from=datetime.combine(d_from, datetime.min.time(), tz) if d_from else None,
         created_to=datetime.combine(d_to + timedelta(days=1), datetime.min.time(), tz) if d_to else None,
-        limit=50, offset=(page_no - 1) * 50)
+        limit=PAGE, offset=(page_no - 1) * PAGE)
     return query, f
 
 
@@ -274,8 +283,8 @@ async def supervisor_page(request: web.Request, who: Principal) -> web.StreamRes
     overdue = await store.due_list(who, "overdue")
     ledger = await store.ledger(who, now - timedelta(days=90))
     ctx = {
-        "result": result, "filters": filters, "page": query.offset // 50 + 1,
-        "pages": max(1, -(-int(result["total"] or 0) // 50)),
+        "result": result, "filters": filters, "page": query.offset // PAGE + 1,
+        "pages": max(1, -(-int(result["total"] or 0) // PAGE)),
         "statuses": workflow.STATUS_LABELS, "type_labels": TYPE_LABELS,
         "departments": [d for d in depts.values()], "dept_names": {i: d.name for i, d in depts.items()},
         "extensions": await pending_extensions(store.read_sessions), "returns": returns, "overdue": overdue[:50],

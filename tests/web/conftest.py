@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web as aioweb
@@ -45,29 +45,45 @@ class Console:
 
 
 @pytest.fixture
-async def console(settings_factory, redis_url, sqlite_url, sqlite_template) -> AsyncIterator[Console]:
-    shutil.copyfile(sqlite_template, sqlite_url.split("///", 1)[1])
-    settings = settings_factory(database_url=sqlite_url, redis_url=redis_url)
-    app = server.create_app(settings)
-    web.setup(app, schedule_reports=False)
-    runner = aioweb.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await aioweb.TCPSite(runner, "127.0.0.1", port).start()
-    users = app[USERS]
-    depts = {d.code: d.id for d in (await users.load_departments()).values()}
-    people = {
-        "agent": await users.create_user("agent1", PASSWORD, "agent", display_name="王丽"),
-        "water": await users.create_user("water1", PASSWORD, "department", display_name="水务 李强",
-                                         department_code="swuj"),
-        "env": await users.create_user("env1", PASSWORD, "department", display_name="生态 陈静",
-                                       department_code="sthj"),
-        "super": await users.create_user("super1", PASSWORD, "supervisor", display_name="赵敏"),
-    }
+async def console_factory(settings_factory, redis_url, sqlite_url, sqlite_template
+                          ) -> AsyncIterator[Callable[..., Awaitable[Console]]]:
+    """Start the server; ``routes`` may add endpoints of packages not built yet (before the router freezes)."""
+    runners: list[aioweb.AppRunner] = []
+
+    async def make(routes: Callable[[aioweb.Application], None] | None = None, **setup: Any) -> Console:
+        shutil.copyfile(sqlite_template, sqlite_url.split("///", 1)[1])
+        settings = settings_factory(database_url=sqlite_url, redis_url=redis_url)
+        app = server.create_app(settings)
+        web.setup(app, schedule_reports=False, **setup)
+        if routes:
+            routes(app)
+        runner = aioweb.AppRunner(app, access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        port = free_port()
+        await aioweb.TCPSite(runner, "127.0.0.1", port).start()
+        users = app[USERS]
+        depts = {d.code: d.id for d in (await users.load_departments()).values()}
+        people = {
+            "agent": await users.create_user("agent1", PASSWORD, "agent", display_name="王丽"),
+            "water": await users.create_user("water1", PASSWORD, "department", display_name="水务 李强",
+                                             department_code="swuj"),
+            "env": await users.create_user("env1", PASSWORD, "department", display_name="生态 陈静",
+                                           department_code="sthj"),
+            "super": await users.create_user("super1", PASSWORD, "supervisor", display_name="赵敏"),
+        }
+        return Console(app, f"http://127.0.0.1:{port}", depts, people)
+
     try:
-        yield Console(app, f"http://127.0.0.1:{port}", depts, people)
+        yield make
     finally:
-        await runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()
+
+
+@pytest.fixture
+async def console(console_factory: Callable[..., Awaitable[Console]]) -> Console:
+    return await console_factory()
 
 
 @pytest.fixture
