@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 from sqlalchemy import ForeignKey, Integer, String, Text, select
@@ -67,7 +68,9 @@ def sniff(head: bytes) -> tuple[str, str] | None:
 
 
 def clean_filename(name: str) -> str:
-    base = os.path.basename((name or "").replace("\\", "/"))
+    # Some clients (aiohttp, curl --form-string) send RFC 5987 percent-encoded UTF-8 names; browsers send raw UTF-8.
+    name = unquote(name or "") if re.search(r"%[0-9A-Fa-f]{2}", name or "") else (name or "")
+    base = os.path.basename(name.replace("\\", "/"))
     return (_SAFE_NAME.sub("_", base).strip(" .") or "附件")[:200]
 
 
@@ -191,8 +194,6 @@ async def download(request: web.Request) -> web.StreamResponse:
     if not path.exists():
         raise NotFound("attachment_missing", "附件文件已不在存储目录中")
     disposition = "inline" if view["content_type"].startswith("image/") else "attachment"
-    from urllib.parse import quote
-
     return web.FileResponse(path, headers={
         "Content-Type": view["content_type"], "X-Content-Type-Options": "nosniff",
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(view['filename'])}"})
