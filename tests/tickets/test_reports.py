@@ -66,6 +66,12 @@ async def month(center: Center) -> tuple[Center, Reports, dict]:
     return center, reports, report
 
 
+async def reports_store_rates(c: Center) -> list[dict]:
+    store = c.client.server.app[STORE]
+    p = period_for("monthly", date(2026, 11, 7), TZ)
+    return await store.rates(p.start, p.end, await Reports(store.read_sessions, store, TZ).departments())
+
+
 async def test_monthly_report_figures(month: tuple[Center, Reports, dict]) -> None:
     c, _, r = month
     t = r["totals"]
@@ -93,6 +99,10 @@ async def test_monthly_report_figures(month: tuple[Center, Reports, dict]) -> No
     assert (city["response_rate"], city["on_time_rate"], city["satisfaction_rate"], city["composite"], city["rank"]) \
         == (1.0, 1.0, 1.0, 100.0, 1)
     assert water["rank"] == 2 and env["rank"] == 3
+
+    # The report's own SQL (period as a WHERE range) gives exactly the ticket store's rates.
+    store_rates = await reports_store_rates(c)
+    assert store_rates == r["rates"]
 
     o = r["overdue"]
     assert [(x["department_id"], x["count"]) for x in o["late_by_department"]] == [(c.departments["sthj"], 1)]
