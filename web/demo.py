@@ -11,7 +11,7 @@ from aiohttp import web
 
 from tickets.http import STORE, USERS
 from tickets.knowledge_http import KNOWLEDGE
-from tickets.service import TicketStore
+from tickets.service import TicketQuery, TicketStore
 from tickets.users import Principal
 
 PASSWORD = "demo-密码-2026"
@@ -112,12 +112,17 @@ async def seed(app: web.Application, now: datetime | None = None, seed_value: in
     for q, a, kw, code, vt in [
         ("夜间施工噪音如何投诉？", "夜间22时至次日6时禁止产生噪声的建筑施工作业，抢修抢险除外。可拨打12345登记，转住建部门核查处理。", "施工 噪音 扰民 夜间", "zjj", None),
         ("灵活就业人员如何缴纳养老保险？", "持身份证到户籍或居住地社保经办机构办理登记，或通过人社APP办理，缴费基数可在上年度社平工资60%至300%之间选择。", "社保 灵活就业 养老保险", "rsj", None),
-        ("供暖温度标准是多少？", "供暖期内居民室内温度应不低于18℃。温度不达标可申请供热单位入户测温。", "供暖 暖气 温度", "zjj", None),
+        ("供暖温度标准是多少？", "供暖期内居民室内温度应不低于18摄氏度。温度不达标可申请供热单位入户测温。", "供暖 暖气 温度", "zjj", None),
         ("2025年冬季供暖开始时间", "2025年11月15日起正式供暖。", "供暖 开始 时间", "zjj", today - timedelta(days=30)),
         ("新生儿疫苗预约方式", "可通过社区卫生服务中心公众号预约，或携带接种证到现场登记。", "疫苗 预约 新生儿", "wjw", date(today.year + 1, 12, 31)),
     ]:
         await kb.create({"question": q, "answer": a, "keywords": kw, "department_id": depts[code].id,
                          "valid_to": vt.isoformat() if vt else None}, accounts["supervisor"])
+    # The department's own tickets for its screenshots (handling first, then awaiting signature).
+    for status in ("signed", "dispatched"):
+        mine = await store.list(TicketQuery(status=(status,), limit=5), accounts["zjj"])
+        if mine["items"]:
+            numbers.setdefault("dept_ticket", mine["items"][0]["number"])
     return {"accounts": {k: v.username for k, v in accounts.items()}, "password": PASSWORD, "numbers": numbers}
 
 

@@ -45,7 +45,7 @@ async def take(outdir: Path, settings: Any, executable: str = CHROMIUM) -> list[
             (None, [("01-login", "/login")]),
             ("wangli", [("02-agent-draft", f"/agent?ticket={n['draft']}"), ("03-agent-new", "/agent"),
                         ("04-knowledge-agent", "/knowledge?q=供暖")]),
-            ("zjj01", [("05-dept-inbox", "/dept"), ("06-dept-ticket", f"/tickets/{n.get('handling') or n['draft']}")]),
+            ("zjj01", [("05-dept-inbox", "/dept"), ("06-dept-ticket", f"/tickets/{n.get('dept_ticket') or n['draft']}")]),
             ("zhaomin", [("07-supervisor", "/supervisor"), ("08-reports-monthly", "/reports?kind=monthly"),
                          ("09-reports-weekly", "/reports?kind=weekly"), ("10-report-print", "/reports/print?kind=monthly"),
                          ("11-knowledge-editor", "/knowledge"), ("12-ticket-supervisor",
