@@ -226,6 +226,8 @@ async def ticket_page(request: web.Request, who: Principal) -> web.StreamRespons
     settings = store.settings
     forms = action_forms(settings.deadlines.return_reasons, settings.deadlines.max_extension_working_days)
     allowed = [a for a in ticket["allowed_actions"] if a in forms and a != "edit"]
+    # The usual next step first and open (sign, reply, approve), refusals and returns last.
+    allowed.sort(key=lambda a: 0 if forms[a].get("primary") else 2 if forms[a].get("danger") else 1)
     related = await store.related(number, who) if who.role in CENTER else None
     now = store.clock()
     ticket["mark"] = due_mark(ticket, now, settings.deadlines.near_due_hours)

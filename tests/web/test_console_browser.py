@@ -55,7 +55,7 @@ async def test_agent_dispatches_department_replies_supervisor_sees_rates(console
     await dept.fill("#up-note", "整改后现场")
     await dept.click("#upload-form button[type=submit]")
     await dept.wait_for_selector("img[alt='整改后.png']")
-    await dept.click("details[data-action=reply] summary")
+    assert await dept.get_attribute("details[data-action=reply]", "open") is not None  # the usual next step is open
     await dept.fill("#reply-answer", "已责令施工单位停止夜间施工，并安排夜间巡查。")
     await dept.click("details[data-action=reply] button[type=submit]")
     await dept.wait_for_function("document.getElementById('ticket-status').textContent.includes('已办结')")
