@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import migrations  # noqa: E402
-from config.settings import load_settings  # noqa: E402
+import migrations
+from config.settings import load_settings
 
 TZ = ZoneInfo("Asia/Shanghai")
 FMT = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite (naive UTC here)

@@ -176,7 +176,7 @@ class Reports:
     async def satisfaction(self, p: Period) -> dict[str, Any]:
         A = Assignment
         day = self._local(A.surveyed_at, "%Y-%m-%d", p.start)
-        one = lambda cond: func.sum(case((cond, 1), else_=0))  # noqa: E731
+        one = lambda cond: func.sum(case((cond, 1), else_=0))
         rows = await self._scalar_rows(select(
             day, one(A.satisfaction == "satisfied"), one(A.satisfaction == "basically_satisfied"),
             one(A.satisfaction == "dissatisfied"), one(A.resolved.is_(True)), func.count(),
@@ -230,7 +230,7 @@ class Reports:
         ever made. ``test_reports`` checks both give the same table."""
         A = Assignment
         counted = or_(A.outcome.is_(None), A.outcome == "replied")
-        one = lambda cond: func.sum(case((cond, 1), else_=0))  # noqa: E731
+        one = lambda cond: func.sum(case((cond, 1), else_=0))
         stmt = select(
             A.department_id,
             one(counted),

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp_jinja2
 import jinja2
@@ -132,4 +132,4 @@ async def _stop_scheduler(app: web.Application) -> None:
             pass
 
 
-__all__ = ["setup", "run_daily_reports"]
+__all__ = ["run_daily_reports", "setup"]

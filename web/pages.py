@@ -11,12 +11,20 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from tickets import export, workflow
+from tickets.attachments import ATTACHMENTS
 from tickets.errors import InvalidField, NotFound
 from tickets.http import STORE, TZ, USERS, ok, principal
 from tickets.knowledge_http import KNOWLEDGE
-from tickets.attachments import ATTACHMENTS
-from tickets.reports import (KIND_LABELS, TYPE_LABELS, Period, Reports, custom_period, duplicate_candidates,
-                             pending_extensions, period_for)
+from tickets.reports import (
+    KIND_LABELS,
+    TYPE_LABELS,
+    Period,
+    Reports,
+    custom_period,
+    duplicate_candidates,
+    pending_extensions,
+    period_for,
+)
 from tickets.service import TicketQuery
 from tickets.users import Principal
 from web.forms import action_forms

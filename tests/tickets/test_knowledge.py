@@ -7,8 +7,8 @@ import pytest
 
 import server
 from tickets import knowledge_http
-from tickets.knowledge import EntryInput, is_valid_on, query_terms, score
 from tickets.errors import InvalidField
+from tickets.knowledge import EntryInput, is_valid_on, query_terms, score
 
 from .conftest import PASSWORD, TZ, Center, Clock
 
@@ -21,7 +21,7 @@ def test_validity_window_is_inclusive() -> None:
 
 
 def test_query_terms_and_score() -> None:
-    cut = lambda text: ["冬季", "供暖", "时间"] if text == "冬季供暖时间" else []  # noqa: E731
+    cut = lambda text: ["冬季", "供暖", "时间"] if text == "冬季供暖时间" else []
     assert query_terms("冬季供暖时间， 噪音", cut) == ["冬季供暖时间", "冬季", "供暖", "时间", "噪音"]
     entry = {"question": "供暖温度标准", "keywords": "供暖 暖气", "answer": "不低于18℃"}
     other = {"question": "何时开始供暖", "keywords": "", "answer": "11月15日"}

@@ -11,7 +11,7 @@ from openpyxl import load_workbook
 
 from web.pages import provenance
 
-from .conftest import PASSWORD, SYSTEM, Console
+from .conftest import PASSWORD, Console
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
