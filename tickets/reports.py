@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Index, Integer, and_, case, cast, func, or_, select
+from sqlalchemy import Index, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tickets import rates, workflow
@@ -109,32 +109,49 @@ class Reports:
         return bind.dialect.name if bind is not None else "sqlite"
 
     def _local(self, column: Any, fmt: str, at: datetime) -> Any:
-        """``fmt`` is '%H' (hour, integer) or '%Y-%m-%d' (day, text) of ``column`` in the centre's zone."""
+        """``fmt`` '%Y-%m-%d' (day) or '%Y-%m-%d %H' (day and hour) of ``column`` in the centre's zone, as text."""
         if self._dialect() == "postgresql":
-            local = func.timezone(str(self.tz), column)
-            return func.extract("hour", local) if fmt == "%H" else func.to_char(local, "YYYY-MM-DD")
+            pg = {"%Y-%m-%d": "YYYY-MM-DD", "%Y-%m-%d %H": "YYYY-MM-DD HH24"}[fmt]
+            return func.to_char(func.timezone(str(self.tz), column), pg)
         # SQLite keeps naive UTC; the zone's offset at the period start is exact for zones without DST
         # (China) and off by at most one hour on a DST night elsewhere.
         offset = int((at.utcoffset() or timedelta(0)).total_seconds() // 60)
-        expr = func.strftime(fmt, column, f"{offset:+d} minutes")
-        return cast(expr, Integer) if fmt == "%H" else expr
+        return func.strftime(fmt, column, f"{offset:+d} minutes")
 
     # ------------------------------------------------------------ sections
     async def _scalar_rows(self, stmt: Any) -> list[Any]:
         async with self.sessions() as session:
             return list((await session.execute(stmt)).all())
 
-    async def totals(self, p: Period) -> dict[str, Any]:
-        in_period = and_(Ticket.created_at >= p.start, Ticket.created_at < p.end)
-        rows = await self._scalar_rows(select(Ticket.status, func.count()).where(in_period).group_by(Ticket.status))
-        by_status = {s: int(n) for s, n in rows}
+    async def ticket_cube(self, p: Period) -> list[tuple[str, str, str, str, int]]:
+        """One range scan of ``ix_tickets_report``: counts by (local day-hour, type, status, urgency).
+
+        At most 24 × days × 6 × 11 × 2 groups whatever the number of tickets; totals, type, hour and day
+        are folded from these rows, so a month is one pass over the index instead of one per figure."""
+        key = self._local(Ticket.created_at, "%Y-%m-%d %H", p.start)
+        stmt = (select(key, Ticket.request_type, Ticket.status, Ticket.urgency, func.count())
+                .where(Ticket.created_at >= p.start, Ticket.created_at < p.end)
+                .group_by(key, Ticket.request_type, Ticket.status, Ticket.urgency))
+        return [(k, t, s, u, int(n)) for k, t, s, u, n in await self._scalar_rows(stmt)]
+
+    async def place_cube(self, p: Period) -> list[tuple[str, str, str, int]]:
+        """The second scan: counts by (district, channel, category)."""
+        stmt = (select(Ticket.district, Ticket.channel, Ticket.category, func.count())
+                .where(Ticket.created_at >= p.start, Ticket.created_at < p.end)
+                .group_by(Ticket.district, Ticket.channel, Ticket.category))
+        return [(d or "", c or "", k or "", int(n)) for d, c, k, n in await self._scalar_rows(stmt)]
+
+    async def totals(self, p: Period, cube: list[tuple[str, str, str, str, int]]) -> dict[str, Any]:
+        by_status: dict[str, int] = {}
+        urgent = 0
+        for _k, _t, status, urgency, n in cube:
+            by_status[status] = by_status.get(status, 0) + n
+            urgent += n if urgency == "urgent" else 0
         created = sum(by_status.values())
         prev = p.previous
         async with self.sessions() as session:
             previous = int(await session.scalar(select(func.count()).select_from(Ticket).where(
                 Ticket.created_at >= prev.start, Ticket.created_at < prev.end)) or 0)
-            urgent = int(await session.scalar(select(func.count()).select_from(Ticket).where(
-                in_period, Ticket.urgency == "urgent")) or 0)
             ledger = int(await session.scalar(select(func.count()).select_from(LedgerItem).where(
                 LedgerItem.at >= p.start, LedgerItem.at < p.end)) or 0)
         on_spot = by_status.get("answered_on_spot", 0)
@@ -147,29 +164,32 @@ class Reports:
                           for s in workflow.STATUSES if s in by_status],
         }
 
-    async def _group(self, column: Any, p: Period, labels: Mapping[str, str] | None = None, limit: int = 50,
-                     empty_label: str = "未填写") -> list[dict[str, Any]]:
-        stmt = (select(column, func.count()).where(Ticket.created_at >= p.start, Ticket.created_at < p.end)
-                .group_by(column).order_by(func.count().desc()).limit(limit))
-        return [{"key": k or "", "label": (labels or {}).get(k, k) or empty_label, "count": int(n)}
-                for k, n in await self._scalar_rows(stmt)]
+    @staticmethod
+    def _ranked(counts: Mapping[str, int], labels: Mapping[str, str] | None = None, limit: int = 50,
+                empty_label: str = "未填写") -> list[dict[str, Any]]:
+        rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [{"key": k, "label": (labels or {}).get(k, k) or empty_label, "count": n} for k, n in rows]
 
-    async def by_hour(self, p: Period) -> list[int]:
-        hour = self._local(Ticket.created_at, "%H", p.start)
-        rows = await self._scalar_rows(select(hour, func.count()).where(
-            Ticket.created_at >= p.start, Ticket.created_at < p.end).group_by(hour))
+    @staticmethod
+    def _fold(rows: Any, index: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in rows:
+            out[row[index]] = out.get(row[index], 0) + row[-1]
+        return out
+
+    def by_hour(self, cube: list[tuple[str, str, str, str, int]]) -> list[int]:
         counts = [0] * 24
-        for h, n in rows:
-            counts[int(h)] += int(n)
+        for key, *_rest, n in cube:
+            counts[int(key[11:13])] += n
         return counts
 
-    async def by_day(self, p: Period) -> list[dict[str, Any]]:
-        day = self._local(Ticket.created_at, "%Y-%m-%d", p.start)
-        rows = dict(await self._scalar_rows(select(day, func.count()).where(
-            Ticket.created_at >= p.start, Ticket.created_at < p.end).group_by(day)))
+    def by_day(self, p: Period, cube: list[tuple[str, str, str, str, int]]) -> list[dict[str, Any]]:
+        per_day: dict[str, int] = {}
+        for key, *_rest, n in cube:
+            per_day[key[:10]] = per_day.get(key[:10], 0) + n
         out, d = [], p.start.date()
         while d < p.end.date():
-            out.append({"day": d.isoformat(), "count": int(rows.get(d.isoformat(), 0))})
+            out.append({"day": d.isoformat(), "count": per_day.get(d.isoformat(), 0)})
             d += timedelta(days=1)
         return out
 
@@ -274,16 +294,18 @@ class Reports:
     async def build(self, p: Period, now: datetime) -> dict[str, Any]:
         departments = await self.departments()
         ranking = await self.rates(p.start, p.end, departments)
+        cube = await self.ticket_cube(p)
+        places = await self.place_cube(p)
         report = {
             "kind": p.kind, "kind_label": KIND_LABELS.get(p.kind, "统计报表"), "label": p.label,
             "start": p.start, "end": p.end, "generated_at": now,
-            "totals": await self.totals(p),
-            "by_type": await self._group(Ticket.request_type, p, TYPE_LABELS),
-            "by_channel": await self._group(Ticket.channel, p, CHANNEL_LABELS),
-            "by_district": await self._group(Ticket.district, p, limit=30),
-            "by_category": await self._group(Ticket.category, p, limit=15),
-            "by_hour": await self.by_hour(p),
-            "by_day": await self.by_day(p) if p.kind != "daily" else [],
+            "totals": await self.totals(p, cube),
+            "by_type": self._ranked(self._fold(cube, 1), TYPE_LABELS),
+            "by_channel": self._ranked(self._fold(places, 1), CHANNEL_LABELS),
+            "by_district": self._ranked(self._fold(places, 0), limit=30),
+            "by_category": self._ranked(self._fold(places, 2), limit=15),
+            "by_hour": self.by_hour(cube),
+            "by_day": self.by_day(p, cube) if p.kind != "daily" else [],
             "rates": ranking,
             "satisfaction": await self.satisfaction(p),
             "overdue": await self.overdue(p, now, departments),
