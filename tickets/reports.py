@@ -14,7 +14,7 @@ import inspect
 import json
 import os
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 from zoneinfo import ZoneInfo
@@ -123,31 +123,58 @@ class Reports:
         async with self.sessions() as session:
             return list((await session.execute(stmt)).all())
 
-    async def ticket_cube(self, p: Period) -> list[tuple[str, str, str, str, int]]:
-        """One range scan of ``ix_tickets_report``: counts by (local day-hour, type, status, urgency).
+    def _hour_key(self, column: Any) -> Any:
+        """The UTC hour a timestamp falls in: a cheap text prefix on SQLite, date_trunc on PostgreSQL.
 
-        At most 24 × days × 6 × 11 × 2 groups whatever the number of tickets; totals, type, hour and day
-        are folded from these rows, so a month is one pass over the index instead of one per figure."""
-        key = self._local(Ticket.created_at, "%Y-%m-%d %H", p.start)
-        stmt = (select(key, Ticket.request_type, Ticket.status, Ticket.urgency, func.count())
+        Converting each hour to local time happens in Python on at most 24 × days rows, which is exact for
+        every zone whose offset is whole hours (China's is), DST included."""
+        if self._dialect() == "postgresql":
+            return func.date_trunc("hour", column)
+        return func.substr(column, 1, 13)
+
+    def _local_hour(self, key: Any) -> datetime:
+        if isinstance(key, datetime):
+            return key.astimezone(self.tz)
+        return datetime.strptime(key, "%Y-%m-%d %H").replace(tzinfo=timezone.utc).astimezone(self.tz)
+
+    async def ticket_cube(self, p: Period) -> list[dict[str, Any]]:
+        """One range scan of ``ix_tickets_report``: counts by (UTC hour, type, status, urgency), at most
+        24 × days × 6 × 11 × 2 rows whatever the number of tickets. Totals, type, hour and day are folded
+        from these rows (measured: a multi-column GROUP BY beats one CASE sum per type and status)."""
+        hour = self._hour_key(Ticket.created_at)
+        stmt = (select(hour, Ticket.request_type, Ticket.status, Ticket.urgency, func.count())
                 .where(Ticket.created_at >= p.start, Ticket.created_at < p.end)
-                .group_by(key, Ticket.request_type, Ticket.status, Ticket.urgency))
-        return [(k, t, s, u, int(n)) for k, t, s, u, n in await self._scalar_rows(stmt)]
+                .group_by(hour, Ticket.request_type, Ticket.status, Ticket.urgency))
+        cells: dict[Any, dict[str, Any]] = {}
+        for key, rtype, status, urgency, n in await self._scalar_rows(stmt):
+            cell = cells.get(key)
+            if cell is None:
+                cell = cells[key] = {"at": self._local_hour(key), "count": 0, "urgent": 0,
+                                     "types": dict.fromkeys(TYPE_LABELS, 0),
+                                     "statuses": dict.fromkeys(workflow.STATUSES, 0)}
+            n = int(n)
+            cell["count"] += n
+            cell["urgent"] += n if urgency == "urgent" else 0
+            cell["types"][rtype] = cell["types"].get(rtype, 0) + n
+            cell["statuses"][status] = cell["statuses"].get(status, 0) + n
+        return list(cells.values())
 
-    async def place_cube(self, p: Period) -> list[tuple[str, str, str, int]]:
-        """The second scan: counts by (district, channel, category)."""
+    async def place_cube(self, p: Period) -> dict[str, dict[str, int]]:
+        """The second scan: counts by (district, channel, category), folded per dimension."""
         stmt = (select(Ticket.district, Ticket.channel, Ticket.category, func.count())
                 .where(Ticket.created_at >= p.start, Ticket.created_at < p.end)
                 .group_by(Ticket.district, Ticket.channel, Ticket.category))
-        return [(d or "", c or "", k or "", int(n)) for d, c, k, n in await self._scalar_rows(stmt)]
+        out: dict[str, dict[str, int]] = {"district": {}, "channel": {}, "category": {}}
+        for district, channel, category, n in await self._scalar_rows(stmt):
+            for dim, value in (("district", district), ("channel", channel), ("category", category)):
+                out[dim][value or ""] = out[dim].get(value or "", 0) + int(n)
+        return out
 
-    async def totals(self, p: Period, cube: list[tuple[str, str, str, str, int]]) -> dict[str, Any]:
-        by_status: dict[str, int] = {}
-        urgent = 0
-        for _k, _t, status, urgency, n in cube:
-            by_status[status] = by_status.get(status, 0) + n
-            urgent += n if urgency == "urgent" else 0
-        created = sum(by_status.values())
+    async def totals(self, p: Period, cube: list[dict[str, Any]]) -> dict[str, Any]:
+        by_status = {s: sum(h["statuses"][s] for h in cube) for s in workflow.STATUSES}
+        by_status = {s: n for s, n in by_status.items() if n}
+        urgent = sum(h["urgent"] for h in cube)
+        created = sum(h["count"] for h in cube)
         prev = p.previous
         async with self.sessions() as session:
             previous = int(await session.scalar(select(func.count()).select_from(Ticket).where(
@@ -170,23 +197,17 @@ class Reports:
         rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
         return [{"key": k, "label": (labels or {}).get(k, k) or empty_label, "count": n} for k, n in rows]
 
-    @staticmethod
-    def _fold(rows: Any, index: int) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for row in rows:
-            out[row[index]] = out.get(row[index], 0) + row[-1]
-        return out
-
-    def by_hour(self, cube: list[tuple[str, str, str, str, int]]) -> list[int]:
+    def by_hour(self, cube: list[dict[str, Any]]) -> list[int]:
         counts = [0] * 24
-        for key, *_rest, n in cube:
-            counts[int(key[11:13])] += n
+        for h in cube:
+            counts[h["at"].hour] += h["count"]
         return counts
 
-    def by_day(self, p: Period, cube: list[tuple[str, str, str, str, int]]) -> list[dict[str, Any]]:
+    def by_day(self, p: Period, cube: list[dict[str, Any]]) -> list[dict[str, Any]]:
         per_day: dict[str, int] = {}
-        for key, *_rest, n in cube:
-            per_day[key[:10]] = per_day.get(key[:10], 0) + n
+        for h in cube:
+            day = h["at"].date().isoformat()
+            per_day[day] = per_day.get(day, 0) + h["count"]
         out, d = [], p.start.date()
         while d < p.end.date():
             out.append({"day": d.isoformat(), "count": per_day.get(d.isoformat(), 0)})
@@ -251,8 +272,12 @@ class Reports:
         A = Assignment
         counted = or_(A.outcome.is_(None), A.outcome == "replied")
         one = lambda cond: func.sum(case((cond, 1), else_=0))
+        # "+ 0": SQLite's planner would pick (department_id, dispatched_at) to avoid sorting for the GROUP BY,
+        # then read every table row; on an expression it takes the period's range of the covering index
+        # ix_assignments_report instead (2x faster on a month of 700k assignments).
+        dept = (A.department_id + 0).label("department_id")
         stmt = select(
-            A.department_id,
+            dept,
             one(counted),
             one(and_(counted, A.signed_at.is_not(None), A.signed_at <= A.sign_due)),
             one(and_(counted, A.outcome == "replied")),
@@ -262,7 +287,7 @@ class Reports:
             one(and_(counted, A.satisfaction == "satisfied")),
             one(and_(counted, A.satisfaction == "basically_satisfied")),
             one(and_(counted, A.satisfaction == "dissatisfied")),
-        ).where(A.dispatched_at >= start, A.dispatched_at < end, A.role == "lead").group_by(A.department_id)
+        ).where(A.dispatched_at >= start, A.dispatched_at < end, A.role == "lead").group_by(dept)
         rows = await self._scalar_rows(stmt)
         return {row[0]: rates.Counts(*[int(v or 0) for v in row[1:]]) for row in rows}
 
@@ -300,10 +325,11 @@ class Reports:
             "kind": p.kind, "kind_label": KIND_LABELS.get(p.kind, "统计报表"), "label": p.label,
             "start": p.start, "end": p.end, "generated_at": now,
             "totals": await self.totals(p, cube),
-            "by_type": self._ranked(self._fold(cube, 1), TYPE_LABELS),
-            "by_channel": self._ranked(self._fold(places, 1), CHANNEL_LABELS),
-            "by_district": self._ranked(self._fold(places, 0), limit=30),
-            "by_category": self._ranked(self._fold(places, 2), limit=15),
+            "by_type": self._ranked({t: n for t in TYPE_LABELS if (n := sum(h["types"][t] for h in cube))},
+                                    TYPE_LABELS),
+            "by_channel": self._ranked(places["channel"], CHANNEL_LABELS),
+            "by_district": self._ranked(places["district"], limit=30),
+            "by_category": self._ranked(places["category"], limit=15),
             "by_hour": self.by_hour(cube),
             "by_day": self.by_day(p, cube) if p.kind != "daily" else [],
             "rates": ranking,
