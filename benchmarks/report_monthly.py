@@ -35,31 +35,29 @@ DISTRICTS = [f"{n}区" for n in "东西南北中高经新湖山"] + ["滨江区"
 SAT = ["satisfied", "satisfied", "satisfied", "basically_satisfied", "dissatisfied"]
 
 
-def build(path: Path, n: int, seed: int = 1) -> None:
-    url = f"sqlite+aiosqlite:///{path}"
-    migrations.upgrade(url)
+TICKET_COLS = ("id", "number", "version", "channel", "caller_name", "caller_phone", "anonymous", "survey_opt_out",
+               "request_type", "urgency", "title", "content", "address", "address_key", "district", "category",
+               "created_at", "updated_at", "status", "lead_department_id", "co_handler_ids",
+               "extension_days_granted", "supervised", "escalation_level", "survey_unreachable", "ledger_pending",
+               "reopen_count", "sign_due", "reply_due")
+ASSIGNMENT_COLS = ("ticket_id", "department_id", "role", "dispatched_at", "sign_due", "reply_due", "signed_at",
+                   "closed_at", "outcome", "reason", "satisfaction", "resolved", "surveyed_at")
+
+
+def generate(n: int, seed: int = 1):  # type: ignore[no-untyped-def]
+    """Tickets (and lead assignments) with aware UTC datetimes: the month plus 10 % in the month before."""
     rnd = random.Random(seed)
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA journal_mode=OFF")
-    db.execute("PRAGMA synchronous=OFF")
-    depts = [(i, f"d{i}", f"第{i}委办局", "[]", 1) for i in range(1, 41)]
-    db.executemany("INSERT INTO departments (id, code, name, domains, active) VALUES (?,?,?,?,?)", depts)
     start = datetime(2026, 10, 31, 16, 0, tzinfo=timezone.utc)  # 2026-11-01 00:00 Shanghai
     span = 30 * 86400
-    tickets, assignments = [], []
-    prev = n // 10  # the previous month, for the 环比 figure
-    for i in range(1, n + prev + 1):
-        if i <= n:
-            created = start + timedelta(seconds=rnd.random() * span)
-        else:
-            created = start - timedelta(seconds=rnd.random() * span)
-        c = created.strftime(FMT)
+    for i in range(1, n + n // 10 + 1):
+        created = start + timedelta(seconds=rnd.random() * span) if i <= n \
+            else start - timedelta(seconds=rnd.random() * span)
         r = rnd.random()
         status = "answered_on_spot" if r < 0.25 else "invalid" if r < 0.28 else "surveyed" if r < 0.75 \
             else "replied" if r < 0.85 else "signed" if r < 0.93 else "dispatched"
         dept = rnd.randint(1, 40) if status not in ("answered_on_spot", "invalid") else None
-        rtype = rnd.choice(TYPES)
         reply_due = sign_due = None
+        assignment = None
         if dept:
             d_at = created + timedelta(minutes=rnd.randint(2, 60))
             sign_due = d_at + timedelta(days=1)
@@ -67,40 +65,77 @@ def build(path: Path, n: int, seed: int = 1) -> None:
             signed = d_at + timedelta(hours=rnd.choice([1, 3, 8, 30])) if status != "dispatched" else None
             closed = signed + timedelta(days=rnd.uniform(0.5, 12)) if status in ("replied", "surveyed") else None
             sat = rnd.choice(SAT) if status == "surveyed" else None
-            surveyed = closed + timedelta(days=1) if sat else None
-            assignments.append((i, dept, "lead", d_at.strftime(FMT), sign_due.strftime(FMT), reply_due.strftime(FMT),
-                                signed.strftime(FMT) if signed else None, closed.strftime(FMT) if closed else None,
-                                "replied" if closed else None, "", sat,
-                                None if sat is None else int(sat != "dissatisfied"),
-                                surveyed.strftime(FMT) if surveyed else None))
-        tickets.append((i, f"202611-{i:09d}", 1, "phone", "", f"139{i:08d}"[:11], 0, 0, rtype,
-                        "urgent" if rnd.random() < 0.05 else "normal", "标题", "内容", "", "",
-                        rnd.choice(DISTRICTS), "", c, c, status, dept, "[]", 0, 0, 0, 0, 0, 0,
-                        sign_due.strftime(FMT) if sign_due else None, reply_due.strftime(FMT) if reply_due else None))
+            assignment = (i, dept, "lead", d_at, sign_due, reply_due, signed, closed, "replied" if closed else None,
+                          "", sat, None if sat is None else sat != "dissatisfied",
+                          closed + timedelta(days=1) if sat else None)
+        ticket = (i, f"202611-{i:09d}", 1, "phone", "", f"139{i:08d}"[:11], False, False, rnd.choice(TYPES),
+                  "urgent" if rnd.random() < 0.05 else "normal", "标题", "内容", "", "", rnd.choice(DISTRICTS), "",
+                  created, created, status, dept, "[]", 0, False, 0, False, False, 0, sign_due, reply_due)
+        yield ticket, assignment
+
+
+def _sqlite_value(v):  # type: ignore[no-untyped-def]
+    if isinstance(v, datetime):
+        return v.strftime(FMT)
+    return int(v) if isinstance(v, bool) else v
+
+
+def build(path: Path, n: int, seed: int = 1) -> None:
+    migrations.upgrade(f"sqlite+aiosqlite:///{path}")
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    db.executemany("INSERT INTO departments (id, code, name, domains, active) VALUES (?,?,?,?,?)",
+                   [(i, f"d{i}", f"第{i}委办局", "[]", 1) for i in range(1, 41)])
+    tickets: list = []
+    assignments: list = []
+    t_sql = f"INSERT INTO tickets ({', '.join(TICKET_COLS)}) VALUES ({', '.join('?' * len(TICKET_COLS))})"
+    a_sql = (f"INSERT INTO assignments ({', '.join(ASSIGNMENT_COLS)}) "
+             f"VALUES ({', '.join('?' * len(ASSIGNMENT_COLS))})")
+    for ticket, assignment in generate(n, seed):
+        tickets.append([_sqlite_value(v) for v in ticket])
+        if assignment:
+            assignments.append([_sqlite_value(v) for v in assignment])
         if len(tickets) >= 100_000:
-            _flush(db, tickets, assignments)
-    _flush(db, tickets, assignments)
+            db.executemany(t_sql, tickets)
+            db.executemany(a_sql, assignments)
+            tickets.clear()
+            assignments.clear()
+    db.executemany(t_sql, tickets)
+    db.executemany(a_sql, assignments)
     db.commit()
     db.execute("ANALYZE")
     db.close()
 
 
-def _flush(db: sqlite3.Connection, tickets: list, assignments: list) -> None:
-    db.executemany(
-        "INSERT INTO tickets (id, number, version, channel, caller_name, caller_phone, anonymous, survey_opt_out,"
-        " request_type, urgency, title, content, address, address_key, district, category, created_at, updated_at,"
-        " status, lead_department_id, co_handler_ids, extension_days_granted, supervised, escalation_level,"
-        " survey_unreachable, ledger_pending, reopen_count, sign_due, reply_due)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", tickets)
-    db.executemany(
-        "INSERT INTO assignments (ticket_id, department_id, role, dispatched_at, sign_due, reply_due, signed_at,"
-        " closed_at, outcome, reason, satisfaction, resolved, surveyed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        assignments)
-    tickets.clear()
-    assignments.clear()
+async def build_postgres(url: str, n: int, seed: int = 1) -> None:
+    import asyncpg
+
+    await asyncio.get_running_loop().run_in_executor(None, migrations.upgrade, url)  # alembic runs its own loop
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await conn.copy_records_to_table("departments", records=[(i, f"d{i}", f"第{i}委办局", "[]", True)
+                                                                 for i in range(1, 41)],
+                                         columns=["id", "code", "name", "domains", "active"])
+        tickets: list = []
+        assignments: list = []
+        for ticket, assignment in generate(n, seed):
+            tickets.append(ticket)
+            if assignment:
+                assignments.append(assignment)
+            if len(tickets) >= 100_000:
+                await conn.copy_records_to_table("tickets", records=tickets, columns=list(TICKET_COLS))
+                await conn.copy_records_to_table("assignments", records=assignments, columns=list(ASSIGNMENT_COLS))
+                tickets.clear()
+                assignments.clear()
+        await conn.copy_records_to_table("tickets", records=tickets, columns=list(TICKET_COLS))
+        await conn.copy_records_to_table("assignments", records=assignments, columns=list(ASSIGNMENT_COLS))
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
 
 
-async def measure(path: Path, runs: int) -> None:
+async def measure(url: str, runs: int) -> None:
     from sqlalchemy import select
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
@@ -108,7 +143,6 @@ async def measure(path: Path, runs: int) -> None:
     from tickets.reports import Reports, period_for
     from tickets.service import TicketStore
 
-    url = f"sqlite+aiosqlite:///{path}"
     settings = load_settings(env={}).with_overrides(database={"url": url})
     engine = create_async_engine(url)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -166,15 +200,27 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tickets", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--keep", help="reuse or create the database at this path")
+    ap.add_argument("--keep", help="reuse or create the SQLite database at this path")
+    ap.add_argument("--postgres", action="store_true", help="run on a throw-away PostgreSQL cluster instead")
     args = ap.parse_args()
+    if args.postgres:
+        from tests import services
+
+        with services.postgres_server() as base:
+            url = services.create_database(base, "bench")
+            t0 = time.perf_counter()
+            asyncio.run(build_postgres(url, args.tickets))
+            print(f"built {args.tickets:,} tickets (+10% previous month) on PostgreSQL in "
+                  f"{time.perf_counter() - t0:.1f} s")
+            asyncio.run(measure(url, args.runs))
+        return
     with tempfile.TemporaryDirectory(prefix="hotline-bench-") as tmp:
         path = Path(args.keep) if args.keep else Path(tmp) / "bench.db"
         if not path.exists():
             t0 = time.perf_counter()
             build(path, args.tickets)
             print(f"built {args.tickets:,} tickets (+10% previous month) in {time.perf_counter() - t0:.1f} s: {path}")
-        asyncio.run(measure(path, args.runs))
+        asyncio.run(measure(f"sqlite+aiosqlite:///{path}", args.runs))
 
 
 if __name__ == "__main__":
