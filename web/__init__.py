@@ -66,19 +66,30 @@ def setup(app: web.Application, *, telephony_ws: str = "/ws/agent", wallboard_ur
     ``tickets`` (knowledge base, attachments, reports). With ``schedule_reports`` a background task
     writes the 日通报 (daily), 周研判 (Mondays) and 月分析 (1st of the month) under ``<data_dir>/reports``.
     """
+    options = {"telephony_ws": telephony_ws, "wallboard_url": wallboard_url,
+               "transcript_provider": transcript_provider, "answer_rates": answer_rates,
+               "answer_rates_wired": answer_rates is not None, "schedule_reports": schedule_reports,
+               "attachment_max_bytes": attachment_max_bytes}
+    if pages.OPTIONS in app:
+        # Already set up (e.g. by server.create_app): a second call only changes the options, which the
+        # startup hooks read, so tests and embedding code can adjust them without duplicate routes.
+        app[pages.OPTIONS].update(options)
+        return
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(HERE / "templates")),
                                autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
     _filters(env, app)
-    app[pages.OPTIONS] = {"telephony_ws": telephony_ws, "wallboard_url": wallboard_url,
-                          "transcript_provider": transcript_provider, "answer_rates_wired": answer_rates is not None}
+    app[pages.OPTIONS] = options
+    knowledge_http.setup_routes(app)
+    attachments.setup_routes(app, attachment_max_bytes)
 
     async def build(app: web.Application) -> None:
         store = app[STORE]
-        app[pages.REPORTS] = Reports(getattr(store, "read_sessions", store.sessions), store, app[TZ], answer_rates)
+        opts = app[pages.OPTIONS]
+        app[pages.REPORTS] = Reports(getattr(store, "read_sessions", store.sessions), store, app[TZ],
+                                     opts["answer_rates"])
+        app[attachments.ATTACHMENTS].max_bytes = opts["attachment_max_bytes"]
 
     app.on_startup.append(build)
-    knowledge_http.setup_routes(app)
-    attachments.setup_routes(app, attachment_max_bytes)
     r = app.router
     r.add_static("/static/", HERE / "static", name="static", append_version=True)
     r.add_get("/login", pages.login_page)
@@ -92,9 +103,8 @@ def setup(app: web.Application, *, telephony_ws: str = "/ws/agent", wallboard_ur
     r.add_get("/reports/export.{fmt:xlsx|csv}", pages.report_export)
     r.add_get("/api/v1/reports", pages.report_api)
     r.add_get("/knowledge", pages.knowledge_page)
-    if schedule_reports:
-        app.on_startup.append(_start_scheduler)
-        app.on_cleanup.append(_stop_scheduler)
+    app.on_startup.append(_start_scheduler)
+    app.on_cleanup.append(_stop_scheduler)
 
 
 async def run_daily_reports(app: web.Application) -> list[Path]:
@@ -119,7 +129,8 @@ async def _scheduler(app: web.Application) -> None:
 
 
 async def _start_scheduler(app: web.Application) -> None:
-    app[SCHEDULER] = asyncio.create_task(_scheduler(app), name="console-reports")
+    if app[pages.OPTIONS]["schedule_reports"]:
+        app[SCHEDULER] = asyncio.create_task(_scheduler(app), name="console-reports")
 
 
 async def _stop_scheduler(app: web.Application) -> None:
