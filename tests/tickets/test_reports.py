@@ -146,3 +146,19 @@ async def test_scheduled_reports_are_written_once(month: tuple[Center, Reports, 
     wb = load_workbook(tmp_path / "monthly-2026-11-01.xlsx")
     assert {row[0]: row[1] for row in wb["概览"].iter_rows(min_row=2, values_only=True)}["来件总数"] == 5
     assert await generate_scheduled(reports, tmp_path, c.clock()) == []  # a second process finds them done
+
+
+async def test_answer_rates_section_reads_the_telephony_callable(month: tuple[Center, Reports, dict]) -> None:
+    c, reports, _ = month
+    seen = []
+
+    async def answer_rates(start: datetime, end: datetime) -> list[dict]:
+        seen.append((start, end))
+        return [{"queue": "12345-main", "offered": 200, "answered": 190, "answer_rate": 0.95}]
+
+    with_tel = Reports(reports.sessions, reports.store, TZ, answer_rates)
+    p = period_for("daily", date(2026, 11, 2), TZ)
+    r = await with_tel.build(p, c.clock())
+    assert seen == [(p.start, p.end)] and r["answer_rates"][0]["answered"] == 190
+    wb = load_workbook(io.BytesIO(export.to_xlsx(r)))
+    assert list(wb["接通率"].iter_rows(min_row=2, values_only=True)) == [("12345-main", 200, 190, 0.95)]
