@@ -70,6 +70,19 @@ async def take(outdir: Path, settings: Any, executable: str = CHROMIUM) -> list[
                         await page.screenshot(path=str(target), full_page=full)
                         shots.append(target)
                 await ctx.close()
+            # The same reports on a wallboard-sized screen (2560x1440): the layout scales up, nothing stretches.
+            ctx = await browser.new_context(viewport={"width": 2560, "height": 1440}, locale="zh-CN")
+            page = await ctx.new_page()
+            await page.goto(base + "/login")
+            await page.fill("#username", "zhaomin")
+            await page.fill("#password", demo.PASSWORD)
+            await page.click("button[type=submit]")
+            await page.wait_for_url(lambda url: "/login" not in url)
+            await page.goto(base + "/reports?kind=monthly")
+            target = outdir / "13-reports-2560x1440.png"
+            await page.screenshot(path=str(target))
+            shots.append(target)
+            await ctx.close()
             await browser.close()
     finally:
         await runner.cleanup()
