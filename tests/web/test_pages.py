@@ -75,7 +75,8 @@ async def test_department_isolation_on_pages_and_attachments(console: Console) -
     assert resp.status == 404 and "不存在" in await resp.text()
     inbox = await (await env.get("/dept")).text()
     assert number not in inbox
-    assert number in await (await water.get("/dept")).text()
+    inbox = await (await water.get("/dept")).text()
+    assert number in inbox and f"/api/v1/tickets/{number}/actions/sign" in inbox  # one-click sign in the inbox
 
     form = aiohttp.FormData()
     form.add_field("file", PNG, filename="现场.png", content_type="image/png")
