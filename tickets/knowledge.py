@@ -138,6 +138,14 @@ class KnowledgeStore:
         self.tz = tz
         self.cut = cut
 
+    async def warm_up(self) -> None:
+        """Load jieba's dictionary in a thread (about a second) so the first agent's search does not stall
+        the event loop."""
+        import asyncio
+
+        if self.cut is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.cut, "知识库预热")
+
     def today(self) -> date:
         return self.clock().astimezone(self.tz).date()
 

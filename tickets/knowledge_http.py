@@ -1,6 +1,7 @@
 """HTTP API of the knowledge base under ``/api/v1/knowledge`` (agents search; supervisors and departments edit)."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from tickets.http import STORE, TZ, ok, principal, read_json
 from tickets.knowledge import KnowledgeStore
 
 KNOWLEDGE = web.AppKey("knowledge_store", KnowledgeStore)
+WARM_UP = web.AppKey("knowledge_warm_up", asyncio.Task)
 
 
 def _entry_id(request: web.Request) -> int:
@@ -54,8 +56,19 @@ def setup_routes(app: web.Application, **store_options: Any) -> None:
         tickets = app[STORE]
         app[KNOWLEDGE] = KnowledgeStore(tickets.sessions, tickets.clock, app[TZ],
                                         read_sessions=getattr(tickets, "read_sessions", None), **store_options)
+        app[WARM_UP] = asyncio.create_task(app[KNOWLEDGE].warm_up(), name="knowledge-warm-up")
+
+    async def finish(app: web.Application) -> None:
+        task = app.get(WARM_UP)
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # a warm-up that did not finish changes nothing
+                pass
 
     app.on_startup.append(build)
+    app.on_cleanup.append(finish)
     r = app.router
     r.add_get("/api/v1/knowledge", search)
     r.add_post("/api/v1/knowledge", create)
