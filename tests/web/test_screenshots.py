@@ -1,0 +1,34 @@
+"""`hotline screenshots OUTDIR` produces every main page at 1366x768 from a throw-away demo server."""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+import server
+from web import screenshots
+
+pytestmark = pytest.mark.browser
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_screenshots_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "EXTRA_COMMANDS", [*server.EXTRA_COMMANDS, screenshots.register_cli])
+    monkeypatch.setenv("HOTLINE_SERVER_PASSWORD_TIME_COST", "1")
+    out = tmp_path / "shots"
+    assert server.main(["screenshots", str(out)]) == 0
+    names = sorted(p.stem for p in out.glob("*.png") if not p.stem.endswith("-full"))
+    assert names == ["01-login", "02-agent-draft", "03-agent-new", "04-knowledge-agent", "05-dept-inbox",
+                     "06-dept-ticket", "07-supervisor", "08-reports-monthly", "09-reports-weekly",
+                     "10-report-print", "11-knowledge-editor", "12-ticket-supervisor", "13-reports-2560x1440"]
+    for name in names[:-1]:
+        assert png_size(out / f"{name}.png") == (1366, 768)
+        width, height = png_size(out / f"{name}-full.png")
+        assert width == 1366 and height >= 768
+    assert png_size(out / "13-reports-2560x1440.png") == (2560, 1440)

@@ -1,0 +1,115 @@
+"""Reports to Excel (openpyxl) and CSV. Rates are written as numbers with a percent format, so a
+spreadsheet can compute with them; CSV starts with a BOM so Excel opens the Chinese text correctly."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+RATE_HEADERS = ["排名", "单位", "派单数", "按时签收数", "响应率", "办结数", "办结率", "按时办结数", "按时办结率",
+                "回访数", "已解决数", "解决率", "满意", "基本满意", "不满意", "满意率", "综合评分"]
+
+
+def rate_rows(report: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for r in report["rates"]:
+        c = r["counts"]
+        rows.append([r.get("rank"), r["department"], c["dispatched"], c["signed_on_time"], r["response_rate"],
+                     c["replied"], r["completion_rate"], c["replied_on_time"], r["on_time_rate"], c["surveyed"],
+                     c["resolved"], r["resolution_rate"], c["satisfied"], c["basically_satisfied"],
+                     c["dissatisfied"], r["satisfaction_rate"], r["composite"]])
+    return rows
+
+
+def _to_local(value: Any, tz: Any = None) -> Any:
+    # Excel has no time zones: write the centre's wall-clock time without offset.
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return (value.astimezone(tz) if tz is not None else value).replace(tzinfo=None)
+    return value
+
+
+def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]], set[int]]]:
+    """(sheet title, headers, rows, indexes of percent columns) for every table of a report."""
+    t = report["totals"]
+    tz = report["start"].tzinfo
+
+    def _local(value: Any) -> Any:
+        return _to_local(value, tz)
+
+    overview = [["报表", f"{report['kind_label']}（{report['label']}）"],
+                ["统计区间", f"{_local(report['start'])} 至 {_local(report['end'])}"],
+                ["来件总数", t["created"]], ["上期来件", t["previous_created"]], ["环比", t["change"]],
+                ["紧急件", t["urgent"]], ["直接办结", t["answered_on_spot"]], ["直接办结率", t["on_spot_rate"]],
+                ["回访数", report["satisfaction"]["surveyed"]], ["满意率", report["satisfaction"]["satisfaction_rate"]],
+                ["解决率", report["satisfaction"]["resolution_rate"]], ["不满意台账新增", t["ledger"]],
+                ["期内超期（件）", report["overdue"]["late_total"]], ["当前超期未办结（件）", report["overdue"]["open_total"]]]
+    overview += [[f"状态：{s['label']}", s["count"]] for s in t["by_status"]]
+    out = [("概览", ["项目", "数值"], overview, set()),
+           ("三率排名", RATE_HEADERS, rate_rows(report), {4, 6, 8, 11, 15}),
+           ("诉求类型", ["类型", "件数"], [[r["label"], r["count"]] for r in report["by_type"]], set()),
+           ("区域", ["区域", "件数"], [[r["label"], r["count"]] for r in report["by_district"]], set()),
+           ("来源渠道", ["渠道", "件数"], [[r["label"], r["count"]] for r in report["by_channel"]], set()),
+           ("时段", ["小时", "件数"], [[f"{h:02d}:00", n] for h, n in enumerate(report["by_hour"])], set())]
+    if report.get("by_day"):
+        out.append(("每日来件", ["日期", "件数"], [[r["day"], r["count"]] for r in report["by_day"]], set()))
+    out.append(("满意度趋势", ["日期", "回访数", "满意", "基本满意", "不满意", "已解决", "满意率"],
+                [[r["day"], r["surveyed"], r["satisfied"], r["basically_satisfied"], r["dissatisfied"], r["resolved"],
+                  r["satisfaction_rate"]] for r in report["satisfaction"]["by_day"]], {6}))
+    out.append(("超期单位", ["单位", "超期件数"],
+                [[r["department"], r["count"]] for r in report["overdue"]["late_by_department"]], set()))
+    out.append(("超期工单", ["工单编号", "标题", "主办单位", "状态", "超期环节", "时限", "超期小时", "督办"],
+                [[r["number"], r["title"], r["department"], r["status_label"], r["missed"], _local(r["due"]),
+                  r["overdue_hours"], "是" if r["supervised"] else ""] for r in report["overdue"]["open"]], set()))
+    if report.get("answer_rates") is not None:
+        out.append(("接通率", ["队列", "呼入", "接通", "接通率"],
+                    [[r.get("queue"), r.get("offered"), r.get("answered"), r.get("answer_rate")]
+                     for r in report["answer_rates"]], {3}))
+    return out
+
+
+def to_xlsx(report: dict[str, Any]) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+
+    wb = Workbook()
+    wb.remove(wb.active)
+    head_font, head_fill = Font(bold=True, color="FFFFFF"), PatternFill("solid", fgColor="1F4E79")
+    for title, headers, rows, percent in sections(report):
+        ws = wb.create_sheet(title)
+        ws.append(headers)
+        for cell in ws[1]:
+            cell.font, cell.fill = head_font, head_fill
+            cell.alignment = Alignment(horizontal="center")
+        for row in rows:
+            ws.append([_to_local(v) for v in row])
+        for col in percent:
+            for (cell,) in ws.iter_rows(min_row=2, min_col=col + 1, max_col=col + 1):
+                cell.number_format = "0.00%"
+        if title == "概览":
+            for (cell,) in ws.iter_rows(min_row=2, min_col=2, max_col=2):
+                if isinstance(cell.value, float):
+                    cell.number_format = "0.00%"
+        for i, header in enumerate(headers, start=1):
+            width = max([len(str(header)) * 2 + 2] + [min(len(str(r[i - 1])) * 2, 60) for r in rows[:200]])
+            ws.column_dimensions[ws.cell(1, i).column_letter].width = max(8, width)
+        ws.freeze_panes = "A2"
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def to_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(headers)
+    for row in rows:
+        writer.writerow(["" if v is None else _to_local(v) for v in row])
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")
+
+
+def section_csv(report: dict[str, Any], title: str) -> bytes:
+    for name, headers, rows, _ in sections(report):
+        if name == title:
+            return to_csv(headers, rows)
+    raise KeyError(title)

@@ -1,0 +1,389 @@
+"""Server-rendered pages of the console. Every page reads through the same stores and the same
+``Principal`` as the JSON API, so department isolation holds on pages exactly as it does on the API."""
+from __future__ import annotations
+
+import functools
+from datetime import date, datetime, timedelta
+from typing import Any, Awaitable, Callable
+from urllib.parse import quote
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from tickets import export, workflow
+from tickets.attachments import ATTACHMENTS
+from tickets.errors import InvalidField, NotFound
+from tickets.http import STORE, TZ, USERS, ok, principal
+from tickets.knowledge_http import KNOWLEDGE
+from tickets.reports import (
+    KIND_LABELS,
+    TYPE_LABELS,
+    Period,
+    Reports,
+    custom_period,
+    duplicate_candidates,
+    pending_extensions,
+    period_for,
+)
+from tickets.service import TicketQuery
+from tickets.users import Principal
+from web.forms import action_forms
+
+REPORTS = web.AppKey("console_reports", Reports)
+OPTIONS = web.AppKey("console_options", dict)
+
+HOME_BY_ROLE = {"agent": "/agent", "department": "/dept", "supervisor": "/supervisor", "admin": "/supervisor"}
+NAV = {
+    "agent": [("/agent", "座席工作台"), ("/knowledge", "知识库")],
+    "department": [("/dept", "承办单位工作台"), ("/knowledge", "知识库")],
+    "supervisor": [("/supervisor", "班长工作台"), ("/agent", "座席工作台"), ("/reports", "统计报表"),
+                   ("/knowledge", "知识库")],
+}
+NAV["admin"] = NAV["supervisor"]
+CENTER = ("agent", "supervisor", "admin")
+SUPERVISORS = ("supervisor", "admin")
+Handler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
+
+
+def render(request: web.Request, template: str, ctx: dict[str, Any], status: int = 200) -> web.Response:
+    who = request.get("principal")
+    base = {"user": who, "nav": NAV.get(who.role, []) if who else [], "path": request.path,
+            "options": request.app[OPTIONS]}
+    return aiohttp_jinja2.render_template(template, request, {**base, **ctx}, status=status)
+
+
+def error_page(request: web.Request, status: int, title: str, message: str) -> web.Response:
+    return render(request, "error.html", {"status": status, "title": title, "message": message}, status=status)
+
+
+def page(*roles: str) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """Pages redirect to the login page when nobody is logged in and answer 403 for a wrong role."""
+
+    def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        @functools.wraps(handler)
+        async def run(request: web.Request) -> web.StreamResponse:
+            who = request.get("principal")
+            if who is None:
+                raise web.HTTPFound("/login?next=" + quote(request.path_qs))
+            if roles and who.role not in roles:
+                return error_page(request, 403, "无权访问", "您的角色不能打开此页面。")
+            try:
+                return await handler(request, who)
+            except NotFound as exc:
+                return error_page(request, 404, "未找到", exc.message)
+            except InvalidField as exc:
+                return error_page(request, 400, "参数有误", exc.message)
+
+        return run
+
+    return wrap
+
+
+def today(request: web.Request) -> date:
+    return request.app[STORE].clock().astimezone(request.app[TZ]).date()
+
+
+async def departments(request: web.Request) -> dict[int, Any]:
+    return await request.app[USERS].load_departments()
+
+
+def due_mark(ticket: dict[str, Any], now: datetime, near_hours: float) -> str:
+    """'overdue', 'near' or '' for inbox colouring: the deadline that matters in the ticket's state."""
+    if ticket.get("overdue"):
+        return "overdue"
+    due = ticket.get("sign_due") if ticket["status"] == "dispatched" else ticket.get("reply_due")
+    if ticket["status"] in ("dispatched", "signed") and due and not ticket.get("suspended_at") \
+            and due - now < timedelta(hours=near_hours):
+        return "near"
+    return ""
+
+
+# ---------------------------------------------------------------- login and home
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if request.get("principal") is not None:
+        raise web.HTTPFound(HOME_BY_ROLE.get(request["principal"].role, "/agent"))
+    nxt = request.query.get("next", "")
+    if not nxt.startswith("/") or nxt.startswith("//"):
+        nxt = ""  # never bounce a fresh login to another site
+    return render(request, "login.html", {"next": nxt})
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    who = request.get("principal")
+    raise web.HTTPFound(HOME_BY_ROLE.get(who.role, "/agent") if who else "/login")
+
+
+# ---------------------------------------------------------------- agent console
+@page(*CENTER)
+async def agent_page(request: web.Request, who: Principal) -> web.StreamResponse:
+    store = request.app[STORE]
+    work = await store.list(TicketQuery(status=("draft", "accepted"), limit=100), who)
+    depts = await departments(request)
+    ctx: dict[str, Any] = {"work": work["items"], "work_total": work["total"], "ticket": None,
+                           "departments": [d for d in depts.values() if d.active], "dept_names": {
+                               i: d.name for i, d in depts.items()}, "type_labels": TYPE_LABELS,
+                           "field_labels": FIELD_LABELS}
+    number = request.query.get("ticket")
+    if number:
+        ticket = await store.get(number, who)
+        ctx["ticket"] = ticket
+        ctx["related"] = await store.related(number, who)
+        provider = request.app[OPTIONS].get("transcript_provider")
+        transcript = await provider(ticket) if provider else None
+        ctx["transcript"] = transcript
+        ctx["provenance"] = provenance(ticket.get("draft_fields"), transcript)
+    return render(request, "agent.html", ctx)
+
+
+FIELD_LABELS = {"caller_name": "来电人", "caller_phone": "电话", "request_type": "诉求类型", "urgency": "紧急程度",
+                "title": "标题", "content": "诉求内容", "address": "地址", "district": "区域", "category": "分类"}
+
+
+VALUE_LABELS = {"request_type": TYPE_LABELS, "urgency": {"urgent": "紧急", "normal": "一般"}}
+
+
+def provenance(draft_fields: Any, transcript: str | None) -> dict[str, Any]:
+    """Where each pre-filled field came from, as HTML-ready segments: [(text, field or None)].
+
+    ``start``/``end`` point into the transcript when one is given; otherwise into the field's own
+    ``source_text``. Anything malformed is shown as plain text rather than breaking the page.
+    """
+    fields: list[dict[str, Any]] = []
+    spans: list[tuple[int, int, str]] = []
+    if isinstance(draft_fields, dict):
+        for name, info in draft_fields.items():
+            if not isinstance(info, dict):
+                info = {"value": info}
+            src = str(info.get("source_text") or "")
+            start, end = info.get("start"), info.get("end")
+            ok_span = isinstance(start, int) and isinstance(end, int) and 0 <= start < end
+            segs: list[tuple[str, str | None]] = [(src, None)]
+            if src:
+                if ok_span and transcript is None and end <= len(src):
+                    segs = [(src[:start], None), (src[start:end], name), (src[end:], None)]
+                elif str(info.get("value") or "") and str(info["value"]) in src:
+                    v = str(info["value"])
+                    i = src.index(v)
+                    segs = [(src[:i], None), (src[i:i + len(v)], name), (src[i + len(v):], None)]
+            if transcript is not None and ok_span and end <= len(transcript):
+                spans.append((start, end, name))
+            value = info.get("value")
+            display = VALUE_LABELS.get(name, {}).get(value, value) if isinstance(value, str) else value
+            fields.append({"name": name, "label": FIELD_LABELS.get(name, name), "value": value,
+                           "display": "" if display is None else display,
+                           "segments": segs, "has_source": bool(src)})
+    segments: list[tuple[str, str | None]] = []
+    if transcript is not None:
+        pos = 0
+        for start, end, name in sorted(spans):
+            if start < pos:
+                continue  # overlapping spans: keep the first
+            segments += [(transcript[pos:start], None), (transcript[start:end], name)]
+            pos = end
+        segments.append((transcript[pos:], None))
+    return {"fields": fields, "transcript": segments}
+
+
+# ---------------------------------------------------------------- department portal
+@page("department")
+async def dept_page(request: web.Request, who: Principal) -> web.StreamResponse:
+    store = request.app[STORE]
+    tab = request.query.get("tab", "inbox")
+    statuses = {"inbox": ("dispatched", "signed", "returned"), "co": ("dispatched", "signed", "returned"),
+                "done": ("replied", "surveyed", "archived")}.get(tab, ("dispatched", "signed", "returned"))
+    result = await store.list(TicketQuery(status=statuses, limit=500), who)
+    items = result["items"]
+    if tab == "inbox":
+        items = [t for t in items if t["lead_department_id"] == who.department_id]
+    elif tab == "co":
+        items = [t for t in items if t["lead_department_id"] != who.department_id]
+    now = store.clock()
+    near = store.settings.deadlines.near_due_hours
+    far = datetime.max.replace(tzinfo=now.tzinfo)
+    for t in items:
+        t["mark"] = due_mark(t, now, near)
+        t["due"] = t["sign_due"] if t["status"] == "dispatched" else t["reply_due"]
+    if tab != "done":
+        items.sort(key=lambda t: (t["due"] or far))
+    all_open = (await store.list(TicketQuery(status=("dispatched", "signed", "returned"), limit=500), who))["items"]
+    counts = {"to_sign": sum(1 for t in all_open if t["status"] == "dispatched"
+                             and t["lead_department_id"] == who.department_id),
+              "handling": sum(1 for t in all_open if t["status"] == "signed"),
+              "overdue": sum(1 for t in all_open if t["overdue"]),
+              "near": sum(1 for t in all_open if due_mark(t, now, near) == "near"),
+              "co": sum(1 for t in all_open if t["lead_department_id"] != who.department_id)}
+    depts = await departments(request)
+    start = datetime.combine(today(request).replace(day=1), datetime.min.time(), request.app[TZ])
+    rates = [r for r in await store.rates(start, start + timedelta(days=32), depts)
+             if r["department_id"] == who.department_id]
+    return render(request, "dept.html", {"items": items, "tab": tab, "counts": counts, "now": now,
+                                         "dept": depts.get(who.department_id), "rates": rates[0] if rates else None,
+                                         "dept_names": {i: d.name for i, d in depts.items()},
+                                         "type_labels": TYPE_LABELS})
+
+
+# ---------------------------------------------------------------- one ticket
+@page()
+async def ticket_page(request: web.Request, who: Principal) -> web.StreamResponse:
+    store = request.app[STORE]
+    number = request.match_info["number"]
+    ticket = await store.get(number, who)  # NotFound (also for another department's ticket) -> 404 page
+    history = await store.history(number, who)
+    attachments = await request.app[ATTACHMENTS].list(number, who)
+    depts = await departments(request)
+    settings = store.settings
+    forms = action_forms(settings.deadlines.return_reasons, settings.deadlines.max_extension_working_days)
+    allowed = [a for a in ticket["allowed_actions"] if a in forms and a != "edit"]
+    # The usual next step first and open (sign, reply, approve), refusals and returns last.
+    allowed.sort(key=lambda a: 0 if forms[a].get("primary") else 2 if forms[a].get("danger") else 1)
+    related = await store.related(number, who) if who.role in CENTER else None
+    now = store.clock()
+    ticket["mark"] = due_mark(ticket, now, settings.deadlines.near_due_hours)
+    return render(request, "ticket.html", {
+        "t": ticket, "history": history, "attachments": attachments, "forms": forms, "allowed": allowed,
+        "labels": {a: r.label for a, r in workflow.RULES.items()}, "related": related,
+        "dept_names": {i: d.name for i, d in depts.items()}, "departments": [d for d in depts.values() if d.active],
+        "type_labels": TYPE_LABELS, "provenance": provenance(ticket.get("draft_fields"), None),
+        "statuses": workflow.STATUS_LABELS,
+        "can_upload": who.role in ("department", "agent", "supervisor", "admin"),
+        "role_labels": {"agent": "话务员", "department": "承办单位", "supervisor": "班长", "admin": "管理员",
+                        "system": "系统"},
+    })
+
+
+# ---------------------------------------------------------------- supervisor
+PAGE = 20
+
+
+def _query_from(request: web.Request) -> tuple[TicketQuery, dict[str, str]]:
+    q = request.query
+    tz = request.app[TZ]
+    f = {k: q.get(k, "") for k in ("status", "department_id", "request_type", "district", "q", "overdue", "from",
+                                   "to", "page")}
+    status = tuple(s for s in f["status"].split(",") if s in workflow.STATUSES)
+
+    def day(value: str) -> date | None:
+        try:
+            return date.fromisoformat(value) if value else None
+        except ValueError:
+            raise InvalidField("from", f"日期格式有误：{value}") from None
+
+    d_from, d_to = day(f["from"]), day(f["to"])
+    page_no = int(f["page"]) if f["page"].isdigit() else 1
+    query = TicketQuery(
+        status=status, department_id=int(f["department_id"]) if f["department_id"].isdigit() else None,
+        request_type=f["request_type"] if f["request_type"] in TYPE_LABELS else None,
+        district=f["district"] or None, text=f["q"] or None, overdue=f["overdue"] == "1",
+        created_from=datetime.combine(d_from, datetime.min.time(), tz) if d_from else None,
+        created_to=datetime.combine(d_to + timedelta(days=1), datetime.min.time(), tz) if d_to else None,
+        limit=PAGE, offset=(page_no - 1) * PAGE)
+    return query, f
+
+
+@page(*SUPERVISORS)
+async def supervisor_page(request: web.Request, who: Principal) -> web.StreamResponse:
+    store = request.app[STORE]
+    query, filters = _query_from(request)
+    result = await store.list(query, who)
+    now = store.clock()
+    for t in result["items"]:
+        t["mark"] = due_mark(t, now, store.settings.deadlines.near_due_hours)
+    depts = await departments(request)
+    returns = (await store.list(TicketQuery(status=("returned",), limit=100), who))["items"]
+    overdue = await store.due_list(who, "overdue")
+    ledger = await store.ledger(who, now - timedelta(days=90))
+    ctx = {
+        "result": result, "filters": filters, "page": query.offset // PAGE + 1,
+        "pages": max(1, -(-int(result["total"] or 0) // PAGE)),
+        "statuses": workflow.STATUS_LABELS, "type_labels": TYPE_LABELS,
+        "departments": [d for d in depts.values()], "dept_names": {i: d.name for i, d in depts.items()},
+        "extensions": await pending_extensions(store.read_sessions), "returns": returns, "overdue": overdue[:50],
+        "overdue_total": len(overdue), "ledger": ledger[:100],
+        "ledger_pending": sum(1 for item in ledger if item["decision"] == "pending_supervisor"),
+        "duplicates": await duplicate_candidates(store.read_sessions, now),
+        "search_qs": request.query_string,
+    }
+    return render(request, "supervisor.html", ctx)
+
+
+# ---------------------------------------------------------------- reports
+def _period(request: web.Request) -> Period:
+    q = request.query
+    tz = request.app[TZ]
+    kind = q.get("kind", "monthly")
+    try:
+        if kind == "custom":
+            d_from = date.fromisoformat(q.get("from") or today(request).replace(day=1).isoformat())
+            d_to = date.fromisoformat(q.get("to") or today(request).isoformat())
+            if d_to < d_from:
+                raise InvalidField("to", "结束日期不能早于开始日期")
+            return custom_period(d_from, d_to, tz)
+        day = date.fromisoformat(q["date"]) if q.get("date") else today(request)
+    except ValueError:
+        raise InvalidField("date", "日期格式有误，应如 2026-11-22") from None
+    if kind not in KIND_LABELS:
+        raise InvalidField("kind", "报表类型须为 daily、weekly、monthly 或 custom")
+    return period_for(kind, day, tz)
+
+
+async def build_report(request: web.Request) -> dict[str, Any]:
+    return await request.app[REPORTS].build(_period(request), request.app[STORE].clock())
+
+
+@page(*SUPERVISORS)
+async def reports_page(request: web.Request, who: Principal) -> web.StreamResponse:
+    report = await build_report(request)
+    return render(request, "reports.html", {"r": report, "q": dict(request.query), "kinds": KIND_LABELS,
+                                            "qs": request.query_string})
+
+
+@page(*SUPERVISORS)
+async def report_print(request: web.Request, who: Principal) -> web.StreamResponse:
+    report = await build_report(request)
+    return render(request, "report_print.html", {"r": report})
+
+
+@page(*SUPERVISORS)
+async def report_export(request: web.Request, who: Principal) -> web.StreamResponse:
+    report = await build_report(request)
+    fmt = request.match_info["fmt"]
+    stem = f"{report['kind_label']}-{report['start'].date().isoformat()}"
+    if fmt == "xlsx":
+        body = export.to_xlsx(report)
+        ctype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    else:
+        section = request.query.get("section", "三率排名")
+        try:
+            body = export.section_csv(report, section)
+        except KeyError:
+            raise InvalidField("section", f"没有名为 {section} 的报表") from None
+        stem += f"-{section}"
+        ctype = "text/csv; charset=utf-8"
+    return web.Response(body=body, headers={
+        "Content-Type": ctype, "Content-Disposition": f"attachment; filename*=UTF-8''{quote(stem)}.{fmt}"})
+
+
+async def report_api(request: web.Request) -> web.Response:
+    principal(request)
+    from tickets.http import require_role
+
+    require_role(request, *SUPERVISORS)
+    return ok(await build_report(request))
+
+
+# ---------------------------------------------------------------- knowledge
+@page()
+async def knowledge_page(request: web.Request, who: Principal) -> web.StreamResponse:
+    kb = request.app[KNOWLEDGE]
+    q = request.query.get("q", "")
+    editor = who.role in ("supervisor", "admin", "department")
+    results = await kb.search(q, 50) if q else await kb.search("", 50)
+    editing = None
+    if editor and request.query.get("edit", "").isdigit():
+        editing = await kb.get(int(request.query["edit"]))
+    depts = await departments(request)
+    return render(request, "knowledge.html", {
+        "q": q, "results": results, "editor": editor, "editing": editing,
+        "review": await kb.for_review(who) if editor else [],
+        "departments": [d for d in depts.values() if d.active], "dept_names": {i: d.name for i, d in depts.items()},
+    })

@@ -1,0 +1,106 @@
+"""``hotline screenshots OUTDIR``: start a throw-away server with demonstration data (temporary SQLite and
+a private redis-server), log in as each role in headless Chromium and save each main page at 1366x768
+(the viewport an agent sees) and as a full page."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def take(outdir: Path, settings: Any, executable: str = CHROMIUM) -> list[Path]:
+    from aiohttp import web as aioweb
+    from playwright.async_api import async_playwright
+
+    import server
+    import web
+    from web import demo
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    app = server.create_app(settings)
+    web.setup(app, schedule_reports=False)
+    runner = aioweb.AppRunner(app)
+    await runner.setup()
+    port = _free_port()
+    await aioweb.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"http://127.0.0.1:{port}"
+    shots: list[Path] = []
+    try:
+        info = await demo.seed(app)
+        n = info["numbers"]
+        plan = [
+            (None, [("01-login", "/login")]),
+            ("wangli", [("02-agent-draft", f"/agent?ticket={n['draft']}"), ("03-agent-new", "/agent"),
+                        ("04-knowledge-agent", "/knowledge?q=供暖")]),
+            ("zjj01", [("05-dept-inbox", "/dept"), ("06-dept-ticket", f"/tickets/{n.get('dept_ticket') or n['draft']}")]),
+            ("zhaomin", [("07-supervisor", "/supervisor"), ("08-reports-monthly", "/reports?kind=monthly"),
+                         ("09-reports-weekly", "/reports?kind=weekly"), ("10-report-print", "/reports/print?kind=monthly"),
+                         ("11-knowledge-editor", "/knowledge"), ("12-ticket-supervisor",
+                                                                 f"/tickets/{n.get('extension') or n['draft']}")]),
+        ]
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            for user, pages in plan:
+                ctx = await browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+                page = await ctx.new_page()
+                if user:
+                    await page.goto(base + "/login")
+                    await page.fill("#username", user)
+                    await page.fill("#password", demo.PASSWORD)
+                    await page.click("button[type=submit]")
+                    await page.wait_for_url(lambda url: "/login" not in url)
+                for name, path in pages:
+                    await page.goto(base + path)
+                    await page.wait_for_load_state("networkidle")
+                    for suffix, full in (("", False), ("-full", True)):
+                        target = outdir / f"{name}{suffix}.png"
+                        await page.screenshot(path=str(target), full_page=full)
+                        shots.append(target)
+                await ctx.close()
+            # The same reports on a wallboard-sized screen (2560x1440): the layout scales up, nothing stretches.
+            ctx = await browser.new_context(viewport={"width": 2560, "height": 1440}, locale="zh-CN")
+            page = await ctx.new_page()
+            await page.goto(base + "/login")
+            await page.fill("#username", "zhaomin")
+            await page.fill("#password", demo.PASSWORD)
+            await page.click("button[type=submit]")
+            await page.wait_for_url(lambda url: "/login" not in url)
+            await page.goto(base + "/reports?kind=monthly")
+            target = outdir / "13-reports-2560x1440.png"
+            await page.screenshot(path=str(target))
+            shots.append(target)
+            await ctx.close()
+            await browser.close()
+    finally:
+        await runner.cleanup()
+    return shots
+
+
+def _cmd(settings: Any, args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="hotline-screens-") as tmp:
+        demo_settings = settings.with_overrides(server={"data_dir": tmp, "admin_password": "screens-admin-1"},
+                                                database={"url": ""}, redis={"url": ""}, ami={"enabled": False})
+        shots = asyncio.run(take(Path(args.outdir), demo_settings, args.chromium))
+    for path in shots:
+        print(path)
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    cmd = subparsers.add_parser("screenshots", help="save screenshots of the console's main pages (demo data)")
+    cmd.add_argument("outdir")
+    cmd.add_argument("--chromium", default=CHROMIUM, help="Chromium executable (default /usr/bin/chromium)")
+    cmd.set_defaults(func=_cmd)

@@ -1,0 +1,89 @@
+// Shared helpers for every page: JSON API calls, messages, generic action forms, keyboard shortcuts.
+// No framework and no build step: plain ES2017 that current Chromium and Firefox run as is.
+"use strict";
+const Hotline = (() => {
+  async function api(method, url, body) {
+    const opts = { method, headers: { "Accept": "application/json" }, credentials: "same-origin" };
+    if (body instanceof FormData) opts.body = body;
+    else if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
+    const resp = await fetch(url, opts);
+    const text = await resp.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (e) { data = { message: text }; }
+    if (!resp.ok) {
+      const err = new Error((data && data.message) || ("请求失败（" + resp.status + "）"));
+      err.status = resp.status; err.data = data; throw err;
+    }
+    return data;
+  }
+  // Optional endpoints of other packages: null when they do not exist (yet).
+  async function optional(url) {
+    try { return await api("GET", url); } catch (e) { if (e.status === 404 || e.status === 405 || e.status === 501) return null; throw e; }
+  }
+  let toastTimer = null;
+  function toast(msg, isError) {
+    const el = document.getElementById("toast");
+    if (!el) { alert(msg); return; }
+    el.textContent = msg; el.className = "show" + (isError ? " err" : "");
+    clearTimeout(toastTimer); toastTimer = setTimeout(() => { el.className = ""; }, isError ? 6000 : 2500);
+  }
+  function esc(s) { return String(s == null ? "" : s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])); }
+  function fmtTime(iso) {
+    if (!iso) return "";
+    const d = new Date(iso); if (isNaN(d)) return iso;
+    const p = n => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+  }
+  // Collect a form into typed JSON: data-type="int" | "bool" | "datetime" | "intlist" on the inputs.
+  function formJSON(form) {
+    const out = {};
+    for (const el of form.elements) {
+      if (!el.name || el.disabled) continue;
+      const t = el.dataset.type;
+      if (el.type === "checkbox") { out[el.name] = el.checked; continue; }
+      if (el.multiple) { out[el.name] = Array.from(el.selectedOptions).map(o => parseInt(o.value, 10)); continue; }
+      let v = el.value;
+      if (v === "" && el.dataset.optional !== undefined) continue;
+      if (t === "int") v = v === "" ? null : parseInt(v, 10);
+      else if (t === "bool") v = v === "true";
+      else if (t === "datetime") v = v ? new Date(v).toISOString() : null;
+      out[el.name] = v;
+    }
+    return out;
+  }
+  // <form data-action-url="/api/..." data-after="reload|/path"> posts its fields as JSON.
+  function bindActionForms(root) {
+    (root || document).querySelectorAll("form[data-action-url]").forEach(form => {
+      form.addEventListener("submit", async ev => {
+        ev.preventDefault();
+        const btn = form.querySelector("button[type=submit]");
+        if (form.dataset.confirm && !confirm(form.dataset.confirm)) return;
+        if (btn) btn.disabled = true;
+        try {
+          await api(form.dataset.method || "POST", form.dataset.actionUrl, formJSON(form));
+          toast(form.dataset.done || "已提交");
+          const after = form.dataset.after || "reload";
+          setTimeout(() => { after === "reload" ? location.reload() : (location.href = after); }, 300);
+        } catch (e) { toast(e.message, true); if (btn) btn.disabled = false; }
+      });
+    });
+  }
+  const keys = [];
+  function shortcut(spec, fn) { keys.push([spec, fn]); }
+  document.addEventListener("keydown", ev => {
+    for (const [spec, fn] of keys) {
+      const parts = spec.toLowerCase().split("+"); const key = parts.pop();
+      const want = { ctrl: parts.includes("ctrl"), alt: parts.includes("alt"), shift: parts.includes("shift") };
+      if (ev.key.toLowerCase() === key && ev.ctrlKey === want.ctrl && ev.altKey === want.alt && ev.shiftKey === want.shift) {
+        if (!want.ctrl && !want.alt && ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName)) continue;
+        ev.preventDefault(); fn(ev); return;
+      }
+    }
+  });
+  async function logout() { try { await api("POST", "/api/v1/auth/logout"); } finally { location.href = "/login"; } }
+  document.addEventListener("DOMContentLoaded", () => {
+    bindActionForms(document);
+    const lo = document.getElementById("logout"); if (lo) lo.addEventListener("click", logout);
+  });
+  return { api, optional, toast, esc, fmtTime, formJSON, bindActionForms, shortcut };
+})();
