@@ -32,6 +32,8 @@ from asr import service as asr_service
 from tickets import http as tickets_http
 from tickets.service import TicketStore
 from tickets.users import Principal, UserStore
+import web as console
+from web import screenshots as console_screenshots
 
 log = logging.getLogger("hotline")
 
@@ -273,6 +275,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
     tickets_http.setup_routes(app, tz)
+    console.setup(app, telephony_ws="/ws/agent", wallboard_url="/wallboard")
     return app
 
 
@@ -347,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Packages add their own sub-commands here (train-router, replay, worker, ...).
-EXTRA_COMMANDS: list[Callable[[Any], None]] = [asr_service.register_cli]
+EXTRA_COMMANDS: list[Callable[[Any], None]] = [asr_service.register_cli, console_screenshots.register_cli]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

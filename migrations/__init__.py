@@ -13,7 +13,8 @@ from alembic import command
 from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
-MODEL_MODULES = ("tickets.models", "telephony.models", "asr.models")
+MODEL_MODULES = ("tickets.models", "tickets.knowledge", "tickets.attachments", "tickets.reports", "telephony.models",
+                 "asr.models")
 
 
 def metadatas() -> list[Any]:
@@ -25,7 +26,9 @@ def metadatas() -> list[Any]:
             if exc.name == name:
                 continue
             raise
-        found.append(module.Base.metadata)
+        # Modules that only add tables or indexes to another package's Base (tickets.knowledge) count once.
+        if hasattr(module, "Base") and module.Base.metadata not in found:
+            found.append(module.Base.metadata)
     return found
 
 

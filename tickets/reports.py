@@ -266,42 +266,12 @@ class Reports:
                 "open": open_list, "open_total": open_total}
 
     async def department_counts(self, start: datetime, end: datetime) -> dict[int, rates.Counts]:
-        """The same counts as ``TicketStore.department_counts`` (same CASE conditions), with the period as a
-        WHERE range, so only the period's slice of ``ix_assignments_report`` is read, not every assignment
-        ever made. ``test_reports`` checks both give the same table."""
-        A = Assignment
-        counted = or_(A.outcome.is_(None), A.outcome == "replied")
-        one = lambda cond: func.sum(case((cond, 1), else_=0))
-        # "+ 0": SQLite's planner would pick (department_id, dispatched_at) to avoid sorting for the GROUP BY,
-        # then read every table row; on an expression it takes the period's range of the covering index
-        # ix_assignments_report instead (2x faster on a month of 700k assignments).
-        dept = (A.department_id + 0).label("department_id")
-        stmt = select(
-            dept,
-            one(counted),
-            one(and_(counted, A.signed_at.is_not(None), A.signed_at <= A.sign_due)),
-            one(and_(counted, A.outcome == "replied")),
-            one(and_(counted, A.outcome == "replied", A.closed_at <= A.reply_due)),
-            one(and_(counted, A.satisfaction.is_not(None))),
-            one(and_(counted, A.resolved.is_(True))),
-            one(and_(counted, A.satisfaction == "satisfied")),
-            one(and_(counted, A.satisfaction == "basically_satisfied")),
-            one(and_(counted, A.satisfaction == "dissatisfied")),
-        ).where(A.dispatched_at >= start, A.dispatched_at < end, A.role == "lead").group_by(dept)
-        rows = await self._scalar_rows(stmt)
-        return {row[0]: rates.Counts(*[int(v or 0) for v in row[1:]]) for row in rows}
+        return await self.store.department_counts(start, end)
 
     async def rates(self, start: datetime, end: datetime, departments: Mapping[int, Department]
                     ) -> list[dict[str, Any]]:
-        """Rates and composite ranking exactly as ``TicketStore.rates`` computes them (same weights)."""
-        counts = await self.department_counts(start, end)
-        t = self.store.settings.tickets
-        weights = rates.Weights(t.weight_response, t.weight_resolution, t.weight_satisfaction,
-                                t.basically_satisfied_weight)
-        table = rates.ranking({d: counts.get(d, rates.Counts()) for d in departments if departments[d].active
-                               or d in counts}, weights)
-        return [{"department_id": row.department_id, "department": departments[row.department_id].name,
-                 "code": departments[row.department_id].code, **row.as_dict()} for row in table]
+        """Rates and composite ranking: the same query as ``/api/v1/rates`` (one definition of the rates)."""
+        return await self.store.rates(start, end, departments)
 
     async def departments(self) -> dict[int, Department]:
         async with self.sessions() as session:

@@ -478,11 +478,14 @@ class TicketStore:
         away do not count against the department.
         """
         A = Assignment
-        counted = and_(A.role == "lead", A.dispatched_at >= start, A.dispatched_at < end,
-                       or_(A.outcome.is_(None), A.outcome == "replied"))
+        counted = or_(A.outcome.is_(None), A.outcome == "replied")
         one = lambda cond: func.sum(case((cond, 1), else_=0))  # noqa: E731
+        # "+ 0": SQLite's planner would pick (department_id, dispatched_at) to avoid sorting for the GROUP BY
+        # and then read every table row; on an expression it reads the period's range of the covering index
+        # ix_assignments_report instead (2x faster on a month of 700k assignments).
+        dept = (A.department_id + 0).label("department_id")
         stmt = select(
-            A.department_id,
+            dept,
             one(counted),
             one(and_(counted, A.signed_at.is_not(None), A.signed_at <= A.sign_due)),
             one(and_(counted, A.outcome == "replied")),
@@ -493,7 +496,7 @@ class TicketStore:
             one(and_(counted, A.satisfaction == "satisfied")),
             one(and_(counted, A.satisfaction == "basically_satisfied")),
             one(and_(counted, A.satisfaction == "dissatisfied")),
-        ).group_by(A.department_id)
+        ).where(A.role == "lead", A.dispatched_at >= start, A.dispatched_at < end).group_by(dept)
         async with self.read_sessions() as session:
             rows = (await session.execute(stmt)).all()
         return {row[0]: rates.Counts(*[int(v or 0) for v in row[1:]]) for row in rows}

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_knowledge"
-down_revision = "0001_tickets"
+down_revision = "0003_asr"
 branch_labels = None
 depends_on = None
 
