@@ -210,6 +210,18 @@ def _cmd_worker(settings: Any, args: Any) -> int:
     return supervise(cfg, n)
 
 
+def _child(cfg: jobs.WorkerConfig) -> None:
+    """A supervised worker: asks Linux to send it SIGTERM if the supervisor dies (even by SIGKILL), so
+    no orphan keeps a model in memory; SIGTERM lets arq put its running job back."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    jobs.run_worker(cfg)
+
+
 def supervise(cfg: jobs.WorkerConfig, n: int) -> int:
     """Run ``n`` worker processes, restart any that dies (with a pause, so a broken model does not
     spin), stop them all on SIGTERM/SIGINT."""
@@ -220,7 +232,7 @@ def supervise(cfg: jobs.WorkerConfig, n: int) -> int:
     stopping = False
 
     def start(slot: int) -> None:
-        p = ctx.Process(target=jobs.run_worker, args=(cfg,), name=f"asr-worker-{slot}", daemon=False)
+        p = ctx.Process(target=_child, args=(cfg,), name=f"asr-worker-{slot}", daemon=False)
         p.start()
         procs[slot] = p
 
