@@ -11,6 +11,7 @@ The event callback only hands the decoded dict on (the service enqueues it); not
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 from datetime import datetime
@@ -98,7 +99,12 @@ class BridgeProtocol(AMIProtocol):
                 continue
             aid = headers.get("ActionID")
             if isinstance(aid, str) and aid in self.responses:
+                action = self.responses[aid]
                 self.handle_message(Message(headers))  # items of a list we asked for
+                done_hook = getattr(factory, "on_action_done", None)
+                if done_hook is not None and action.future.done() and not action.future.cancelled():
+                    # Synchronously, in stream order: the resync lands exactly where its list ended.
+                    done_hook(action)
                 continue
             on_event = getattr(factory, "on_event", None)
             if on_event is not None:
@@ -119,6 +125,7 @@ class BridgeManager(Manager):
         self.raw_sink: Callable[[bytes], None] | None = config.get("raw_sink")
         self.lost: asyncio.Future[Any] | None = None
         self.connect_error: BaseException | None = None
+        self.on_action_done: Callable[[Any], None] | None = None
 
     def connection_made(self, f: Any) -> None:  # type: ignore[override]
         if f.cancelled():
@@ -280,16 +287,41 @@ class AmiConnection:
             await asyncio.gather(pinger, return_exceptions=True)
 
     async def resync(self) -> None:
-        """Ask for complete lists and hand them to ``on_resync`` as one ``_Resync`` event."""
-        queue_status = await self.send({"Action": "QueueStatus"}, timeout=max(self.settings.action_timeout, 5))
-        channels = await self.send({"Action": "CoreShowChannels"}, timeout=max(self.settings.action_timeout, 5))
-        ev = {"Event": "_Resync", "_received": self.clock().timestamp(),
-              "queue_status": [dict(_plain(x)) for x in _items(queue_status)],
-              "channels": [dict(_plain(x)) for x in _items(channels)]}
-        if self.on_resync is not None:
-            self.on_resync(ev)
-        else:
-            self.on_event(ev)
+        """Ask for complete ``QueueStatus`` and ``CoreShowChannels`` lists; fold them as one ``_Resync`` event.
+
+        Both actions are sent back to back, and the ``_Resync`` event is handed on synchronously when the
+        second list completes, in stream order: events read before it are older than the lists (the resync
+        overrides them), events after it are newer (they apply on top).
+        """
+        m = self.manager
+        if m is None:
+            raise AmiNotConnected("QueueStatus")
+        n = next(_resync_ids)
+        ids = {"queue_status": f"hotline-resync-{n}-q", "channels": f"hotline-resync-{n}-c"}
+        got: dict[str, Any] = {}
+        clock = self.clock
+
+        def done(action: Any) -> None:
+            for key, aid in ids.items():
+                if action.action_id == aid:
+                    got[key] = action.future.result()
+            if len(got) == 2 and "sent" not in got:
+                got["sent"] = True
+                ev = {"Event": "_Resync", "_received": clock().timestamp(),
+                      "queue_status": [_plain(x) for x in _items(got["queue_status"])],
+                      "channels": [_plain(x) for x in _items(got["channels"])]}
+                (self.on_resync or self.on_event)(ev)
+
+        m.on_action_done = done
+        limit = max(self.settings.action_timeout, 5)
+        try:
+            await asyncio.gather(self.send({"Action": "QueueStatus", "ActionID": ids["queue_status"]}, timeout=limit),
+                                 self.send({"Action": "CoreShowChannels", "ActionID": ids["channels"]},
+                                           timeout=limit))
+        finally:
+            m.on_action_done = None
+        if "sent" not in got:
+            raise AmiError("QueueStatus", "resync lists incomplete")
 
     async def _pinger(self, m: BridgeManager) -> None:
         s = self.settings
@@ -319,4 +351,7 @@ def _items(resp: Any) -> list[Any]:
 
 
 def _plain(msg: Any) -> dict[str, Any]:
-    return {k: msg[k] for k in msg}
+    return {k: msg[k] for k in msg if k != "content"}
+
+
+_resync_ids = itertools.count(1)

@@ -52,7 +52,8 @@ class Call:
     @property
     def state(self) -> str:
         if self.answered is not None:
-            return "transferred" if self.transferred else "talking"
+            # After the agent's leg is gone the caller is elsewhere (Redirect to 110): no longer with an agent.
+            return "transferred" if self.transferred or self.agent_left is not None else "talking"
         if self.queue and self.left_queue is None:
             return "waiting"
         return "ivr"
