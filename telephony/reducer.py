@@ -294,21 +294,25 @@ def on_queue_caller_join(state: LiveState, ev: Event, ts: float, cfg: ReducerCon
                    caller_channel=uid, abandoned=False)
     q = _queue(state, qname)
     waiter = Waiter(call.id, uid, num, name, ts, _i(ev, "Position", len(q.waiting) + 1))
-    q = replace(q, waiting=_put(q.waiting, call.id, waiter), stats=replace(q.stats, offered=q.stats.offered + 1))
+    q = replace(q, waiting=_renumber(_put(_drop(q.waiting, call.id), call.id, waiter), call.id),
+                stats=replace(q.stats, offered=q.stats.offered + 1))
     return _with_queue(_with_call(state, call), q), NONE
 
 
+def _renumber(waiting: Mapping[str, Waiter], first: str = "") -> dict[str, Waiter]:
+    """Positions 1..n in queue order, whatever events were lost; ``first`` wins a tie (it was just placed)."""
+    order = sorted(waiting.values(), key=lambda w: (w.position, w.call_id != first, w.joined))
+    out = {}
+    for i, w in enumerate(order, 1):
+        out[w.call_id] = w if w.position == i else replace(w, position=i)
+    return out
+
+
 def _remove_waiter(q: Queue, call_id: str) -> Queue:
-    w = q.waiting.get(call_id)
-    if w is None:
+    if call_id not in q.waiting:
         return q
-    waiting = {}
-    for k, other in q.waiting.items():
-        if k == call_id:
-            continue
-        # Asterisk moves everyone behind the leaver up one place.
-        waiting[k] = replace(other, position=other.position - 1) if other.position > w.position else other
-    return replace(q, waiting=waiting)
+    # Asterisk moves everyone behind the leaver up one place.
+    return replace(q, waiting=_renumber(_drop(q.waiting, call_id)))
 
 
 def on_queue_caller_leave(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tuple[LiveState, Effects]:
@@ -513,7 +517,8 @@ def on_queue_entry(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -
         return state, NONE
     call = replace(call, queue=qname, joined=joined, caller_num=num, caller_name=name, caller_channel=uid,
                    left_queue=None)
-    return _with_call(_with_queue(state, replace(q, waiting=_put(q.waiting, call.id, w))), call), NONE
+    waiting = _renumber(_put(_drop(q.waiting, call.id), call.id, w), call.id)
+    return _with_call(_with_queue(state, replace(q, waiting=waiting)), call), NONE
 
 
 def on_core_show_channel(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tuple[LiveState, Effects]:
