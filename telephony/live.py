@@ -54,6 +54,8 @@ class LiveHub:
         self.agent_clients: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
         self.snapshot_source: Callable[[], dict[str, Any]] | None = None  # leader: full view
         self._dirty = False
+        self.leader = False  # set by the service while it owns the AMI connection
+        self._pub_lock = asyncio.Lock()  # sequence numbers must reach Redis in order
         self._ready = asyncio.Event()
         self.node = uuid.uuid4().hex[:12]
 
@@ -110,6 +112,10 @@ class LiveHub:
             self.view = msg["data"]
             self.seq = int(msg.get("seq", 0))
             self._fan_out({"type": "snapshot", "seq": self.seq, "data": self.view})
+        elif kind == "hello":
+            # A process joined and found no snapshot: the leader answers with the whole view.
+            if self.leader and self.snapshot_source is not None:
+                asyncio.get_running_loop().create_task(self.publish_full(self.snapshot_source()))
         elif kind == "agent":
             targets = self.agent_clients.get(msg.get("interface", ""))
             if targets:
@@ -119,25 +125,27 @@ class LiveHub:
 
     # ------------------------------------------------------------ leader side
     async def publish(self, patches: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
-        self.pub_seq += 1
-        msg: dict[str, Any] = {"type": "patch", "seq": self.pub_seq, "patches": patches}
-        if extra:
-            msg.update(extra)
-        self._dirty = True
-        if self.redis is None:
-            self._receive(msg)
-            return
-        await self.redis.publish(self.k_changes, _dumps(msg))
+        async with self._pub_lock:
+            self.pub_seq += 1
+            msg: dict[str, Any] = {"type": "patch", "seq": self.pub_seq, "patches": patches}
+            if extra:
+                msg.update(extra)
+            self._dirty = True
+            if self.redis is None:
+                self._receive(msg)
+                return
+            await self.redis.publish(self.k_changes, _dumps(msg))
 
     async def publish_full(self, view: dict[str, Any]) -> None:
-        self.pub_seq += 1
-        msg = {"type": "snapshot", "seq": self.pub_seq, "data": view}
-        if self.redis is None:
-            self._receive(msg)
-            return
-        data = _dumps(msg)
-        await self.redis.set(self.k_snapshot, data)
-        await self.redis.publish(self.k_changes, data)
+        async with self._pub_lock:
+            self.pub_seq += 1
+            msg = {"type": "snapshot", "seq": self.pub_seq, "data": view}
+            if self.redis is None:
+                self._receive(msg)
+                return
+            data = _dumps(msg)
+            await self.redis.set(self.k_snapshot, data)
+            await self.redis.publish(self.k_changes, data)
 
     async def broadcast(self, msg: dict[str, Any]) -> None:
         if self.redis is None:
@@ -158,8 +166,9 @@ class LiveHub:
             await asyncio.sleep(self.snapshot_interval)
             if self._dirty and self.redis is not None and self.snapshot_source is not None:
                 self._dirty = False
-                await self.redis.set(self.k_snapshot, _dumps(
-                    {"type": "snapshot", "seq": self.pub_seq, "data": self.snapshot_source()}))
+                async with self._pub_lock:  # the snapshot must match its sequence number
+                    data = _dumps({"type": "snapshot", "seq": self.pub_seq, "data": self.snapshot_source()})
+                await self.redis.set(self.k_snapshot, data)
 
     async def try_lead(self, ttl: float) -> bool:
         """Take or keep the leader lock (one AMI connection for all processes)."""
@@ -202,6 +211,8 @@ class LiveHub:
             raw = await self.redis.get(self.k_snapshot)
             if raw:
                 self._receive(json.loads(raw))
+            else:
+                await self.redis.publish(self.k_changes, _dumps({"type": "hello", "node": self.node}))
             self._ready.set()
             while True:
                 m = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)

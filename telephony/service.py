@@ -49,7 +49,8 @@ class TelephonyService:
                  sessions: Any = None, on_call_connected: OnCallConnected | None = None,
                  on_call_ended: OnCallEnded | None = None, on_effect: OnEffect | None = None,
                  callback_context: str = "callback-out", transfer_context: str = "transfer",
-                 replay_dirs: list[str] | None = None, trace_latency: bool = False) -> None:
+                 replay_dirs: list[str] | None = None, trace_latency: bool = False,
+                 leader_ttl: float | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.config = ReducerConfig(tz=ZoneInfo(settings.server.timezone),
@@ -78,6 +79,7 @@ class TelephonyService:
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
         self.folded = 0
+        self.leader_ttl = leader_ttl or max(10.0, settings.ami.ping_interval * 2)
 
     # ------------------------------------------------------------ input
     def submit(self, event: dict[str, Any]) -> None:
@@ -216,7 +218,7 @@ class TelephonyService:
 
     async def lead(self) -> None:
         """Hold the AMI connection while this process holds the Redis leader lock."""
-        ttl = max(10.0, self.settings.ami.ping_interval * 2)
+        ttl = self.leader_ttl
         while True:
             try:
                 mine = await self.hub.try_lead(ttl)
@@ -225,12 +227,15 @@ class TelephonyService:
                 mine = self.leading
             if mine and not self.leading:
                 self.leading = True
+                self.hub.leader = True
                 await self.hub.resume_seq()
                 self.state = LiveState()  # whatever we had is stale: the resync at connect rebuilds it
+                await self.hub.publish_full(self.full_view())
                 self.connection = self._make_connection()
                 self._conn_task = asyncio.get_running_loop().create_task(self.connection.run())
             elif not mine and self.leading:
                 self.leading = False
+                self.hub.leader = False
                 await self._stop_connection()
             await asyncio.sleep(ttl / 3)
 
@@ -276,9 +281,11 @@ class TelephonyService:
             self._tasks.append(loop.create_task(self.lead(), name="telephony-leader"))
             self._tasks.append(loop.create_task(self.hub.run_snapshot_writer(), name="telephony-snapshot"))
         else:
+            self.hub.leader = True
             self._tasks.append(loop.create_task(self.hub.run_snapshot_writer(), name="telephony-snapshot"))
             await self.hub.resume_seq()
-            await self.hub.publish_full(self.full_view())
+            if not self.hub.seq:  # another process already shares a view: follow it, do not clobber it
+                await self.hub.publish_full(self.full_view())
 
     async def stop(self) -> None:
         await self._stop_connection()
