@@ -110,6 +110,7 @@ class BridgeProtocol(AMIProtocol):
             if on_event is not None:
                 on_event(headers)
             if name == "Shutdown":
+                factory.shutdown_seen = True
                 # Asterisk closes right after; treat it as the loss now so no action waits on a dying socket.
                 self.connection_lost(None)
         if self.version is None and self.framer.banner:
@@ -126,6 +127,7 @@ class BridgeManager(Manager):
         self.lost: asyncio.Future[Any] | None = None
         self.connect_error: BaseException | None = None
         self.on_action_done: Callable[[Any], None] | None = None
+        self.shutdown_seen = False
 
     def connection_made(self, f: Any) -> None:  # type: ignore[override]
         if f.cancelled():
@@ -198,12 +200,17 @@ class AmiConnection:
         as_list = True if name.lower() in LIST_ACTIONS else False
         fut = m.send_action(dict(action), as_list=None if as_list else False)
         limit = timeout or self.settings.action_timeout
-        try:
-            resp = await asyncio.wait_for(asyncio.shield(fut), limit)
-        except asyncio.TimeoutError:
-            fut.cancel()
-            aid = getattr(fut, "action_id", None)
-            raise AmiTimeout(name, limit) from None
+        waiters: set[asyncio.Future[Any]] = {fut}
+        if m.lost is not None:
+            waiters.add(m.lost)  # a lost connection fails the action now, not after its timeout
+        done, _ = await asyncio.wait(waiters, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        if fut not in done:
+            if not fut.done():
+                fut.cancel()
+            if m.lost is not None and m.lost in done:
+                raise AmiNotConnected(name)
+            raise AmiTimeout(name, limit)
+        resp = fut.result()
         if check:
             first = resp[0] if isinstance(resp, list) else resp
             if first.get("Response") not in ("Success", "Follows", "Goodbye"):
@@ -281,7 +288,12 @@ class AmiConnection:
         pinger = asyncio.create_task(self._pinger(m))
         try:
             exc = await m.lost
-            self.last_error = "Asterisk shut down" if exc is None else f"connection lost: {exc}"
+            if m.shutdown_seen:
+                self.last_error = "Asterisk shut down (Event: Shutdown)"
+            elif exc is None:
+                self.last_error = "connection closed by Asterisk"
+            else:
+                self.last_error = f"connection lost: {exc}"
         finally:
             pinger.cancel()
             await asyncio.gather(pinger, return_exceptions=True)

@@ -19,7 +19,7 @@ PREFIX = "hotline:telephony:"
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def apply_patches(view: dict[str, Any], patches: list[dict[str, Any]]) -> None:

@@ -280,6 +280,7 @@ class FakeAmi:
                     await writer.drain()
             await flush()
             streaming["active"] = False
+            await flush()  # replies queued while the last flush was draining
             if sent_any:
                 self.done.set()
                 # The capture ends with EOF (Logoff/Goodbye, Shutdown): close like Asterisk does.
