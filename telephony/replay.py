@@ -12,7 +12,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterable, Iterator
 
 from .framing import Framer, parse_message
 
@@ -85,6 +85,21 @@ def read_events(path: str | Path) -> Iterator[tuple[float | None, dict[str, Any]
                     yield t, msg
 
 
+def stamp(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Give events without ``Timestamp`` (list items, FullyBooted) the time of the event before them.
+
+    Live, the shell stamps them with the arrival time; in a replay the arrival time is not the PBX time.
+    """
+    last = ""
+    for ev in events:
+        ts = ev.get("Timestamp")
+        if isinstance(ts, str) and ts:
+            last = ts
+        elif "_received" not in ev:
+            ev["_received"] = last  # "" before the first Timestamp: no time rather than the wall clock
+        yield ev
+
+
 async def replay(path: str | Path, sink: Callable[[dict[str, Any]], Any], *, speed: float | None = 1.0,
                  until: float | None = None) -> int:
     """Feed every event of ``path`` to ``sink`` (the bridge's enqueue), paced at ``speed``; returns the count.
@@ -94,7 +109,13 @@ async def replay(path: str | Path, sink: Callable[[dict[str, Any]], Any], *, spe
     n = 0
     first: float | None = None
     start = time.monotonic()
+    last_ts = ""
     for t, ev in read_events(path):
+        ts = ev.get("Timestamp")
+        if isinstance(ts, str) and ts:
+            last_ts = ts
+        else:
+            ev.setdefault("_received", last_ts)
         if t is not None:
             if first is None:
                 first = t
