@@ -128,6 +128,7 @@ class BridgeManager(Manager):
         self.connect_error: BaseException | None = None
         self.on_action_done: Callable[[Any], None] | None = None
         self.shutdown_seen = False
+        self.login_done: asyncio.Future[Any] | None = None
 
     def connection_made(self, f: Any) -> None:  # type: ignore[override]
         if f.cancelled():
@@ -140,6 +141,20 @@ class BridgeManager(Manager):
 
     def ping(self) -> None:  # our own pinger checks replies
         return None
+
+    def login(self, future: Any) -> bool:  # type: ignore[override]
+        # panoramisk clears authenticated_future when the answer comes: keep the answer for _session.
+        done = self.login_done
+        if done is not None and not done.done():
+            if future.cancelled():
+                done.set_exception(OSError("login cancelled"))
+            elif future.exception() is not None:
+                done.set_exception(future.exception())
+            else:
+                done.set_result(future.result())
+        if future.cancelled() or future.exception() is not None:
+            return False
+        return bool(super().login(future))
 
     def connection_lost(self, exc: Any) -> None:  # type: ignore[override]
         self._connected = False
@@ -260,19 +275,17 @@ class AmiConnection:
                           protocol_factory=BridgeProtocol, ping_delay=10 ** 6, ping_interval=10 ** 6,
                           events="on", on_event=self.on_event, raw_sink=self.raw_sink)
         m.lost = loop.create_future()
+        m.login_done = loop.create_future()
         self.manager = m
         task = m.connect()
         await asyncio.wait_for(asyncio.shield(task), s.action_timeout)
-        await asyncio.sleep(0)  # let panoramisk's connection_made callback send the Login
+        await asyncio.sleep(0)  # let panoramisk's connection_made callback run
         if m.connect_error is not None:
             raise m.connect_error
-        if m.authenticated_future is None:
-            raise OSError("no login sent")
-        login_wait = asyncio.ensure_future(m.authenticated_future)
+        login_wait = m.login_done
         done, _ = await asyncio.wait({login_wait, m.lost}, timeout=s.action_timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
         if login_wait not in done:
-            login_wait.cancel()
             raise LoginFailed("connection closed before login answer" if m.lost in done else "login timed out")
         resp = login_wait.result()
         if not resp.success:
