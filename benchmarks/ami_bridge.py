@@ -40,7 +40,7 @@ def burst_body() -> bytes:
     return body[first:]
 
 
-def make_copies(body: bytes, n_events_target: int) -> tuple[list[bytes], int]:
+def make_copies(body: bytes, n_events_target: int, first: int = 0) -> tuple[list[bytes], int]:
     per_copy = body.count(b"\r\n\r\nEvent: ") + (1 if body.startswith(b"Event: ") else 0)
     copies = max(1, -(-n_events_target // per_copy))
     span = 3600  # each copy one hour later, so the reducer sees time move forward
@@ -50,7 +50,7 @@ def make_copies(body: bytes, n_events_target: int) -> tuple[list[bytes], int]:
         b = CHAN_RE.sub(lambda m: b"-" + f"{int(m.group(1), 16) + k * 4096:08x}".encode() + b";", b)
         return TS_RE.sub(lambda m: str(int(m.group(1)) + k * span).encode() + b"." + m.group(2), b)
 
-    return [copy(k) for k in range(copies)], per_copy * copies
+    return [copy(k) for k in range(first, first + copies)], per_copy * copies
 
 
 def fake_asterisk(port_q: "mp.Queue[int]", chunks_path: str, rate: float, latency_path: str) -> None:
@@ -88,6 +88,9 @@ def fake_asterisk(port_q: "mp.Queue[int]", chunks_path: str, rate: float, latenc
                         if act == "coreshowchannels" and not streaming:
                             streaming = True
                             asyncio.get_running_loop().create_task(stream(writer))
+                    elif act == "userevent":  # the bench saw every flat event: start the paced phase
+                        writer.write(f"Response: Success\r\nActionID: {aid}\r\n\r\n".encode())
+                        asyncio.get_running_loop().create_task(paced_stream(writer))
                     else:
                         writer.write(f"Response: Success\r\nActionID: {aid}\r\nPing: Pong\r\n\r\n".encode())
 
@@ -97,9 +100,10 @@ def fake_asterisk(port_q: "mp.Queue[int]", chunks_path: str, rate: float, latenc
                 for i in range(0, len(c), 65536):
                     writer.write(c[i:i + 65536])
                     await writer.drain()
-            writer.write(b"Event: UserEvent\r\nUserEvent: BenchPhase\r\nPhase: paced\r\n\r\n")
             await writer.drain()
-            await asyncio.sleep(2.0)
+
+        async def paced_stream(writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(0.5)
             start = time.monotonic()
             for i, msg in enumerate(paced):  # paced: one message every 1/rate s
                 due = start + i / rate
@@ -197,15 +201,16 @@ async def run_bridge(port: int, redis_url: str, expect: int, paced_count: int) -
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     http_port = site._server.sockets[0].getsockname()[1]
-    await svc.start()
     phase = {"name": "flat"}
     marks: dict[str, float] = {}
     lat: list[float] = []
     got = {"events": 0, "messages": 0}
+    ws_ready = asyncio.Event()
 
     async def client() -> None:
         async with aiohttp.ClientSession() as s:
             async with s.ws_connect(f"http://127.0.0.1:{http_port}/ws/telephony", max_msg_size=0) as ws:
+                ws_ready.set()
                 async for msg in ws:
                     now = time.perf_counter()
                     data = json.loads(msg.data)
@@ -216,30 +221,22 @@ async def run_bridge(port: int, redis_url: str, expect: int, paced_count: int) -
                     got["events"] += len(rx)
                     if "first" not in marks:
                         marks["first"] = min(r for r in rx if r)
-                    if got["messages"] % 2000 == 0:
-                        print(f"  ws messages {got['messages']}, events {got['events']}, phase {phase['name']}",
-                              flush=True)
                     if phase["name"] == "flat":
                         marks["flat_last"] = now
                         if got["events"] >= expect:
-                            phase["name"] = "gap"
-                    elif phase["name"] == "paced":
+                            phase["name"] = "paced"
+                            print(f"  flat phase done: {got['events']:,} events, {got['messages']:,} WS messages",
+                                  flush=True)
+                            await svc.send({"Action": "UserEvent", "UserEvent": "BenchPaced"})
+                    else:
                         lat.extend(now - r for r in rx if r)
                         if len(lat) >= paced_count:
                             return
 
-    # Phase switches are signalled in-band by UserEvents; watch the folded count to switch phase.
-    async def watch() -> None:
-        while phase["name"] != "gap":
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)
-        lat.clear()
-        phase["name"] = "paced"
-
     task = asyncio.get_running_loop().create_task(client())
-    watcher = asyncio.get_running_loop().create_task(watch())
+    await asyncio.wait_for(ws_ready.wait(), 30)
+    await svc.start()
     await asyncio.wait_for(task, timeout=3600)
-    watcher.cancel()
     flat_s = marks["flat_last"] - marks["first"]
     lat.sort()
     result = {"flat_events": expect, "flat_seconds": flat_s, "flat_rate": expect / flat_s,
@@ -270,8 +267,9 @@ def main() -> None:
     print(f"prepared {len(copies)} copies of burst = {n_events:,} events, "
           f"{sum(map(len, copies)) / 1e6:.0f} MB in {time.perf_counter() - t:.1f} s", flush=True)
     # paced phase: more copies, shifted past the flat ones, split into messages
-    paced_copies, _ = make_copies(body, args.latency_events + len(copies) * 4600)
-    paced_msgs = [m + b"\r\n\r\n" for c in paced_copies[len(copies):] for m in c.split(b"\r\n\r\n") if m]
+    paced_copies, _ = make_copies(body, args.latency_events, first=len(copies))
+    paced_msgs = [m + b"\r\n\r\n" for c in paced_copies for m in c.split(b"\r\n\r\n")
+                  if m.startswith(b"Event: ")]
     paced_msgs = paced_msgs[:args.latency_events]
 
     sample = b"".join(copies[:min(len(copies), 20)])
