@@ -96,9 +96,13 @@ def fake_asterisk(port_q: "mp.Queue[int]", chunks_path: str, rate: float, latenc
 
         async def stream(writer: asyncio.StreamWriter) -> None:
             await asyncio.sleep(0.3)
-            for c in copies:  # flat out
-                for i in range(0, len(c), 65536):
-                    writer.write(c[i:i + 65536])
+            for c in copies:  # flat out, in chunks cut at message ends so our replies never land inside one
+                i = 0
+                while i < len(c):
+                    j = c.rfind(b"\r\n\r\n", i, i + 65536)
+                    j = len(c) if j < 0 else j + 4
+                    writer.write(c[i:j])
+                    i = j
                     await writer.drain()
             await writer.drain()
 

@@ -171,7 +171,8 @@ class AmiConnection:
     def __init__(self, settings: AmiSettings, on_event: EventSink, clock: Clock, *,
                  on_resync: Callable[[dict[str, Any]], None] | None = None,
                  raw_sink: Callable[[bytes], None] | None = None,
-                 on_status: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_status: Callable[[dict[str, Any]], None] | None = None,
+                 backlog: Callable[[], int] | None = None, high_water: int = 20_000) -> None:
         self.settings = settings
         self.on_event = on_event
         self.on_resync = on_resync
@@ -186,6 +187,9 @@ class AmiConnection:
         self.sessions = 0
         self.version = ""
         self._ready = asyncio.Event()
+        self.backlog = backlog
+        self.high_water = high_water
+        self.paused_reading = False
 
     # ------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -197,6 +201,26 @@ class AmiConnection:
     def _changed(self) -> None:
         if self.on_status is not None:
             self.on_status(self.status())
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        self.on_event(ev)
+        # Backpressure: if the consumer falls far behind, stop reading the socket (TCP then slows Asterisk's
+        # writer down) instead of queueing without bound; resume when half of the backlog is folded.
+        if self.backlog is not None and not self.paused_reading and self.backlog() > self.high_water:
+            m = self.manager
+            if m is not None and m.protocol is not None and not m.protocol.closed:
+                m.protocol.transport.pause_reading()
+                self.paused_reading = True
+                asyncio.get_running_loop().create_task(self._resume_when_drained(m))
+
+    async def _resume_when_drained(self, m: BridgeManager) -> None:
+        try:
+            while self.backlog is not None and self.backlog() > self.high_water // 2:
+                await asyncio.sleep(0.01)
+        finally:
+            self.paused_reading = False
+            if m.protocol is not None and not m.protocol.closed:
+                m.protocol.transport.resume_reading()
 
     async def wait_connected(self, timeout: float) -> None:
         await asyncio.wait_for(self._ready.wait(), timeout)
@@ -273,7 +297,7 @@ class AmiConnection:
         loop = asyncio.get_running_loop()
         m = BridgeManager(host=s.host, port=s.port, username=s.username, secret=s.secret, loop=loop,
                           protocol_factory=BridgeProtocol, ping_delay=10 ** 6, ping_interval=10 ** 6,
-                          events="on", on_event=self.on_event, raw_sink=self.raw_sink)
+                          events="on", on_event=self._on_event, raw_sink=self.raw_sink)
         m.lost = loop.create_future()
         m.login_done = loop.create_future()
         self.manager = m
@@ -357,7 +381,8 @@ class AmiConnection:
                 resp = await self.send({"Action": "Ping"}, timeout=s.ping_timeout)
                 misses = 0 if resp.get("Ping") == "Pong" or resp.get("Response") == "Success" else misses + 1
             except AmiTimeout:
-                misses += 1
+                # While we stopped reading on purpose (backpressure) the Pong is simply not read yet.
+                misses += 0 if self.paused_reading else 1
             except AmiError:
                 misses += 1
             if misses >= 1:

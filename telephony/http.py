@@ -109,7 +109,9 @@ async def ws_live(request: web.Request) -> web.WebSocketResponse:
             if get not in done:
                 get.cancel()
                 break
-            await ws.send_str(_dumps(get.result()))
+            item = get.result()
+            # patches from Redis arrive as JSON text already: forward them without decoding twice
+            await ws.send_str(item if isinstance(item, str) else _dumps(item))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

@@ -89,7 +89,7 @@ class LiveHub:
         for qs in self.agent_clients.values():
             qs.discard(q)
 
-    def _fan_out(self, msg: dict[str, Any], targets: set[asyncio.Queue[dict[str, Any]]] | None = None) -> None:
+    def _fan_out(self, msg: dict[str, Any] | str, targets: set[asyncio.Queue[Any]] | None = None) -> None:
         for q in list(self.clients if targets is None else targets):
             try:
                 q.put_nowait(msg)
@@ -99,7 +99,8 @@ class LiveHub:
                     q.get_nowait()
                 q.put_nowait({"type": "snapshot", "seq": self.seq, "data": self.view})
 
-    def _receive(self, msg: dict[str, Any]) -> None:
+    def _receive(self, msg: dict[str, Any], raw: str | None = None) -> None:
+        """Apply one live message; ``raw`` is its JSON text as received, passed on to sockets without re-encoding."""
         kind = msg.get("type")
         if kind == "patch":
             seq = int(msg.get("seq", 0))
@@ -107,7 +108,7 @@ class LiveHub:
                 return
             apply_patches(self.view, msg["patches"])
             self.seq = seq
-            self._fan_out(msg)
+            self._fan_out(raw if raw is not None else msg)
         elif kind == "snapshot":
             self.view = msg["data"]
             self.seq = int(msg.get("seq", 0))
@@ -219,7 +220,8 @@ class LiveHub:
                 if m is None:
                     continue
                 try:
-                    msg = json.loads(m["data"])
+                    raw_text = m["data"].decode("utf-8") if isinstance(m["data"], bytes) else m["data"]
+                    msg = json.loads(raw_text)
                 except (ValueError, TypeError):
                     log.warning("bad live message: %r", m["data"][:200])
                     continue
@@ -228,7 +230,7 @@ class LiveHub:
                     raw = await self.redis.get(self.k_snapshot)
                     if raw:
                         self._receive(json.loads(raw))
-                self._receive(msg)
+                self._receive(msg, raw_text)
         finally:
             await pubsub.aclose()
 

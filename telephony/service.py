@@ -214,7 +214,7 @@ class TelephonyService:
 
     def _make_connection(self) -> AmiConnection:
         return AmiConnection(self.settings.ami, self.submit, self.clock, raw_sink=self._raw if self.recorder else None,
-                             on_status=self._status_changed)
+                             on_status=self._status_changed, backlog=self.events.qsize)
 
     async def lead(self) -> None:
         """Hold the AMI connection while this process holds the Redis leader lock."""

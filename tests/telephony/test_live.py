@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from redis.asyncio import Redis
 
@@ -52,7 +53,8 @@ async def test_one_leader_feeds_every_process_and_a_follower_takes_over(settings
         # the follower's WebSocket clients got the changes as patches
         kinds = set()
         while not client_b.empty():
-            kinds.add(client_b.get_nowait()["type"])
+            item = client_b.get_nowait()
+            kinds.add((json.loads(item) if isinstance(item, str) else item)["type"])
         assert "patch" in kinds
         # a third process joining late reads the snapshot from Redis, then follows
         r3 = Redis.from_url(redis_url)
