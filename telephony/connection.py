@@ -283,14 +283,12 @@ class AmiConnection:
             self.reconnects += 1
 
     def _set_disconnected(self) -> None:
-        was = self.connected
         self.connected = False
         self._ready.clear()
         m, self.manager = self.manager, None
         if m is not None:
             m.close()
-        if was or True:
-            self._changed()
+        self._changed()  # also when it never came up: the status shows the new last_error
 
     async def _session(self) -> None:
         s = self.settings
@@ -302,7 +300,11 @@ class AmiConnection:
         m.login_done = loop.create_future()
         self.manager = m
         task = m.connect()
-        await asyncio.wait_for(asyncio.shield(task), s.action_timeout)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), s.action_timeout)
+        except asyncio.TimeoutError:
+            task.cancel()  # a late connect must not leave an orphan session behind
+            raise
         await asyncio.sleep(0)  # let panoramisk's connection_made callback run
         if m.connect_error is not None:
             raise m.connect_error

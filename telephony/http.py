@@ -138,7 +138,8 @@ async def agent_login(request: web.Request) -> web.Response:
     user = _user(request, *AGENTS)
     body = await _body(request)
     return await _ami(_svc(request).login(_interface(user), _text(body, "queue"),
-                                          user.get("username", ""), bool(body.get("paused", False)),
+                                          user.get("name") or user.get("username", ""),
+                                          bool(body.get("paused", False)),
                                           _text(body, "reason", required=False)))
 
 

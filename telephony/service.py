@@ -80,6 +80,7 @@ class TelephonyService:
         self._prefix = uuid.uuid4().hex[:8]
         self.folded = 0
         self.leader_ttl = leader_ttl or max(10.0, settings.ami.ping_interval * 2)
+        self.backlog_high_water = 20_000  # queued events before the socket stops being read
 
     # ------------------------------------------------------------ input
     def submit(self, event: dict[str, Any]) -> None:
@@ -214,7 +215,8 @@ class TelephonyService:
 
     def _make_connection(self) -> AmiConnection:
         return AmiConnection(self.settings.ami, self.submit, self.clock, raw_sink=self._raw if self.recorder else None,
-                             on_status=self._status_changed, backlog=self.events.qsize)
+                             on_status=self._status_changed, backlog=self.events.qsize,
+                             high_water=self.backlog_high_water)
 
     async def lead(self) -> None:
         """Hold the AMI connection while this process holds the Redis leader lock."""

@@ -92,3 +92,28 @@ async def test_backoff_grows_when_pbx_is_down(settings_factory, unused_tcp_port)
         assert h["ok"] is False and h["enabled"] and "Connect" in h["last_error"]
     finally:
         await svc.stop()
+
+
+async def test_backpressure_pauses_reading_and_loses_nothing(bridge_factory):
+    b = await bridge_factory("burst")
+    await b.ready()
+    svc = b.svc
+    consumer = svc._tasks[0]
+    consumer.cancel()  # a consumer that cannot keep up at all
+    await asyncio.gather(consumer, return_exceptions=True)
+    svc.connection.high_water = 300
+    b.fake.go()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not svc.connection.paused_reading:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    # bounded: the rest of the 4,552 events waits in the kernel's socket buffers, not in our memory
+    assert svc.connection.paused_reading and svc.events.qsize() < 1000
+    svc._tasks[0] = asyncio.get_running_loop().create_task(svc.consume())
+    deadline = asyncio.get_running_loop().time() + 20
+    while "12345" not in svc.state.queues or svc.state.queues["12345"].stats.answered < 13:
+        assert asyncio.get_running_loop().time() < deadline, "events were lost"
+        await asyncio.sleep(0.02)
+    s = svc.state.queues["12345"].stats
+    assert (s.offered, s.answered, s.abandoned) == (32, 13, 19)
