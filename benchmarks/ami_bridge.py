@@ -14,7 +14,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -53,7 +52,7 @@ def make_copies(body: bytes, n_events_target: int, first: int = 0) -> tuple[list
     return [copy(k) for k in range(first, first + copies)], per_copy * copies
 
 
-def fake_asterisk(port_q: "mp.Queue[int]", chunks_path: str, rate: float, latency_path: str) -> None:
+def fake_asterisk(port_q: mp.Queue[int], chunks_path: str, rate: float, latency_path: str) -> None:
     """Child process: answer the Login and the resync, then stream the copies (flat out, then paced)."""
     import pickle
 
@@ -288,7 +287,7 @@ def main() -> None:
     redis_srv = EmbeddedRedis(tmp / "redis")
     redis_url = redis_srv.start()
     ctx = mp.get_context("spawn")
-    port_q: "mp.Queue[int]" = ctx.Queue()
+    port_q: mp.Queue[int] = ctx.Queue()
     proc = ctx.Process(target=fake_asterisk, args=(port_q, str(tmp / "copies.pkl"), args.rate,
                                                    str(tmp / "paced.pkl")), daemon=True)
     proc.start()

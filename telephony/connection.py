@@ -14,8 +14,9 @@ import asyncio
 import itertools
 import logging
 import random
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
@@ -236,7 +237,7 @@ class AmiConnection:
         m = self.manager
         if m is None or not self.connected or m.protocol is None or m.protocol.closed:
             raise AmiNotConnected(name)
-        as_list = True if name.lower() in LIST_ACTIONS else False
+        as_list = name.lower() in LIST_ACTIONS
         fut = m.send_action(dict(action), as_list=None if as_list else False)
         limit = timeout or self.settings.action_timeout
         waiters: set[asyncio.Future[Any]] = {fut}
@@ -268,7 +269,7 @@ class AmiConnection:
                 raise
             except LoginFailed as exc:
                 self.last_error = f"login failed: {exc}"
-            except (OSError, asyncio.TimeoutError, AmiError) as exc:
+            except (TimeoutError, OSError, AmiError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # a bug must not end the bridge forever; log it and reconnect
                 log.exception("AMI session crashed")
@@ -302,7 +303,7 @@ class AmiConnection:
         task = m.connect()
         try:
             await asyncio.wait_for(asyncio.shield(task), s.action_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             task.cancel()  # a late connect must not leave an orphan session behind
             raise
         await asyncio.sleep(0)  # let panoramisk's connection_made callback run

@@ -7,15 +7,13 @@ Pure: no I/O, no clock.
 """
 from __future__ import annotations
 
-from typing import Union
-
 BANNER_PREFIX = b"Asterisk Call Manager/"
 TERMINATOR = b"\r\n\r\n"
 # A message longer than this without a terminator means the stream is not AMI (or is corrupt):
 # drop the buffer rather than grow without bound.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
-Value = Union[str, list[str]]
+Value = str | list[str]
 
 
 class Framer:

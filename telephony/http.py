@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 from aiohttp import WSMsgType, web
 
 from . import actions
-from .connection import AmiError
 
 if TYPE_CHECKING:
     from .service import TelephonyService
@@ -39,7 +38,7 @@ def ok(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=_dumps)
 
 
-def _svc(request: web.Request) -> "TelephonyService":
+def _svc(request: web.Request) -> TelephonyService:
     return request.app[SVC]  # type: ignore[return-value]
 
 
@@ -127,10 +126,8 @@ async def wallboard(request: web.Request) -> web.FileResponse:
 
 # ---------------------------------------------------------------- agent actions
 async def _ami(coro: Any) -> web.Response:
-    try:
-        await coro
-    except AmiError:
-        raise  # rendered by the error middleware with Asterisk's own Message
+    # An AmiError propagates: the error middleware renders it with Asterisk's own Message (409/503/504).
+    await coro
     return ok({"ok": True})
 
 
@@ -276,7 +273,7 @@ async def replay_endpoint(request: web.Request) -> web.Response:
     return ok({"ok": True, "file": str(path)}, status=202)
 
 
-def setup_routes(app: web.Application, service: "TelephonyService") -> None:
+def setup_routes(app: web.Application, service: TelephonyService) -> None:
     app[SVC] = service
     r = app.router
     r.add_get("/api/v1/telephony/live", live)

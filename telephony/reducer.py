@@ -7,13 +7,30 @@ the newest time already seen. Pure: no I/O, no clock.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .state import (
-    DEVICE_BUSY, DEVICE_RINGING, DEVICE_UNAVAILABLE, Agent, Call, CallConnected, CallEnded, CallMissed, Channel,
-    LiveState, Member, OriginateResult, Queue, QueueAlert, QueueStats, RecordingReady, SurveyResult, Waiter,
+    DEVICE_BUSY,
+    DEVICE_RINGING,
+    DEVICE_UNAVAILABLE,
+    Agent,
+    Call,
+    CallConnected,
+    CallEnded,
+    CallMissed,
+    Channel,
+    LiveState,
+    Member,
+    OriginateResult,
+    Queue,
+    QueueAlert,
+    QueueStats,
+    RecordingReady,
+    SurveyResult,
+    Waiter,
 )
 
 Event = Mapping[str, Any]

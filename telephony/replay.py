@@ -10,9 +10,10 @@ import argparse
 import asyncio
 import json
 import time
-from datetime import datetime, timezone
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
 from .framing import Framer, parse_message
 
@@ -32,7 +33,7 @@ class AmiRecorder:
 
     def new_file(self) -> None:
         self.close()
-        stamp = self.clock().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = self.clock().astimezone(UTC).strftime("%Y%m%dT%H%M%S%f")
         self._fh = open(self.dir / f"ami-{stamp}.ami", "ab")
         self._size = 0
         files = sorted(self.dir.glob("ami-*.ami"))

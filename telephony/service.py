@@ -10,10 +10,10 @@ import itertools
 import logging
 import time
 import uuid
-from dataclasses import replace
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -21,12 +21,20 @@ from aiohttp import web
 from config.settings import Settings
 
 from . import actions
-from .connection import AmiConnection, AmiError, AmiNotConnected
+from .connection import AmiConnection, AmiNotConnected
 from .live import LiveHub
 from .reducer import ReducerConfig, apply
 from .replay import AmiRecorder, replay
 from .state import (
-    CallConnected, CallEnded, CallMissed, LiveState, OriginateResult, QueueAlert, diff, effect_dict, snapshot,
+    CallConnected,
+    CallEnded,
+    CallMissed,
+    LiveState,
+    OriginateResult,
+    QueueAlert,
+    diff,
+    effect_dict,
+    snapshot,
 )
 from .store import CallStore
 
@@ -41,7 +49,7 @@ SERVICE = web.AppKey("telephony_service", object)
 
 
 def _system_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class TelephonyService:
@@ -266,7 +274,7 @@ class TelephonyService:
                 return None
             try:
                 return await asyncio.wait_for(fut, wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return None
         finally:
             if wait is not None:
@@ -298,8 +306,8 @@ class TelephonyService:
         try:
             if self.leading and self.settings.ami.enabled:
                 await self.hub.release_lead()
-        except Exception:
-            pass
+        except Exception as exc:  # Redis already gone at shutdown: the lock then expires by itself
+            log.info("leader lock not released: %s", exc)
         if self.recorder is not None:
             self.recorder.close()
 

@@ -7,8 +7,9 @@ Pure: no I/O, no clock.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 # Device states (QueueMemberStatus ``Status``): 1 not in use, 2 in use, 3 busy, 4 invalid, 5 unavailable,
 # 6 ringing, 7 ringing+in use, 8 on hold. A Local member being rung reports 2, not 6 (captures README, pitfall 10).

@@ -12,13 +12,14 @@ import asyncio
 import json
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-from telephony.framing import Framer, parse_message
+from typing import Any
 
 import pytest
+
+from telephony.framing import Framer, parse_message
 
 CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "asterisk-captures"
 requires_captures = pytest.mark.skipif(not CAPTURES.is_dir(), reason="../shared/asterisk-captures is not present")
@@ -33,7 +34,7 @@ class Capture:
     out: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def load(cls, name: str) -> "Capture":
+    def load(cls, name: str) -> Capture:
         rows = [json.loads(line) for line in (CAPTURES / f"{name}.jsonl").open(encoding="utf-8")]
         banner = b""
         msgs: list[tuple[float, bytes]] = []

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from fake_ami import requires_captures
 
 from telephony.connection import AmiError, AmiTimeout
-
-from fake_ami import requires_captures
 
 pytestmark = requires_captures
 

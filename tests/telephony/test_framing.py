@@ -4,8 +4,8 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from fake_ami import CAPTURES, requires_captures
+
 from telephony.framing import Framer, parse_message
 
 ALL = ["answered_call", "abandoned_call", "agent_pause_and_membership", "blind_transfer", "burst", "login_failure",

@@ -5,12 +5,11 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-import pytest
+from fake_ami import Capture, FakeAmi, requires_captures
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from test_bridge_captures import ev
 
 import server
-from fake_ami import Capture, FakeAmi, requires_captures
-from test_bridge_captures import ev
 from tickets import http as tickets_http
 from tickets.service import TicketQuery
 

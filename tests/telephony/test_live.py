@@ -4,9 +4,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+from fake_ami import Capture, FakeAmi, requires_captures
 from redis.asyncio import Redis
 
-from fake_ami import Capture, FakeAmi, requires_captures
 from telephony.state import snapshot
 
 pytestmark = requires_captures
@@ -78,8 +78,9 @@ async def test_one_leader_feeds_every_process_and_a_follower_takes_over(settings
 
 
 async def test_replay_without_asterisk_drives_the_view(settings_factory, redis_url):
-    from telephony.service import TelephonyService
     from fake_ami import CAPTURES
+
+    from telephony.service import TelephonyService
 
     settings = settings_factory()  # ami.enabled = false
     r = Redis.from_url(redis_url)

@@ -6,8 +6,8 @@ import random
 from pathlib import Path
 
 import pytest
-
 from fake_ami import CAPTURES, requires_captures
+
 from telephony.reducer import apply, fold
 from telephony.replay import read_events
 from telephony.state import LiveState, diff, snapshot

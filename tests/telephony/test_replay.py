@@ -5,6 +5,7 @@ import argparse
 import asyncio
 
 from fake_ami import CAPTURES, requires_captures
+
 from telephony.reducer import fold
 from telephony.replay import read_events, register_cli
 from telephony.state import snapshot

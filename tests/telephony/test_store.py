@@ -1,14 +1,14 @@
 """Call records and callbacks in real SQLite and PostgreSQL; answer-rate reports per day, queue and agent."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from fake_ami import CAPTURES, requires_captures
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 import migrations
-from fake_ami import CAPTURES, requires_captures
 from telephony.reducer import fold
 from telephony.replay import read_events
 from telephony.state import CallEnded, CallMissed
@@ -24,7 +24,7 @@ async def store(database_url):
     await asyncio.get_running_loop().run_in_executor(None, migrations.upgrade, database_url)
     engine = create_async_engine(database_url)
     yield CallStore(async_sessionmaker(engine, expire_on_commit=False),
-                    lambda: datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc))
+                    lambda: datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
     await engine.dispose()
 
 

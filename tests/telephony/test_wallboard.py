@@ -5,10 +5,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from fake_ami import CAPTURES, requires_captures
-from telephony.replay import read_events, stamp
 from test_http import login, make_app
+
+from telephony.replay import read_events, stamp
 from tickets import http as tickets_http
 
 pytestmark = [requires_captures,
