@@ -7,9 +7,11 @@ Pure: no I/O, no clock.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # Device states (QueueMemberStatus ``Status``): 1 not in use, 2 in use, 3 busy, 4 invalid, 5 unavailable,
 # 6 ringing, 7 ringing+in use, 8 on hold. A Local member being rung reports 2, not 6 (captures README, pitfall 10).
@@ -302,27 +304,26 @@ def snapshot(state: LiveState) -> dict[str, Any]:
     }
 
 
+def _patch(out: list[dict[str, Any]], kind: str, a: Mapping[str, T], b: Mapping[str, T],
+           view: Callable[[T], dict[str, Any]]) -> None:
+    if a is b:
+        return
+    for k, v in b.items():
+        if a.get(k) is not v:
+            out.append({"op": "put", "kind": kind, "key": k, "value": view(v)})
+    for k in a:
+        if k not in b:
+            out.append({"op": "del", "kind": kind, "key": k})
+
+
 def diff(old: LiveState, new: LiveState) -> list[dict[str, Any]]:
     """Patches that turn ``snapshot(old)`` into ``snapshot(new)``; relies on copy-on-write identity."""
     out: list[dict[str, Any]] = []
     if old is new:
         return out
-    for kind, a, b, view in (("queue", old.queues, new.queues, queue_view), ("call", old.calls, new.calls, call_view)):
-        if a is b:
-            continue
-        for k, v in b.items():
-            if a.get(k) is not v:
-                out.append({"op": "put", "kind": kind, "key": k, "value": view(v)})  # type: ignore[operator]
-        for k in a:
-            if k not in b:
-                out.append({"op": "del", "kind": kind, "key": k})
-    if old.agents is not new.agents:
-        for k, v in new.agents.items():
-            if old.agents.get(k) is not v:
-                out.append({"op": "put", "kind": "agent", "key": k, "value": agent_view(v, new)})
-        for k in old.agents:
-            if k not in new.agents:
-                out.append({"op": "del", "kind": "agent", "key": k})
+    _patch(out, "queue", old.queues, new.queues, queue_view)
+    _patch(out, "call", old.calls, new.calls, call_view)
+    _patch(out, "agent", old.agents, new.agents, lambda a: agent_view(a, new))
     if old.now != new.now or old.day != new.day:
         out.append({"op": "now", "now": new.now, "day": new.day})
     return out
