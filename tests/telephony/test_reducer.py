@@ -143,3 +143,27 @@ def test_pure_modules_import_no_io_and_read_no_clock() -> None:
             elif isinstance(node, ast.Attribute) and node.attr in ("now", "utcnow", "today", "time") and \
                     isinstance(node.value, ast.Name) and node.value.id in ("datetime", "date", "time"):
                 pytest.fail(f"{name}.py reads the clock")
+
+
+def test_queue_timeout_is_timed_out_and_goes_on_the_callback_list() -> None:
+    # Queue(...,600) gives up: QueueCallerLeave without AgentConnect or Abandon; the dialplan plays a message
+    # and hangs up. No capture has it, so the events are written out here.
+    t = 1795400000.0
+    evs = [
+        {"Event": "Newchannel", "Uniqueid": "1.0", "Linkedid": "1.0", "Channel": "PJSIP/trunk-1",
+         "CallerIDNum": "13700000000", "Timestamp": str(t)},
+        {"Event": "QueueCallerJoin", "Uniqueid": "1.0", "Linkedid": "1.0", "Queue": "12345", "Position": "1",
+         "Count": "1", "CallerIDNum": "13700000000", "Timestamp": str(t + 1)},
+        {"Event": "QueueCallerLeave", "Uniqueid": "1.0", "Linkedid": "1.0", "Queue": "12345", "Position": "1",
+         "Count": "0", "Timestamp": str(t + 601)},
+        {"Event": "Hangup", "Uniqueid": "1.0", "Linkedid": "1.0", "Timestamp": str(t + 605)},
+    ]
+    s, effects = fold(evs)
+    kinds = [type(e).__name__ for e in effects]
+    assert kinds == ["CallMissed", "CallEnded"]
+    missed, ended = effects
+    assert (missed.reason, missed.caller_num, round(missed.wait)) == ("timed_out", "13700000000", 600)
+    assert ended.outcome == "timed_out" and round(ended.wait) == 600 and ended.talk is None
+    st = s.queues["12345"].stats
+    assert (st.offered, st.timed_out, st.answered, st.answer_rate) == (1, 1, 0, 0.0)
+    assert s.calls == {} and s.queues["12345"].waiting == {}
