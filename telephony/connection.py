@@ -1,0 +1,410 @@
+"""The AMI connection: panoramisk as the transport, with what it lacks added here.
+
+- framing on bytes (``BridgeProtocol.data_received``), each whole message decoded as UTF-8 with replacements;
+- a timeout on every action (QueueAdd and async Originate can leave panoramisk's future pending forever);
+- a ping loop that checks the reply and forces a reconnect when pings go unanswered;
+- reconnect with exponential backoff and jitter after any loss (PBX restart, network cut, ``Shutdown``);
+- after every (re)connect a resync from complete ``QueueStatus`` and ``CoreShowChannels`` lists.
+
+The event callback only hands the decoded dict on (the service enqueues it); nothing here touches live state.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message
+
+from config.settings import AmiSettings
+
+from .framing import Framer, parse_message
+
+log = logging.getLogger("hotline.telephony.ami")
+
+EventSink = Callable[[dict[str, Any]], None]
+Clock = Callable[[], datetime]
+
+# Actions whose answer is a list (Response + EventList: start ... <X>Complete). Everything else is sent with
+# as_list=False so panoramisk never waits for a list that will not come (its guess from the message text
+# makes QueueAdd "Added interface to queue" and async Originate "successfully queued" hang).
+LIST_ACTIONS = {"queuestatus", "queuesummary", "coreshowchannels", "status", "bridgelist", "hangup",
+                "sippeers", "pjsipshowendpoints", "agents", "parkedcalls"}
+
+
+class AmiError(Exception):
+    """Asterisk refused an action; ``message`` is Asterisk's own ``Message``."""
+
+    http_status = 409
+    slug = "ami_refused"
+
+    def __init__(self, action: str, message: str) -> None:
+        super().__init__(f"{action}: {message}")
+        self.action = action
+        self.message = f"电话系统拒绝了操作 {action}：{message}"
+        self.asterisk_message = message
+
+
+class AmiTimeout(AmiError):
+    http_status = 504
+    slug = "ami_timeout"
+
+    def __init__(self, action: str, seconds: float) -> None:
+        super().__init__(action, f"{seconds:g} 秒内没有应答")
+        self.message = f"电话系统在 {seconds:g} 秒内没有应答 {action}"
+
+
+class AmiNotConnected(AmiError):
+    http_status = 503
+    slug = "ami_not_connected"
+
+    def __init__(self, action: str) -> None:
+        super().__init__(action, "未连接")
+        self.message = "电话系统未连接，请稍后再试"
+
+
+class LoginFailed(Exception):
+    pass
+
+
+class BridgeProtocol(AMIProtocol):
+    """panoramisk's protocol with framing on bytes; events bypass panoramisk's fnmatch dispatch."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.framer = Framer()
+
+    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+        factory = self.factory
+        sink = getattr(factory, "raw_sink", None)
+        if sink is not None:
+            sink(data)
+        for text in self.framer.feed(data):
+            if self.version is None and self.framer.banner:
+                self.version = self.framer.banner
+            if text.startswith("Response:"):
+                msg = Message.from_line(text)
+                if msg is not None:
+                    self.handle_message(msg)
+                continue
+            headers = parse_message(text)
+            name = headers.get("Event")
+            if not isinstance(name, str):
+                log.warning("skipping AMI message without Event/Response: %r", text[:200].encode())
+                continue
+            aid = headers.get("ActionID")
+            if isinstance(aid, str) and aid in self.responses:
+                action = self.responses[aid]
+                self.handle_message(Message(headers))  # items of a list we asked for
+                done_hook = getattr(factory, "on_action_done", None)
+                if done_hook is not None and action.future.done() and not action.future.cancelled():
+                    # Synchronously, in stream order: the resync lands exactly where its list ended.
+                    done_hook(action)
+                continue
+            on_event = getattr(factory, "on_event", None)
+            if on_event is not None:
+                on_event(headers)
+            if name == "Shutdown":
+                factory.shutdown_seen = True
+                # Asterisk closes right after; treat it as the loss now so no action waits on a dying socket.
+                self.connection_lost(None)
+        if self.version is None and self.framer.banner:
+            self.version = self.framer.banner
+
+
+class BridgeManager(Manager):
+    """panoramisk Manager without its fixed 2 s reconnect loop and unchecked ping (AmiConnection does both)."""
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self.on_event: EventSink | None = config.get("on_event")
+        self.raw_sink: Callable[[bytes], None] | None = config.get("raw_sink")
+        self.lost: asyncio.Future[Any] | None = None
+        self.connect_error: BaseException | None = None
+        self.on_action_done: Callable[[Any], None] | None = None
+        self.shutdown_seen = False
+        self.login_done: asyncio.Future[Any] | None = None
+
+    def connection_made(self, f: Any) -> None:  # type: ignore[override]
+        if f.cancelled():
+            return
+        exc = f.exception()
+        if exc is not None:
+            self.connect_error = exc
+            return
+        super().connection_made(f)
+
+    def ping(self) -> None:  # our own pinger checks replies
+        return None
+
+    def login(self, future: Any) -> bool:  # type: ignore[override]
+        # panoramisk clears authenticated_future when the answer comes: keep the answer for _session.
+        done = self.login_done
+        if done is not None and not done.done():
+            if future.cancelled():
+                done.set_exception(OSError("login cancelled"))
+            elif future.exception() is not None:
+                done.set_exception(future.exception())
+            else:
+                done.set_result(future.result())
+        if future.cancelled() or future.exception() is not None:
+            return False
+        return bool(super().login(future))
+
+    def connection_lost(self, exc: Any) -> None:  # type: ignore[override]
+        self._connected = False
+        if self.pinger:
+            self.pinger.cancel()
+            self.pinger = None
+        if self.lost is not None and not self.lost.done():
+            self.lost.set_result(exc)
+
+
+class AmiConnection:
+    """Keeps one authenticated AMI session alive; ``send`` is an action with a timeout."""
+
+    def __init__(self, settings: AmiSettings, on_event: EventSink, clock: Clock, *,
+                 on_resync: Callable[[dict[str, Any]], None] | None = None,
+                 raw_sink: Callable[[bytes], None] | None = None,
+                 on_status: Callable[[dict[str, Any]], None] | None = None,
+                 backlog: Callable[[], int] | None = None, high_water: int = 20_000) -> None:
+        self.settings = settings
+        self.on_event = on_event
+        self.on_resync = on_resync
+        self.raw_sink = raw_sink
+        self.on_status = on_status
+        self.clock = clock
+        self.manager: BridgeManager | None = None
+        self.connected = False
+        self.since: datetime | None = None
+        self.last_error = ""
+        self.reconnects = 0
+        self.sessions = 0
+        self.version = ""
+        self._ready = asyncio.Event()
+        self.backlog = backlog
+        self.high_water = high_water
+        self.paused_reading = False
+
+    # ------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        return {"enabled": True, "connected": self.connected,
+                "since": self.since.isoformat() if self.since else None,
+                "last_error": self.last_error, "reconnects": self.reconnects, "version": self.version,
+                "host": f"{self.settings.host}:{self.settings.port}"}
+
+    def _changed(self) -> None:
+        if self.on_status is not None:
+            self.on_status(self.status())
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        self.on_event(ev)
+        # Backpressure: if the consumer falls far behind, stop reading the socket (TCP then slows Asterisk's
+        # writer down) instead of queueing without bound; resume when half of the backlog is folded.
+        if self.backlog is not None and not self.paused_reading and self.backlog() > self.high_water:
+            m = self.manager
+            if m is not None and m.protocol is not None and not m.protocol.closed:
+                m.protocol.transport.pause_reading()
+                self.paused_reading = True
+                asyncio.get_running_loop().create_task(self._resume_when_drained(m))
+
+    async def _resume_when_drained(self, m: BridgeManager) -> None:
+        try:
+            while self.backlog is not None and self.backlog() > self.high_water // 2:
+                await asyncio.sleep(0.01)
+        finally:
+            self.paused_reading = False
+            if m.protocol is not None and not m.protocol.closed:
+                m.protocol.transport.resume_reading()
+
+    async def wait_connected(self, timeout: float) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    # ------------------------------------------------------------ actions
+    async def send(self, action: dict[str, Any], *, timeout: float | None = None,
+                   check: bool = True) -> Any:
+        """Send one action; returns panoramisk's Message (or list of Messages for list actions).
+
+        Raises ``AmiNotConnected``, ``AmiTimeout`` or ``AmiError`` (with Asterisk's Message) on refusal.
+        """
+        name = str(action.get("Action", ""))
+        m = self.manager
+        if m is None or not self.connected or m.protocol is None or m.protocol.closed:
+            raise AmiNotConnected(name)
+        as_list = name.lower() in LIST_ACTIONS
+        fut = m.send_action(dict(action), as_list=None if as_list else False)
+        limit = timeout or self.settings.action_timeout
+        waiters: set[asyncio.Future[Any]] = {fut}
+        if m.lost is not None:
+            waiters.add(m.lost)  # a lost connection fails the action now, not after its timeout
+        done, _ = await asyncio.wait(waiters, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        if fut not in done:
+            if not fut.done():
+                fut.cancel()
+            if m.lost is not None and m.lost in done:
+                raise AmiNotConnected(name)
+            raise AmiTimeout(name, limit)
+        resp = fut.result()
+        if check:
+            first = resp[0] if isinstance(resp, list) else resp
+            if first.get("Response") not in ("Success", "Follows", "Goodbye"):
+                raise AmiError(name, str(first.get("Message", "") or first.get("Response", "")))
+        return resp
+
+    # ------------------------------------------------------------ lifetime
+    async def run(self) -> None:
+        """Connect, resync, watch, reconnect with backoff; until cancelled."""
+        delay = self.settings.reconnect_min
+        while True:
+            started = asyncio.get_running_loop().time()
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except LoginFailed as exc:
+                self.last_error = f"login failed: {exc}"
+            except (TimeoutError, OSError, AmiError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # a bug must not end the bridge forever; log it and reconnect
+                log.exception("AMI session crashed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            self._set_disconnected()
+            if asyncio.get_running_loop().time() - started > self.settings.reconnect_max:
+                delay = self.settings.reconnect_min  # a long healthy session: start the backoff over
+            wait = delay * (0.8 + 0.4 * random.random())
+            log.warning("AMI disconnected (%s); reconnecting in %.1f s", self.last_error, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, self.settings.reconnect_max)
+            self.reconnects += 1
+
+    def _set_disconnected(self) -> None:
+        self.connected = False
+        self._ready.clear()
+        m, self.manager = self.manager, None
+        if m is not None:
+            m.close()
+        self._changed()  # also when it never came up: the status shows the new last_error
+
+    async def _session(self) -> None:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        m = BridgeManager(host=s.host, port=s.port, username=s.username, secret=s.secret, loop=loop,
+                          protocol_factory=BridgeProtocol, ping_delay=10 ** 6, ping_interval=10 ** 6,
+                          events="on", on_event=self._on_event, raw_sink=self.raw_sink)
+        m.lost = loop.create_future()
+        m.login_done = loop.create_future()
+        self.manager = m
+        task = m.connect()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), s.action_timeout)
+        except TimeoutError:
+            task.cancel()  # a late connect must not leave an orphan session behind
+            raise
+        await asyncio.sleep(0)  # let panoramisk's connection_made callback run
+        if m.connect_error is not None:
+            raise m.connect_error
+        login_wait = m.login_done
+        done, _ = await asyncio.wait({login_wait, m.lost}, timeout=s.action_timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if login_wait not in done:
+            raise LoginFailed("connection closed before login answer" if m.lost in done else "login timed out")
+        resp = login_wait.result()
+        if not resp.success:
+            raise LoginFailed(str(resp.get("Message", "")) or "refused")
+        self.version = m.protocol.version or ""
+        self.connected = True
+        self.sessions += 1
+        self.since = self.clock()
+        self.last_error = ""
+        await self.resync()
+        self._ready.set()
+        self._changed()
+        pinger = asyncio.create_task(self._pinger(m))
+        try:
+            exc = await m.lost
+            if m.shutdown_seen:
+                self.last_error = "Asterisk shut down (Event: Shutdown)"
+            elif exc is None:
+                self.last_error = "connection closed by Asterisk"
+            else:
+                self.last_error = f"connection lost: {exc}"
+        finally:
+            pinger.cancel()
+            await asyncio.gather(pinger, return_exceptions=True)
+
+    async def resync(self) -> None:
+        """Ask for complete ``QueueStatus`` and ``CoreShowChannels`` lists; fold them as one ``_Resync`` event.
+
+        Both actions are sent back to back, and the ``_Resync`` event is handed on synchronously when the
+        second list completes, in stream order: events read before it are older than the lists (the resync
+        overrides them), events after it are newer (they apply on top).
+        """
+        m = self.manager
+        if m is None:
+            raise AmiNotConnected("QueueStatus")
+        n = next(_resync_ids)
+        ids = {"queue_status": f"hotline-resync-{n}-q", "channels": f"hotline-resync-{n}-c"}
+        got: dict[str, Any] = {}
+        clock = self.clock
+
+        def done(action: Any) -> None:
+            for key, aid in ids.items():
+                if action.action_id == aid:
+                    got[key] = action.future.result()
+            if len(got) == 2 and "sent" not in got:
+                got["sent"] = True
+                ev = {"Event": "_Resync", "_received": clock().timestamp(),
+                      "queue_status": [_plain(x) for x in _items(got["queue_status"])],
+                      "channels": [_plain(x) for x in _items(got["channels"])]}
+                (self.on_resync or self.on_event)(ev)
+
+        m.on_action_done = done
+        limit = max(self.settings.action_timeout, 5)
+        try:
+            await asyncio.gather(self.send({"Action": "QueueStatus", "ActionID": ids["queue_status"]}, timeout=limit),
+                                 self.send({"Action": "CoreShowChannels", "ActionID": ids["channels"]},
+                                           timeout=limit))
+        finally:
+            m.on_action_done = None
+        if "sent" not in got:
+            raise AmiError("QueueStatus", "resync lists incomplete")
+
+    async def _pinger(self, m: BridgeManager) -> None:
+        s = self.settings
+        misses = 0
+        while True:
+            await asyncio.sleep(s.ping_interval)
+            try:
+                resp = await self.send({"Action": "Ping"}, timeout=s.ping_timeout)
+                misses = 0 if resp.get("Ping") == "Pong" or resp.get("Response") == "Success" else misses + 1
+            except AmiTimeout:
+                # While we stopped reading on purpose (backpressure) the Pong is simply not read yet.
+                misses += 0 if self.paused_reading else 1
+            except AmiError:
+                misses += 1
+            if misses >= 1:
+                log.warning("AMI ping unanswered for %.1f s: forcing a reconnect", s.ping_timeout)
+                if m.protocol is not None and not m.protocol.closed:
+                    m.protocol.transport.abort()
+                if m.lost is not None and not m.lost.done():
+                    m.lost.set_result(OSError("ping unanswered"))
+                return
+
+
+def _items(resp: Any) -> list[Any]:
+    if not isinstance(resp, list):
+        return []
+    return [r for r in resp[1:] if "Event" in r and not str(r.get("Event", "")).endswith("Complete")]
+
+
+def _plain(msg: Any) -> dict[str, Any]:
+    return {k: msg[k] for k in msg if k != "content"}
+
+
+_resync_ids = itertools.count(1)

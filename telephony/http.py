@@ -1,0 +1,294 @@
+"""Telephony HTTP: live view (REST + WebSocket), wallboard page, agent and supervisor actions, callbacks, reports."""
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import WSMsgType, web
+
+from . import actions
+
+if TYPE_CHECKING:
+    from .service import TelephonyService
+
+STATIC = Path(__file__).resolve().parent / "static"
+SVC = web.AppKey("telephony_http_service", object)
+
+SUPERVISORS = ("supervisor", "admin")
+AGENTS = ("agent", "supervisor", "admin")
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, slug: str, message: str) -> None:
+        super().__init__(message)
+        self.http_status = status
+        self.slug = slug
+        self.message = message
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def ok(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _svc(request: web.Request) -> TelephonyService:
+    return request.app[SVC]  # type: ignore[return-value]
+
+
+def _user(request: web.Request, *roles: str) -> dict[str, Any]:
+    user = request.get("user")
+    if not user:
+        raise HttpError(401, "login_required", "请先登录")
+    if roles and user.get("role") not in roles:
+        raise HttpError(403, "forbidden", "您的角色无权执行此操作")
+    return user
+
+
+def _interface(user: dict[str, Any]) -> str:
+    iface = user.get("interface")
+    if not iface:
+        raise HttpError(409, "no_interface", "您的账号没有绑定分机（interface），请联系管理员")
+    return str(iface)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError(400, "invalid_json", "请求体不是合法的 JSON") from None
+    if not isinstance(data, dict):
+        raise HttpError(400, "invalid_json", "请求体必须是 JSON 对象")
+    return data
+
+
+def _text(body: dict[str, Any], key: str, required: bool = True, max_len: int = 100) -> str:
+    v = body.get(key, "")
+    if not isinstance(v, str) or (required and not v.strip()) or len(v) > max_len:
+        raise HttpError(400, "invalid_field", f"字段 {key} 缺失或不合法")
+    return v.strip()
+
+
+# ---------------------------------------------------------------- live view
+async def live(request: web.Request) -> web.Response:
+    _user(request, *AGENTS)
+    return ok(_svc(request).hub.view)
+
+
+async def status(request: web.Request) -> web.Response:
+    _user(request, *SUPERVISORS)
+    return ok(_svc(request).health())
+
+
+async def ws_live(request: web.Request) -> web.WebSocketResponse:
+    user = _user(request, *AGENTS)
+    svc = _svc(request)
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    q = svc.hub.subscribe(interface=user.get("interface") or None)
+
+    async def reader() -> None:
+        async for msg in ws:
+            if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                break
+
+    read_task = asyncio.get_running_loop().create_task(reader())
+    try:
+        while not ws.closed:
+            get = asyncio.ensure_future(q.get())
+            done, _ = await asyncio.wait({get, read_task}, return_when=asyncio.FIRST_COMPLETED)
+            if get not in done:
+                get.cancel()
+                break
+            item = get.result()
+            # patches from Redis arrive as JSON text already: forward them without decoding twice
+            await ws.send_str(item if isinstance(item, str) else _dumps(item))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        svc.hub.unsubscribe(q)
+        read_task.cancel()
+        await ws.close()
+    return ws
+
+
+async def wallboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "wallboard.html")
+
+
+# ---------------------------------------------------------------- agent actions
+async def _ami(coro: Any) -> web.Response:
+    # An AmiError propagates: the error middleware renders it with Asterisk's own Message (409/503/504).
+    await coro
+    return ok({"ok": True})
+
+
+async def agent_login(request: web.Request) -> web.Response:
+    user = _user(request, *AGENTS)
+    body = await _body(request)
+    return await _ami(_svc(request).login(_interface(user), _text(body, "queue"),
+                                          user.get("name") or user.get("username", ""),
+                                          bool(body.get("paused", False)),
+                                          _text(body, "reason", required=False)))
+
+
+async def agent_logout(request: web.Request) -> web.Response:
+    user = _user(request, *AGENTS)
+    body = await _body(request)
+    return await _ami(_svc(request).logout(_interface(user), _text(body, "queue")))
+
+
+async def agent_pause(request: web.Request) -> web.Response:
+    user = _user(request, *AGENTS)
+    body = await _body(request)
+    paused = body.get("paused", True)
+    if not isinstance(paused, bool):
+        raise HttpError(400, "invalid_field", "字段 paused 必须是 true 或 false")
+    return await _ami(_svc(request).pause(_interface(user), paused, _text(body, "reason", required=False),
+                                          _text(body, "queue", required=False)))
+
+
+async def agent_dial(request: web.Request) -> web.Response:
+    user = _user(request, *AGENTS)
+    body = await _body(request)
+    number = _text(body, "number", max_len=32)
+    if not number.replace("+", "").isdigit():
+        raise HttpError(400, "invalid_field", "号码只能包含数字")
+    svc = _svc(request)
+    await svc.originate(actions.originate(_interface(user), context=svc.callback_context, exten=number,
+                                          caller_id=f'"12345" <{number}>'))
+    return ok({"ok": True})
+
+
+async def agent_transfer(request: web.Request) -> web.Response:
+    user = _user(request, *AGENTS)
+    body = await _body(request)
+    svc = _svc(request)
+    exten = _text(body, "exten", max_len=40)
+    context = _text(body, "context", required=False) or svc.transfer_context
+    mode = body.get("mode", "blind")
+    agent_leg, caller_leg = svc.agent_channel(_interface(user))
+    if mode == "blind":
+        action = actions.blind_transfer(agent_leg, context, exten)
+    elif mode == "redirect":
+        action = actions.redirect(caller_leg, context, exten)
+    else:
+        raise HttpError(400, "invalid_field", "mode 只能是 blind 或 redirect")
+    return await _ami(svc.send(action))
+
+
+async def supervisor_spy(request: web.Request) -> web.Response:
+    user = _user(request, *SUPERVISORS)
+    body = await _body(request)
+    svc = _svc(request)
+    mode = body.get("mode", "listen")
+    if mode not in actions.SPY_OPTIONS:
+        raise HttpError(400, "invalid_field", "mode 只能是 listen、whisper 或 barge")
+    agent_leg, _ = svc.agent_channel(_text(body, "agent_interface"))
+    await svc.originate(actions.chanspy(_interface(user), agent_leg, mode))
+    return ok({"ok": True})
+
+
+# ---------------------------------------------------------------- callbacks (漏接回拨) and reports
+def _store(request: web.Request) -> Any:
+    store = _svc(request).store
+    if store is None:
+        raise HttpError(503, "no_database", "通话记录库不可用")
+    return store
+
+
+async def list_callbacks(request: web.Request) -> web.Response:
+    _user(request, *AGENTS)
+    status_ = request.query.get("status", "pending")
+    return ok({"items": await _store(request).callbacks(None if status_ == "all" else status_)})
+
+
+async def call_back(request: web.Request) -> web.Response:
+    user = _user(request, *AGENTS)
+    svc = _svc(request)
+    store = _store(request)
+    cb_id = int(request.match_info["id"])
+    cb = await store.get_callback(cb_id)
+    if cb is None:
+        raise HttpError(404, "not_found", "回拨记录不存在")
+    if cb["status"] == "done":
+        raise HttpError(409, "already_done", "该来电已回拨完成")
+    iface = _interface(user)
+    # The agent's phone rings first; once answered the dialplan dials the citizen (agent first, then citizen).
+    await svc.originate(actions.originate(iface, context=svc.callback_context, exten=cb["caller_num"],
+                                          caller_id=f'"12345回拨" <{cb["caller_num"]}>',
+                                          variables={"CALLBACK_ID": str(cb_id), "CITIZEN_NUM": cb["caller_num"]}))
+    return ok(await store.update_callback(cb_id, status="calling", agent_interface=iface, attempt=True))
+
+
+async def callback_result(request: web.Request) -> web.Response:
+    _user(request, *AGENTS)
+    body = await _body(request)
+    st = body.get("status")
+    if st not in ("done", "failed", "pending"):
+        raise HttpError(400, "invalid_field", "status 只能是 done、failed 或 pending")
+    res = await _store(request).update_callback(int(request.match_info["id"]), status=st,
+                                                 note=_text(body, "note", required=False, max_len=500))
+    if res is None:
+        raise HttpError(404, "not_found", "回拨记录不存在")
+    return ok(res)
+
+
+async def report(request: web.Request) -> web.Response:
+    _user(request, *SUPERVISORS)
+    svc = _svc(request)
+    tz = ZoneInfo(svc.settings.server.timezone)
+    try:
+        end = date.fromisoformat(request.query["to"]) if "to" in request.query else svc.clock().astimezone(tz).date()
+        start = date.fromisoformat(request.query["from"]) if "from" in request.query else end - timedelta(days=6)
+    except ValueError:
+        raise HttpError(400, "invalid_field", "日期格式应为 YYYY-MM-DD") from None
+    by = tuple(x for x in request.query.get("by", "day,queue").split(",") if x)
+    if not by or any(x not in ("day", "queue", "agent") for x in by):
+        raise HttpError(400, "invalid_field", "by 只能由 day、queue、agent 组成")
+    sl = svc.settings.ami.service_level_seconds[0] if svc.settings.ami.service_level_seconds else 15
+    rows = await _store(request).report(start, end, tz, by=by, service_level_seconds=sl)
+    return ok({"from": start.isoformat(), "to": end.isoformat(), "by": list(by), "rows": rows})
+
+
+async def replay_endpoint(request: web.Request) -> web.Response:
+    _user(request, "admin")
+    svc = _svc(request)
+    body = await _body(request)
+    path = Path(_text(body, "file", max_len=1000)).resolve()
+    if not any(path.is_relative_to(d) for d in svc.replay_dirs) or not path.is_file():
+        raise HttpError(400, "invalid_field", "只能回放录制目录中的文件")
+    speed = body.get("speed", 1.0)
+    if not isinstance(speed, (int, float)) or speed < 0:
+        raise HttpError(400, "invalid_field", "speed 必须是非负数")
+    asyncio.get_running_loop().create_task(svc.replay_file(path, speed=float(speed)))
+    return ok({"ok": True, "file": str(path)}, status=202)
+
+
+def setup_routes(app: web.Application, service: TelephonyService) -> None:
+    app[SVC] = service
+    r = app.router
+    r.add_get("/api/v1/telephony/live", live)
+    r.add_get("/api/v1/telephony/status", status)
+    r.add_get("/ws/telephony", ws_live)
+    r.add_get("/wallboard", wallboard)
+    r.add_static("/telephony/static/", STATIC)
+    r.add_post("/api/v1/telephony/agent/login", agent_login)
+    r.add_post("/api/v1/telephony/agent/logout", agent_logout)
+    r.add_post("/api/v1/telephony/agent/pause", agent_pause)
+    r.add_post("/api/v1/telephony/agent/dial", agent_dial)
+    r.add_post("/api/v1/telephony/agent/transfer", agent_transfer)
+    r.add_post("/api/v1/telephony/spy", supervisor_spy)
+    r.add_get("/api/v1/telephony/callbacks", list_callbacks)
+    r.add_post("/api/v1/telephony/callbacks/{id:\\d+}/call", call_back)
+    r.add_post("/api/v1/telephony/callbacks/{id:\\d+}/result", callback_result)
+    r.add_get("/api/v1/telephony/report", report)
+    r.add_post("/api/v1/telephony/replay", replay_endpoint)

@@ -1,0 +1,404 @@
+"""The async shell of telephony: AMI connection, one consumer folding events in order, effects, live hub.
+
+``setup(app, settings, clock, ...)`` is the entry point for server.py. ``TelephonyService`` can also be used
+alone (tests, benchmark, ``hotline replay``).
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from config.settings import Settings
+
+from . import actions
+from .connection import AmiConnection, AmiNotConnected
+from .live import LiveHub
+from .reducer import ReducerConfig, apply
+from .replay import AmiRecorder, replay
+from .state import (
+    CallConnected,
+    CallEnded,
+    CallMissed,
+    LiveState,
+    OriginateResult,
+    QueueAlert,
+    diff,
+    effect_dict,
+    snapshot,
+)
+from .store import CallStore
+
+log = logging.getLogger("hotline.telephony")
+
+Clock = Callable[[], datetime]
+OnCallConnected = Callable[[CallConnected], Awaitable[dict[str, Any]]]
+OnCallEnded = Callable[[CallEnded], Awaitable[None]]
+OnEffect = Callable[[Any], Awaitable[None]]
+
+SERVICE = web.AppKey("telephony_service", object)
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class TelephonyService:
+    def __init__(self, settings: Settings, clock: Clock = _system_clock, *, redis: Any = None,
+                 sessions: Any = None, on_call_connected: OnCallConnected | None = None,
+                 on_call_ended: OnCallEnded | None = None, on_effect: OnEffect | None = None,
+                 callback_context: str = "callback-out", transfer_context: str = "transfer",
+                 replay_dirs: list[str] | None = None, trace_latency: bool = False,
+                 leader_ttl: float | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.config = ReducerConfig(tz=ZoneInfo(settings.server.timezone),
+                                    answer_rate_target=settings.ami.answer_rate_target)
+        self.state = LiveState()
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.effects: asyncio.Queue[Any] = asyncio.Queue()
+        self.hub = LiveHub(redis)
+        self.hub.snapshot_source = self.full_view
+        self.store = CallStore(sessions, clock) if sessions is not None else None
+        self.on_call_connected = on_call_connected
+        self.on_call_ended = on_call_ended
+        self.on_effect = on_effect
+        self.callback_context = callback_context
+        self.transfer_context = transfer_context
+        self.replay_dirs = [Path(d).resolve() for d in (replay_dirs or [])]
+        if settings.ami.record_dir:
+            self.replay_dirs.append(Path(settings.ami.record_dir).resolve())
+        self.trace_latency = trace_latency
+        self.recorder = AmiRecorder(settings.ami.record_dir, clock) if settings.ami.record_dir else None
+        self.connection: AmiConnection | None = None
+        self.leading = not settings.ami.enabled
+        self.pending_originates: dict[str, asyncio.Future[Any]] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._conn_task: asyncio.Task[Any] | None = None
+        self._ids = itertools.count(1)
+        self._prefix = uuid.uuid4().hex[:8]
+        self.folded = 0
+        self.leader_ttl = leader_ttl or max(10.0, settings.ami.ping_interval * 2)
+        self.backlog_high_water = 20_000  # queued events before the socket stops being read
+
+    # ------------------------------------------------------------ input
+    def submit(self, event: dict[str, Any]) -> None:
+        """The AMI callback: stamp and enqueue only (the consumer folds in order)."""
+        if self.trace_latency:
+            event["_rx"] = time.perf_counter()
+        if "Timestamp" not in event and "_received" not in event:
+            event["_received"] = self.clock().timestamp()
+        self.events.put_nowait(event)
+
+    async def replay_file(self, path: str | Path, speed: float | None = 1.0, until: float | None = None) -> int:
+        return await replay(path, self.submit, speed=speed, until=until)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every submitted event is folded and its effects carried out (tests, replay)."""
+        deadline = time.monotonic() + timeout
+        while self.events.qsize() or self.events._unfinished_tasks or self.effects._unfinished_tasks:  # type: ignore[attr-defined]
+            if time.monotonic() > deadline:
+                raise TimeoutError("telephony queues did not drain")
+            await asyncio.sleep(0.005)
+
+    # ------------------------------------------------------------ consumer
+    def full_view(self) -> dict[str, Any]:
+        view = snapshot(self.state)
+        view["ami"] = self.ami_status()
+        return view
+
+    async def consume(self) -> None:
+        while True:
+            first = await self.events.get()
+            batch = [first]
+            while len(batch) < 2000:
+                try:
+                    batch.append(self.events.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            old = self.state
+            effects: list[Any] = []
+            try:
+                state = old
+                for ev in batch:
+                    state, eff = apply(state, ev, self.config)
+                    if eff:
+                        effects.extend(eff)
+                self.state = state
+                self.folded += len(batch)
+            except Exception:
+                # Never keep folding on a state we cannot trust: start clean and ask the PBX for the truth.
+                log.exception("telephony reducer failed; resetting live state and resyncing")
+                self.state = LiveState()
+                if self.connection is not None and self.connection.connected:
+                    asyncio.get_running_loop().create_task(self._safe_resync())
+            finally:
+                for _ in batch:
+                    self.events.task_done()
+            patches = diff(old, self.state)
+            if patches or (self.trace_latency and batch):
+                extra = {"rx": [ev.get("_rx") for ev in batch]} if self.trace_latency else None
+                try:
+                    await self.hub.publish(patches, extra)
+                except Exception:
+                    log.exception("publishing live changes failed")
+            for e in effects:
+                self.effects.put_nowait(e)
+
+    async def _safe_resync(self) -> None:
+        try:
+            assert self.connection is not None
+            await self.connection.resync()
+        except Exception as exc:
+            log.warning("resync after reducer failure failed: %s", exc)
+
+    async def run_effects(self) -> None:
+        while True:
+            e = await self.effects.get()
+            try:
+                await self._effect(e)
+            except Exception:
+                log.exception("telephony effect %s failed", type(e).__name__)
+            finally:
+                self.effects.task_done()
+
+    async def _effect(self, e: Any) -> None:
+        if isinstance(e, CallConnected):
+            payload: dict[str, Any] = {}
+            if self.on_call_connected is not None:
+                try:
+                    payload = await self.on_call_connected(e) or {}
+                except Exception:
+                    log.exception("screen pop lookup failed for call %s", e.call_id)
+            await self.hub.send_agent(e.interface, {"type": "screen_pop", "call": effect_dict(e), **payload})
+        elif isinstance(e, CallEnded):
+            if self.store is not None and e.queue:
+                await self.store.save_call(e)
+            if self.on_call_ended is not None:
+                await self.on_call_ended(e)
+        elif isinstance(e, CallMissed):
+            if self.store is not None:
+                await self.store.add_callback(e)
+            await self.hub.broadcast({"type": "missed", "data": effect_dict(e)})
+        elif isinstance(e, QueueAlert):
+            await self.hub.broadcast({"type": "alert", "data": effect_dict(e)})
+        elif isinstance(e, OriginateResult):
+            fut = self.pending_originates.pop(e.action_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(e)
+        if self.on_effect is not None:
+            await self.on_effect(e)
+
+    # ------------------------------------------------------------ AMI connection and leadership
+    def ami_status(self) -> dict[str, Any]:
+        if not self.settings.ami.enabled:
+            return {"enabled": False, "connected": False, "since": None, "last_error": "", "reconnects": 0}
+        if self.connection is None:
+            return {"enabled": True, "connected": False, "since": None, "last_error": "", "reconnects": 0,
+                    "leader": False}
+        return {**self.connection.status(), "leader": self.leading}
+
+    def health(self) -> dict[str, Any]:
+        """Health probe for /health: ok when AMI is off, or connected (here or in the leader process)."""
+        status = self.ami_status() if self.leading else dict(self.hub.view.get("ami") or {})
+        ok = (not self.settings.ami.enabled) or bool(status.get("connected"))
+        return {"ok": ok, **status}
+
+    def _status_changed(self, status: dict[str, Any]) -> None:
+        asyncio.get_running_loop().create_task(
+            self.hub.publish([{"op": "ami", "value": {**status, "leader": self.leading}}]))
+
+    def _raw(self, data: bytes) -> None:
+        if self.recorder is not None:
+            self.recorder.write(data)
+
+    def _make_connection(self) -> AmiConnection:
+        return AmiConnection(self.settings.ami, self.submit, self.clock, raw_sink=self._raw if self.recorder else None,
+                             on_status=self._status_changed, backlog=self.events.qsize,
+                             high_water=self.backlog_high_water)
+
+    async def lead(self) -> None:
+        """Hold the AMI connection while this process holds the Redis leader lock."""
+        ttl = self.leader_ttl
+        while True:
+            try:
+                mine = await self.hub.try_lead(ttl)
+            except Exception as exc:
+                log.warning("leader lock check failed: %s", exc)
+                mine = self.leading
+            if mine and not self.leading:
+                self.leading = True
+                self.hub.leader = True
+                await self.hub.resume_seq()
+                self.state = LiveState()  # whatever we had is stale: the resync at connect rebuilds it
+                await self.hub.publish_full(self.full_view())
+                self.connection = self._make_connection()
+                self._conn_task = asyncio.get_running_loop().create_task(self.connection.run())
+            elif not mine and self.leading:
+                self.leading = False
+                self.hub.leader = False
+                await self._stop_connection()
+            await asyncio.sleep(ttl / 3)
+
+    async def _stop_connection(self) -> None:
+        if self._conn_task is not None:
+            self._conn_task.cancel()
+            await asyncio.gather(self._conn_task, return_exceptions=True)
+            self._conn_task = None
+        if self.connection is not None:
+            self.connection._set_disconnected()
+
+    async def send(self, action: dict[str, Any], **kw: Any) -> Any:
+        if self.connection is None:
+            raise AmiNotConnected(str(action.get("Action", "")))
+        return await self.connection.send(action, **kw)
+
+    async def originate(self, action: dict[str, Any], wait: float | None = None) -> OriginateResult | None:
+        """Send an async Originate; with ``wait`` also wait that long for its OriginateResponse."""
+        aid = action.get("ActionID") or f"hotline-{self._prefix}-{next(self._ids)}"
+        action = {**action, "ActionID": aid}
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending_originates[aid] = fut
+        try:
+            await self.send(action)
+            if wait is None:
+                return None
+            try:
+                return await asyncio.wait_for(fut, wait)
+            except TimeoutError:
+                return None
+        finally:
+            if wait is not None:
+                self.pending_originates.pop(aid, None)
+
+    # ------------------------------------------------------------ lifetime
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self.consume(), name="telephony-consumer"),
+                       loop.create_task(self.run_effects(), name="telephony-effects"),
+                       loop.create_task(self.hub.run_subscriber(), name="telephony-live")]
+        await self.hub.wait_ready()
+        if self.settings.ami.enabled:
+            self._tasks.append(loop.create_task(self.lead(), name="telephony-leader"))
+            self._tasks.append(loop.create_task(self.hub.run_snapshot_writer(), name="telephony-snapshot"))
+        else:
+            self.hub.leader = True
+            self._tasks.append(loop.create_task(self.hub.run_snapshot_writer(), name="telephony-snapshot"))
+            await self.hub.resume_seq()
+            if not self.hub.seq:  # another process already shares a view: follow it, do not clobber it
+                await self.hub.publish_full(self.full_view())
+
+    async def stop(self) -> None:
+        await self._stop_connection()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        try:
+            if self.leading and self.settings.ami.enabled:
+                await self.hub.release_lead()
+        except Exception as exc:  # Redis already gone at shutdown: the lock then expires by itself
+            log.info("leader lock not released: %s", exc)
+        if self.recorder is not None:
+            self.recorder.close()
+
+    # ------------------------------------------------------------ agent and supervisor operations
+    def agent_channel(self, interface: str) -> tuple[str, str]:
+        """(agent leg channel name, caller channel name) of the agent's current call; AmiError if none."""
+        a = self.state.agents.get(interface)
+        call = self.state.calls.get(a.call_id) if a and a.call_id else None
+        if call is None:
+            raise NoCall()
+        return call.channels.get(call.agent_channel, ""), call.channels.get(call.caller_channel, "")
+
+    async def login(self, interface: str, queue: str, member_name: str = "", paused: bool = False,
+                    reason: str = "") -> None:
+        await self.send(actions.queue_add(queue, interface, member_name, paused=paused, reason=reason))
+
+    async def logout(self, interface: str, queue: str) -> None:
+        await self.send(actions.queue_remove(queue, interface))
+
+    async def pause(self, interface: str, paused: bool, reason: str = "", queue: str = "") -> None:
+        await self.send(actions.queue_pause(interface, paused, reason, queue))
+
+
+class NoCall(Exception):
+    http_status = 409
+    slug = "no_active_call"
+    message = "当前没有进行中的通话"
+
+
+# ---------------------------------------------------------------- aiohttp wiring
+def _resolve(x: Any) -> Any:
+    return x() if callable(x) else x
+
+
+def setup(app: web.Application, settings: Settings, clock: Clock = _system_clock, *, redis: Any = None,
+          sessions: Any = None, on_call_connected: OnCallConnected | None = None,
+          on_call_ended: OnCallEnded | None = None, on_effect: OnEffect | None = None,
+          replay_dirs: list[str] | None = None) -> TelephonyService:
+    """Add the telephony service, its routes and its cleanup_ctx to ``app``.
+
+    ``redis`` and ``sessions`` may be zero-argument callables, resolved at startup (server.py creates them in
+    earlier cleanup_ctx steps). Returns the service; ``service.health`` is the probe for /health.
+    """
+    from . import http
+
+    service = TelephonyService(settings, clock, on_call_connected=on_call_connected, on_call_ended=on_call_ended,
+                               on_effect=on_effect, replay_dirs=replay_dirs)
+    app[SERVICE] = service
+
+    async def telephony_ctx(app: web.Application) -> AsyncIterator[None]:
+        r = _resolve(redis)
+        s = _resolve(sessions)
+        service.hub.redis = r
+        if s is not None:
+            service.store = CallStore(s, clock)
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app.cleanup_ctx.append(telephony_ctx)
+    http.setup_routes(app, service)
+    return service
+
+
+# ---------------------------------------------------------------- hotline replay
+def replay_command(settings: Settings, args: Any) -> int:
+    """``hotline replay FILE``: fold the file; with a configured Redis, publish so running wallboards show it."""
+    async def run() -> int:
+        r = None
+        if settings.redis.url:
+            from redis.asyncio import Redis
+            r = Redis.from_url(settings.redis.url)
+        svc = TelephonyService(settings.with_overrides(ami={"enabled": False, "record_dir": ""}), redis=r)
+        await svc.start()
+        try:
+            n = await svc.replay_file(args.file, speed=args.speed, until=getattr(args, "until", None))
+            await svc.drain()
+            view = svc.full_view()
+            print(f"replayed {n} events from {args.file}")
+            for q in view["queues"].values():
+                s = q["stats"]
+                print(f"  queue {q['name']}: offered {s['offered']} answered {s['answered']} "
+                      f"abandoned {s['abandoned']} waiting {len(q['waiting'])} 15s-rate {s['service_level_15']}")
+            for a in view["agents"].values():
+                print(f"  agent {a['name'] or a['interface']}: {a['state']} {a['pause_reason']}")
+            return 0
+        finally:
+            await svc.stop()
+            if r is not None:
+                await r.aclose()
+
+    return asyncio.run(run())

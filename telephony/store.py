@@ -1,0 +1,165 @@
+"""Call records and the callback list in SQL; answer-rate reports per day, queue and agent."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .models import Callback, CallRecord
+from .state import CallEnded, CallMissed
+
+Clock = Callable[[], datetime]
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+class CallStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self.sessions = sessions
+        self.clock = clock
+
+    async def save_call(self, e: CallEnded) -> bool:
+        """Store a finished queue call once (Linkedid is unique: a second writer is a no-op)."""
+        if not e.queue:
+            return False
+        rec = CallRecord(call_id=e.call_id, caller_num=e.caller_num, queue=e.queue, joined=_dt(e.joined),
+                         answered=_dt(e.answered), ended=_dt(e.ended), wait_seconds=e.wait, talk_seconds=e.talk,
+                         agent_interface=e.interface, agent_name=e.member_name, outcome=e.outcome,
+                         recording=e.recording, lost=e.lost)
+        async with self.sessions() as s:
+            s.add(rec)
+            try:
+                await s.commit()
+            except IntegrityError:
+                await s.rollback()
+                return False
+        return True
+
+    async def add_callback(self, m: CallMissed) -> bool:
+        cb = Callback(call_id=m.call_id, caller_num=m.caller_num, caller_name=m.caller_name, queue=m.queue,
+                      missed_at=_dt(m.at), wait_seconds=m.wait, reason=m.reason, status="pending", attempts=0,
+                      agent_interface="", note="")
+        async with self.sessions() as s:
+            s.add(cb)
+            try:
+                await s.commit()
+            except IntegrityError:
+                await s.rollback()
+                return False
+        return True
+
+    async def callbacks(self, status: str | None = "pending", limit: int = 200) -> list[dict[str, Any]]:
+        async with self.sessions() as s:
+            q = select(Callback).order_by(Callback.missed_at).limit(limit)
+            if status:
+                q = q.where(Callback.status == status)
+            return [callback_dict(c) for c in (await s.scalars(q)).all()]
+
+    async def get_callback(self, callback_id: int) -> dict[str, Any] | None:
+        async with self.sessions() as s:
+            c = await s.get(Callback, callback_id)
+            return callback_dict(c) if c else None
+
+    async def update_callback(self, callback_id: int, *, status: str, agent_interface: str | None = None,
+                              note: str | None = None, attempt: bool = False) -> dict[str, Any] | None:
+        now = self.clock()
+        async with self.sessions() as s:
+            c = await s.get(Callback, callback_id)
+            if c is None:
+                return None
+            c.status = status
+            if agent_interface is not None:
+                c.agent_interface = agent_interface
+            if note is not None:
+                c.note = note
+            if attempt:
+                c.attempts += 1
+                c.last_attempt_at = now
+            if status == "done":
+                c.done_at = now
+            await s.commit()
+            return callback_dict(c)
+
+    async def calls(self, start: datetime, end: datetime, queue: str | None = None) -> list[CallRecord]:
+        async with self.sessions() as s:
+            q = select(CallRecord).where(CallRecord.ended >= start, CallRecord.ended < end)
+            if queue:
+                q = q.where(CallRecord.queue == queue)
+            return list((await s.scalars(q.order_by(CallRecord.ended))).all())
+
+    async def report(self, start_day: date, end_day: date, tz: tzinfo, *, by: tuple[str, ...] = ("day", "queue"),
+                     service_level_seconds: int = 15) -> list[dict[str, Any]]:
+        """Answer rate and N-second answer rate per group; ``by`` from ``day``, ``queue``, ``agent``.
+
+        A call counts on the local day its caller joined the queue. Answer rate = answered / offered where
+        offered = every finished queue call (transferred calls were answered first, so they count as answered).
+        Agent groups only hold answered calls (an abandoned call has no agent).
+        """
+        start = datetime.combine(start_day, datetime.min.time(), tz)
+        end = datetime.combine(end_day + timedelta(days=1), datetime.min.time(), tz)
+        rows = await self.calls(start - timedelta(hours=12), end + timedelta(hours=12))
+        groups: dict[tuple[Any, ...], Counters] = {}
+        for r in rows:
+            t = (r.joined or r.ended).astimezone(tz)
+            if not (start <= t < end):
+                continue
+            key_parts = {"day": t.date().isoformat(), "queue": r.queue, "agent": r.agent_name or r.agent_interface}
+            key = tuple(key_parts[k] for k in by)
+            groups.setdefault(key, Counters()).add(r, service_level_seconds)
+        out = []
+        for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+            d = dict(zip(by, key))
+            d.update(groups[key].as_dict(service_level_seconds))
+            out.append(d)
+        return out
+
+
+@dataclass
+class Counters:
+    offered: int = 0
+    answered: int = 0
+    abandoned: int = 0
+    timed_out: int = 0
+    transferred: int = 0
+    within: int = 0
+    wait_total: float = 0.0
+    talk_total: float = 0.0
+
+    def add(self, r: CallRecord, sl: int) -> None:
+        self.offered += 1
+        if r.outcome in ("answered", "transferred"):
+            self.answered += 1
+            self.transferred += r.outcome == "transferred"
+            self.wait_total += r.wait_seconds or 0.0
+            self.talk_total += r.talk_seconds or 0.0
+            if (r.wait_seconds or 0.0) <= sl:
+                self.within += 1
+        elif r.outcome == "abandoned":
+            self.abandoned += 1
+        else:
+            self.timed_out += 1
+
+    def as_dict(self, sl: int) -> dict[str, Any]:
+        return {
+            "offered": self.offered, "answered": self.answered, "abandoned": self.abandoned,
+            "timed_out": self.timed_out, "transferred": self.transferred, f"answered_{sl}s": self.within,
+            "answer_rate": round(self.answered / self.offered, 4) if self.offered else None,
+            f"answer_rate_{sl}s": round(self.within / self.offered, 4) if self.offered else None,
+            "avg_wait": round(self.wait_total / self.answered, 1) if self.answered else None,
+            "avg_talk": round(self.talk_total / self.answered, 1) if self.answered else None,
+        }
+
+
+def callback_dict(c: Callback) -> dict[str, Any]:
+    return {"id": c.id, "call_id": c.call_id, "caller_num": c.caller_num, "caller_name": c.caller_name,
+            "queue": c.queue, "missed_at": c.missed_at.isoformat(), "wait_seconds": round(c.wait_seconds, 1),
+            "reason": c.reason, "status": c.status, "attempts": c.attempts, "agent_interface": c.agent_interface,
+            "last_attempt_at": c.last_attempt_at.isoformat() if c.last_attempt_at else None,
+            "done_at": c.done_at.isoformat() if c.done_at else None, "note": c.note}

@@ -1,0 +1,99 @@
+"""Several server processes share the live view through a real redis-server (pub/sub plus a snapshot)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fake_ami import Capture, FakeAmi, requires_captures
+from redis.asyncio import Redis
+
+from telephony.state import snapshot
+
+pytestmark = requires_captures
+
+
+async def _until(pred, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_one_leader_feeds_every_process_and_a_follower_takes_over(settings_factory, redis_url):
+    from telephony.service import TelephonyService
+
+    cap = Capture.load("status_queries")
+    fake = FakeAmi(cap)
+    fake.hold_start()
+    port = await fake.start()
+    settings = settings_factory(ami={"enabled": True, "port": port, "secret": "s", "reconnect_min": 0.05,
+                                     "reconnect_max": 0.3, "action_timeout": 3})
+    r1, r2 = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    a = TelephonyService(settings, redis=r1, leader_ttl=0.9)
+    b = TelephonyService(settings, redis=r2, leader_ttl=0.9)
+    try:
+        await a.start()
+        await _until(lambda: a.connection is not None and a.connection._ready.is_set())
+        await b.start()
+        await asyncio.sleep(0.5)
+        assert a.leading and not b.leading and fake.logins == 1  # one AMI session for all processes
+        client_b = b.hub.subscribe()
+        assert (await client_b.get())["type"] == "snapshot"
+        fake.hold_at(cap.index(lambda m: m.get("Event") == "QueueStatusComplete"
+                               and m.get("ActionID") == "status_queries-008"))
+        fake.go()
+        await asyncio.wait_for(fake.paused.wait(), 10)
+        await a.connection.send({"Action": "Ping"})
+        await a.drain()
+        want = snapshot(a.state)
+        await _until(lambda: {k: b.hub.view.get(k) for k in want} == want)
+        waiting = b.hub.view["queues"]["12345"]["waiting"]
+        assert [w["position"] for w in waiting] == [1, 2]
+        assert b.hub.view["ami"]["connected"] is True
+        # the follower's WebSocket clients got the changes as patches
+        kinds = set()
+        while not client_b.empty():
+            item = client_b.get_nowait()
+            kinds.add((json.loads(item) if isinstance(item, str) else item)["type"])
+        assert "patch" in kinds
+        # a third process joining late reads the snapshot from Redis, then follows
+        r3 = Redis.from_url(redis_url)
+        c = TelephonyService(settings, redis=r3, leader_ttl=0.9)
+        await asyncio.sleep(0.6)  # the leader's snapshot writer runs every 0.5 s
+        await c.start()
+        await _until(lambda: c.hub.view["queues"].get("12345", {}).get("waiting") == waiting)
+        assert c.health()["ok"] is True  # connected through the leader
+        await c.stop()
+        await r3.aclose()
+        # the leader dies: the follower takes the lock, connects and resyncs
+        await a.stop()
+        await _until(lambda: b.leading and b.connection is not None and b.connection._ready.is_set(), 10)
+        assert fake.logins == 2 and b.health()["ok"] is True
+    finally:
+        await a.stop()
+        await b.stop()
+        await r1.aclose()
+        await r2.aclose()
+        await fake.close()
+
+
+async def test_replay_without_asterisk_drives_the_view(settings_factory, redis_url):
+    from fake_ami import CAPTURES
+
+    from telephony.service import TelephonyService
+
+    settings = settings_factory()  # ami.enabled = false
+    r = Redis.from_url(redis_url)
+    svc = TelephonyService(settings, redis=r)
+    try:
+        await svc.start()
+        assert svc.health() == {"ok": True, "enabled": False, "connected": False, "since": None,
+                                "last_error": "", "reconnects": 0}
+        n = await svc.replay_file(CAPTURES / "abandoned_call.ami", speed=0, until=5)
+        await svc.drain()
+        assert n > 20
+        await _until(lambda: len(svc.hub.view["queues"].get("12345", {}).get("waiting", [])) == 1)
+        assert svc.hub.view["ami"]["enabled"] is False
+    finally:
+        await svc.stop()
+        await r.aclose()

@@ -1,0 +1,119 @@
+"""Connection losses: killed socket mid-capture, unanswered pings; after each reconnect a resync from lists."""
+from __future__ import annotations
+
+import asyncio
+
+from fake_ami import requires_captures
+from test_bridge_captures import ev, waiting
+
+pytestmark = requires_captures
+
+
+async def _reconnected(b, logins: int, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while b.fake.logins < logins or not b.svc.connection._ready.is_set():
+        assert asyncio.get_running_loop().time() < deadline, "no reconnect"
+        await asyncio.sleep(0.01)
+
+
+async def test_killed_socket_then_resync_rebuilds_calls_queue_and_agents(bridge_factory):
+    # Cut right after the first caller joined; everything until the PBX's own status lists is lost.
+    # On reconnect the fake answers our QueueStatus/CoreShowChannels with the real lists Asterisk gave
+    # at that later moment (3 callers talking, 2 waiting).
+    from fake_ami import Capture
+    cap = Capture.load("status_queries")
+    lists = {"QueueStatus": cap.list_reply("status_queries-008"),
+             "CoreShowChannels": cap.list_reply("status_queries-011")}
+    b = await bridge_factory("status_queries", lists={})
+    first_join = cap.index(ev("QueueCallerJoin"))
+    await b.at(first_join)
+    assert len(waiting(b)) == 1
+    b.fake.lists = {k.lower(): v for k, v in lists.items()}
+    b.fake.skip_to = cap.index(ev("CoreShowChannelsComplete")) + 1
+    b.fake.kill_socket()
+    await _reconnected(b, 2)
+    await b.sync()
+    w = waiting(b)
+    assert [x.position for x in w] == [1, 2]
+    assert {x.caller_num for x in w} == {"15900000003", "15900000004"}
+    assert 5 < b.svc.state.now - w[0].joined < 8  # from the entry's Wait, not from the reconnect
+    assert sorted(a.state for a in b.svc.state.agents.values() if "12345" in a.queues) == ["in_call"] * 3
+    assert len(b.svc.state.calls) == 5 and len(b.svc.state.channels) == 16
+    # the rest of the capture then ends every call: no ghost survives
+    await b.at(len(cap.msgs) - 2)
+    assert b.svc.state.calls == {} and waiting(b) == []
+    assert {a.state for a in b.svc.state.agents.values()} == {"available"}
+    assert b.svc.health()["ok"] and b.svc.connection.reconnects == 1
+
+
+async def test_call_that_ended_while_disconnected_is_dropped_and_agent_freed(bridge_factory):
+    b = await bridge_factory("answered_call")
+    cap = b.fake.cap
+    await b.at(cap.index(ev("AgentConnect")))
+    assert b.agent("agent-8001").state == "in_call"
+    # While we are away the call ends; the PBX lists show idle agents and no channels.
+    b.fake.lists = {"queuestatus": cap.list_reply("answered_call-002")}
+    b.fake.skip_to = len(cap.msgs) - 1
+    b.fake.kill_socket()
+    await _reconnected(b, 2)
+    await b.sync()
+    assert b.svc.state.calls == {} and b.svc.state.channels == {}
+    assert b.agent("agent-8001").state == "available"
+    [ended] = b.of("CallEnded")
+    assert ended.lost and ended.outcome == "answered" and ended.recording.endswith("1795383048.0.wav")
+
+
+async def test_unanswered_pings_force_a_reconnect(bridge_factory):
+    b = await bridge_factory("answered_call", answer_pings=False,
+                             ami={"ping_interval": 0.2, "ping_timeout": 0.3})
+    await b.ready()
+    t0 = asyncio.get_running_loop().time()
+    while b.fake.connections < 2:
+        assert asyncio.get_running_loop().time() - t0 < 3, "a dead PBX link was not noticed"
+        await asyncio.sleep(0.02)
+    assert b.svc.connection.reconnects >= 1
+    elapsed = asyncio.get_running_loop().time() - t0
+    assert elapsed >= 0.4  # not before a ping had its full time to answer
+
+
+async def test_backoff_grows_when_pbx_is_down(settings_factory, unused_tcp_port):
+    from telephony.service import TelephonyService
+
+    settings = settings_factory(ami={"enabled": True, "host": "127.0.0.1", "port": unused_tcp_port, "secret": "s",
+                                     "reconnect_min": 0.05, "reconnect_max": 0.4, "action_timeout": 0.5})
+    svc = TelephonyService(settings)
+    await svc.start()
+    try:
+        await asyncio.sleep(1.2)
+        n = svc.connection.reconnects
+        # 0.05, 0.1, 0.2, 0.4, 0.4 ... (±20 %): about 5 tries in 1.2 s, not 24 as with a fixed 0.05 s
+        assert 3 <= n <= 7
+        h = svc.health()
+        assert h["ok"] is False and h["enabled"] and "Connect" in h["last_error"]
+    finally:
+        await svc.stop()
+
+
+async def test_backpressure_pauses_reading_and_loses_nothing(bridge_factory):
+    b = await bridge_factory("burst")
+    await b.ready()
+    svc = b.svc
+    consumer = svc._tasks[0]
+    consumer.cancel()  # a consumer that cannot keep up at all
+    await asyncio.gather(consumer, return_exceptions=True)
+    svc.connection.high_water = 300
+    b.fake.go()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not svc.connection.paused_reading:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    # bounded: the rest of the 4,552 events waits in the kernel's socket buffers, not in our memory
+    assert svc.connection.paused_reading and svc.events.qsize() < 1000
+    svc._tasks[0] = asyncio.get_running_loop().create_task(svc.consume())
+    deadline = asyncio.get_running_loop().time() + 20
+    while "12345" not in svc.state.queues or svc.state.queues["12345"].stats.answered < 13:
+        assert asyncio.get_running_loop().time() < deadline, "events were lost"
+        await asyncio.sleep(0.02)
+    s = svc.state.queues["12345"].stats
+    assert (s.offered, s.answered, s.abandoned) == (32, 13, 19)
