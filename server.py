@@ -14,7 +14,7 @@ import secrets
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 from zoneinfo import ZoneInfo
@@ -30,8 +30,11 @@ from embedded_redis import EmbeddedRedis
 from asr import drafts as asr_drafts
 from asr import service as asr_service
 from tickets import http as tickets_http
-from tickets.service import TicketStore
+from tickets.service import TicketQuery, TicketStore
 from tickets.users import Principal, UserStore
+import telephony.service as telephony_service
+from telephony import state as telephony_state
+from telephony.replay import register_cli as telephony_replay_cli
 import web as console
 from web import screenshots as console_screenshots
 
@@ -272,14 +275,52 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(database_ctx)
     _wire_asr(app, settings, clock, background_interval, asr_visibility)
+    _wire_telephony(app, settings, clock)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
     tickets_http.setup_routes(app, tz)
-    console.setup(app, telephony_ws="/ws/agent", wallboard_url="/wallboard")
+    console.setup(app, telephony_ws="/ws/telephony", wallboard_url="/wallboard")
     return app
 
 
 REDIS_URL = web.AppKey("redis_url", str)
+TELEPHONY = web.AppKey("telephony", object)
+
+
+def _wire_telephony(app: web.Application, settings: Settings, clock: Clock) -> None:
+    """AMI bridge <-> tickets and recognition: screen pops with the caller's history, a draft per answered
+    call, and every recorded answered call queued for transcription when it ends."""
+
+    async def on_call_connected(call: telephony_state.CallConnected) -> dict[str, Any]:
+        users, store = app[tickets_http.USERS], app[tickets_http.STORE]
+        user = await users.user_by_interface(call.interface)
+        if user is None:  # a queue member with no account: nobody to pop a screen for
+            return {"agent": None}
+        since = clock() - timedelta(days=settings.tickets.repeat_caller_days)
+        earlier = await store.list(TicketQuery(phone=call.caller_num, created_from=since, limit=20), user) \
+            if call.caller_num else {"items": [], "total": 0}
+        # The draft is committed before the pop reaches the agent, so its number always exists.
+        draft = await store.create({"channel": "phone", "caller_phone": _dialable(call.caller_num),
+                                    "caller_name": call.caller_name if call.caller_name != call.caller_num else "",
+                                    "title": f"来电 {call.caller_num}"}, user, call_id=call.call_id)
+        return {"agent": user.as_dict(), "earlier_tickets": earlier["items"],
+                "repeat_caller": earlier["total"] > 0, "draft": draft}
+
+    async def on_call_ended(call: telephony_state.CallEnded) -> None:
+        if call.recording and call.outcome in ("answered", "transferred"):
+            await app[asr_service.SERVICE].enqueue_transcription(call.call_id, call.recording)
+
+    tel = telephony_service.setup(app, settings, clock, redis=lambda: app[REDIS], sessions=lambda: app[SESSIONS],
+                                  on_call_connected=on_call_connected, on_call_ended=on_call_ended)
+    app[TELEPHONY] = tel
+    app[HEALTH_PROBES]["ami"] = tel.health
+
+
+def _dialable(number: str) -> str:
+    """Caller ids that are not phone numbers (anonymous, 's', extensions) are kept out of the ticket."""
+    from tickets import phones
+
+    return number if number and phones.is_valid(number) else ""
 
 
 def _wire_asr(app: web.Application, settings: Settings, clock: Clock, interval: float, visibility: Any) -> None:
@@ -350,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Packages add their own sub-commands here (train-router, replay, worker, ...).
-EXTRA_COMMANDS: list[Callable[[Any], None]] = [asr_service.register_cli, console_screenshots.register_cli]
+EXTRA_COMMANDS: list[Callable[[Any], None]] = [asr_service.register_cli, console_screenshots.register_cli,
+                                               telephony_replay_cli]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0003_asr'
-down_revision = '0001_tickets'
+down_revision = '0002_telephony'
 branch_labels = None
 depends_on = None
 

@@ -2,42 +2,19 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 from fake_ami import Capture, FakeAmi, requires_captures
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from test_bridge_captures import ev
 
 import server
 from tickets import http as tickets_http
-from tickets.service import TicketQuery
 
 
 def make_app(settings: Any):
-    """What server.py's create_app adds (see INTEGRATION-telephony.md): setup + health probe + screen pop."""
-    import telephony.service
-
+    """The real server app: server.create_app wires telephony (setup, health probe, screen pop)."""
     app = server.create_app(settings, bootstrap_admin=False)
-
-    async def on_call_connected(call: Any) -> dict[str, Any]:
-        users, store = app[tickets_http.USERS], app[tickets_http.STORE]
-        user = await users.user_by_interface(call.interface)
-        if user is None:
-            return {"agent": None}
-        since = store.clock() - timedelta(days=settings.tickets.repeat_caller_days)
-        earlier = await store.list(TicketQuery(phone=call.caller_num, created_from=since, limit=20), user)
-        draft = await store.create({"channel": "phone", "caller_phone": call.caller_num,
-                                    "title": f"来电 {call.caller_num}"}, user, call_id=call.call_id)
-        return {"agent": user.as_dict(), "earlier_tickets": earlier["items"], "repeat_caller": earlier["total"] > 0,
-                "draft": draft}
-
-    svc = telephony.service.setup(
-        app, settings, redis=lambda: app[server.REDIS],
-        sessions=lambda: async_sessionmaker(app[server.ENGINE], expire_on_commit=False),
-        on_call_connected=on_call_connected)
-    app[server.HEALTH_PROBES]["ami"] = svc.health
-    return app, svc
+    return app, app[server.TELEPHONY]
 
 
 async def login(client, users, username: str, role: str, interface: str | None = None) -> dict[str, str]:
