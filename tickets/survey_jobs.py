@@ -96,6 +96,7 @@ class SurveyService:
         # Settings not in SurveySettings yet (see INTEGRATION-survey.md); read with defaults meanwhile.
         self.lease_seconds = float(getattr(s, "lease_seconds", 90))
         self.max_call_seconds = float(getattr(s, "max_call_seconds", 900))
+        self.sweep_batch = max(1000, 50 * self.max_concurrent)
         self.k_slots = f"{key_prefix}:slots"
         self.k_waiting = f"{key_prefix}:waiting"
         self._acquire_pop = redis.register_script(_ACQUIRE_POP)
@@ -314,7 +315,9 @@ class SurveyService:
         """Rebuild what Redis may have lost: every due survey back in the waiting set; calls whose result never
         came (crashed process, lost AMI events) are ended as "lost" and retried. Harmless when run twice."""
         now = self.clock()
-        due = await self.surveys.due_ids(now)
+        # The oldest due surveys are enough to fill every free line until the next sweep (arq jobs add the
+        # rest as they fall due); reading the whole backlog each minute would not scale to 100,000.
+        due = await self.surveys.due_ids(now, limit=self.sweep_batch)
         if due:
             await self.redis.zadd(self.k_waiting, {_member(i, a): d.timestamp() for i, a, d in due}, nx=True)
         stale = await self.surveys.stale_dialing(now - timedelta(seconds=self.max_call_seconds))
