@@ -81,9 +81,9 @@ class SurveyDialer:
         self.send_action = send_action
         self.settings = survey_settings
         self.on_result = on_result
-        self.ring_seconds = float(ring_seconds or getattr(survey_settings, "ring_seconds", 30))
+        self.ring_seconds = float(ring_seconds or getattr(survey_settings, "ring_seconds", None) or 30)
         # A call whose end we never hear about (lost AMI events) is reported as "lost" after this.
-        self.max_call_seconds = float(max_call_seconds or getattr(survey_settings, "max_call_seconds", 900))
+        self.max_call_seconds = float(max_call_seconds or getattr(survey_settings, "max_call_seconds", None) or 900)
         # ActionIDs are seen by every AMI connection: make ours unique per process.
         self.action_prefix = action_prefix or f"survey-{uuid.uuid4().hex[:8]}"
         self.calls: dict[str, SurveyCall] = {}  # by ActionID

@@ -119,7 +119,7 @@ class SurveyService:
             self._spawn(self._closed_elsewhere(ticket, entry))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 

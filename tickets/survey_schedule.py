@@ -166,7 +166,7 @@ def retry_due(last_attempt_at: datetime, now: datetime, rules: Rules) -> datetim
 # ---------------------------------------------------------------- answers and outcomes
 def outcome_of_originate_failure(reason: int | str | None) -> CallOutcome:
     try:
-        code = int(reason) if reason not in (None, "") else 0  # type: ignore[arg-type]
+        code = int(reason) if reason is not None and reason != "" else 0
     except (TypeError, ValueError):
         return "failed"
     return ORIGINATE_REASONS.get(code, "failed")
@@ -219,7 +219,7 @@ def decide(outcome: str, answers: Mapping[str, Any], attempt: int, started_at: d
     satisfaction question all count as "not reached": retry while attempts remain, then unreachable.
     """
     sat = answers.get("satisfaction")
-    if sat in SATISFACTION_DIGITS.values():
+    if isinstance(sat, str) and sat in SATISFACTION_DIGITS.values():
         resolved = answers.get("resolved")
         return Record(sat, resolved if isinstance(resolved, bool) else None)
     if attempt < rules.max_attempts:

@@ -13,10 +13,10 @@ A survey's ``state``:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast
 
-from sqlalchemy import (JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, and_, func,
-                        insert, or_, select, update)
+from sqlalchemy import (JSON, Boolean, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, and_,
+                        func, insert, or_, select, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -84,8 +84,8 @@ class SurveyAttempt(Base):
     __table_args__ = (UniqueConstraint("survey_id", "attempt", name="uq_survey_attempts_attempt"),)
 
 
-S = Survey.__table__
-A = SurveyAttempt.__table__
+S = cast(Table, Survey.__table__)
+A = cast(Table, SurveyAttempt.__table__)
 
 
 def view(row: Any, mask: bool = True, attempts: Sequence[Any] | None = None) -> dict[str, Any]:
@@ -280,13 +280,13 @@ class SurveyStore:
             and_(S.c.last_attempt_at >= start, S.c.last_attempt_at < end),
         )
         async with self.read_sessions() as session:
-            counts = dict((await session.execute(select(S.c.state, func.count()).where(day_activity)
+            counts: dict[str, int] = dict((await session.execute(select(S.c.state, func.count()).where(day_activity)
                                                  .group_by(S.c.state))).all())
             finished = and_(S.c.finished_at >= start, S.c.finished_at < end)
             results = (await session.execute(select(S.c.satisfaction, S.c.resolved, func.count())
                                              .where(finished, S.c.state == "done")
                                              .group_by(S.c.satisfaction, S.c.resolved))).all()
-            calls = dict((await session.execute(select(A.c.outcome, func.count())
+            calls: dict[str | None, int] = dict((await session.execute(select(A.c.outcome, func.count())
                                                 .where(A.c.started_at >= start, A.c.started_at < end)
                                                 .group_by(A.c.outcome))).all())
             rows = (await session.execute(select(S).where(day_activity)

@@ -61,7 +61,8 @@ async def main(database_url: str, redis_url: str, limit: int) -> None:
         await asyncio.sleep(0.01)
     ids = [i for i, _, _ in await surveys.due_ids(NOW)]
     random.shuffle(ids)
-    await asyncio.gather(*(service.job(i, 1) for i in ids), service.sweep())
+    outcomes = await asyncio.gather(*(service.job(i, 1) for i in ids), service.sweep())
+    await redis.rpush("test:tried", f"{me}:{len(outcomes) - 1}")
     deadline = asyncio.get_running_loop().time() + 60
     while asyncio.get_running_loop().time() < deadline:
         await service.pump()

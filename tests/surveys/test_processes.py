@@ -25,7 +25,9 @@ async def test_two_processes_never_dial_the_same_survey_twice(world: World) -> N
     placed = [x.decode() for x in await world.redis.lrange("test:originates", 0, -1)]
     calls = Counter(":".join(p.split(":")[:2]) for p in placed)
     assert len(calls) == 40 and max(calls.values()) == 1, calls.most_common(3)
-    assert len({p.split(":")[2] for p in placed}) == 2, "both processes should have placed calls"
+    # Both processes raced on every survey (which one wins each call depends on scheduling).
+    tried = [x.decode().split(":") for x in await world.redis.lrange("test:tried", 0, -1)]
+    assert len({who for who, _ in tried}) == 2 and all(int(n) == 40 for _, n in tried)
     assert max(int(x) for x in await world.redis.lrange("test:max", 0, -1)) <= 6
     for t in tickets:
         history = await world.store.history(t["number"], world.agent)

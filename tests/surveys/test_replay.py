@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +132,7 @@ async def test_capture_drives_results_and_retries(world: World) -> None:
         # What went over the wire: five Originates through the trunk into the survey IVR, with the variables.
         originates = [m for m in ami.received if m.get("action") == "Originate"]
         assert len(originates) == 5
-        first = [m for m in ami.received if m.get("action") == "Originate"][0]
+        first = originates[0]
         assert first["context"] == "survey-ivr" and first["exten"] == "s" and first["async"] == "true"
         assert first["channel"].startswith("Local/1390000000") and first["channel"].endswith("@survey-callee")
         assert first["callerid"] == '"12345" <12345>'
