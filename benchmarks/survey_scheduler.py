@@ -79,7 +79,7 @@ def baseline(due: dict[int, datetime], limit: int, rules: Any, start: datetime, 
     lateness: list[float] = []
     placed = 0
     while now < end:
-        while len(ends) < limit and waiting and waiting[0][0] <= now:
+        while len(ends) < limit and waiting and waiting[0][0] <= now and rules.hours.is_open(now):
             d, sid, att = heapq.heappop(waiting)
             dur, outcome, raw = draw(sid, att)
             lateness.append((now - d).total_seconds())
@@ -87,7 +87,7 @@ def baseline(due: dict[int, datetime], limit: int, rules: Any, start: datetime, 
             heapq.heappush(ends, (now + timedelta(seconds=dur), sid, att, outcome, raw, now))
         nxt = [e[0] for e in ends[:1]]
         if len(ends) < limit and waiting:
-            nxt.append(waiting[0][0])
+            nxt.append(rules.hours.next_open(max(waiting[0][0], now)))
         if not nxt:
             break
         now = max(now, min(nxt))

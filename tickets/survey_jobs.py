@@ -195,6 +195,8 @@ class SurveyService:
     async def pump(self) -> int:
         """Place calls while a slot is free and a survey waits. Returns how many calls were placed."""
         placed = 0
+        if not self.rules.hours.is_open(self.clock()):
+            return 0  # a backlog left at closing time waits in the set for the next window (sweep/job)
         while self.can_dial():
             member = await self._acquire_pop(keys=[self.k_slots, self.k_waiting],
                                              args=[self.max_concurrent, int(self.lease_seconds * 1000)])

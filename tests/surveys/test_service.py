@@ -218,3 +218,20 @@ async def test_ticket_moving_on_cancels_or_closes_the_survey(world: World) -> No
     world.clock.set_local(2026, 11, 24, 9, 0)
     await world.service.sweep()
     assert world.phone.placed == []
+
+
+async def test_backlog_never_rings_after_calling_hours(world: World) -> None:
+    world.service.max_concurrent = 1
+    a = await world.replied(caller_phone="13500135001")
+    b = await world.replied(caller_phone="13500135002")
+    world.clock.set_local(2026, 11, 24, 19, 55)
+    await world.service.sweep()
+    assert [p["ticket"] for p in world.phone.placed] == [a["number"]]  # one line: b waits
+    world.clock.set_local(2026, 11, 24, 20, 3)  # a's call ends after closing time
+    key = next(iter(world.phone.open))
+    await world.result(key, "answered", {"satisfaction": "1"})
+    await world.service.sweep()
+    assert len(world.phone.placed) == 1  # b is not called at 20:03
+    world.clock.set_local(2026, 11, 25, 9, 0)
+    await world.service.sweep()
+    assert [p["ticket"] for p in world.phone.placed] == [a["number"], b["number"]]
