@@ -110,7 +110,7 @@ class SurveyDialer:
             "Variable": variables,
         }
 
-    async def originate(self, request: Mapping[str, Any], *, placed_wait: float = 2.0) -> str:
+    async def originate(self, request: Mapping[str, Any], *, placed_wait: float = 0.5) -> str:
         """Place one survey call; returns its ActionID once Asterisk has it (or the outcome is known).
 
         Raises ``DialerUnavailable`` (or the transport's error) when nothing was placed. The outcome arrives

@@ -10,7 +10,8 @@ Safety with several server processes:
 - the SQL claim ``UPDATE surveys SET state='dialing' WHERE id=? AND state='scheduled' AND attempts=?``: the
   process whose UPDATE changes one row places the call, every other gets 0 rows and drops it;
 - call slots are leases in a sorted set scored by expiry (Redis server time): a crashed process stops
-  renewing them and they free themselves after ``lease_seconds``.
+  renewing them and they free themselves after ``lease_seconds``. Each lease has its own token (survey,
+  attempt and a nonce): a duplicate pop of a survey already being dialed must not free the live call's slot.
 Redis holds nothing that the SQL rows cannot rebuild: ``sweep`` puts every due survey back in the waiting set
 and gives up on calls whose result never came (``max_call_seconds``).
 """
@@ -20,6 +21,7 @@ import asyncio
 import logging
 import os
 import socket
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Mapping
 from zoneinfo import ZoneInfo
@@ -47,8 +49,9 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return false end
 local m = redis.call('ZPOPMIN', KEYS[2])
 if #m == 0 then return false end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), m[1])
-return m[1]
+local token = m[1] .. '|' .. ARGV[3]
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), token)
+return {m[1], token}
 """
 _RENEW = """
 local t = redis.call('TIME')
@@ -103,6 +106,7 @@ class SurveyService:
         self._renew = redis.register_script(_RENEW)
         self._in_use = redis.register_script(_IN_USE)
         self._active: set[str] = set()  # slot tokens of the calls this process placed
+        self._tokens: dict[str, str] = {}  # "id:attempt" -> its slot token, for calls placed here
         self._acting: set[str] = set()  # ticket numbers the service itself is acting on (listener skips)
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -198,25 +202,29 @@ class SurveyService:
         if not self.rules.hours.is_open(self.clock()):
             return 0  # a backlog left at closing time waits in the set for the next window (sweep/job)
         while self.can_dial():
-            member = await self._acquire_pop(keys=[self.k_slots, self.k_waiting],
-                                             args=[self.max_concurrent, int(self.lease_seconds * 1000)])
-            if not member:
+            got = await self._acquire_pop(keys=[self.k_slots, self.k_waiting],
+                                          args=[self.max_concurrent, int(self.lease_seconds * 1000),
+                                                uuid.uuid4().hex[:12]])
+            if not got:
                 break
-            result = await self._dial(*_parse_member(member))
+            member, token = got
+            result = await self._dial(*_parse_member(member), token=token.decode() if isinstance(token, bytes)
+                                      else str(token))
             if result == "placed":
                 placed += 1
             elif result == "unavailable":
                 break
         return placed
 
-    async def _dial(self, survey_id: int, attempt: int) -> str:
-        token = _member(survey_id, attempt)
+    async def _dial(self, survey_id: int, attempt: int, token: str) -> str:
+        member = _member(survey_id, attempt)
         now = self.clock()
         row = await self.surveys.claim(survey_id, attempt, now, self.owner)
         if row is None:
             await self._release(token)
             return "lost_claim"
         self._active.add(token)
+        self._tokens[member] = token
         request = {
             "survey_id": survey_id, "attempt": attempt, "ticket": row.ticket_number,
             "number": rules_mod.dial_number(row.phone), "topic": row.topic, "request_type": row.request_type,
@@ -227,8 +235,9 @@ class SurveyService:
         except Exception as exc:  # AMI down or not the leader: the call was never placed; give it back
             log.warning("survey %s attempt %s not placed: %s", survey_id, attempt, exc)
             await self.surveys.unclaim(survey_id, attempt, self.clock())
+            self._tokens.pop(member, None)
             await self._release(token)
-            await self.redis.zadd(self.k_waiting, {token: row.due_at.timestamp() if row.due_at else now.timestamp()},
+            await self.redis.zadd(self.k_waiting, {member: row.due_at.timestamp() if row.due_at else now.timestamp()},
                                   nx=True)
             return "unavailable"
         if isinstance(action_id, str):
@@ -251,11 +260,14 @@ class SurveyService:
     async def on_call_result(self, result: Mapping[str, Any]) -> str:
         """One attempt ended (the dialer's report). Returns what was decided: recorded/retry/unreachable/..."""
         survey_id, attempt = int(result["survey_id"]), int(result["attempt"])
-        token = _member(survey_id, attempt)
+        # The slot is released only by the process that placed the call (it holds the token); a call ended
+        # elsewhere (sweep of another process) frees its slot when the lease expires.
+        token = self._tokens.pop(_member(survey_id, attempt), None)
         try:
             return await self._on_call_result(survey_id, attempt, result)
         finally:
-            await self._release(token)
+            if token is not None:
+                await self._release(token)
             if self.can_dial():
                 await self.pump()
 

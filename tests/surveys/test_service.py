@@ -235,3 +235,20 @@ async def test_backlog_never_rings_after_calling_hours(world: World) -> None:
     world.clock.set_local(2026, 11, 25, 9, 0)
     await world.service.sweep()
     assert [p["ticket"] for p in world.phone.placed] == [a["number"], b["number"]]
+
+
+async def test_a_duplicate_wakeup_does_not_free_the_live_calls_slot(world: World) -> None:
+    world.service.max_concurrent = 2
+    t = await world.replied()
+    world.clock.set_local(2026, 11, 24, 9, 0)
+    s = await world.survey_of(t["number"])
+    await world.service.job(s.id, 1)
+    assert len(world.phone.placed) == 1 and await world.service.slots_in_use() == 1
+    # A late duplicate of the same wake-up (another process's job, the sweep) puts the survey back in the
+    # waiting set while its call is ringing: it loses the claim and must not release the live call's slot.
+    await world.redis.zadd(world.service.k_waiting, {f"{s.id}:1": 0})
+    assert await world.service.pump() == 0
+    assert await world.service.slots_in_use() == 1
+    assert len(world.phone.placed) == 1
+    await world.result((s.id, 1), "answered", {"satisfaction": "1"})
+    assert await world.service.slots_in_use() == 0
