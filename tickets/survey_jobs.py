@@ -231,7 +231,7 @@ class SurveyService:
         }
         try:
             assert self.originate is not None
-            action_id = await self.originate(request)
+            await self.originate(request)
         except Exception as exc:  # AMI down or not the leader: the call was never placed; give it back
             log.warning("survey %s attempt %s not placed: %s", survey_id, attempt, exc)
             await self.surveys.unclaim(survey_id, attempt, self.clock())
@@ -240,8 +240,7 @@ class SurveyService:
             await self.redis.zadd(self.k_waiting, {member: row.due_at.timestamp() if row.due_at else now.timestamp()},
                                   nx=True)
             return "unavailable"
-        if isinstance(action_id, str):
-            await self.surveys.attempt_placed(survey_id, attempt, action_id)
+        # The ActionID is stored with the call's result (one write less per call on the hot path).
         return "placed"
 
     async def _release(self, token: str) -> None:
@@ -277,15 +276,13 @@ class SurveyService:
         outcome = str(result.get("outcome") or "lost")
         if outcome not in rules_mod.CALL_OUTCOMES:
             outcome = "failed"
-        current = await self.surveys.get(survey_id)
-        if current is None:
-            return "gone"
-        answers = rules_mod.merge_answers(current.answers, rules_mod.parse_answers(raw))
         reason = result.get("reason")
         row = await self.surveys.end_attempt(survey_id, attempt, now, outcome, None if reason is None else str(reason),
-                                             raw, result.get("uniqueid"), answers)
+                                             raw, result.get("uniqueid"), rules_mod.parse_answers(raw),
+                                             result.get("action_id"))
         if row is None or row.state != "dialing":
             return "ignored"
+        answers = dict(row.answers or {})
         decision = rules_mod.decide(outcome, answers, attempt, row.last_attempt_at or now, now, self.rules)
         if isinstance(decision, rules_mod.Retry):
             if await self.surveys.reschedule(survey_id, ["dialing"], decision.due_at, now):

@@ -209,18 +209,25 @@ class SurveyStore:
                                   .values(action_id=action_id))
 
     async def end_attempt(self, survey_id: int, attempt: int, now: datetime, outcome: str, reason: str | None,
-                          raw_answers: dict[str, Any], uniqueid: str | None, answers: dict[str, Any]
-                          ) -> Any | None:
-        """Store the call's result; returns the survey row if this attempt was still open (else None: already
-        ended by another path, e.g. a sweep that gave up on it)."""
+                          raw_answers: dict[str, Any], uniqueid: str | None, new_answers: dict[str, Any],
+                          action_id: str | None = None) -> Any | None:
+        """Store the call's result and merge its answers into the survey's (a partial answer from an earlier
+        call is kept; a newer answer to the same question wins). Returns the survey row if this attempt was
+        still open, else None (already ended by another path, e.g. a sweep that gave up on it)."""
+        values: dict[str, Any] = {"ended_at": now, "outcome": outcome, "reason": reason, "answers": raw_answers,
+                                  "uniqueid": uniqueid}
+        if action_id:
+            values["action_id"] = action_id
         async with self.sessions.begin() as session:
             result = await session.execute(
                 update(A).where(A.c.survey_id == survey_id, A.c.attempt == attempt, A.c.ended_at.is_(None))
-                .values(ended_at=now, outcome=outcome, reason=reason, answers=raw_answers, uniqueid=uniqueid))
+                .values(**values))
             if result.rowcount != 1:
                 return None
-            await session.execute(update(S).where(S.c.id == survey_id).values(answers=answers, updated_at=now))
-            return (await session.execute(select(S).where(S.c.id == survey_id))).first()
+            current = (await session.execute(select(S.c.answers).where(S.c.id == survey_id))).scalar_one()
+            return (await session.execute(update(S).where(S.c.id == survey_id)
+                                          .values(answers={**(current or {}), **new_answers}, updated_at=now)
+                                          .returning(*S.c))).first()
 
     async def attempt_outcomes(self, survey_id: int) -> list[str]:
         async with self.read_sessions() as session:
