@@ -133,6 +133,25 @@ async def manual(request: web.Request) -> web.Response:
     return tickets_http.ok(await _service(request).manual(_survey_id(request), who, params))
 
 
+def openapi_paths() -> dict[str, Any]:
+    """The survey routes for the OpenAPI document (server.py merges them into tickets' document)."""
+    sid = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    ok_ = {"200": {"description": "ok"}, "400": {"description": "error"}, "401": {"description": "error"},
+           "403": {"description": "error"}, "404": {"description": "error"}, "409": {"description": "error"}}
+    return {
+        "/api/v1/surveys/campaign": {"get": {"summary": "当日回访任务：待回访、回访中、已回访、未接通、结果", "parameters": [
+            {"name": "date", "in": "query", "schema": {"type": "string", "format": "date"}}], "responses": ok_}},
+        "/api/v1/surveys/manual": {"get": {"summary": "人工回访清单（匿名、无电话、已接管）", "responses": ok_}},
+        "/api/v1/surveys": {"get": {"summary": "工单的回访记录", "parameters": [
+            {"name": "ticket", "in": "query", "required": True, "schema": {"type": "string"}}], "responses": ok_}},
+        "/api/v1/surveys/{id}": {"get": {"summary": "回访详情（含每次呼叫）", "parameters": [sid], "responses": ok_}},
+        "/api/v1/surveys/{id}/manual": {"post": {
+            "summary": "人工接管回访：{} 接管；{satisfaction, resolved, note} 记录结果；{unreachable: true} 未联系上",
+            "parameters": [sid], "requestBody": {"content": {"application/json": {
+                "schema": ManualBody.model_json_schema()}}}, "responses": ok_}},
+    }
+
+
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/v1/surveys/campaign", campaign)

@@ -169,3 +169,12 @@ async def test_app_starts_and_stops_with_the_worker(aiohttp_client: Any, redis_u
             break
         await asyncio.sleep(0.05)
     assert [p["ticket"] for p in phone.placed] == [number]
+
+
+def test_every_survey_route_is_documented() -> None:
+    from aiohttp import web
+
+    app = web.Application()
+    survey_http.setup_routes(app)
+    routes = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
+    assert routes == set(survey_http.openapi_paths())
