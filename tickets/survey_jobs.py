@@ -280,6 +280,14 @@ class SurveyService:
         row = await self.surveys.end_attempt(survey_id, attempt, now, outcome, None if reason is None else str(reason),
                                              raw, result.get("uniqueid"), rules_mod.parse_answers(raw),
                                              result.get("action_id"))
+        if row is None and result.get("recover"):
+            # The sweep found this call still "dialing": if its result was stored but what follows failed
+            # (database error while recording on the ticket), decide again from what was stored.
+            row = await self.surveys.get(survey_id)
+            if row is not None and row.state == "dialing" and row.attempts == attempt:
+                outcome = (await self.surveys.attempt_outcomes(survey_id))[attempt - 1]
+            else:
+                row = None
         if row is None or row.state != "dialing":
             return "ignored"
         answers = dict(row.answers or {})
@@ -333,7 +341,8 @@ class SurveyService:
             await self.redis.zadd(self.k_waiting, {_member(i, a): d.timestamp() for i, a, d in due}, nx=True)
         stale = await self.surveys.stale_dialing(now - timedelta(seconds=self.max_call_seconds))
         for row in stale:
-            await self.on_call_result({"survey_id": row.id, "attempt": row.attempts, "outcome": "lost"})
+            await self.on_call_result({"survey_id": row.id, "attempt": row.attempts, "outcome": "lost",
+                                       "recover": True})
         placed = await self.pump() if self.can_dial() else 0
         return {"due": len(due), "lost": len(stale), "placed": placed}
 

@@ -252,3 +252,39 @@ async def test_a_duplicate_wakeup_does_not_free_the_live_calls_slot(world: World
     assert len(world.phone.placed) == 1
     await world.result((s.id, 1), "answered", {"satisfaction": "1"})
     assert await world.service.slots_in_use() == 0
+
+
+async def test_a_failure_after_the_result_is_stored_is_recovered_by_the_sweep(world: World) -> None:
+    t = await world.replied()
+    world.clock.set_local(2026, 11, 24, 9, 0)
+    await world.service.sweep()
+    s = await world.survey_of(t["number"])
+    real_act = world.store.act
+
+    async def broken(*args: object, **kw: object) -> object:
+        raise RuntimeError("database went away")
+
+    world.store.act = broken  # type: ignore[method-assign]
+    try:
+        await world.result((s.id, 1), "answered", {"satisfaction": "2", "resolved": "1"})
+    except RuntimeError:
+        pass
+    world.store.act = real_act  # type: ignore[method-assign]
+    assert (await world.survey_of(t["number"])).state == "dialing"
+    world.clock.advance(seconds=world.service.max_call_seconds + 60)
+    assert (await world.service.sweep())["lost"] == 1
+    s = await world.survey_of(t["number"])
+    assert (s.state, s.satisfaction, s.resolved) == ("done", "basically_satisfied", True)
+    ticket = await world.store.get(t["number"], world.agent)
+    assert ticket["satisfaction"] == "basically_satisfied"
+
+
+async def test_a_long_call_keeps_its_slot_while_renewed(world: World) -> None:
+    world.service.lease_seconds = 0.4
+    await world.replied()
+    world.clock.set_local(2026, 11, 24, 9, 0)
+    await world.service.sweep()
+    for _ in range(6):  # 1.2 s, three times the lease
+        await asyncio.sleep(0.2)
+        assert await world.service.renew_leases() == 1
+    assert await world.service.slots_in_use() == 1
