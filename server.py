@@ -33,6 +33,8 @@ from tickets import http as tickets_http
 from tickets.service import TicketQuery, TicketStore
 from tickets.users import Principal, UserStore
 import telephony.service as telephony_service
+from telephony.survey_dialer import SurveyDialer
+from tickets import survey_http
 from telephony import state as telephony_state
 from telephony.replay import register_cli as telephony_replay_cli
 import web as console
@@ -211,8 +213,12 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: bool = True,
                bootstrap_admin: bool = True, background_interval: float = 1.0,
-               asr_visibility: Any = None) -> web.Application:
-    """Build the whole server from settings. Resources open and close in ``cleanup_ctx`` order."""
+               asr_visibility: Any = None, survey_originate: Any = None, survey_worker: bool = True,
+               survey_tick: float = 5.0) -> web.Application:
+    """Build the whole server from settings. Resources open and close in ``cleanup_ctx`` order.
+
+    ``survey_originate`` replaces the AMI survey dialer (tests that cannot have an Asterisk use it).
+    """
     metrics = HttpMetrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
@@ -275,7 +281,8 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(database_ctx)
     _wire_asr(app, settings, clock, background_interval, asr_visibility)
-    _wire_telephony(app, settings, clock)
+    tel = _wire_telephony(app, settings, clock)
+    _wire_surveys(app, settings, clock, tel, survey_originate, survey_worker, survey_tick)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
     tickets_http.setup_routes(app, tz)
@@ -287,7 +294,7 @@ REDIS_URL = web.AppKey("redis_url", str)
 TELEPHONY = web.AppKey("telephony", object)
 
 
-def _wire_telephony(app: web.Application, settings: Settings, clock: Clock) -> None:
+def _wire_telephony(app: web.Application, settings: Settings, clock: Clock) -> Any:
     """AMI bridge <-> tickets and recognition: screen pops with the caller's history, a draft per answered
     call, and every recorded answered call queued for transcription when it ends."""
 
@@ -314,6 +321,25 @@ def _wire_telephony(app: web.Application, settings: Settings, clock: Clock) -> N
                                   on_call_connected=on_call_connected, on_call_ended=on_call_ended)
     app[TELEPHONY] = tel
     app[HEALTH_PROBES]["ami"] = tel.health
+    return tel
+
+
+def _wire_surveys(app: web.Application, settings: Settings, clock: Clock, tel: Any, originate: Any,
+                  run_worker: bool, tick: float) -> None:
+    """Replied tickets -> callback survey calls through the AMI bridge -> results back on the tickets.
+
+    Only the process holding the AMI session dials (telephony's leader lock); every process schedules
+    surveys and serves the campaign API.
+    """
+    can_dial = None
+    if originate is None and settings.ami.enabled:
+        dialer = SurveyDialer(tel.send, settings.survey,
+                              on_result=lambda result: app[survey_http.SURVEYS].on_call_result(result))
+        tel.raw_listeners.append(dialer.on_ami_event)
+        originate = dialer.originate
+        can_dial = lambda: bool(tel.leading and tel.connection is not None and tel.connection.connected)  # noqa: E731
+    survey_http.setup(app, settings, clock, redis_key=REDIS, originate=originate, can_dial=can_dial,
+                      run_worker=run_worker, tick=tick)
 
 
 def _dialable(number: str) -> str:

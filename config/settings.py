@@ -134,6 +134,11 @@ class SurveySettings(_Section):
     caller_id: str = '"12345" <12345>'
     ivr_context: str = "survey-ivr"
     ivr_exten: str = "s"
+    # Working days only, by weekday (mon..sun), overriding calling_hours, e.g. {"fri": ["09:00-12:00"]}.
+    weekday_calling_hours: dict[str, list[str]] = {}
+    ring_seconds: float = Field(30, gt=0)  # Originate Timeout
+    max_call_seconds: float = Field(900, gt=0)  # a call not heard of after this is "lost" and retried
+    lease_seconds: float = Field(90, gt=0)  # call-slot lease: a crashed process frees its slots after it
 
 
 class Settings(_Section):

@@ -13,7 +13,8 @@ from alembic import command
 from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
-MODEL_MODULES = ("tickets.models", "tickets.knowledge", "tickets.attachments", "tickets.reports", "telephony.models",
+MODEL_MODULES = ("tickets.models", "tickets.knowledge", "tickets.attachments", "tickets.reports", "tickets.surveys",
+                 "telephony.models",
                  "asr.models")
 
 

@@ -89,6 +89,8 @@ class TelephonyService:
         self.folded = 0
         self.leader_ttl = leader_ttl or max(10.0, settings.ami.ping_interval * 2)
         self.backlog_high_water = 20_000  # queued events before the socket stops being read
+        # Called with every raw event before it is queued (the survey dialer follows its own calls here).
+        self.raw_listeners: list[Callable[[dict[str, Any]], None]] = []
 
     # ------------------------------------------------------------ input
     def submit(self, event: dict[str, Any]) -> None:
@@ -97,6 +99,11 @@ class TelephonyService:
             event["_rx"] = time.perf_counter()
         if "Timestamp" not in event and "_received" not in event:
             event["_received"] = self.clock().timestamp()
+        for listener in self.raw_listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener must never stop the bridge
+                log.exception("raw AMI listener failed on %s", event.get("Event") or event.get("Response"))
         self.events.put_nowait(event)
 
     async def replay_file(self, path: str | Path, speed: float | None = 1.0, until: float | None = None) -> int:

@@ -402,7 +402,11 @@ def openapi_document() -> dict[str, Any]:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return ok(openapi_document())
+    from tickets import survey_http
+
+    doc = openapi_document()
+    doc["paths"].update(survey_http.openapi_paths())
+    return ok(doc)
 
 
 def setup_routes(app: web.Application, tz: ZoneInfo) -> None:

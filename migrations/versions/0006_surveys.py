@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0006_surveys"
-down_revision = "0001_tickets"
+down_revision = "0005_knowledge"
 branch_labels = None
 depends_on = None
 

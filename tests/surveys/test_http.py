@@ -35,9 +35,7 @@ async def hotline(aiohttp_client: Any, redis_url: str, settings_factory: Any, sq
     clock = Clock(local(2026, 11, 23, 9, 0))
     settings = settings_factory(database_url=f"sqlite+aiosqlite:///{db}", redis_url=redis_url)
     phone = Phone()
-    app = server.create_app(settings, clock)
-    survey_http.setup(app, settings, clock, redis_key=server.REDIS, originate=phone.originate, run_worker=False,
-                      tick=3600)
+    app = server.create_app(settings, clock, survey_originate=phone.originate, survey_worker=False, survey_tick=3600)
     client = await aiohttp_client(app)
 
     async def login(username: str, password: str) -> Client:
@@ -148,8 +146,7 @@ async def test_app_starts_and_stops_with_the_worker(aiohttp_client: Any, redis_u
                                 survey={"delay_hours": 0, "calling_hours": ["00:00-23:59"],
                                         "holiday_calling_hours": ["00:00-23:59"]})
     phone = Phone()
-    app = server.create_app(settings, clock)
-    survey_http.setup(app, settings, clock, redis_key=server.REDIS, originate=phone.originate, tick=3600)
+    app = server.create_app(settings, clock, survey_originate=phone.originate, survey_tick=3600)
     client = await aiohttp_client(app)
     resp = await client.post("/api/v1/auth/login", json={"username": "admin",
                                                          "password": settings.server.admin_password, "kind": "api"})
