@@ -40,20 +40,25 @@ STOP_WORDS = frozenset(
 
 _SPACE = re.compile(r"\s+")
 _KEEP = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaffA-Za-z0-9]")
-# Masked phone/ID numbers (*****), URLs and runs of punctuation are noise for every use here.
-_NOISE = re.compile(r"https?://\S+|\*{2,}|[\s\W_]+", re.UNICODE)
+# Everything but letters, digits and Han: punctuation, spaces, masked numbers (*****), emoji.
+_NOISE = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def _nfkc(text: str) -> str:
+    # Most messages are already NFKC; the check is several times cheaper than normalising.
+    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
 
 
 def normalize(text: str | None) -> str:
     """NFKC (full-width letters and digits to half-width), lower case, whitespace collapsed."""
     if not text:
         return ""
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
+    return _SPACE.sub(" ", _nfkc(text)).strip().lower()
 
 
 def compact(text: str | None) -> str:
     """Letters, digits and Han characters only: the form used for character shingles."""
-    return _NOISE.sub("", normalize(text))
+    return _NOISE.sub("", _nfkc(text).lower()) if text else ""
 
 
 def _load() -> Any:
