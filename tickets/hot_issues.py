@@ -35,7 +35,7 @@ class Doc:
 
 @dataclass(frozen=True)
 class Params:
-    distance: float = 0.75  # cosine distance below which (on average) tickets are one matter
+    distance: float = 0.9  # average cosine distance inside a cluster; 0.9 kept each known hot issue of the data whole
     min_size: int = 3  # smaller groups are not a "class of cases"
     previous_similarity: float = 0.35  # an earlier ticket counts toward a cluster above this cosine
     alert_size: int = 10  # alert when a cluster reaches this size ...
