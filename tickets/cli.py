@@ -76,9 +76,10 @@ def macro_f1(truth: Sequence[str], predicted: Sequence[str]) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
-def evaluate(train_files: Iterable[str], test_file: str, *, C: float = 0.5, log: Any = sys.stderr
-             ) -> dict[str, float]:
+def evaluate(train_files: Iterable[str], test_file: str, *, C: float = 0.5, log: Any = None) -> dict[str, float]:
     from tickets.router_model import RouterModel
+
+    log = log or sys.stderr
 
     test = read_labeled_csv(test_file)
     train: list[LabeledRow] = []

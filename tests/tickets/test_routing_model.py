@@ -97,9 +97,10 @@ def test_route_eval_command_prints_one_line(tmp_path: Path) -> None:
         tokenized = list(csv.DictReader(fh))
     rnd = random.Random(5)
     rnd.shuffle(labeled)
-    test, train_raw = labeled[:120], labeled[120:520]
+    test, train_raw = labeled[:120], labeled[120:420]
     test_nos = {r["row_no"] for r in test}
-    extra = [r for r in tokenized[:900]] + [r for r in tokenized if r["row_no"] in test_nos][:50]
+    extra = [r for r in tokenized[:400] if r["row_no"] not in test_nos] + \
+        [r for r in tokenized if r["row_no"] in test_nos][:50]
     cols = ["id", "title", "body", "time", "label", "user", "row_no", "title_body_concat"]
     _write(tmp_path / "train.csv", cols, [[r[c] for c in cols] for r in train_raw])
     _write(tmp_path / "more.csv", ["row_no", "id", "label", "tokens"],
