@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime
 from typing import Any, Sequence
 
@@ -66,7 +67,13 @@ class Cluster:
 
 
 def _text(doc: Doc) -> str:
-    return textproc.join_tokens(textproc.tokens(f"{doc.title} {doc.title} {doc.content} {doc.address}"))
+    return _words(doc.title, doc.content, doc.address)
+
+
+@lru_cache(maxsize=50_000)
+def _words(title: str, content: str, address: str) -> str:
+    # Cached: the supervisors' page and the daily job cluster mostly the same tickets again.
+    return textproc.join_tokens(textproc.tokens(f"{title} {title} {content} {address}"))
 
 
 def cluster(current: Sequence[Doc], previous: Sequence[Doc] = (), params: Params = Params()) -> list[Cluster]:
