@@ -87,7 +87,7 @@ def cluster(current: Sequence[Doc], previous: Sequence[Doc] = (), params: Params
         return []
     texts = [_text(d) for d in docs]
     vec = TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False, sublinear_tf=True,
-                          min_df=2, max_df=0.3, ngram_range=(1, 2))
+                          min_df=2, max_df=0.3 if len(docs) >= 50 else 1.0, ngram_range=(1, 2))
     try:
         X = vec.fit_transform(texts)
     except ValueError:  # no word appears twice: nothing can be a class of cases
@@ -112,11 +112,12 @@ def cluster(current: Sequence[Doc], previous: Sequence[Doc] = (), params: Params
         if len(idx) < params.min_size:
             continue
         centroid = np.asarray(X[idx].mean(axis=0)).ravel()
-        top = np.argsort(-centroid)[:12]
+        top = np.argsort(-centroid)[:20]
         keywords: list[str] = []
         for j in top:
             word = str(names[j]).replace(" ", "")
-            if centroid[j] <= 0 or any(word in k or k in word for k in keywords):
+            # Single characters (号, 市) name nothing; they still count as features.
+            if centroid[j] <= 0 or len(word) < 2 or any(word in k or k in word for k in keywords):
                 continue
             keywords.append(word)
             if len(keywords) >= 5:

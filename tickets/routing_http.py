@@ -173,7 +173,7 @@ class RoutingService:
             async with self.sessions() as session:
                 rows = (await session.execute(
                     select(Ticket, Department.code).outerjoin(Department, Department.id == Ticket.lead_department_id)
-                    .where(Ticket.created_at >= prev_start, Ticket.created_at < end,
+                    .where(Ticket.created_at >= prev_start, Ticket.created_at <= end,
                            Ticket.status.notin_(("draft", "invalid", "merged")))
                     .order_by(Ticket.id))).all()
             cur, prev = [], []
@@ -220,6 +220,9 @@ async def load_training_set(database_url: str) -> tuple[list[str], list[str], li
     Label = the lead department whose assignment ended in a reply: a department that returned the ticket
     is by construction not it. Each return is a negative example for the department that made it.
     """
+    from sqlalchemy.orm import aliased
+
+    later = aliased(Assignment)
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
@@ -229,9 +232,9 @@ async def load_training_set(database_url: str) -> tuple[list[str], list[str], li
                 .join(Department, Department.id == Assignment.department_id)
                 .where(Ticket.status.in_(TRAINED_STATUSES), Assignment.role == "lead",
                        Assignment.outcome == "replied",
-                       Assignment.id == select(func.max(Assignment.id)).where(
-                           Assignment.ticket_id == Ticket.id, Assignment.role == "lead",
-                           Assignment.outcome == "replied").scalar_subquery()))).all()
+                       Assignment.id == select(func.max(later.id)).where(
+                           later.ticket_id == Ticket.id, later.role == "lead",
+                           later.outcome == "replied").correlate(Ticket).scalar_subquery()))).all()
             returns = (await conn.execute(
                 select(Ticket.title, Ticket.content, Department.code)
                 .join(Assignment, Assignment.ticket_id == Ticket.id)
