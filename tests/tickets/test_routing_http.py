@@ -108,10 +108,7 @@ async def test_routing_duplicates_isolation_and_hot_issues(center: dict[str, Any
     assert any("渣土车" in c["name"] and c["size"] >= 3 for c in hot["clusters"]), hot
     await u["super"].call("GET", "/api/v1/hot-issues?days=0", expect=400)
 
-
-async def test_training_set_from_replies_and_returns(center: dict[str, Any]) -> None:
-    u, depts = center["users"], center["depts"]
-    agent = u["agent"]
+    # train-router's training set: the department that replied is the label, a return a negative.
     replied = await new_ticket(agent, title="河道发臭", content="小河里黑臭水体，夏天味道很大")
     await agent.call("POST", f"/api/v1/tickets/{replied}/actions/dispatch", {"lead_department_id": depts["swuj"]})
     await u["water"].call("POST", f"/api/v1/tickets/{replied}/actions/return", {"reason": "非本单位职责"})
