@@ -17,7 +17,6 @@ import argparse
 import random
 import re
 import resource
-import statistics
 import sys
 import time
 from collections import Counter, defaultdict
@@ -28,10 +27,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.tickets.routing_fixtures import LABELED, SUPPORT, TOKENIZED, read_rows, stratified_split  # noqa: E402
-from tickets import cli, duplicates, routing, textproc  # noqa: E402
-from tickets.router_model import RouterModel  # noqa: E402
-from tickets.service import text_similarity as store_similarity  # noqa: E402
+from tests.tickets.routing_fixtures import LABELED, SUPPORT, TOKENIZED, read_rows, stratified_split
+from tickets import cli, duplicates, routing, textproc
+from tickets.router_model import RouterModel
+from tickets.service import text_similarity as store_similarity
 
 
 def pct(values: list[float], q: float) -> float:
@@ -132,7 +131,7 @@ def bench_duplicates(n_total: int) -> None:
     print("== duplicates")
     msgs = [(int(r["id"]), textproc.ticket_text(r["title"], r["body"])) for r in read_rows(SUPPORT)]
     texts = dict(msgs)
-    from tests.tickets.test_duplicates import reference_pairs, messages
+    from tests.tickets.test_duplicates import messages, reference_pairs
 
     assert messages() == msgs
     reference = reference_pairs()

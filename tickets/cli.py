@@ -10,9 +10,10 @@ import asyncio
 import csv
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from tickets import textproc
 

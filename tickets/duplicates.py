@@ -11,9 +11,10 @@ Pure: no clock, no I/O (``save``/``load`` of a snapshot file aside).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,8 @@ def signature(text: str) -> np.ndarray | None:
         return None
     with np.errstate(over="ignore"):
         hashed = (codes[:, None] * _A[None, :] + _B[None, :]) >> np.uint64(32)
-    return hashed.min(axis=0).astype(np.uint32)
+    sig: np.ndarray = hashed.min(axis=0).astype(np.uint32)
+    return sig
 
 
 def signatures_many(texts: Sequence[str]) -> list[np.ndarray | None]:
@@ -78,7 +80,8 @@ def band_keys(sig: np.ndarray) -> np.ndarray:
     rows = sig.reshape(BANDS, ROWS).astype(np.uint64)
     with np.errstate(over="ignore"):
         mixed = (rows * _BAND_MIX[None, :]).sum(axis=1, dtype=np.uint64)
-    return (mixed >> np.uint64(32)).astype(np.uint32)
+    keys: np.ndarray = (mixed >> np.uint64(32)).astype(np.uint32)
+    return keys
 
 
 class MinHashIndex:
@@ -183,7 +186,8 @@ class MinHashIndex:
     def save(self, path: str | Path) -> None:
         """A snapshot so a restart need not re-hash a million tickets; SQL stays the source of truth."""
         self._merge()
-        data = {f"k{b}": self._keys[b] for b in range(BANDS)} | {f"i{b}": self._ids[b] for b in range(BANDS)}
+        data: dict[str, Any] = {f"k{b}": self._keys[b] for b in range(BANDS)}
+        data.update({f"i{b}": self._ids[b] for b in range(BANDS)})
         tmp = Path(str(path) + ".tmp.npz")
         np.savez(tmp, max_id=np.int64(self.max_id), bands=np.int64(BANDS), rows=np.int64(ROWS), **data)
         tmp.replace(path)

@@ -12,10 +12,11 @@ cluster centroid when close enough.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import datetime
-from typing import Any, Sequence
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 

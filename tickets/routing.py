@@ -15,9 +15,10 @@ I/O here (``load_config``), done once at start by the shell.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from tickets import textproc
 
@@ -220,8 +221,8 @@ def suggest(ticket: TicketInput, config: RoutingConfig,
             # After returns, what is left is renormalised: the returning department's share was wrong.
             conf = prob / kept if dropped > 1e-9 and kept > 0 else prob
             best_model = max(best_model, conf)
-            reasons = ("模型判断，依据词语：" + "、".join(words[:5]),) if words else ("模型判断",)
-            add(Suggestion(code, config.departments[code].name, conf, "model", reasons))
+            why: tuple[str, ...] = ("模型判断，依据词语：" + "、".join(words[:5]),) if words else ("模型判断",)
+            add(Suggestion(code, config.departments[code].name, conf, "model", why))
 
     suggestions = tuple(by_code[c] for c in order[:max(config.top, 1)])
     if rule_hit:

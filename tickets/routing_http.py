@@ -20,9 +20,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import and_, exists, func, or_, select

@@ -1,9 +1,7 @@
 """Routing, duplicates and hot issues through the HTTP API of a real server (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
-import os
-import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -36,7 +34,7 @@ async def login(client: Any, username: str, password: str) -> Client:
 
 @pytest.fixture
 async def center(aiohttp_client, database_url, redis_url, settings_factory):  # type: ignore[no-untyped-def]
-    now = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
     settings = settings_factory(database_url=database_url, redis_url=redis_url)
     app = server.create_app(settings, lambda: now)
     routing_http.setup(app, settings, lambda: now)

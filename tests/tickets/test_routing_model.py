@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.tickets.routing_fixtures import LABELED, TOKENIZED, need, routing_split, held_out_probabilities, trained_model
+from tests.tickets.routing_fixtures import (
+    LABELED,
+    TOKENIZED,
+    held_out_probabilities,
+    need,
+    routing_split,
+    trained_model,
+)
 from tickets import cli, textproc
 from tickets.router_model import Negative, RouterModel
 
