@@ -68,9 +68,18 @@ class RoutingService:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, textproc.warm_up)
         await self._reload_model()
-        await self.catch_up()
-        log.info("routing ready: model %s, %d tickets in the duplicate index",
-                 "loaded" if self.model else "absent (rules and dispatchers only)", len(self.index))
+        log.info("routing ready: model %s", "loaded" if self.model else "absent (rules and dispatchers only)")
+
+    async def build_index(self) -> None:
+        """Initial build from SQL; run as a background task so a big archive does not delay the start.
+        Duplicate lookups made meanwhile wait for it (they take the same lock)."""
+        t0 = time.monotonic()
+        try:
+            added = await self.catch_up()
+        except Exception:  # lookups will retry the catch-up; the server must not die of it
+            log.exception("building the duplicate index failed; it is retried on the next lookup")
+            return
+        log.info("duplicate index built: %d tickets in %.1fs", added, time.monotonic() - t0)
 
     async def _reload_model(self) -> None:
         """Load the model when the file is new or changed: ``train-router`` replaces it atomically."""
@@ -99,7 +108,9 @@ class RoutingService:
                         .order_by(Ticket.id).limit(batch))).all()
                 if not rows:
                     return added
-                added += self.index.add_many([(r.id, textproc.ticket_text(r.title, r.content)) for r in rows])
+                chunk = [(r.id, textproc.ticket_text(r.title, r.content)) for r in rows]
+                # Hashing is CPU work: off the event loop; the lock keeps readers out meanwhile.
+                added += await asyncio.get_running_loop().run_in_executor(None, self.index.add_many, chunk)
                 self.index.max_id = max(self.index.max_id, rows[-1].id)
                 if len(rows) < batch:
                     return added
@@ -133,7 +144,8 @@ class RoutingService:
             me = await session.scalar(select(Ticket).where(Ticket.number == number))
             assert me is not None
             text = _text(me)
-            ids = {i for i, _ in self.index.candidates(text, limit=50, exclude=me.id)}
+            async with self._index_lock:
+                ids = {i for i, _ in self.index.candidates(text, limit=50, exclude=me.id)}
             open_statuses = tuple(workflow.OPEN_STATUSES) + ("draft",)
             same = []
             if me.caller_phone:
@@ -343,6 +355,7 @@ def setup(app: web.Application, settings: Any, clock: Callable[[], datetime], *,
                                  clock, hot_params=hot, alert=alert)
         app[ROUTING] = service
         await service.start()
+        builder = asyncio.create_task(service.build_index())
 
         async def daily() -> None:
             while True:
@@ -360,11 +373,12 @@ def setup(app: web.Application, settings: Any, clock: Callable[[], datetime], *,
         try:
             yield
         finally:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            for t in (task, builder):
+                t.cancel()
+                try:
+                    await t
+                except asyncio.CancelledError:
+                    pass
 
     app.cleanup_ctx.append(routing_ctx)
     setup_routes(app)
