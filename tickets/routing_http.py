@@ -189,7 +189,8 @@ class RoutingService:
                     .where(Ticket.created_at >= prev_start, Ticket.created_at <= end,
                            Ticket.status.notin_(("draft", "invalid", "merged")))
                     .order_by(Ticket.id))).all()
-            cur, prev = [], []
+            cur: list[hot_issues.Doc] = []
+            prev: list[hot_issues.Doc] = []
             for t, code in rows:
                 doc = hot_issues.Doc(t.id, t.title, t.content, t.created_at, t.district, t.address, code or "",
                                      t.number)
