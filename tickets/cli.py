@@ -119,6 +119,11 @@ def _cmd_train_router(settings: Any, args: argparse.Namespace) -> int:
 
     config = routing.load_config(settings.config_file(settings.tickets.routing_file),
                                  settings.config_file(settings.tickets.departments_file))
+    import migrations
+
+    if settings.database_url.startswith("sqlite"):
+        Path(settings.data_path).mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(settings.database_url)  # as create-user does: the command may run before any serve
     texts, labels, negatives = asyncio.run(load_training_set(settings.database_url))
     print(f"train-router: {len(texts)} replied/archived tickets, {len(negatives)} returns as negative feedback")
     for f in args.csv or ():
