@@ -1,0 +1,235 @@
+"""The learned half of routing: TF-IDF over jieba words and character n-grams, one linear SVM per label.
+
+Why this shape: on the city's own archive (measured on the TipDM messages, see INTEGRATION-routing.md)
+word + character n-gram TF-IDF with a linear SVM is as accurate as logistic regression and 20-40 times
+faster to train, so ``hotline train-router`` stays a matter of seconds. Character n-grams catch words
+jieba splits differently in raw text and in pre-tokenized archives.
+
+One binary SVM per label (one-vs-rest, written out instead of sklearn's built-in) so that a department's
+return (退单) can be fed back as what it is: a negative example for *that* department only, without
+claiming which department the ticket belongs to. Scores become probabilities through a softmax whose
+temperature is fitted on cross-validated scores of the training data, so "confidence 0.8" means roughly
+"right 8 times in 10" and the dispatcher threshold is meaningful.
+
+Inputs are space-joined tokens (``textproc.tokens``), so callers choose raw text or pre-tokenized archives.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import FeatureUnion
+from sklearn.svm import LinearSVC
+
+FORMAT = 1
+
+
+def _split(text: str) -> list[str]:
+    return text.split()
+
+
+def _glue(text: str) -> str:
+    # Character n-grams across the whole message, not inside single words: a phrase jieba split in two
+    # still yields the same n-grams.
+    return text.replace(" ", "")
+
+
+def _vectorizer(min_df: int) -> FeatureUnion:
+    # min_df=2 drops the long tail of once-seen n-grams (names, numbers): a fifth of the features,
+    # a quarter of the training time, no measurable loss of accuracy.
+    words = TfidfVectorizer(tokenizer=_split, token_pattern=None, lowercase=False, ngram_range=(1, 2),
+                            sublinear_tf=True, min_df=min_df, dtype=np.float64)
+    chars = TfidfVectorizer(analyzer="char", preprocessor=_glue, ngram_range=(1, 3), sublinear_tf=True,
+                            min_df=min_df, dtype=np.float64)
+    return FeatureUnion([("w", words), ("c", chars)])
+
+
+def _transform(vec: FeatureUnion, texts: list[str]) -> sparse.csr_matrix:
+    # FeatureUnion.transform goes through joblib even for one document (10 ms); stacking by hand is 1 ms.
+    parts = [step.transform(texts) for _, step in vec.transformer_list]
+    return sparse.hstack(parts, format="csr")
+
+
+@dataclass
+class Negative:
+    """A ticket department ``label`` returned as not its own (退单)."""
+
+    text: str
+    label: str
+
+
+@dataclass
+class RouterModel:
+    labels: list[str]
+    vectorizer: FeatureUnion
+    coef: np.ndarray  # (n_labels, n_features)
+    intercept: np.ndarray  # (n_labels,)
+    temperature: float = 1.0
+    meta: dict[str, Any] = field(default_factory=dict)
+    _names: np.ndarray | None = field(default=None, repr=False)
+    _weights: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def weights(self) -> np.ndarray:
+        # (n_features, n_labels), C-contiguous: sparse @ dense copies a transposed view on every call.
+        if self._weights is None:
+            self._weights = np.ascontiguousarray(self.coef.T)
+        return self._weights
+
+    # ------------------------------------------------------------ training
+    @classmethod
+    def train(cls, texts: Sequence[str], labels: Sequence[str], negatives: Sequence[Negative] = (), *,
+              C: float = 0.5, min_df: int = 2, calibrate: bool = True, negative_weight: float = 1.0,
+              folds: int = 3, seed: int = 0, meta: dict[str, Any] | None = None) -> RouterModel:
+        if len(texts) != len(labels):
+            raise ValueError("texts and labels differ in length")
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            raise ValueError(f"need at least two labels to train, got {classes}")
+        vec = _vectorizer(min_df if len(texts) >= 200 else 1)
+        all_texts = list(texts) + [n.text for n in negatives]
+        X_all = vec.fit_transform(all_texts).tocsr()
+        X, X_neg = X_all[:len(texts)], X_all[len(texts):]
+        y = np.asarray(labels)
+        neg_labels = np.asarray([n.label for n in negatives])
+        coef, intercept = _fit_ovr(X, y, X_neg, neg_labels, classes, C, negative_weight)
+        temperature = 1.0
+        if calibrate:
+            temperature = _fit_temperature(X, y, X_neg, neg_labels, classes, C, negative_weight, folds, seed)
+        info = {"n_train": len(texts), "n_negatives": len(negatives), "C": C, "format": FORMAT, **(meta or {})}
+        return cls(classes, vec, coef, intercept, temperature, info)
+
+    # ------------------------------------------------------------ use
+    def decision(self, texts: Sequence[str]) -> np.ndarray:
+        X = _transform(self.vectorizer, list(texts))
+        return np.asarray(X @ self.weights) + self.intercept
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        return _softmax(self.decision(texts) / self.temperature)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        if not texts:
+            return []
+        return [self.labels[i] for i in self.decision(texts).argmax(axis=1)]
+
+    def rank(self, text: str, top: int = 3, explain: int = 5) -> list[tuple[str, float, list[str]]]:
+        """Best labels for one text: (label, probability, the features that weighed most for it)."""
+        X = _transform(self.vectorizer, [text])
+        scores = np.asarray(X @ self.weights)[0] + self.intercept
+        probs = _softmax(scores[None, :] / self.temperature)[0]
+        order = np.argsort(-probs)[:top]
+        out = []
+        for i in order:
+            out.append((self.labels[i], float(probs[i]), self._weighing(X, int(i), explain)))
+        return out
+
+    def _weighing(self, X: sparse.csr_matrix, label_index: int, k: int) -> list[str]:
+        if k <= 0 or X.nnz == 0:
+            return []
+        names = self.feature_names()
+        contrib = X.data * self.coef[label_index, X.indices]
+        order = np.argsort(-contrib)
+        words: list[str] = []
+        seen: set[str] = set()
+        for j in order:
+            if contrib[j] <= 0 or len(words) >= k:
+                break
+            name = names[X.indices[j]]
+            kind, _, text = name.partition("__")
+            # Single characters explain nothing to a dispatcher; bigram features read as two words.
+            if kind == "c" and len(text) < 2:
+                continue
+            text = text.replace(" ", "")
+            if text in seen or any(text in s for s in seen):
+                continue
+            seen.add(text)
+            words.append(text)
+        return words
+
+    def feature_names(self) -> np.ndarray:
+        if self._names is None:
+            self._names = np.asarray(self.vectorizer.get_feature_names_out(), dtype=object)
+        return self._names
+
+    # ------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write atomically: a server process reloading the file never sees half of it."""
+        import joblib
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=target.name, dir=target.parent)
+        os.close(fd)
+        try:
+            state = {"format": FORMAT, "labels": self.labels, "vectorizer": self.vectorizer, "coef": self.coef,
+                     "intercept": self.intercept, "temperature": self.temperature, "meta": self.meta}
+            joblib.dump(state, tmp, compress=1)  # level 1: a third of the size, 5x faster than 3
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the server may run as another user than the trainer
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RouterModel:
+        """Load a model written by :meth:`save` (a pickle: only ever load files this server wrote)."""
+        import joblib
+
+        state = joblib.load(path)
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a router model of format {FORMAT}; run hotline train-router again")
+        return cls(state["labels"], state["vectorizer"], state["coef"], state["intercept"], state["temperature"],
+                   state["meta"])
+
+
+def _fit_ovr(X: sparse.csr_matrix, y: np.ndarray, X_neg: sparse.csr_matrix, neg_labels: np.ndarray,
+             classes: list[str], C: float, negative_weight: float) -> tuple[np.ndarray, np.ndarray]:
+    coef = np.zeros((len(classes), X.shape[1]), dtype=np.float32)
+    intercept = np.zeros(len(classes), dtype=np.float32)
+    for i, label in enumerate(classes):
+        extra = X_neg[neg_labels == label] if X_neg.shape[0] else X_neg[:0]
+        Xc = sparse.vstack([X, extra]).tocsr() if extra.shape[0] else X
+        target = np.concatenate([(y == label).astype(int), np.zeros(extra.shape[0], dtype=int)])
+        weight = np.concatenate([np.ones(X.shape[0]), np.full(extra.shape[0], negative_weight)])
+        if target.min() == target.max():  # a label with no positive left in this fold
+            intercept[i] = -10.0
+            continue
+        svm = LinearSVC(C=C, max_iter=5000)
+        svm.fit(Xc, target, sample_weight=weight)
+        coef[i] = svm.coef_.ravel()
+        intercept[i] = svm.intercept_[0]
+    return coef, intercept
+
+
+def _fit_temperature(X: sparse.csr_matrix, y: np.ndarray, X_neg: sparse.csr_matrix, neg_labels: np.ndarray,
+                     classes: list[str], C: float, negative_weight: float, folds: int, seed: int) -> float:
+    counts = np.asarray([int((y == c).sum()) for c in classes])
+    n_splits = int(min(folds, counts.min()))
+    if n_splits < 2:
+        return 1.0
+    scores = np.zeros((X.shape[0], len(classes)))
+    for train, held in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(X, y):
+        coef, intercept = _fit_ovr(X[train], y[train], X_neg, neg_labels, classes, C, negative_weight)
+        scores[held] = np.asarray(X[held] @ coef.T) + intercept
+    truth = np.searchsorted(classes, y)
+    best, best_loss = 1.0, np.inf
+    for t in np.geomspace(0.02, 5.0, 60):
+        p = _softmax(scores / t)
+        loss = -np.log(np.clip(p[np.arange(len(y)), truth], 1e-12, None)).mean()
+        if loss < best_loss:
+            best, best_loss = float(t), loss
+    return best
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
