@@ -34,7 +34,8 @@ from tickets.service import TicketQuery, TicketStore
 from tickets.users import Principal, UserStore
 import telephony.service as telephony_service
 from telephony.survey_dialer import SurveyDialer
-from tickets import survey_http
+from tickets import routing_http, survey_http
+from tickets.cli import register_cli as register_routing_cli
 from telephony import state as telephony_state
 from telephony.replay import register_cli as telephony_replay_cli
 import web as console
@@ -286,6 +287,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
     tickets_http.setup_routes(app, tz)
+    routing_http.setup(app, settings, clock)
     console.setup(app, telephony_ws="/ws/telephony", wallboard_url="/wallboard")
     return app
 
@@ -418,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Packages add their own sub-commands here (train-router, replay, worker, ...).
 EXTRA_COMMANDS: list[Callable[[Any], None]] = [asr_service.register_cli, console_screenshots.register_cli,
-                                               telephony_replay_cli]
+                                               telephony_replay_cli, register_routing_cli]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

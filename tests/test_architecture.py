@@ -11,6 +11,10 @@ IO_MODULES = {"asyncio", "aiohttp", "redis", "sqlalchemy", "panoramisk", "arq", 
 # Modules that must stay pure: plain data and functions, testable by replaying captures or tables.
 PURE = [
     "tickets/workflow.py", "tickets/deadlines.py", "tickets/rates.py", "tickets/phones.py",
+    "tickets/survey_schedule.py", "tickets/routing.py", "tickets/duplicates.py", "tickets/hot_issues.py",
+    "tickets/textproc.py",
+    "telephony/framing.py", "telephony/state.py", "telephony/reducer.py",
+    "asr/drafts.py", "asr/spoken_digits.py", "asr/cer.py",
 ]
 
 
