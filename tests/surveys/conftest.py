@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from arq.connections import ArqRedis
@@ -18,21 +17,7 @@ from tickets.survey_jobs import SurveyService
 from tickets.surveys import SurveyStore
 from tickets.users import Principal, UserStore
 
-TZ = ZoneInfo("Asia/Shanghai")
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-    def set_local(self, *args: int) -> None:
-        self.now = datetime(*args, tzinfo=TZ).astimezone(timezone.utc)
+from tests.tickets.conftest import TZ, Clock  # noqa: F401  (shared by the survey tests)
 
 
 def local(*args: int) -> datetime:
