@@ -27,33 +27,43 @@ CALL_ID = "1795383048.0"
 
 
 @pytest.fixture
-async def live_server(settings_factory, redis_url, sqlite_url, sqlite_template) -> AsyncIterator[tuple[Console, FakeAmi, Capture]]:
-    cap = Capture.load("answered_call")
-    fake = FakeAmi(cap, errors={"QueuePause": "Interface not found"})
-    fake.hold_start()  # stream nothing until the agent is watching
-    ami_port = await fake.start()
-    shutil.copyfile(sqlite_template, sqlite_url.split("///", 1)[1])
-    settings = settings_factory(database_url=sqlite_url, redis_url=redis_url,
-                                ami={"enabled": True, "host": "127.0.0.1", "port": ami_port, "secret": "s",
-                                     "action_timeout": 5, "reconnect_min": 0.05, "reconnect_max": 0.5})
-    app = server.create_app(settings)  # as deployed: console.setup with /ws/telephony, telephony wired
-    runner = aioweb.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    try:
+async def live_server(settings_factory, redis_url, sqlite_url, sqlite_template) -> AsyncIterator[Any]:
+    """``make(capture, **fake_kw)``: the whole server (server.create_app, as deployed: console on
+    /ws/telephony) on a TCP port, its AMI client connected to a fake Asterisk serving the capture, held at
+    the start; and an agent account on the capture's agent-8001 interface."""
+    made: list[tuple[aioweb.AppRunner, FakeAmi]] = []
+
+    async def make(capture: str, **fake_kw: Any) -> tuple[Console, FakeAmi, Capture]:
+        cap = Capture.load(capture)
+        fake = FakeAmi(cap, **fake_kw)
+        fake.hold_start()  # stream nothing until the agent is watching
+        ami_port = await fake.start()
+        shutil.copyfile(sqlite_template, sqlite_url.split("///", 1)[1])
+        settings = settings_factory(database_url=sqlite_url, redis_url=redis_url,
+                                    ami={"enabled": True, "host": "127.0.0.1", "port": ami_port, "secret": "s",
+                                         "action_timeout": 5, "reconnect_min": 0.05, "reconnect_max": 0.5})
+        app = server.create_app(settings)
+        runner = aioweb.AppRunner(app, access_log=None)
+        await runner.setup()
+        made.append((runner, fake))
+        port = free_port()
         await aioweb.TCPSite(runner, "127.0.0.1", port).start()
         users = app[USERS]
         depts = {d.code: d.id for d in (await users.load_departments()).values()}
         people = {"agent": await users.create_user("zuoxi8001", PASSWORD, "agent", display_name="周晓",
                                                    interface=IFACE)}
-        yield Console(app, f"http://127.0.0.1:{port}", depts, people), fake, cap
+        return Console(app, f"http://127.0.0.1:{port}", depts, people), fake, cap
+
+    try:
+        yield make
     finally:
-        await runner.cleanup()
-        await fake.close()
+        for runner, fake in made:
+            await runner.cleanup()
+            await fake.close()
 
 
 async def test_replayed_call_pops_draft_that_agent_edits_and_dispatches(live_server, browser) -> None:
-    console, fake, cap = live_server
+    console, fake, cap = await live_server("answered_call", errors={"QueuePause": "Interface not found"})
     store: Any = console.app[STORE]
     earlier = await store.create({"channel": "phone", "caller_phone": CALLER, "title": "路灯不亮",
                                   "content": "上次反映过幸福路路灯不亮"}, console.users["agent"])
@@ -95,6 +105,9 @@ async def test_replayed_call_pops_draft_that_agent_edits_and_dispatches(live_ser
     await page.wait_for_url(f"**/agent?ticket={number}")
     assert await page.input_value("[name=caller_phone]") == CALLER
     assert CALL_ID in await page.inner_text("#ticket-editor")
+    # still on the call: the pop stays on the draft's page
+    await page.wait_for_selector("#screen-pop:not(.hidden)")
+    assert CALLER in await page.inner_text("#pop-caller")
     await page.fill("[name=title]", "幸福路路灯仍然不亮")
     await page.fill("[name=content]", "市民反映南湖区幸福路18号附近路灯连续一周不亮，夜间出行不便。")
     await page.fill("[name=address]", "南湖区幸福路18号")
@@ -111,3 +124,36 @@ async def test_replayed_call_pops_draft_that_agent_edits_and_dispatches(live_ser
     assert ticket["lead_department_id"] == lead
     assert ticket["title"] == "幸福路路灯仍然不亮" and "连续一周不亮" in ticket["content"]
     assert ticket["caller_phone"] == CALLER
+
+
+async def test_abandoned_caller_is_called_back_in_one_click(live_server, browser) -> None:
+    console, fake, cap = await live_server("abandoned_call")
+    page = await login(browser, console, "zuoxi8001")
+    await page.wait_for_function("document.getElementById('status-text').textContent.includes('未签入')",
+                                 timeout=30000)
+    # up to the caller hanging up in the queue (the socket stays open: no Logoff yet)
+    fake.hold_at(cap.index(lambda m: m.get("Event") == "QueueCallerAbandon"))
+    fake.go()
+    # the capture's agents are all paused for paperwork, this one included
+    await page.wait_for_function("document.getElementById('status-text').textContent.includes('busy-with-paperwork')",
+                                 timeout=30000)
+    assert "示忙" in await page.inner_text("#status-text")
+    assert not await page.is_disabled("#btn-unpause")
+    # the missed call arrives without a reload
+    await page.wait_for_selector("#callbacks li.callback", timeout=30000)
+    assert "13900139000" in await page.inner_text("#callbacks")
+    assert "放弃" in await page.inner_text("#callbacks")
+    await page.click("#callbacks button.cb-call")
+    await page.wait_for_selector("#callbacks li.callback[data-status=calling]")
+    orig = [a for a in fake.actions if a.get("Action") == "Originate"]
+    # the agent's own phone first, then the dialplan dials the citizen
+    assert orig and (orig[-1]["Channel"], orig[-1]["Exten"]) == (IFACE, "13900139000")
+    await page.click("#callbacks button.cb-result[data-result=done]")
+    await page.wait_for_function("document.getElementById('callbacks').textContent.includes('暂无未接来电')")
+    done = await console.app[server.TELEPHONY].store.callbacks("done")
+    assert [c["caller_num"] for c in done] == ["13900139000"] and done[0]["agent_interface"] == IFACE
+    # unpausing reaches Asterisk as QueuePause for this interface
+    await page.click("#btn-unpause")
+    await page.wait_for_function("document.getElementById('toast').textContent.includes('已示闲')")
+    pause = [a for a in fake.actions if a.get("Action") == "QueuePause"][-1]
+    assert pause["Interface"] == IFACE and pause["Paused"] == "false"

@@ -206,6 +206,7 @@
       <span class="muted">今日接听 ${esc(m.calls_taken || 0)}</span></li>`).join("") || '<li class="muted">未签入任何队列</li>';
     const call = me && me.call_id ? (view.calls || {})[me.call_id] : null;
     $("status-call").textContent = call ? `当前通话：${call.caller_num || "未知号码"}${call.queue ? "（队列 " + call.queue + "）" : ""}` : "";
+    restorePop(me);
     if ($("btn-pause")) {
       $("btn-pause").disabled = !members.length || paused;
       $("btn-unpause").disabled = !members.length || !paused;
@@ -246,7 +247,18 @@
   }
 
   // ------------------------------------------------------------ screen pop
-  function screenPop(m) {
+  // The pop survives opening the draft (a new page) for as long as the call lasts: kept per browser tab.
+  const POP_KEY = "hotline.pop";
+  function storedPop() { try { return JSON.parse(sessionStorage.getItem(POP_KEY) || "null"); } catch (e) { return null; } }
+  function restorePop(me) {
+    const m = storedPop();
+    if (!m || !view) return;
+    const callId = (m.call || {}).call_id;
+    if (me && me.call_id && me.call_id === callId) { if ($("screen-pop").classList.contains("hidden")) screenPop(m, true); }
+    else { sessionStorage.removeItem(POP_KEY); }
+  }
+  function screenPop(m, restored) {
+    if (!restored) try { sessionStorage.setItem(POP_KEY, JSON.stringify(m)); } catch (e) { /* private mode */ }
     const call = m.call || {};
     const caller = call.caller_num || "";
     $("screen-pop").classList.remove("hidden");
@@ -266,7 +278,7 @@
     $("pop-history").innerHTML = earlier.map(t => `<li><a href="/tickets/${esc(t.number)}">${esc(t.number)}</a> ${esc(t.title || (t.content || "").slice(0, 24))}
       <span class="tag">${esc(t.status_label || t.status)}</span> <span class="muted">${esc(fmtTime(t.created_at))}</span></li>`).join("")
       || '<li class="muted">近期无来电工单</li>';
-    toast("来电：" + (caller || "未知号码") + (m.repeat_caller ? "（重复来电）" : ""));
+    if (!restored) toast("来电：" + (caller || "未知号码") + (m.repeat_caller ? "（重复来电）" : ""));
   }
 
   // ------------------------------------------------------------ the socket
