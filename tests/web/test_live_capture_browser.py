@@ -101,6 +101,7 @@ async def test_replayed_call_pops_draft_that_agent_edits_and_dispatches(live_ser
     # the committed draft, linked to the call, opens from the pop
     number = (await page.get_attribute("#pop-open", "href")).split("ticket=", 1)[1]
     assert number in await page.inner_text("#pop-open")
+    assert number in await page.inner_text("#work-list")
     await page.click("#pop-open")
     await page.wait_for_url(f"**/agent?ticket={number}")
     assert await page.input_value("[name=caller_phone]") == CALLER

@@ -273,6 +273,13 @@
     open.href = draft ? "/agent?ticket=" + encodeURIComponent(draft) : "/agent";
     open.textContent = draft ? "打开草稿 " + draft : "新建工单";
     open.classList.remove("hidden");
+    // the committed draft joins the work list at once (the page was rendered before the call)
+    const list = $("work-list");
+    if (draft && list && !list.querySelector(`a[href$="=${CSS.escape(draft)}"]`)) {
+      const empty = list.querySelector("li.muted"); if (empty) empty.remove();
+      list.insertAdjacentHTML("afterbegin", `<li class="new-draft"><a href="/agent?ticket=${encodeURIComponent(draft)}">${esc(m.draft.title || "来电 " + caller)}</a>
+        <div class="small muted">${esc(draft)} · <span class="tag amber">草稿</span></div></li>`);
+    }
     $("pop-repeat").classList.toggle("hidden", !m.repeat_caller);
     const earlier = m.earlier_tickets || [];
     $("pop-history").innerHTML = earlier.map(t => `<li><a href="/tickets/${esc(t.number)}">${esc(t.number)}</a> ${esc(t.title || (t.content || "").slice(0, 24))}
