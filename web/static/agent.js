@@ -122,67 +122,191 @@
   }
   routing();
 
-  // ------------------------------------------------------------ missed calls (optional telephony API)
+  // ------------------------------------------------------------ missed calls (漏接回拨, telephony callbacks API)
+  const REASONS = { abandoned: "放弃", timed_out: "排队超时" };
   async function callbacks() {
-    let data;
-    try { data = await optional("/api/v1/telephony/callbacks"); } catch (e) { return; }
-    if (!data) return;
-    const items = Array.isArray(data) ? data : (data.items || []);
+    let pending, calling;
+    try {
+      [pending, calling] = await Promise.all([optional("/api/v1/telephony/callbacks?status=pending"),
+                                              optional("/api/v1/telephony/callbacks?status=calling")]);
+    } catch (e) { return; }  // 503 without a call database: the card stays hidden
+    if (!pending) return;
+    const items = (pending.items || []).concat((calling && calling.items) || []);
     $("callbacks-card").classList.remove("hidden");
-    $("callbacks").innerHTML = items.length ? items.map(c => `<li><b>${esc(c.caller || c.number || c.caller_id)}</b>
-      <span class="muted">${esc(fmtTime(c.at || c.abandoned_at || c.time))} ${c.waited != null ? "等待" + esc(c.waited) + "秒" : ""}</span>
-      <button type="button" data-id="${esc(c.id)}" style="float:right;padding:2px 8px">回拨</button></li>`).join("")
+    $("callbacks").innerHTML = items.length ? items.map(c => `<li class="callback" data-id="${esc(c.id)}" data-status="${esc(c.status)}">
+      <b>${esc(c.caller_num || "未知号码")}</b>${c.caller_name && c.caller_name !== c.caller_num ? " " + esc(c.caller_name) : ""}
+      <div class="muted">${esc(fmtTime(c.missed_at))} · ${esc(REASONS[c.reason] || c.reason || "")} · 等待${esc(Math.round(c.wait_seconds || 0))}秒${c.attempts ? " · 已拨" + esc(c.attempts) + "次" : ""}</div>
+      <div style="margin-top:4px">${c.status === "calling"
+        ? `<span class="tag amber">回拨中</span> <button type="button" class="cb-result" data-id="${esc(c.id)}" data-result="done" style="padding:2px 8px">已回访</button>
+           <button type="button" class="cb-result" data-id="${esc(c.id)}" data-result="failed" style="padding:2px 8px">未接通</button>`
+        : `<button type="button" class="cb-call" data-id="${esc(c.id)}" style="padding:2px 8px">回拨</button>`}</div></li>`).join("")
       : '<li class="muted">暂无未接来电</li>';
-    $("callbacks").querySelectorAll("button[data-id]").forEach(b => b.addEventListener("click", guard(async () => {
+    $("callbacks").querySelectorAll("button.cb-call").forEach(b => b.addEventListener("click", guard(async () => {
       b.disabled = true;
-      await api("POST", `/api/v1/telephony/callbacks/${encodeURIComponent(b.dataset.id)}/dial`, {});
-      toast("正在回拨…");
+      try { await api("POST", `/api/v1/telephony/callbacks/${encodeURIComponent(b.dataset.id)}/call`, {}); }
+      catch (e) { b.disabled = false; showAgentError(e); throw e; }
+      toast("正在回拨：请先接听您的话机，接通后自动呼叫市民");
+      callbacks();
+    })));
+    $("callbacks").querySelectorAll("button.cb-result").forEach(b => b.addEventListener("click", guard(async () => {
+      await api("POST", `/api/v1/telephony/callbacks/${encodeURIComponent(b.dataset.id)}/result`, { status: b.dataset.result });
+      toast(b.dataset.result === "done" ? "已标记回访完成" : "已标记未接通");
+      callbacks();
     })));
   }
   callbacks(); setInterval(callbacks, 30000);
 
-  // ------------------------------------------------------------ telephony WebSocket: status and screen pop
-  const dot = $("status-dot"), text = $("status-text"), queues = $("status-queues");
-  function showStatus(s) {
-    const paused = s.paused === true || s.status === "paused";
-    const loggedIn = (s.queues && s.queues.length) || s.logged_in;
-    dot.className = "status-dot " + (paused ? "paused" : loggedIn ? "on" : "off");
-    const state = s.status_label || (s.on_call ? "通话中" : paused ? "小休" : loggedIn ? "空闲，等待来电" : "未登录队列");
-    text.textContent = state + (paused && (s.reason || s.pause_reason) ? "（" + (s.reason || s.pause_reason) + "）" : "");
-    const qs = (s.queues || []).map(q => typeof q === "string" ? q : (q.name || q.queue) + (q.paused ? "（暂停）" : ""));
-    queues.textContent = qs.length ? "已登录队列：" + qs.join("、") : "";
+  // ------------------------------------------------------------ telephony live view: my status across queues
+  // The socket sends {"type":"snapshot","data":view} first, then numbered patches (as the wallboard applies
+  // them); "screen_pop" reaches only the socket of the agent whose interface took the call.
+  const STATES = { available: "空闲，等待来电", ringing: "振铃中", in_call: "通话中", paused: "示忙",
+                   unavailable: "话机离线", logged_out: "未签入队列" };
+  const iface = C.interface || "";
+  const dot = $("status-dot"), text = $("status-text");
+  let view = null;
+  function applyPatches(patches) {
+    for (const p of patches) {
+      if (p.op === "put") (view[p.kind + "s"] = view[p.kind + "s"] || {})[p.key] = p.value;
+      else if (p.op === "del") delete (view[p.kind + "s"] || {})[p.key];
+      else if (p.op === "now") { view.now = p.now; view.day = p.day; }
+      else if (p.op === "ami") view.ami = p.value;
+    }
   }
-  async function screenPop(m) {
-    const caller = m.caller || m.caller_id || m.callerid || m.number || "";
+  function myMembers() {
+    const out = [];
+    for (const q of Object.values((view && view.queues) || {}))
+      for (const m of q.members || []) if (m.interface === iface) out.push({ queue: q.name, ...m });
+    return out;
+  }
+  function renderStatus() {
+    if (!view) return;
+    const ami = view.ami || {};
+    const me = (view.agents || {})[iface];
+    const members = myMembers();
+    const queueNames = Object.keys(view.queues || {});
+    const dl = $("queue-names");
+    if (dl) dl.innerHTML = queueNames.map(n => `<option value="${esc(n)}">`).join("");
+    const qn = $("queue-name");
+    if (qn && !qn.value && queueNames.length) qn.value = queueNames[0];
+    const paused = (me && me.state === "paused") || (members.length > 0 && members.every(m => m.paused));
+    const reason = (me && me.pause_reason) || (members.find(m => m.paused && m.paused_reason) || {}).paused_reason || "";
+    let state;
+    if (!iface) state = "账号未绑定分机";
+    else if (me && me.state) state = STATES[me.state] || me.state;
+    else if (members.length) state = paused ? STATES.paused : STATES.available;
+    else if (ami.enabled && !ami.connected) state = "话务系统未连接（Asterisk）";
+    else state = STATES.logged_out;
+    if (paused && (!me || me.state === "paused")) state = STATES.paused + (reason ? "（" + reason + "）" : "");
+    text.textContent = state;
+    text.dataset.state = me ? me.state : (members.length ? (paused ? "paused" : "available") : "logged_out");
+    const busy = me && (me.state === "in_call" || me.state === "ringing");
+    dot.className = "status-dot " + (busy ? "on" : paused ? "paused" : members.length ? "on" : "off");
+    $("status-queues").innerHTML = members.map(m => `<li data-queue="${esc(m.queue)}">队列 <b>${esc(m.queue)}</b>
+      ${m.paused ? `<span class="tag amber">示忙${m.paused_reason ? "：" + esc(m.paused_reason) : ""}</span>` : '<span class="tag blue">在线</span>'}
+      <span class="muted">今日接听 ${esc(m.calls_taken || 0)}</span></li>`).join("") || '<li class="muted">未签入任何队列</li>';
+    const call = me && me.call_id ? (view.calls || {})[me.call_id] : null;
+    $("status-call").textContent = call ? `当前通话：${call.caller_num || "未知号码"}${call.queue ? "（队列 " + call.queue + "）" : ""}` : "";
+    restorePop(me);
+    if ($("btn-pause")) {
+      $("btn-pause").disabled = !members.length || paused;
+      $("btn-unpause").disabled = !members.length || !paused;
+    }
+  }
+  function showAgentError(e) {
+    const box = $("agent-error");
+    if (!box) return;
+    box.textContent = e ? e.message : "";
+    box.classList.toggle("hidden", !e);
+  }
+  async function agentAction(path, body, done) {
+    showAgentError(null);
+    try { await api("POST", "/api/v1/telephony/agent/" + path, body); }
+    catch (e) {
+      // 409 ami_refused carries Asterisk's own refusal; 503 not connected; 504 no answer in time.
+      showAgentError(e); toast(e.message, true); return;
+    }
+    toast(done);
+  }
+  const queueName = () => ($("queue-name").value || "").trim();
+  if ($("agent-controls")) {
+    $("btn-pause").addEventListener("click", () => {
+      const reason = $("pause-reason").value;
+      agentAction("pause", { paused: true, reason }, "已示忙：" + reason);
+    });
+    $("btn-unpause").addEventListener("click", () => agentAction("pause", { paused: false }, "已示闲，可以接听来电"));
+    $("btn-qlogin").addEventListener("click", () => {
+      const queue = queueName();
+      if (!queue) { toast("请填写队列名", true); $("queue-name").focus(); return; }
+      agentAction("login", { queue }, "已签入队列 " + queue);
+    });
+    $("btn-qlogout").addEventListener("click", () => {
+      const queue = queueName();
+      if (!queue) { toast("请填写队列名", true); $("queue-name").focus(); return; }
+      agentAction("logout", { queue }, "已签出队列 " + queue);
+    });
+  }
+
+  // ------------------------------------------------------------ screen pop
+  // The pop survives opening the draft (a new page) for as long as the call lasts: kept per browser tab.
+  const POP_KEY = "hotline.pop";
+  function storedPop() { try { return JSON.parse(sessionStorage.getItem(POP_KEY) || "null"); } catch (e) { return null; } }
+  function restorePop(me) {
+    const m = storedPop();
+    if (!m || !view) return;
+    const callId = (m.call || {}).call_id;
+    if (me && me.call_id && me.call_id === callId) { if ($("screen-pop").classList.contains("hidden")) screenPop(m, true); }
+    else { sessionStorage.removeItem(POP_KEY); }
+  }
+  function screenPop(m, restored) {
+    if (!restored) try { sessionStorage.setItem(POP_KEY, JSON.stringify(m)); } catch (e) { /* private mode */ }
+    const call = m.call || {};
+    const caller = call.caller_num || "";
     $("screen-pop").classList.remove("hidden");
-    $("pop-caller").textContent = (m.caller_name ? m.caller_name + " " : "") + caller;
-    $("pop-meta").textContent = [m.queue ? "队列 " + m.queue : "", m.call_id ? "通话 " + m.call_id : "", fmtTime(m.at || new Date().toISOString())].filter(Boolean).join(" · ");
+    $("screen-pop").dataset.callId = call.call_id || "";
+    const name = call.caller_name && call.caller_name !== caller ? call.caller_name + " " : "";
+    $("pop-caller").textContent = name + (caller || "未知号码");
+    const at = call.at ? new Date(call.at * 1000).toISOString() : new Date().toISOString();
+    $("pop-meta").textContent = [call.queue ? "队列 " + call.queue : "", call.wait != null ? "排队 " + Math.round(call.wait) + " 秒" : "",
+                                 call.call_id ? "通话 " + call.call_id : "", fmtTime(at)].filter(Boolean).join(" · ");
     const open = $("pop-open");
-    if (m.ticket || m.ticket_number) { open.href = "/agent?ticket=" + encodeURIComponent(m.ticket || m.ticket_number); open.classList.remove("hidden"); }
-    else { open.href = "/agent"; open.textContent = "新建工单"; open.classList.remove("hidden"); }
-    if (!caller) return;
-    try {
-      const res = await api("GET", "/api/v1/tickets?limit=5&phone=" + encodeURIComponent(caller));
-      $("pop-repeat").classList.toggle("hidden", !(m.repeat_caller || res.total > 0));
-      $("pop-history").innerHTML = res.items.map(t => `<li><a href="/tickets/${esc(t.number)}">${esc(t.number)}</a> ${esc(t.title || t.content.slice(0, 24))}
-        <span class="tag">${esc(t.status_label)}</span> <span class="muted">${esc(fmtTime(t.created_at))}</span></li>`).join("") || '<li class="muted">首次来电，无历史工单</li>';
-    } catch (e) { /* the phone may be withheld: the pop still shows the call */ }
+    const draft = m.draft && m.draft.number;
+    open.href = draft ? "/agent?ticket=" + encodeURIComponent(draft) : "/agent";
+    open.textContent = draft ? "打开草稿 " + draft : "新建工单";
+    open.classList.remove("hidden");
+    // the committed draft joins the work list at once (the page was rendered before the call)
+    const list = $("work-list");
+    if (draft && list && !list.querySelector(`a[href$="=${CSS.escape(draft)}"]`)) {
+      const empty = list.querySelector("li.muted"); if (empty) empty.remove();
+      list.insertAdjacentHTML("afterbegin", `<li class="new-draft"><a href="/agent?ticket=${encodeURIComponent(draft)}">${esc(m.draft.title || "来电 " + caller)}</a>
+        <div class="small muted">${esc(draft)} · <span class="tag amber">草稿</span></div></li>`);
+    }
+    $("pop-repeat").classList.toggle("hidden", !m.repeat_caller);
+    const earlier = m.earlier_tickets || [];
+    $("pop-history").innerHTML = earlier.map(t => `<li><a href="/tickets/${esc(t.number)}">${esc(t.number)}</a> ${esc(t.title || (t.content || "").slice(0, 24))}
+      <span class="tag">${esc(t.status_label || t.status)}</span> <span class="muted">${esc(fmtTime(t.created_at))}</span></li>`).join("")
+      || '<li class="muted">近期无来电工单</li>';
+    if (!restored) toast("来电：" + (caller || "未知号码") + (m.repeat_caller ? "（重复来电）" : ""));
   }
+
+  // ------------------------------------------------------------ the socket
   let delay = 1000;
+  function onMessage(m) {
+    if (m.type === "agent" && m.message) return onMessage(m.message);  // hub envelope, should it reach us
+    if (m.type === "snapshot") { view = m.data; renderStatus(); }
+    else if (m.type === "patch") { if (view) { applyPatches(m.patches || []); renderStatus(); } }
+    else if (m.type === "screen_pop") screenPop(m);
+    else if (m.type === "missed") callbacks();
+  }
   function connect() {
     if (!C.ws) { text.textContent = "未配置话务系统"; return; }
     const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + C.ws;
     let ws;
     try { ws = new WebSocket(url); } catch (e) { return; }
-    ws.onopen = () => { delay = 1000; text.textContent = "已连接话务系统"; dot.className = "status-dot on"; };
-    ws.onmessage = ev => {
-      let m; try { m = JSON.parse(ev.data); } catch (e) { return; }
-      const type = m.type || m.event || "";
-      if (/status|agent|member/i.test(type)) showStatus(m.agent || m.data || m);
-      if (/call|pop|connect/i.test(type) && !/end|hangup/i.test(type)) screenPop(m.call || m.data || m);
-    };
+    ws.onopen = () => { delay = 1000; };
+    ws.onmessage = ev => { let m; try { m = JSON.parse(ev.data); } catch (e) { return; } onMessage(m); };
     ws.onclose = () => {
-      dot.className = "status-dot off"; text.textContent = "话务系统未连接，正在重试…";
+      view = null;
+      dot.className = "status-dot off"; text.textContent = "话务系统未连接，正在重试…"; text.dataset.state = "offline";
       setTimeout(connect, delay); delay = Math.min(delay * 2, 30000);
     };
   }
