@@ -132,8 +132,13 @@ class RoutingService:
             text = textproc.join_tokens(textproc.tokens(textproc.ticket_text(ticket.title, ticket.content)))
             ranking = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: model.rank(text, top=len(model.labels)))
-        decision = routing.suggest(ticket, self.config, ranking)
-        return {"number": number, **decision.as_dict(), "threshold": self.config.threshold,
+        decision = routing.suggest(ticket, self.config, ranking).as_dict()
+        async with self.sessions() as session:
+            ids = dict((await session.execute(select(Department.code, Department.id))).all())
+        for suggestion in decision["suggestions"]:  # the dispatch form needs ids, the rules speak codes
+            suggestion["department_id"] = ids.get(suggestion["department"])
+            suggestion["co_handler_ids"] = [ids[c] for c in suggestion.get("co_handlers", []) if c in ids]
+        return {"number": number, **decision, "threshold": self.config.threshold,
                 "model": (self.model.meta if self.model else None)}
 
     # ------------------------------------------------------------ duplicates

@@ -57,7 +57,7 @@ def _filters(env: jinja2.Environment, app: web.Application) -> None:
     env.filters.update(dt=dt, pct=pct, num=num, dt_input=dt_input)
 
 
-def setup(app: web.Application, *, telephony_ws: str = "/ws/agent", wallboard_url: str = "/wallboard",
+def setup(app: web.Application, *, telephony_ws: str = "/ws/telephony", wallboard_url: str = "/wallboard",
           answer_rates: AnswerRates | None = None, transcript_provider: TranscriptProvider | None = None,
           schedule_reports: bool = True, attachment_max_bytes: int = attachments.MAX_BYTES) -> None:
     """Add the console to an application built by ``server.create_app``.

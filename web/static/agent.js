@@ -109,8 +109,9 @@
     if (!items.length) return;
     $("routing").innerHTML = items.slice(0, 5).map(s => {
       const reasons = Array.isArray(s.reasons) ? s.reasons.join("；") : (s.reason || "");
-      const score = s.score != null ? ` <span class="tag">${Math.round(s.score * 100)}%</span>` : "";
-      return `<li><a href="#" data-dept="${esc(s.department_id)}">${esc(s.department || s.department_name || s.name || s.code)}</a>${score}
+      const conf = s.confidence != null ? s.confidence : s.score;
+      const score = conf != null ? ` <span class="tag">${Math.round(conf * 100)}%</span>` : "";
+      return `<li><a href="#" data-dept="${esc(s.department_id)}">${esc(s.name || s.department_name || s.department || s.code)}</a>${score}
         <div class="muted">${esc(reasons)}</div></li>`;
     }).join("");
     $("routing").querySelectorAll("a[data-dept]").forEach(a => a.addEventListener("click", ev => {
