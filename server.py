@@ -25,20 +25,20 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 import migrations
-from config.settings import Settings, SettingsError, load_settings
-from embedded_redis import EmbeddedRedis
+import telephony.service as telephony_service
+import web as console
 from asr import drafts as asr_drafts
 from asr import service as asr_service
-from tickets import http as tickets_http
-from tickets.service import TicketQuery, TicketStore
-from tickets.users import Principal, UserStore
-import telephony.service as telephony_service
-from telephony.survey_dialer import SurveyDialer
-from tickets import routing_http, survey_http
-from tickets.cli import register_cli as register_routing_cli
+from config.settings import Settings, SettingsError, load_settings
+from embedded_redis import EmbeddedRedis
 from telephony import state as telephony_state
 from telephony.replay import register_cli as telephony_replay_cli
-import web as console
+from telephony.survey_dialer import SurveyDialer
+from tickets import http as tickets_http
+from tickets import routing_http, survey_http
+from tickets.cli import register_cli as register_routing_cli
+from tickets.service import TicketQuery, TicketStore
+from tickets.users import Principal, UserStore
 from web import screenshots as console_screenshots
 
 log = logging.getLogger("hotline")
@@ -52,9 +52,7 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker)
 READ_SESSIONS = web.AppKey("read_sessions", async_sessionmaker)
 
 Clock = Callable[[], datetime]
-# The server itself acting on tickets (recognition drafts, survey results): shown as such in the history.
-SYSTEM = Principal(id=0, username="system", name="系统", role="system", department_id=None,
-                   department_code=None, interface=None)
+# Recognition acting on tickets (filling drafts): shown as such in the history.
 ASR_SYSTEM = Principal(id=0, username="asr", name="语音转写", role="system", department_id=None,
                        department_code=None, interface=None)
 
