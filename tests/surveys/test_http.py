@@ -9,20 +9,10 @@ import pytest
 
 import server
 from tests.surveys.conftest import TZ, Clock, Phone, local
+from tests.tickets.conftest import PASSWORD, Api  # noqa: E402
 from tickets import survey_http
 
-PASSWORD = "密码-pass-123"
-
-
-class Client:
-    def __init__(self, client: Any, token: str) -> None:
-        self.client, self.token = client, token
-
-    async def call(self, method: str, path: str, json: Any = None, expect: int = 200) -> Any:
-        resp = await self.client.request(method, path, json=json, headers={"Authorization": f"Bearer {self.token}"})
-        body = await resp.json()
-        assert resp.status == expect, f"{method} {path}: {resp.status} {body}"
-        return body
+Client = Api  # a logged-in API client, shared with the ticket tests
 
 
 @pytest.fixture
@@ -43,7 +33,7 @@ async def hotline(aiohttp_client: Any, redis_url: str, settings_factory: Any, sq
                                                              "kind": "api"})
         body = await resp.json()
         assert resp.status == 200, body
-        return Client(client, body["token"])
+        return Client(client, body["token"], body["user"])
 
     admin = await login("admin", settings.server.admin_password)
     depts = {d["code"]: d["id"] for d in await admin.call("GET", "/api/v1/departments")}

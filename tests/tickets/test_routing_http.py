@@ -7,29 +7,19 @@ from typing import Any
 import pytest
 
 import server
+from tests.tickets.conftest import PASSWORD, Api  # noqa: E402
 from tickets import routing_http
 from tickets.cli import model_path
 from tickets.router_model import RouterModel
 
-PASSWORD = "密码-pass-123"
-
-
-class Client:
-    def __init__(self, client: Any, token: str) -> None:
-        self.client, self.token = client, token
-
-    async def call(self, method: str, path: str, json: Any = None, expect: int = 200) -> Any:
-        resp = await self.client.request(method, path, json=json, headers={"Authorization": f"Bearer {self.token}"})
-        body = await resp.json()
-        assert resp.status == expect, f"{method} {path}: {resp.status} {body}"
-        return body
+Client = Api  # a logged-in API client, shared with the ticket tests
 
 
 async def login(client: Any, username: str, password: str) -> Client:
     resp = await client.post("/api/v1/auth/login", json={"username": username, "password": password, "kind": "api"})
     body = await resp.json()
     assert resp.status == 200, body
-    return Client(client, body["token"])
+    return Client(client, body["token"], body["user"])
 
 
 @pytest.fixture
