@@ -33,8 +33,12 @@ class CallStore:
                          answered=_dt(e.answered), ended=_dt(e.ended), wait_seconds=e.wait, talk_seconds=e.talk,
                          agent_interface=e.interface, agent_name=e.member_name, outcome=e.outcome,
                          recording=e.recording, lost=e.lost)
+        return await self._insert_once(rec)
+
+    async def _insert_once(self, row: Any) -> bool:
+        """Insert unless a row with the same unique key exists (an event folded twice); True if inserted."""
         async with self.sessions() as s:
-            s.add(rec)
+            s.add(row)
             try:
                 await s.commit()
             except IntegrityError:
@@ -46,14 +50,7 @@ class CallStore:
         cb = Callback(call_id=m.call_id, caller_num=m.caller_num, caller_name=m.caller_name, queue=m.queue,
                       missed_at=_dt(m.at), wait_seconds=m.wait, reason=m.reason, status="pending", attempts=0,
                       agent_interface="", note="")
-        async with self.sessions() as s:
-            s.add(cb)
-            try:
-                await s.commit()
-            except IntegrityError:
-                await s.rollback()
-                return False
-        return True
+        return await self._insert_once(cb)
 
     async def callbacks(self, status: str | None = "pending", limit: int = 200) -> list[dict[str, Any]]:
         async with self.sessions() as s:

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -32,30 +28,8 @@ free_port = services.free_port
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """A private redis-server for the whole session; tests use ``redis_url`` for an emptied database."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed (apt-get install -y redis-server)")
-    tmp = Path(tempfile.mkdtemp(prefix="hotline-test-redis-"))
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp), "--unixsocket", str(tmp / "redis.sock")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("redis-server did not start")
-    yield f"redis://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(5)
-    shutil.rmtree(tmp, ignore_errors=True)
+    with services.redis_server() as url:
+        yield url
 
 
 _redis_db_counter = iter(range(1, 10_000))

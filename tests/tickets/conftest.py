@@ -93,14 +93,17 @@ async def center(aiohttp_client, database_url, redis_url, settings_factory) -> C
     settings = settings_factory(database_url=database_url, redis_url=redis_url)
     app = server.create_app(settings, clock)
     client = await aiohttp_client(app)
-    c = Center(client, clock, {})
-    admin = await c.login("admin", settings.server.admin_password)
+    return await staff(Center(client, clock, {}), settings.server.admin_password, [
+        ("agent", "agent", None), ("agent2", "agent", None), ("super", "supervisor", None),
+        ("water", "department", "swuj"), ("env", "department", "sthj"), ("city", "department", "cgj")])
+
+
+async def staff(c: Center, admin_password: str, accounts: list[tuple[str, str, str | None]]) -> Center:
+    """Log in as admin, create the accounts (username, role, department code) and log each of them in."""
+    admin = await c.login("admin", admin_password)
     c.users["admin"] = admin
-    depts = await admin.get("/api/v1/departments")
-    c.departments = {d["code"]: d["id"] for d in depts}
-    for username, role, dept in [("agent", "agent", None), ("agent2", "agent", None),
-                                 ("super", "supervisor", None), ("water", "department", "swuj"),
-                                 ("env", "department", "sthj"), ("city", "department", "cgj")]:
+    c.departments = {d["code"]: d["id"] for d in await admin.get("/api/v1/departments")}
+    for username, role, dept in accounts:
         body = {"username": username, "password": PASSWORD, "role": role, "display_name": username}
         if dept:
             body["department"] = dept

@@ -6,11 +6,10 @@ from datetime import date, datetime, timezone
 import pytest
 
 import server
-from tickets import knowledge_http
 from tickets.errors import InvalidField
 from tickets.knowledge import EntryInput, is_valid_on, query_terms, score
 
-from .conftest import PASSWORD, TZ, Center, Clock
+from .conftest import TZ, Center, Clock, staff
 
 
 def test_validity_window_is_inclusive() -> None:
@@ -44,20 +43,11 @@ async def kb(aiohttp_client, sqlite_url, redis_url, settings_factory, sqlite_tem
     shutil.copyfile(sqlite_template, sqlite_url.split("///", 1)[1])
     clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=TZ).astimezone(timezone.utc))
     settings = settings_factory(database_url=sqlite_url, redis_url=redis_url)
-    app = server.create_app(settings, clock)
-    knowledge_http.setup_routes(app)
+    app = server.create_app(settings, clock)  # the console's setup registers the knowledge API
     client = await aiohttp_client(app)
-    c = Center(client, clock, {})
-    admin = await c.login("admin", settings.server.admin_password)
-    c.departments = {d["code"]: d["id"] for d in await admin.get("/api/v1/departments")}
-    for username, role, dept in [("agent", "agent", None), ("super", "supervisor", None),
-                                 ("water", "department", "swuj"), ("env", "department", "sthj")]:
-        body = {"username": username, "password": PASSWORD, "role": role, "display_name": username}
-        if dept:
-            body["department"] = dept
-        await admin.post("/api/v1/users", body, expect=201)
-        c.users[username] = await c.login(username, PASSWORD)
-    return c
+    return await staff(Center(client, clock, {}), settings.server.admin_password, [
+        ("agent", "agent", None), ("super", "supervisor", None), ("water", "department", "swuj"),
+        ("env", "department", "sthj")])
 
 
 async def test_agents_find_only_valid_entries(kb: Center) -> None:
