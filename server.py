@@ -14,7 +14,7 @@ import secrets
 import sys
 import time
 import traceback
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 from zoneinfo import ZoneInfo
@@ -28,17 +28,23 @@ import migrations
 import telephony.service as telephony_service
 import web as console
 from asr import drafts as asr_drafts
+from asr import http as asr_http
 from asr import service as asr_service
 from config.settings import Settings, SettingsError, load_settings
 from embedded_redis import EmbeddedRedis
+from telephony import http as telephony_http
 from telephony import state as telephony_state
-from telephony.replay import register_cli as telephony_replay_cli
 from telephony.survey_dialer import SurveyDialer
+from tickets import deadlines as dl
 from tickets import http as tickets_http
-from tickets import routing_http, survey_http
-from tickets.cli import register_cli as register_routing_cli
+from tickets.accounts import http as accounts_http
+from tickets.accounts.service import Principal, UserStore
+from tickets.knowledge import service as knowledge_service
+from tickets.routing import http as routing_http
+from tickets.routing import textproc
+from tickets.routing.cli import register_cli as register_routing_cli
 from tickets.service import TicketQuery, TicketStore
-from tickets.users import Principal, UserStore
+from tickets.surveys import http as survey_http
 from web import screenshots as console_screenshots
 
 log = logging.getLogger("hotline")
@@ -160,8 +166,11 @@ async def health(request: web.Request) -> web.Response:
     for name, probe in request.app.get(HEALTH_PROBES, {}).items():
         checks[name] = probe()
     healthy = all(v == "ok" or isinstance(v, dict) and v.get("ok", True) for v in checks.values())
-    return web.json_response({"ok": healthy, "checks": checks, "ami_enabled": settings.ami.enabled},
-                             status=200 if healthy else 503, dumps=_dumps)
+    # Degraded: serving (200, so a load balancer keeps the process), but something needs a person's attention.
+    degraded = [name for name, v in checks.items() if isinstance(v, dict) and v.get("degraded")]
+    status = "error" if not healthy else "degraded" if degraded else "ok"
+    return web.json_response({"ok": healthy, "status": status, "degraded": degraded, "checks": checks,
+                              "ami_enabled": settings.ami.enabled}, status=200 if healthy else 503, dumps=_dumps)
 
 
 HEALTH_PROBES = web.AppKey("health_probes", dict)
@@ -210,6 +219,15 @@ async def metrics_handler(request: web.Request) -> web.Response:
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def use_cache_dir(settings: Settings) -> None:
+    """Caches live under the data dir: jieba's parsed dictionary would otherwise go to /tmp/jieba.cache,
+    owned by the first user who wrote it, and every other user of the machine would fail to start."""
+    cache = settings.data_path / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    textproc.use_cache_dir(str(cache))
+    knowledge_service.use_cache_dir(str(cache))
+
+
 def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: bool = True,
                bootstrap_admin: bool = True, background_interval: float = 1.0,
                asr_visibility: Any = None, survey_originate: Any = None, survey_worker: bool = True,
@@ -218,10 +236,11 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
 
     ``survey_originate`` replaces the AMI survey dialer (tests that cannot have an Asterisk use it).
     """
+    use_cache_dir(settings)
     metrics = HttpMetrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[metrics.middleware, error_middleware, tickets_http.auth_middleware],
+        middlewares=[metrics.middleware, error_middleware, accounts_http.auth_middleware],
     )
     app[METRICS] = metrics
     app[SETTINGS] = settings
@@ -260,7 +279,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
         app[READ_SESSIONS] = read_sessions
         users = UserStore(sessions, clock, settings, read_sessions)
         store = TicketStore(sessions, settings, clock, read_sessions)
-        app[tickets_http.USERS] = users
+        app[accounts_http.USERS] = users
         app[tickets_http.STORE] = store
         await users.sync_departments(settings.config_file(settings.tickets.departments_file))
         if bootstrap_admin:
@@ -279,11 +298,13 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
 
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(database_ctx)
+    _wire_holidays(app, settings, clock, tz)
     _wire_asr(app, settings, clock, background_interval, asr_visibility)
     tel = _wire_telephony(app, settings, clock)
     _wire_surveys(app, settings, clock, tel, survey_originate, survey_worker, survey_tick)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
+    accounts_http.setup_routes(app)
     tickets_http.setup_routes(app, tz)
     routing_http.setup(app, settings, clock)
     console.setup(app, telephony_ws="/ws/telephony", wallboard_url="/wallboard")
@@ -294,12 +315,54 @@ REDIS_URL = web.AppKey("redis_url", str)
 TELEPHONY = web.AppKey("telephony", object)
 
 
+def holiday_coverage(calendar: dl.Calendar, today: date, holiday_file: str) -> dict[str, Any]:
+    """The /health entry for the working-day calendar: degraded when the next 60 days reach a year whose
+    holidays neither the holiday file nor chinesecalendar knows (deadlines there are counted Monday-Friday)."""
+    missing = dl.missing_ahead(calendar, today)
+    report: dict[str, Any] = {
+        "ok": True, "degraded": bool(missing), "missing_years": list(missing),
+        "checked_through": (today + timedelta(days=dl.COVERAGE_DAYS)).isoformat(),
+        "file": holiday_file, "file_years": sorted(calendar.file_years),
+        "library_years": list(calendar.library) if calendar.library else None,
+    }
+    if missing:
+        years = ", ".join(map(str, missing))
+        report["message"] = (
+            f"the holidays of {years} are not known (not in {holiday_file or 'a holiday file'}, not in "
+            f"chinesecalendar): deadlines reaching {years} are counted Monday-Friday and may count a holiday as a "
+            f"working day. Enter the State Council notice (国务院办公厅关于部分节假日安排的通知) for {years} in "
+            f"{holiday_file or 'config/holidays.toml (tickets.holidays_file)'} and restart.")
+    return report
+
+
+def _wire_holidays(app: web.Application, settings: Settings, clock: Clock, tz: ZoneInfo) -> None:
+    """The holiday file's coverage: a /health probe and a warning in the start-up log (the supervisor page
+    shows the same from the ticket store's calendar)."""
+    calendar = dl.Calendar.from_settings(settings.holidays)
+    name = settings.tickets.holidays_file
+    holiday_file = str(settings.config_file(name)) if name else ""
+
+    def probe() -> dict[str, Any]:
+        return holiday_coverage(calendar, clock().astimezone(tz).date(), holiday_file)
+
+    async def warn_at_start(app: web.Application) -> None:
+        report = probe()
+        if report["degraded"]:
+            log.warning("holidays: %s", report["message"])
+        else:
+            log.info("holidays: known through %s (holiday file years %s, chinesecalendar %s)",
+                     report["checked_through"], report["file_years"] or "none", report["library_years"])
+
+    app[HEALTH_PROBES]["holidays"] = probe
+    app.on_startup.append(warn_at_start)
+
+
 def _wire_telephony(app: web.Application, settings: Settings, clock: Clock) -> Any:
     """AMI bridge <-> tickets and recognition: screen pops with the caller's history, a draft per answered
     call, and every recorded answered call queued for transcription when it ends."""
 
     async def on_call_connected(call: telephony_state.CallConnected) -> dict[str, Any]:
-        users, store = app[tickets_http.USERS], app[tickets_http.STORE]
+        users, store = app[accounts_http.USERS], app[tickets_http.STORE]
         user = await users.user_by_interface(call.interface)
         if user is None:  # a queue member with no account: nobody to pop a screen for
             return {"agent": None}
@@ -319,6 +382,7 @@ def _wire_telephony(app: web.Application, settings: Settings, clock: Clock) -> A
 
     tel = telephony_service.setup(app, settings, clock, redis=lambda: app[REDIS], sessions=lambda: app[SESSIONS],
                                   on_call_connected=on_call_connected, on_call_ended=on_call_ended)
+    telephony_http.setup_routes(app, tel)
     app[TELEPHONY] = tel
     app[HEALTH_PROBES]["ami"] = tel.health
     return tel
@@ -357,7 +421,8 @@ def _wire_asr(app: web.Application, settings: Settings, clock: Clock, interval: 
                                                    asr_drafts.ticket_values(fields), ASR_SYSTEM)
 
     asr_service.setup(app, settings, sessions=lambda: app[SESSIONS], redis_url=lambda: app[REDIS_URL],
-                      clock=clock, on_draft_ready=on_draft_ready, visibility=visibility, interval=interval)
+                      clock=clock, on_draft_ready=on_draft_ready, interval=interval)
+    asr_http.setup_routes(app, visibility)
 
 
 # ---------------------------------------------------------------- command line
@@ -417,8 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Packages add their own sub-commands here (train-router, replay, worker, ...).
-EXTRA_COMMANDS: list[Callable[[Any], None]] = [asr_service.register_cli, console_screenshots.register_cli,
-                                               telephony_replay_cli, register_routing_cli]
+EXTRA_COMMANDS: list[Callable[[Any], None]] = [
+    asr_service.register_cli,
+    # server.py hands in what a command needs (the app factory, the clock): no package imports server
+    lambda sub: console_screenshots.register_cli(sub, create_app),
+    lambda sub: telephony_service.register_cli(sub, system_clock),
+    register_routing_cli,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -431,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"hotline: {exc}", file=sys.stderr)
         return 2
+    use_cache_dir(settings)
     try:
         return int(args.func(settings, args) or 0)
     except Exception as exc:

@@ -140,7 +140,7 @@ async def measure(url: str, runs: int) -> None:
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
     from tickets.models import Assignment, Ticket
-    from tickets.reports import Reports, period_for
+    from tickets.reports.service import Reports, period_for
     from tickets.service import TicketStore
 
     settings = load_settings(env={}).with_overrides(database={"url": url})

@@ -27,9 +27,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.tickets.routing_fixtures import LABELED, SUPPORT, TOKENIZED, read_rows, stratified_split
-from tickets import cli, duplicates, routing, textproc
-from tickets.router_model import RouterModel
+from tests.tickets.routing.fixtures import LABELED, SUPPORT, TOKENIZED, read_rows, stratified_split
+from tickets.routing import cli, duplicates, textproc
+from tickets.routing import rules as routing
+from tickets.routing.model import RouterModel
 from tickets.service import text_similarity as store_similarity
 
 
@@ -131,7 +132,7 @@ def bench_duplicates(n_total: int) -> None:
     print("== duplicates")
     msgs = [(int(r["id"]), textproc.ticket_text(r["title"], r["body"])) for r in read_rows(SUPPORT)]
     texts = dict(msgs)
-    from tests.tickets.test_duplicates import messages, reference_pairs
+    from tests.tickets.routing.test_duplicates import messages, reference_pairs
 
     assert messages() == msgs
     reference = reference_pairs()

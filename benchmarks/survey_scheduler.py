@@ -68,7 +68,7 @@ def pct(values: list[float], q: float) -> float:
 
 def baseline(due: dict[int, datetime], limit: int, rules: Any, start: datetime, end: datetime) -> dict[str, Any]:
     """Ideal dispatcher: when a line is free, the oldest due survey is dialed at once."""
-    from tickets import survey_schedule as ss
+    from tickets.surveys import schedule as ss
 
     waiting: list[tuple[datetime, int, int]] = []  # (due, id, attempt), all not yet due included
     for sid, d in due.items():
@@ -101,18 +101,18 @@ def baseline(due: dict[int, datetime], limit: int, rules: Any, start: datetime, 
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    import migrations
     from arq.connections import ArqRedis
     from sqlalchemy import insert
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
+    import migrations
     import server
     from config.settings import load_settings
-    from tickets import survey_schedule as ss
     from tickets.models import Ticket
     from tickets.service import TicketStore
-    from tickets.survey_jobs import SurveyService
-    from tickets.surveys import S, SurveyStore
+    from tickets.surveys import schedule as ss
+    from tickets.surveys.service import SurveyService
+    from tickets.surveys.store import S, SurveyStore
 
     tmp = Path(tempfile.mkdtemp(prefix="survey-bench-"))
     url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,8 +101,8 @@ async def store_run(db_url: str, redis_url: str, tickets: int, clients: int, dat
 
     import server
     from config.settings import load_settings
+    from tickets.accounts.service import UserStore
     from tickets.service import TicketStore
-    from tickets.users import UserStore
 
     settings = load_settings(env={}).with_overrides(
         server={"data_dir": str(data_dir), "password_time_cost": 1, "password_memory_kib": 1024},

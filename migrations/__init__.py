@@ -13,7 +13,8 @@ from alembic import command
 from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
-MODEL_MODULES = ("tickets.models", "tickets.knowledge", "tickets.attachments", "tickets.reports", "tickets.surveys",
+MODEL_MODULES = ("tickets.models", "tickets.knowledge.service", "tickets.attachments.service", "tickets.reports.service",
+                 "tickets.surveys.store",
                  "telephony.models",
                  "asr.models")
 
@@ -27,7 +28,7 @@ def metadatas() -> list[Any]:
             if exc.name == name:
                 continue
             raise
-        # Modules that only add tables or indexes to another package's Base (tickets.knowledge) count once.
+        # Modules that only add tables or indexes to another package's Base (tickets.knowledge.service) count once.
         if hasattr(module, "Base") and module.Base.metadata not in found:
             found.append(module.Base.metadata)
     return found

@@ -25,6 +25,17 @@ DATASETS = SHARED / "datasets"
 free_port = services.free_port
 
 
+@pytest.fixture(scope="session", autouse=True)
+def jieba_cache_in_the_session_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests that tokenize without a server write jieba's cache into their own temp dir, not /tmp."""
+    from tickets.knowledge import service as knowledge_service
+    from tickets.routing import textproc
+
+    cache = str(tmp_path_factory.mktemp("jieba-cache"))
+    textproc.use_cache_dir(cache)
+    knowledge_service.use_cache_dir(cache)
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """A private redis-server for the whole session; tests use ``redis_url`` for an emptied database."""

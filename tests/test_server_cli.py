@@ -44,15 +44,22 @@ def test_serve_on_embedded_defaults_prints_admin_login_and_cleans_up(tmp_path: P
                                      headers={"Content-Type": "application/json"})
         assert json.load(urllib.request.urlopen(req, timeout=5))["user"]["role"] == "admin"
         assert (tmp_path / "var" / "hotline.db").exists()
-        redis_pids = subprocess.run(["pgrep", "-f", str(tmp_path / "var" / "redis")], capture_output=True,
-                                    text=True).stdout.split()
+        redis_pids = _redis_children(proc.pid)
         assert redis_pids, "the private redis-server is running"
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(20)
-    time.sleep(0.5)
-    left = subprocess.run(["pgrep", "-f", str(tmp_path / "var" / "redis")], capture_output=True, text=True).stdout
-    assert left.strip() == "", "redis-server must stop with the server"
+        proc.wait(60)
+    # The server waits for its redis-server before exiting, so none of its children may be left.
+    assert [pid for pid in redis_pids if Path(f"/proc/{pid}").exists()
+            and b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()] == [], \
+        "redis-server must stop with the server"
+
+
+def _redis_children(pid: int) -> list[int]:
+    """redis-server processes started by ``pid`` (from /proc, so other tests' servers never count)."""
+    # A child started from a worker thread is listed under that thread's task.
+    children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    return [int(c) for c in children if b"redis-server" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
 def test_second_start_keeps_the_admin_and_create_user_works(tmp_path: Path) -> None:

@@ -9,20 +9,27 @@ import re
 import unicodedata
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from types import SimpleNamespace
-
-from sqlalchemy import Select, and_, case, exists, func, insert, or_, select, update
+from sqlalchemy import Select, and_, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import REQUEST_TYPES, Settings
-from tickets import phones, rates, workflow
+from tickets import deadlines, phones, workflow
+from tickets.accounts.service import Principal
 from tickets.errors import Conflict, InvalidField, NotFound, Refused
-from tickets.models import Assignment, Department, LedgerItem, Ticket, TicketCounter, TicketHandler, TicketHistory
-from tickets.users import Principal
+from tickets.models import (
+    Assignment,
+    Department,
+    LedgerItem,
+    Ticket,
+    TicketCounter,
+    TicketHandler,
+    TicketHistory,
+)
 
 T = Ticket.__table__
 H = TicketHistory.__table__
@@ -83,7 +90,8 @@ class TicketStore:
         self.settings = settings
         self.clock = clock
         self.tz = ZoneInfo(settings.server.timezone)
-        self.policy = workflow.Policy(settings.deadlines, self.tz, settings.tickets.dissatisfied_rule)
+        self.policy = workflow.Policy(settings.deadlines, self.tz, settings.tickets.dissatisfied_rule,
+                                      deadlines.Calendar.from_settings(settings.holidays))
         # Other packages subscribe here (server.py wires them): called after commit with (ticket dict, entry).
         self.listeners: list[Callable[[dict[str, Any], workflow.HistoryEntry], Any]] = []
 
@@ -425,7 +433,10 @@ class TicketStore:
             raise InvalidField("kind", "kind 须为 overdue 或 near_due")
         async with self.read_sessions() as session:
             rows = (await session.scalars(stmt.limit(1000))).all()
-            return [self._view(t, mask=True) for t in rows]
+            items = [self._view(t, mask=True) for t in rows]
+        if kind == "overdue":  # longest overdue first, by the deadline actually missed (signing comes first)
+            items.sort(key=lambda t: t["missed"][0]["due"])
+        return items
 
     async def related(self, number: str, who: Principal) -> dict[str, Any]:
         """On accept: earlier tickets of the same phone (repeat caller) and open tickets that look the same."""
@@ -470,48 +481,6 @@ class TicketStore:
                  "satisfaction": item.satisfaction, "resolved": item.resolved, "at": item.at,
                  "decision": item.decision} for item, number, title in rows]
 
-    # ------------------------------------------------------------ rates
-    async def department_counts(self, start: datetime, end: datetime) -> dict[int, rates.Counts]:
-        """Counts behind the core rates, aggregated in SQL over lead assignments dispatched in [start, end).
-
-        Assignments the dispatcher agreed were not the department's (approved returns) and tickets merged
-        away do not count against the department.
-        """
-        A = Assignment
-        counted = or_(A.outcome.is_(None), A.outcome == "replied")
-        one = lambda cond: func.sum(case((cond, 1), else_=0))  # noqa: E731
-        # "+ 0": SQLite's planner would pick (department_id, dispatched_at) to avoid sorting for the GROUP BY
-        # and then read every table row; on an expression it reads the period's range of the covering index
-        # ix_assignments_report instead (2x faster on a month of 700k assignments).
-        dept = (A.department_id + 0).label("department_id")
-        stmt = select(
-            dept,
-            one(counted),
-            one(and_(counted, A.signed_at.is_not(None), A.signed_at <= A.sign_due)),
-            one(and_(counted, A.outcome == "replied")),
-            one(and_(counted, A.outcome == "replied", A.closed_at <= A.reply_due)),
-            one(and_(counted, A.satisfaction.is_not(None))),
-            one(and_(counted, A.resolved.is_(True))),
-            one(and_(counted, A.resolved.is_not(None))),
-            one(and_(counted, A.satisfaction == "satisfied")),
-            one(and_(counted, A.satisfaction == "basically_satisfied")),
-            one(and_(counted, A.satisfaction == "dissatisfied")),
-        ).where(A.role == "lead", A.dispatched_at >= start, A.dispatched_at < end).group_by(dept)
-        async with self.read_sessions() as session:
-            rows = (await session.execute(stmt)).all()
-        return {row[0]: rates.Counts(*[int(v or 0) for v in row[1:]]) for row in rows}
-
-    async def rates(self, start: datetime, end: datetime, departments: Mapping[int, Department]
-                    ) -> list[dict[str, Any]]:
-        counts = await self.department_counts(start, end)
-        t = self.settings.tickets
-        weights = rates.Weights(t.weight_response, t.weight_resolution, t.weight_satisfaction,
-                                t.basically_satisfied_weight)
-        table = rates.ranking({d: counts.get(d, rates.Counts()) for d in departments if departments[d].active
-                               or d in counts}, weights)
-        return [{"department_id": row.department_id, "department": departments[row.department_id].name,
-                 "code": departments[row.department_id].code, **row.as_dict()} for row in table]
-
     # ------------------------------------------------------------ view
     def _view(self, t: Any, mask: bool) -> dict[str, Any]:
         phone = t.caller_phone or ""
@@ -533,15 +502,14 @@ class TicketStore:
             "escalation_level": t.escalation_level, "answer": t.answer, "satisfaction": t.satisfaction,
             "resolved": t.resolved, "survey_unreachable": t.survey_unreachable, "ledger_pending": t.ledger_pending,
             "reopen_count": t.reopen_count, "duplicate_of": t.duplicate_of, "archived_at": t.archived_at,
-            "overdue": self._is_overdue(t),
+            **self._overdue(t),
         }
 
-    def _is_overdue(self, t: Any) -> bool:
-        now = self.clock()
-        if t.status == "dispatched" and t.sign_due and t.sign_due < now:
-            return True
-        return bool(t.status in ("dispatched", "signed") and t.suspended_at is None and t.reply_due
-                    and t.reply_due < now)
+    def _overdue(self, t: Any) -> dict[str, Any]:
+        """``overdue`` and ``missed``: which deadlines were missed (sign, reply), first missed first."""
+        missed = workflow.missed_deadlines(t.status, t.sign_due, t.reply_due, t.suspended_at, self.clock())
+        return {"overdue": bool(missed), "missed": [
+            {"deadline": kind, "label": workflow.DEADLINE_LABELS[kind], "due": due} for kind, due in missed]}
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:

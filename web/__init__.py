@@ -16,9 +16,13 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from tickets import attachments, knowledge_http
+from tickets import deadlines
+from tickets.attachments import http as attachments_http
+from tickets.attachments.service import MAX_BYTES as ATTACHMENT_MAX_BYTES
 from tickets.http import STORE, TZ
-from tickets.reports import AnswerRates, Reports, generate_scheduled
+from tickets.knowledge import http as knowledge_http
+from tickets.reports import http as reports_http
+from tickets.reports.service import AnswerRates, generate_scheduled
 from web import pages
 
 log = logging.getLogger("hotline.web")
@@ -54,12 +58,16 @@ def _filters(env: jinja2.Environment, app: web.Application) -> None:
         d = local(value)
         return d.strftime("%Y-%m-%dT%H:%M") if d else ""
 
-    env.filters.update(dt=dt, pct=pct, num=num, dt_input=dt_input)
+    def due(value: Any, with_year: bool = False) -> str:  # a deadline: "12月5日 24:00", not "12月6日 00:00"
+        d = local(value)
+        return deadlines.format_due(d, app[TZ], with_year) if d is not None and d.tzinfo else ""
+
+    env.filters.update(dt=dt, pct=pct, num=num, dt_input=dt_input, due=due)
 
 
 def setup(app: web.Application, *, telephony_ws: str = "/ws/telephony", wallboard_url: str = "/wallboard",
           answer_rates: AnswerRates | None = None, transcript_provider: TranscriptProvider | None = None,
-          schedule_reports: bool = True, attachment_max_bytes: int = attachments.MAX_BYTES) -> None:
+          schedule_reports: bool = True, attachment_max_bytes: int = ATTACHMENT_MAX_BYTES) -> None:
     """Add the console to an application built by ``server.create_app``.
 
     Registers the jinja2 environment, ``/static``, the pages, and the APIs the pages use that live in
@@ -74,20 +82,18 @@ def setup(app: web.Application, *, telephony_ws: str = "/ws/telephony", wallboar
         # Already set up (e.g. by server.create_app): a second call only changes the options, which the
         # startup hooks read, so tests and embedding code can adjust them without duplicate routes.
         app[pages.OPTIONS].update(options)
+        app[reports_http.ANSWER_RATES] = answer_rates
         return
     env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(str(HERE / "templates")),
                                autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
     _filters(env, app)
     app[pages.OPTIONS] = options
     knowledge_http.setup_routes(app)
-    attachments.setup_routes(app, attachment_max_bytes)
+    attachments_http.setup_routes(app, attachment_max_bytes)
+    reports_http.setup(app, answer_rates)
 
     async def build(app: web.Application) -> None:
-        store = app[STORE]
-        opts = app[pages.OPTIONS]
-        app[pages.REPORTS] = Reports(getattr(store, "read_sessions", store.sessions), store, app[TZ],
-                                     opts["answer_rates"])
-        app[attachments.ATTACHMENTS].max_bytes = opts["attachment_max_bytes"]
+        app[attachments_http.ATTACHMENTS].max_bytes = app[pages.OPTIONS]["attachment_max_bytes"]
 
     app.on_startup.append(build)
     r = app.router
@@ -101,7 +107,6 @@ def setup(app: web.Application, *, telephony_ws: str = "/ws/telephony", wallboar
     r.add_get("/reports", pages.reports_page)
     r.add_get("/reports/print", pages.report_print)
     r.add_get("/reports/export.{fmt:xlsx|csv}", pages.report_export)
-    r.add_get("/api/v1/reports", pages.report_api)
     r.add_get("/knowledge", pages.knowledge_page)
     app.on_startup.append(_start_scheduler)
     app.on_cleanup.append(_stop_scheduler)
@@ -110,7 +115,7 @@ def setup(app: web.Application, *, telephony_ws: str = "/ws/telephony", wallboar
 async def run_daily_reports(app: web.Application) -> list[Path]:
     """What the scheduler runs after midnight; also callable from a cron-like job or a test."""
     store = app[STORE]
-    return await generate_scheduled(app[pages.REPORTS], store.settings.data_path / "reports", store.clock())
+    return await generate_scheduled(app[reports_http.REPORTS], store.settings.data_path / "reports", store.clock())
 
 
 async def _scheduler(app: web.Application) -> None:

@@ -9,10 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
-from tickets.http import STORE, USERS
-from tickets.knowledge_http import KNOWLEDGE
+from tickets.accounts.http import USERS
+from tickets.accounts.service import Principal
+from tickets.http import STORE
+from tickets.knowledge.http import KNOWLEDGE
 from tickets.service import TicketQuery, TicketStore
-from tickets.users import Principal
 
 PASSWORD = "demo-密码-2026"
 DISTRICTS = ["东城区", "西城区", "南湖区", "北山区", "高新区", "经开区"]

@@ -10,26 +10,19 @@ from urllib.parse import quote
 import aiohttp_jinja2
 from aiohttp import web
 
-from tickets import export, workflow
-from tickets.attachments import ATTACHMENTS
+from tickets import deadlines, workflow
+from tickets.accounts.http import USERS
+from tickets.accounts.service import Principal
+from tickets.attachments.http import ATTACHMENTS
 from tickets.errors import InvalidField, NotFound
-from tickets.http import STORE, TZ, USERS, ok, principal
-from tickets.knowledge_http import KNOWLEDGE
-from tickets.reports import (
-    KIND_LABELS,
-    TYPE_LABELS,
-    Period,
-    Reports,
-    custom_period,
-    duplicate_candidates,
-    pending_extensions,
-    period_for,
-)
+from tickets.http import STORE, TZ
+from tickets.knowledge.http import KNOWLEDGE
+from tickets.reports import export
+from tickets.reports.http import REPORTS, build_report, today
+from tickets.reports.service import KIND_LABELS, TYPE_LABELS, duplicate_candidates, pending_extensions
 from tickets.service import TicketQuery
-from tickets.users import Principal
 from web.forms import action_forms
 
-REPORTS = web.AppKey("console_reports", Reports)
 OPTIONS = web.AppKey("console_options", dict)
 
 HOME_BY_ROLE = {"agent": "/agent", "department": "/dept", "supervisor": "/supervisor", "admin": "/supervisor"}
@@ -77,10 +70,6 @@ def page(*roles: str) -> Callable[[Handler], Callable[[web.Request], Awaitable[w
         return run
 
     return wrap
-
-
-def today(request: web.Request) -> date:
-    return request.app[STORE].clock().astimezone(request.app[TZ]).date()
 
 
 async def departments(request: web.Request) -> dict[int, Any]:
@@ -214,7 +203,7 @@ async def dept_page(request: web.Request, who: Principal) -> web.StreamResponse:
               "co": sum(1 for t in all_open if t["lead_department_id"] != who.department_id)}
     depts = await departments(request)
     start = datetime.combine(today(request).replace(day=1), datetime.min.time(), request.app[TZ])
-    rates = [r for r in await store.rates(start, start + timedelta(days=32), depts)
+    rates = [r for r in await request.app[REPORTS].rates(start, start + timedelta(days=32), depts)
              if r["department_id"] == who.department_id]
     return render(request, "dept.html", {"items": items, "tab": tab, "counts": counts, "now": now,
                                          "dept": depts.get(who.department_id), "rates": rates[0] if rates else None,
@@ -302,34 +291,14 @@ async def supervisor_page(request: web.Request, who: Principal) -> web.StreamRes
         "ledger_pending": sum(1 for item in ledger if item["decision"] == "pending_supervisor"),
         "duplicates": await duplicate_candidates(store.read_sessions, now),
         "search_qs": request.query_string,
+        # Years in the next 60 days whose holidays nobody entered: deadlines there are counted Monday-Friday.
+        "holidays_missing": deadlines.missing_ahead(store.policy.calendar, now.astimezone(request.app[TZ]).date()),
+        "holidays_file": store.settings.tickets.holidays_file or "holidays.toml",
     }
     return render(request, "supervisor.html", ctx)
 
 
 # ---------------------------------------------------------------- reports
-def _period(request: web.Request) -> Period:
-    q = request.query
-    tz = request.app[TZ]
-    kind = q.get("kind", "monthly")
-    try:
-        if kind == "custom":
-            d_from = date.fromisoformat(q.get("from") or today(request).replace(day=1).isoformat())
-            d_to = date.fromisoformat(q.get("to") or today(request).isoformat())
-            if d_to < d_from:
-                raise InvalidField("to", "结束日期不能早于开始日期")
-            return custom_period(d_from, d_to, tz)
-        day = date.fromisoformat(q["date"]) if q.get("date") else today(request)
-    except ValueError:
-        raise InvalidField("date", "日期格式有误，应如 2026-11-22") from None
-    if kind not in KIND_LABELS:
-        raise InvalidField("kind", "报表类型须为 daily、weekly、monthly 或 custom")
-    return period_for(kind, day, tz)
-
-
-async def build_report(request: web.Request) -> dict[str, Any]:
-    return await request.app[REPORTS].build(_period(request), request.app[STORE].clock())
-
-
 @page(*SUPERVISORS)
 async def reports_page(request: web.Request, who: Principal) -> web.StreamResponse:
     report = await build_report(request)
@@ -361,14 +330,6 @@ async def report_export(request: web.Request, who: Principal) -> web.StreamRespo
         ctype = "text/csv; charset=utf-8"
     return web.Response(body=body, headers={
         "Content-Type": ctype, "Content-Disposition": f"attachment; filename*=UTF-8''{quote(stem)}.{fmt}"})
-
-
-async def report_api(request: web.Request) -> web.Response:
-    principal(request)
-    from tickets.http import require_role
-
-    require_role(request, *SUPERVISORS)
-    return ok(await build_report(request))
 
 
 # ---------------------------------------------------------------- knowledge

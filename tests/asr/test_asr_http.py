@@ -13,6 +13,7 @@ import server
 from asr import jobs
 from asr import service as asr_service
 from tickets import http as tickets_http
+from tickets.accounts import http as accounts_http
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning"),
               pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")]
@@ -23,7 +24,7 @@ def make_app(settings: Any, visibility: Any = None) -> Any:
 
 
 async def login(client: Any, app: Any, username: str, role: str, department: str | None = None) -> dict[str, str]:
-    await app[tickets_http.USERS].create_user(username, "secret-密码-123", role, department_code=department)
+    await app[accounts_http.USERS].create_user(username, "secret-密码-123", role, department_code=department)
     resp = await client.post("/api/v1/auth/login", json={"username": username, "password": "secret-密码-123",
                                                           "kind": "api"})
     assert resp.status == 200, await resp.text()

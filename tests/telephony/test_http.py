@@ -9,6 +9,7 @@ from test_bridge_captures import ev
 
 import server
 from tickets import http as tickets_http
+from tickets.accounts import http as accounts_http
 
 
 def make_app(settings: Any):
@@ -37,7 +38,7 @@ async def test_without_asterisk(aiohttp_client, settings_factory, redis_url):
     settings = settings_factory(redis_url=redis_url)
     app, svc = make_app(settings)
     client = await aiohttp_client(app)
-    users = app[tickets_http.USERS]
+    users = app[accounts_http.USERS]
     assert (await client.get("/api/v1/telephony/live")).status == 401
     sup = await login(client, users, "banzhang", "supervisor", "PJSIP/9001")
     agent = await login(client, users, "zuoxi1", "agent", "PJSIP/8001")
@@ -67,7 +68,7 @@ async def test_screen_pop_actions_and_refusals(aiohttp_client, settings_factory,
     app, svc = make_app(settings)
     client = await aiohttp_client(app)
     try:
-        users, store = app[tickets_http.USERS], app[tickets_http.STORE]
+        users, store = app[accounts_http.USERS], app[tickets_http.STORE]
         sup = await login(client, users, "banzhang", "supervisor", "PJSIP/9001")
         agent = await login(client, users, "zuoxi1", "agent", "Local/8001@agents/n")
         who = await users.user_by_interface("Local/8001@agents/n")
@@ -139,7 +140,7 @@ async def test_missed_call_callback_list(aiohttp_client, settings_factory, redis
     app, svc = make_app(settings)
     client = await aiohttp_client(app)
     try:
-        agent = await login(client, app[tickets_http.USERS], "zuoxi2", "agent", "PJSIP/8002")
+        agent = await login(client, app[accounts_http.USERS], "zuoxi2", "agent", "PJSIP/8002")
         await asyncio.wait_for(fake.done.wait(), 10)
         for _ in range(200):
             items = (await (await client.get("/api/v1/telephony/callbacks", headers=agent)).json())["items"]

@@ -10,6 +10,7 @@ from test_http import login, make_app
 
 from telephony.replay import read_events, stamp
 from tickets import http as tickets_http
+from tickets.accounts import http as accounts_http
 
 pytestmark = [requires_captures,
               pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="/usr/bin/chromium not installed")]
@@ -25,7 +26,7 @@ async def test_wallboard_shows_waiting_callers_and_agent_states(aiohttp_client, 
     settings = settings_factory(redis_url=redis_url)
     app, svc = make_app(settings)
     client = await aiohttp_client(app)
-    sup = await login(client, app[tickets_http.USERS], "banzhang", "supervisor")
+    sup = await login(client, app[accounts_http.USERS], "banzhang", "supervisor")
     token = sup["Authorization"].split()[1]
     events = list(stamp(e for _, e in read_events(CAPTURES / "status_queries.ami")))
     cut = next(i for i, e in enumerate(events)
@@ -35,7 +36,7 @@ async def test_wallboard_shows_waiting_callers_and_agent_states(aiohttp_client, 
         browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         try:
             ctx = await browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-            await ctx.add_cookies([{"name": tickets_http.COOKIE, "value": token, "url": base}])
+            await ctx.add_cookies([{"name": accounts_http.COOKIE, "value": token, "url": base}])
             page = await ctx.new_page()
             await page.goto(base + "/wallboard")
             await page.wait_for_selector("#conn[data-state=offline]")

@@ -12,8 +12,9 @@ from aiohttp import web as aioweb
 import server
 import web
 from tests.services import free_port
-from tickets.http import STORE, USERS
-from tickets.users import Principal
+from tickets.accounts.http import USERS
+from tickets.http import STORE
+from tickets.accounts.service import Principal
 
 PASSWORD = "console-密码-1"
 CHROMIUM = "/usr/bin/chromium"

@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web as aioweb
 
 import server
-from tickets.http import USERS
-from tickets.knowledge_http import KNOWLEDGE
+from tickets.accounts.http import USERS
+from tickets.knowledge.http import KNOWLEDGE
 
 from .conftest import PASSWORD, SYSTEM, login
 

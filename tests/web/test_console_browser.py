@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from tickets.attachments import ATTACHMENTS
+from tickets.attachments.http import ATTACHMENTS
 
 from .conftest import SYSTEM, Console, login
 

@@ -14,7 +14,8 @@ from aiohttp import web as aioweb
 import server
 from tests.services import free_port
 from tests.telephony.fake_ami import Capture, FakeAmi, requires_captures
-from tickets.http import STORE, USERS
+from tickets.accounts.http import USERS
+from tickets.http import STORE
 
 from .conftest import PASSWORD, SYSTEM, Console, login
 

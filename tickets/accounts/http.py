@@ -1,0 +1,164 @@
+"""Log in and out, who am I, departments and accounts, and the auth middleware every route and page sits behind."""
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from tickets.accounts.service import Principal, UserStore
+from tickets.errors import Forbidden, Unauthorized
+from tickets.json_http import STANDARD_ERRORS, Body, add_openapi_paths, body_schema, ok, parse, read_json
+
+USERS = web.AppKey("user_store", UserStore)
+COOKIE = "hotline_session"
+PUBLIC_PATHS = {"/health", "/metrics", "/api/v1/auth/login", "/api/v1/openapi.json", "/login"}
+PUBLIC_PREFIXES = ("/static/",)
+
+
+def token_of(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.cookies.get(COOKIE)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+    """Puts the caller in ``request["principal"]`` and, as a plain dict for other packages, ``request["user"]``.
+
+    ``/api/`` and ``/ws/`` routes answer 401 without a valid session cookie or bearer token; pages decide
+    themselves (they redirect to the login page).
+    """
+    request["principal"] = None
+    request["user"] = None
+    token = token_of(request)
+    if token and USERS in request.app:
+        principal = await request.app[USERS].authenticate(token)
+        if principal is not None:
+            request["principal"] = principal
+            request["user"] = principal.as_dict()
+    public = request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES)
+    if request["principal"] is None and not public and request.path.startswith(("/api/", "/ws/")):
+        raise Unauthorized("login_required", "请先登录")
+    return await handler(request)
+
+
+def principal(request: web.Request) -> Principal:
+    who = request.get("principal")
+    if who is None:
+        raise Unauthorized("login_required", "请先登录")
+    return who
+
+
+def require_role(request: web.Request, *roles: str) -> Principal:
+    who = principal(request)
+    if who.role not in roles:
+        raise Forbidden("forbidden", "您的角色无权执行此操作")
+    return who
+
+
+class LoginBody(Body):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=200)
+    kind: Literal["session", "api"] = "session"
+    label: str = Field(default="", max_length=100)
+
+
+class DepartmentCreate(Body):
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    domains: list[str] = []
+
+
+class UserCreate(Body):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=8, max_length=200)
+    role: Literal["agent", "department", "supervisor", "admin"]
+    display_name: str = Field(default="", max_length=100)
+    department: str | None = Field(default=None, max_length=64)
+    interface: str | None = Field(default=None, max_length=100)
+    member_name: str | None = Field(default=None, max_length=100)
+
+
+async def login(request: web.Request) -> web.Response:
+    users = request.app[USERS]
+    body = parse(LoginBody, await read_json(request))
+    token, who = await users.login(body.username, body.password, body.kind, body.label)
+    response = ok({"token": token, "user": who.as_dict()})
+    if body.kind == "session":
+        server = users.settings.server
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Lax", secure=server.secure_cookies,
+                            max_age=server.session_hours * 3600, path="/")
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    token = token_of(request)
+    if token:
+        await request.app[USERS].logout(token)
+    response = ok({"ok": True})
+    response.del_cookie(COOKIE, path="/")
+    return response
+
+
+async def me(request: web.Request) -> web.Response:
+    return ok(principal(request).as_dict())
+
+
+async def list_departments(request: web.Request) -> web.Response:
+    principal(request)
+    departments = await request.app[USERS].load_departments()
+    return ok([{"id": d.id, "code": d.code, "name": d.name, "domains": d.domains, "active": d.active}
+               for d in departments.values()])
+
+
+async def create_department(request: web.Request) -> web.Response:
+    require_role(request, "admin")
+    body = parse(DepartmentCreate, await read_json(request))
+    dept = await request.app[USERS].create_department(body.code, body.name, body.domains)
+    return ok({"id": dept.id, "code": dept.code, "name": dept.name, "domains": dept.domains, "active": True},
+              status=201)
+
+
+async def create_user(request: web.Request) -> web.Response:
+    require_role(request, "admin")
+    body = parse(UserCreate, await read_json(request))
+    user = await request.app[USERS].create_user(body.username, body.password, body.role,
+                                                 display_name=body.display_name, department_code=body.department,
+                                                 interface=body.interface, member_name=body.member_name)
+    return ok(user.as_dict(), status=201)
+
+
+async def list_users(request: web.Request) -> web.Response:
+    require_role(request, "admin", "supervisor")
+    return ok([u.as_dict() for u in await request.app[USERS].list_users()])
+
+
+def openapi_paths() -> dict[str, Any]:
+    std = STANDARD_ERRORS
+    return {
+        "/api/v1/auth/login": {"post": {"summary": "登录", "requestBody": body_schema(LoginBody), "security": [],
+                                        "responses": {"200": {"description": "token"}, **std}}},
+        "/api/v1/auth/logout": {"post": {"summary": "退出", "responses": {"200": {"description": "ok"}}}},
+        "/api/v1/me": {"get": {"summary": "当前用户", "responses": {"200": {"description": "user"}, **std}}},
+        "/api/v1/departments": {"get": {"summary": "单位列表", "responses": {"200": {"description": "list"}}},
+                                "post": {"summary": "新建单位（管理员）", "requestBody": body_schema(DepartmentCreate),
+                                         "responses": {"201": {"description": "department"}, **std}}},
+        "/api/v1/users": {"get": {"summary": "用户列表", "responses": {"200": {"description": "list"}}},
+                          "post": {"summary": "新建用户", "requestBody": body_schema(UserCreate),
+                                   "responses": {"201": {"description": "user"}, **std}}},
+    }
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/v1/auth/login", login)
+    r.add_post("/api/v1/auth/logout", logout)
+    r.add_get("/api/v1/me", me)
+    r.add_get("/api/v1/departments", list_departments)
+    r.add_post("/api/v1/departments", create_department)
+    r.add_get("/api/v1/users", list_users)
+    r.add_post("/api/v1/users", create_user)
+    add_openapi_paths(app, openapi_paths())

@@ -1,0 +1,119 @@
+"""Routes of routing, duplicates and hot issues; the work is done by ``service.RoutingService``.
+
+- GET /api/v1/tickets/{number}/routing     suggestions (rules, then model; dispatcher below the threshold)
+- GET /api/v1/tickets/{number}/duplicates  open tickets that look like the same matter, with a score
+- GET /api/v1/hot-issues?days=7&end=...    clusters of recent tickets (supervisors)
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from tickets.accounts.http import principal
+from tickets.errors import Forbidden, InvalidField
+from tickets.http import STORE
+from tickets.json_http import ok
+from tickets.routing import rules as routing
+from tickets.routing.service import HOT_ROLES, RoutingService, hot_params, model_path
+
+log = logging.getLogger("hotline.routing")
+
+ROUTING = web.AppKey("routing_service", RoutingService)
+TICKET_STORE_KEY = web.AppKey("routing_ticket_store_key", object)
+
+
+def _who(request: web.Request) -> Any:
+    return principal(request)
+
+
+def _store(request: web.Request) -> Any:
+    return request.app[STORE]
+
+
+async def get_routing(request: web.Request) -> web.Response:
+    who = _who(request)
+    return ok(await request.app[ROUTING].suggestions(_store(request), request.match_info["number"], who))
+
+
+async def get_duplicates(request: web.Request) -> web.Response:
+    who = _who(request)
+    return ok(await request.app[ROUTING].duplicates(_store(request), request.match_info["number"], who))
+
+
+async def get_hot_issues(request: web.Request) -> web.Response:
+    who = _who(request)
+    if who.role not in HOT_ROLES:
+        raise Forbidden("forbidden", "热点分析仅限班长和管理员查看")
+    service = request.app[ROUTING]
+    try:
+        days = int(request.query.get("days", "7"))
+    except ValueError:
+        raise InvalidField("days", "days 须为 1 到 90 之间的整数") from None
+    if not 1 <= days <= 90:
+        raise InvalidField("days", "days 须为 1 到 90 之间的整数")
+    end = service.clock()
+    if "end" in request.query:
+        try:
+            end = datetime.fromisoformat(request.query["end"])
+        except ValueError:
+            raise InvalidField("end", "end 须为 ISO 8601 时间") from None
+        if end.tzinfo is None:
+            raise InvalidField("end", "end 须带时区，如 2026-11-22T00:00:00+08:00")
+    return ok(await service.hot_issues(end, days))
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/tickets/{number}/routing", get_routing)
+    app.router.add_get("/api/v1/tickets/{number}/duplicates", get_duplicates)
+    app.router.add_get("/api/v1/hot-issues", get_hot_issues)
+
+
+def setup(app: web.Application, settings: Any, clock: Callable[[], datetime], *,
+          alert: Callable[[dict[str, Any]], Any] | None = None, daily_hour: int = 6) -> None:
+    """Everything routing needs in the server: config, model, duplicate index, daily hot-issue job, routes.
+
+    Call after the tickets store is set up (its ``database_ctx`` must run before this cleanup_ctx).
+    """
+    config = routing.load_config(settings.config_file(settings.tickets.routing_file),
+                                 settings.config_file(settings.tickets.departments_file))
+    hot = hot_params(settings.config_file(settings.tickets.routing_file))
+    tz = ZoneInfo(settings.server.timezone)
+
+    async def routing_ctx(app: web.Application) -> AsyncIterator[None]:
+        service = RoutingService(app[STORE].sessions, config, model_path(settings), settings.data_path / "routing",
+                                 clock, hot_params=hot, alert=alert)
+        app[ROUTING] = service
+        await service.start()
+        builder = asyncio.create_task(service.build_index())
+
+        async def daily() -> None:
+            while True:
+                now = clock().astimezone(tz)
+                run = now.replace(hour=daily_hour, minute=0, second=0, microsecond=0)
+                if run <= now:
+                    run += timedelta(days=1)
+                await asyncio.sleep((run - now).total_seconds())
+                try:
+                    await service.daily_hot_issues()
+                except Exception:
+                    log.exception("daily hot-issue run failed; next run tomorrow")
+
+        task = asyncio.create_task(daily())
+        try:
+            yield
+        finally:
+            for t in (task, builder):
+                t.cancel()
+                try:
+                    await t
+                except asyncio.CancelledError:
+                    pass
+
+    app.cleanup_ctx.append(routing_ctx)
+    setup_routes(app)

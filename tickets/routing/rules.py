@@ -1,0 +1,235 @@
+"""Routing suggestions (派单建议): the city's rules first, the learned model second, a person below a threshold.
+
+Pure: parsed configuration and model scores come in, suggestions go out. Reading TOML files is the only
+I/O here (``load_config``), done once at start by the shell.
+
+- A rule of ``routing.toml`` that matches (any keyword in title or content, and the request type and the
+  district when the rule names them) always wins: its lead department is the first suggestion with
+  confidence 1.0 and its co-handlers come with it.
+- The model's labels are department codes (trained from the center's own archive) or first-level
+  domains (trained from a labelled file); domains map to departments through ``departments.toml``.
+- Departments that already returned this ticket (退单) are never suggested for it again.
+- Without a matching rule and with the best model confidence below the threshold, the ticket goes to a
+  human dispatcher with the top candidates (``needs_dispatcher``).
+"""
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tickets.routing import textproc
+
+DEFAULT_THRESHOLD = 0.6
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    lead: str
+    keywords: tuple[str, ...] = ()
+    request_types: tuple[str, ...] = ()
+    districts: tuple[str, ...] = ()
+    co_handlers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Department:
+    code: str
+    name: str
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    rules: tuple[Rule, ...]
+    departments: Mapping[str, Department]
+    threshold: float = DEFAULT_THRESHOLD
+    top: int = 3
+
+    @property
+    def domain_to_department(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for dept in self.departments.values():
+            for domain in dept.domains:
+                out.setdefault(domain, dept.code)  # the first department listed for a domain leads it
+        return out
+
+    def department_of(self, label: str) -> str | None:
+        """A model label as a department code: codes stay, domains map, unknown labels are dropped."""
+        if label in self.departments:
+            return label
+        return self.domain_to_department.get(label)
+
+
+@dataclass(frozen=True)
+class TicketInput:
+    title: str = ""
+    content: str = ""
+    address: str = ""
+    request_type: str = ""
+    district: str = ""
+    returned_by: tuple[str, ...] = ()  # department codes that returned this ticket
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    department: str
+    name: str
+    confidence: float
+    source: str  # "rule" or "model"
+    reasons: tuple[str, ...]
+    co_handlers: tuple[str, ...] = ()
+    rule: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"department": self.department, "name": self.name, "confidence": round(self.confidence, 4),
+                "source": self.source, "reasons": list(self.reasons), "co_handlers": list(self.co_handlers),
+                "rule": self.rule}
+
+
+@dataclass(frozen=True)
+class Decision:
+    suggestions: tuple[Suggestion, ...]
+    needs_dispatcher: bool
+    note: str
+    excluded: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"suggestions": [s.as_dict() for s in self.suggestions], "needs_dispatcher": self.needs_dispatcher,
+                "note": self.note, "excluded": list(self.excluded)}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- configuration
+def parse_departments(data: Mapping[str, Any]) -> dict[str, Department]:
+    out: dict[str, Department] = {}
+    for i, item in enumerate(data.get("department", [])):
+        code = item.get("code")
+        if not code:
+            raise ConfigError(f"department #{i + 1}: code is missing")
+        out[code] = Department(code, item.get("name", code), tuple(item.get("domains", ())))
+    return out
+
+
+def parse_rules(data: Mapping[str, Any], departments: Mapping[str, Department]) -> tuple[Rule, ...]:
+    rules = []
+    for i, item in enumerate(data.get("rule", [])):
+        name = item.get("name") or f"rule #{i + 1}"
+        lead = item.get("lead")
+        if lead not in departments:
+            raise ConfigError(f"routing rule {name!r}: lead {lead!r} is not a department code in departments.toml")
+        co = tuple(item.get("co_handlers", ()))
+        for code in co:
+            if code not in departments:
+                raise ConfigError(f"routing rule {name!r}: co-handler {code!r} is not a department code")
+        rule = Rule(name=name, lead=lead, keywords=tuple(textproc.normalize(k) for k in item.get("keywords", ())),
+                    request_types=tuple(item.get("request_types", ())), districts=tuple(item.get("districts", ())),
+                    co_handlers=co)
+        if not (rule.keywords or rule.request_types or rule.districts):
+            raise ConfigError(f"routing rule {name!r}: needs keywords, request_types or districts")
+        rules.append(rule)
+    return tuple(rules)
+
+
+def parse_config(routing: Mapping[str, Any], departments: Mapping[str, Any]) -> RoutingConfig:
+    depts = parse_departments(departments)
+    dispatch = routing.get("dispatch", {})
+    threshold = float(dispatch.get("confidence_threshold", DEFAULT_THRESHOLD))
+    if not 0 <= threshold <= 1:
+        raise ConfigError(f"dispatch.confidence_threshold must be within 0..1, got {threshold}")
+    return RoutingConfig(parse_rules(routing, depts), depts, threshold, int(dispatch.get("top", 3)))
+
+
+def load_config(routing_path: Path, departments_path: Path) -> RoutingConfig:
+    def read(path: Path) -> dict[str, Any]:
+        if not path.exists():
+            return {}
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+
+    try:
+        return parse_config(read(routing_path), read(departments_path))
+    except ConfigError as exc:
+        raise ConfigError(f"{routing_path}: {exc}") from None
+
+
+# ---------------------------------------------------------------- matching
+def match_rules(rules: Sequence[Rule], ticket: TicketInput) -> list[tuple[Rule, tuple[str, ...]]]:
+    """Matching rules in file order (the city orders them by priority) with the keywords that matched."""
+    text = textproc.normalize(f"{ticket.title} {ticket.content}")
+    out = []
+    for rule in rules:
+        if rule.request_types and ticket.request_type not in rule.request_types:
+            continue
+        if rule.districts and ticket.district not in rule.districts:
+            continue
+        hits = tuple(k for k in rule.keywords if k in text)
+        if rule.keywords and not hits:
+            continue
+        out.append((rule, hits))
+    return out
+
+
+def suggest(ticket: TicketInput, config: RoutingConfig,
+            model_ranking: Sequence[tuple[str, float, Sequence[str]]] | None) -> Decision:
+    """Combine rules and the model's ranking ``(label, probability, weighing words)`` into a decision."""
+    excluded = set(ticket.returned_by)
+    by_code: dict[str, Suggestion] = {}
+    order: list[str] = []
+
+    def add(s: Suggestion) -> None:
+        if s.department in excluded or s.department in by_code:
+            return
+        by_code[s.department] = s
+        order.append(s.department)
+
+    rule_hit = False
+    for rule, hits in match_rules(config.rules, ticket):
+        if rule.lead in excluded:
+            continue
+        reasons = [f"规则：{rule.name}"]
+        if hits:
+            reasons.append("关键词：" + "、".join(hits))
+        if rule.request_types:
+            reasons.append("诉求类型：" + "、".join(rule.request_types))
+        if rule.districts:
+            reasons.append("区域：" + ticket.district)
+        name = config.departments[rule.lead].name
+        add(Suggestion(rule.lead, name, 1.0, "rule", tuple(reasons),
+                       tuple(c for c in rule.co_handlers if c not in excluded), rule.name))
+        rule_hit = True
+
+    best_model = 0.0
+    if model_ranking:
+        # Probability mass of labels that map to the same department adds up; excluded ones drop out.
+        merged: dict[str, tuple[float, list[str]]] = {}
+        for label, prob, words in model_ranking:
+            code = config.department_of(label)
+            if code is None or code in excluded:
+                continue
+            p, w = merged.get(code, (0.0, []))
+            merged[code] = (p + prob, w + [x for x in words if x not in w])
+        kept = sum(p for p, _ in merged.values())
+        dropped = sum(prob for _, prob, _ in model_ranking) - kept
+        for code, (prob, words) in sorted(merged.items(), key=lambda kv: -kv[1][0]):
+            # After returns, what is left is renormalised: the returning department's share was wrong.
+            conf = prob / kept if dropped > 1e-9 and kept > 0 else prob
+            best_model = max(best_model, conf)
+            why: tuple[str, ...] = ("模型判断，依据词语：" + "、".join(words[:5]),) if words else ("模型判断",)
+            add(Suggestion(code, config.departments[code].name, conf, "model", why))
+
+    suggestions = tuple(by_code[c] for c in order[:max(config.top, 1)])
+    if rule_hit:
+        return Decision(suggestions, False, "命中派单规则", tuple(sorted(excluded)))
+    if not suggestions:
+        return Decision((), True, "无派单规则命中，且尚无可用的派单模型：请人工派单", tuple(sorted(excluded)))
+    if best_model < config.threshold:
+        return Decision(suggestions, True, f"模型置信度 {best_model:.2f} 低于阈值 {config.threshold:.2f}：请人工派单",
+                        tuple(sorted(excluded)))
+    return Decision(suggestions, False, "模型建议", tuple(sorted(excluded)))

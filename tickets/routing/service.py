@@ -1,0 +1,285 @@
+"""The async shell of routing, duplicates and hot issues: suggestions, the duplicate index, the daily
+hot-issue report, and the training set that ``hotline train-router`` reads (routes are in ``http.py``).
+
+Tickets are always loaded through ``TicketStore.get(number, principal)`` first, so a department user gets
+404 for a ticket that is not theirs, exactly as on the ticket endpoints.
+
+Duplicate index: in memory in every server process, rebuilt from SQL at start, and before every lookup
+brought up to date with ``WHERE id > max_id`` (an index range on the primary key). A ticket created by
+another process is therefore seen by the next lookup here; nothing needs a message bus, and SQL stays the
+only source of truth (Redis would add a second copy to keep consistent and 160 MB of network reads per
+start). Candidates are re-read from SQL before scoring, so status changes and merges are never stale.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from tickets import workflow
+from tickets.models import Assignment, Department, Ticket, TicketHandler
+from tickets.routing import duplicates, hot_issues, textproc
+from tickets.routing import rules as routing
+from tickets.routing.model import RouterModel
+
+log = logging.getLogger("hotline.routing")
+
+TRAINED_STATUSES = ("replied", "surveyed", "archived")
+MERGE_THRESHOLD = 0.6
+HOT_ROLES = ("supervisor", "admin")
+
+
+def _text(t: Ticket) -> str:
+    return textproc.ticket_text(t.title, t.content)
+
+
+class RoutingService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], config: routing.RoutingConfig,
+                 model_file: Path, data_dir: Path, clock: Callable[[], datetime], *,
+                 hot_params: hot_issues.Params = hot_issues.Params(),
+                 alert: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        self.sessions = sessions
+        self.config = config
+        self.model_file = model_file
+        self.data_dir = data_dir
+        self.clock = clock
+        self.hot_params = hot_params
+        self.alert = alert
+        self.model: RouterModel | None = None
+        self._model_mtime: float | None = None
+        self.index = duplicates.MinHashIndex()
+        self._index_lock = asyncio.Lock()
+        self._hot_cache: dict[tuple[str, int], tuple[float, list[dict[str, Any]]]] = {}
+
+    # ------------------------------------------------------------ start
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, textproc.warm_up)
+        await self._reload_model()
+        log.info("routing ready: model %s", "loaded" if self.model else "absent (rules and dispatchers only)")
+
+    async def build_index(self) -> None:
+        """Initial build from SQL; run as a background task so a big archive does not delay the start.
+        Duplicate lookups made meanwhile wait for it (they take the same lock)."""
+        t0 = time.monotonic()
+        try:
+            added = await self.catch_up()
+        except Exception:  # lookups will retry the catch-up; the server must not die of it
+            log.exception("building the duplicate index failed; it is retried on the next lookup")
+            return
+        log.info("duplicate index built: %d tickets in %.1fs", added, time.monotonic() - t0)
+
+    async def _reload_model(self) -> None:
+        """Load the model when the file is new or changed: ``train-router`` replaces it atomically."""
+        try:
+            mtime = self.model_file.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime == self._model_mtime:
+            return
+        try:
+            model = await asyncio.get_running_loop().run_in_executor(None, RouterModel.load, self.model_file)
+        except Exception as exc:  # a broken file must not take routing down: rules still work
+            log.error("cannot load routing model %s: %s", self.model_file, exc)
+            self._model_mtime = mtime
+            return
+        self.model, self._model_mtime = model, mtime
+
+    async def catch_up(self, batch: int = 5000) -> int:
+        """Add tickets created since the last look (by this or any other process) to the index."""
+        added = 0
+        async with self._index_lock:
+            while True:
+                async with self.sessions() as session:
+                    rows = (await session.execute(
+                        select(Ticket.id, Ticket.title, Ticket.content).where(Ticket.id > self.index.max_id)
+                        .order_by(Ticket.id).limit(batch))).all()
+                if not rows:
+                    return added
+                chunk = [(r.id, textproc.ticket_text(r.title, r.content)) for r in rows]
+                # Hashing is CPU work: off the event loop; the lock keeps readers out meanwhile.
+                added += await asyncio.get_running_loop().run_in_executor(None, self.index.add_many, chunk)
+                self.index.max_id = max(self.index.max_id, rows[-1].id)
+                if len(rows) < batch:
+                    return added
+
+    # ------------------------------------------------------------ routing
+    async def suggestions(self, store: Any, number: str, who: Any) -> dict[str, Any]:
+        view = await store.get(number, who)  # 404 for another department's ticket
+        async with self.sessions() as session:
+            returned = (await session.scalars(
+                select(Department.code).join(Assignment, Assignment.department_id == Department.id)
+                .join(Ticket, Ticket.id == Assignment.ticket_id)
+                .where(Ticket.number == number, Assignment.outcome == "returned"))).all()
+        ticket = routing.TicketInput(view["title"], view["content"], view["address"], view["request_type"],
+                                     view["district"], tuple(sorted(set(returned))))
+        await self._reload_model()
+        ranking = None
+        if self.model is not None:
+            model = self.model
+            text = textproc.join_tokens(textproc.tokens(textproc.ticket_text(ticket.title, ticket.content)))
+            ranking = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: model.rank(text, top=len(model.labels)))
+        decision = routing.suggest(ticket, self.config, ranking).as_dict()
+        async with self.sessions() as session:
+            ids = dict((await session.execute(select(Department.code, Department.id))).all())
+        for suggestion in decision["suggestions"]:  # the dispatch form needs ids, the rules speak codes
+            suggestion["department_id"] = ids.get(suggestion["department"])
+            suggestion["co_handler_ids"] = [ids[c] for c in suggestion.get("co_handlers", []) if c in ids]
+        return {"number": number, **decision, "threshold": self.config.threshold,
+                "model": (self.model.meta if self.model else None)}
+
+    # ------------------------------------------------------------ duplicates
+    async def duplicates(self, store: Any, number: str, who: Any, limit: int = 10) -> dict[str, Any]:
+        await store.get(number, who)
+        await self.catch_up()
+        async with self.sessions() as session:
+            me = await session.scalar(select(Ticket).where(Ticket.number == number))
+            assert me is not None
+            text = _text(me)
+            async with self._index_lock:
+                ids = {i for i, _ in self.index.candidates(text, limit=50, exclude=me.id)}
+            open_statuses = tuple(workflow.OPEN_STATUSES) + ("draft",)
+            same = []
+            if me.caller_phone:
+                same.append(Ticket.caller_phone == me.caller_phone)
+            if me.address_key:
+                same.append(Ticket.address_key == me.address_key)
+            if same:
+                ids |= set((await session.scalars(select(Ticket.id).where(
+                    or_(*same), Ticket.id != me.id, Ticket.status.in_(open_statuses))
+                    .order_by(Ticket.id.desc()).limit(50))).all())
+            stmt = select(Ticket).where(Ticket.id.in_(ids)) if ids else None
+            if stmt is not None and who.role == "department":
+                stmt = stmt.where(exists().where(TicketHandler.ticket_id == Ticket.id,
+                                                 TicketHandler.department_id == who.department_id))
+            others = list((await session.scalars(stmt)).all()) if stmt is not None else []
+        new = duplicates.TicketFacts(me.id, text, me.caller_phone, me.address_key)
+        facts = [duplicates.TicketFacts(o.id, _text(o), o.caller_phone, o.address_key) for o in others]
+        by_id = {o.id: o for o in others}
+        items = []
+        for m in duplicates.rank(new, facts, min_score=0.3, top=limit):
+            o = by_id[m.id]
+            items.append({"number": o.number, "title": o.title, "status": o.status,
+                          "status_label": workflow.STATUS_LABELS.get(o.status, o.status), "created_at": o.created_at,
+                          "score": m.score, "text_similarity": m.text_similarity, "same_phone": m.same_phone,
+                          "same_address": m.same_address, "reasons": list(m.reasons),
+                          "mergeable": o.status in workflow.OPEN_STATUSES and m.score >= MERGE_THRESHOLD
+                          and o.duplicate_of is None})
+        return {"number": number, "duplicates": items, "merge_threshold": MERGE_THRESHOLD}
+
+    # ------------------------------------------------------------ hot issues
+    async def hot_issues(self, end: datetime, days: int) -> dict[str, Any]:
+        start, prev_start = end - timedelta(days=days), end - timedelta(days=2 * days)
+        key = (end.isoformat(timespec="minutes"), days)
+        cached = self._hot_cache.get(key)
+        if cached and time.monotonic() - cached[0] < 600:
+            clusters = cached[1]
+        else:
+            async with self.sessions() as session:
+                rows = (await session.execute(
+                    select(Ticket, Department.code).outerjoin(Department, Department.id == Ticket.lead_department_id)
+                    .where(Ticket.created_at >= prev_start, Ticket.created_at <= end,
+                           Ticket.status.notin_(("draft", "invalid", "merged")))
+                    .order_by(Ticket.id))).all()
+            cur: list[hot_issues.Doc] = []
+            prev: list[hot_issues.Doc] = []
+            for t, code in rows:
+                doc = hot_issues.Doc(t.id, t.title, t.content, t.created_at, t.district, t.address, code or "",
+                                     t.number)
+                (cur if t.created_at >= start else prev).append(doc)
+            params = self.hot_params
+            found = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: hot_issues.cluster(cur, prev, params))
+            clusters = [c.as_dict() for c in found]
+            self._hot_cache = {key: (time.monotonic(), clusters)}
+        return {"start": start, "end": end, "days": days, "clusters": clusters,
+                "alerts": [c["name"] for c in clusters if c["alert"]]}
+
+    async def daily_hot_issues(self) -> dict[str, Any] | None:
+        """The daily run: one report file per day; the first process to claim the day writes it."""
+        end = self.clock()
+        out_dir = self.data_dir / "hot_issues"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / f"{end:%Y%m%d}.json"
+        try:  # O_EXCL: two server processes on one machine never both run the daily job
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return None
+        report = await self.hot_issues(end, 1)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, ensure_ascii=False, default=str)
+        for cluster in report["clusters"]:
+            if cluster["alert"]:
+                log.warning("hot issue alert: %s (size %s, previous %s)", cluster["name"], cluster["size"],
+                            cluster["previous"])
+                if self.alert:
+                    result = self.alert(cluster)
+                    if asyncio.iscoroutine(result):
+                        await result
+        return report
+
+
+# ---------------------------------------------------------------- training set (train-router)
+async def load_training_set(database_url: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(texts, department codes, negatives) from the archive.
+
+    Label = the lead department whose assignment ended in a reply: a department that returned the ticket
+    is by construction not it. Each return is a negative example for the department that made it.
+    """
+    from sqlalchemy.orm import aliased
+
+    later = aliased(Assignment)
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            replied = (await conn.execute(
+                select(Ticket.title, Ticket.content, Department.code)
+                .join(Assignment, Assignment.ticket_id == Ticket.id)
+                .join(Department, Department.id == Assignment.department_id)
+                .where(Ticket.status.in_(TRAINED_STATUSES), Assignment.role == "lead",
+                       Assignment.outcome == "replied",
+                       Assignment.id == select(func.max(later.id)).where(
+                           later.ticket_id == Ticket.id, later.role == "lead",
+                           later.outcome == "replied").correlate(Ticket).scalar_subquery()))).all()
+            returns = (await conn.execute(
+                select(Ticket.title, Ticket.content, Department.code)
+                .join(Assignment, Assignment.ticket_id == Ticket.id)
+                .join(Department, Department.id == Assignment.department_id)
+                .where(and_(Assignment.outcome == "returned")))).all()
+    finally:
+        await engine.dispose()
+
+    def toks(title: str, content: str) -> str:
+        return textproc.join_tokens(textproc.tokens(textproc.ticket_text(title, content)))
+
+    texts = [toks(r.title, r.content) for r in replied]
+    labels = [r.code for r in replied]
+    negatives = [(toks(r.title, r.content), r.code) for r in returns]
+    return texts, labels, negatives
+
+
+def model_path(settings: Any) -> Path:
+    """Where ``train-router`` writes the model and every server process reads it."""
+    return Path(settings.data_path) / "routing" / "router_model.joblib"
+
+
+def hot_params(path: Path) -> hot_issues.Params:
+    """Optional ``[hot_issues]`` table of routing.toml (alert_size, alert_growth, distance, min_size)."""
+    import tomllib
+
+    if not path.exists():
+        return hot_issues.Params()
+    with path.open("rb") as fh:
+        data = tomllib.load(fh).get("hot_issues", {})
+    fields = {k: v for k, v in data.items() if k in hot_issues.Params.__dataclass_fields__}
+    return hot_issues.Params(**fields)
