@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent
 REQUEST_TYPES = ("inquiry", "help", "complaint", "report", "suggestion", "praise")
@@ -107,9 +108,75 @@ class DeadlineSettings(_Section):
         return value
 
 
+# A typo such as 2027-02-05..2027-12-11 must not turn ten months into days off; the longest block of days off
+# in any notice so far is Spring Festival 2020 as extended (10 days).
+_MAX_RANGE_DAYS = 31
+
+
+def _dates(value: Any) -> Any:
+    """TOML dates, ``"2027-02-05"`` and ``"2027-02-05..2027-02-11"`` (both ends included) -> dates."""
+    if not isinstance(value, list):
+        return value
+    out: list[date] = []
+    for i, item in enumerate(value):
+        if isinstance(item, date) and not isinstance(item, datetime):
+            out.append(item)
+            continue
+        if not isinstance(item, str):
+            raise ValueError(f'item {i}: {item!r} is not a date: write 2027-02-05 or "2027-02-05..2027-02-09"')
+        first_text, sep, last_text = item.partition("..")
+        try:
+            first = date.fromisoformat(first_text.strip())
+            last = date.fromisoformat(last_text.strip()) if sep else first
+        except ValueError as exc:
+            raise ValueError(f"item {i}: {item!r} is not a date (YYYY-MM-DD) or range (YYYY-MM-DD..YYYY-MM-DD):"
+                             f" {exc}") from None
+        if not first <= last <= first + timedelta(days=_MAX_RANGE_DAYS - 1):
+            raise ValueError(
+                f"item {i}: range {item!r} must run forwards and span at most {_MAX_RANGE_DAYS} days")
+        out += [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return out
+
+
+class HolidayYear(_Section):
+    """One year of the State Council's notice (国务院办公厅关于部分节假日安排的通知)."""
+
+    holidays: list[date] = Field(min_length=1)  # 放假: every day off, weekends inside a block included
+    workdays: list[date] = []  # 调休上班: Saturdays and Sundays that are working days
+    notice: str = ""  # where the dates come from, e.g. 国办发明电〔2025〕7号
+
+    _expand = field_validator("holidays", "workdays", mode="before")(_dates)
+
+
+class HolidaySettings(_Section):
+    """The city's holiday file (``holidays.toml``), by year. A year here replaces chinesecalendar's table."""
+
+    years: dict[int, HolidayYear] = {}
+
+    @model_validator(mode="after")
+    def _dates_fit_their_year(self) -> "HolidaySettings":
+        for year, entry in self.years.items():
+            if not 2000 <= year <= 2200:
+                raise ValueError(f"{year}: not a year")
+            for key in ("holidays", "workdays"):
+                for day in getattr(entry, key):
+                    # A New Year holiday may start on 31 December of the year before (2023's did).
+                    if day.year != year and not (day.year == year - 1 and day.month == 12):
+                        raise ValueError(f"{year}.{key}: {day} is not in {year}")
+            for day in entry.workdays:
+                if day.weekday() < 5:
+                    raise ValueError(
+                        f"{year}.workdays: {day} is a weekday; 调休上班 days are Saturdays or Sundays")
+            both = sorted(set(entry.holidays) & set(entry.workdays))
+            if both:
+                raise ValueError(f"{year}: {both[0]} is both in holidays and in workdays")
+        return self
+
+
 class TicketSettings(_Section):
     departments_file: str = "departments.toml"
     deadlines_file: str = "deadlines.toml"
+    holidays_file: str = "holidays.toml"  # "" = chinesecalendar only
     routing_file: str = "routing.toml"
     repeat_caller_days: int = Field(90, ge=1)
     # 综合评分 weights; one district publishes 30/35/35, cities weight resolution and satisfaction above response.
@@ -150,6 +217,7 @@ class Settings(_Section):
     asr: AsrSettings = AsrSettings()
     tickets: TicketSettings = TicketSettings()
     deadlines: DeadlineSettings = DeadlineSettings()
+    holidays: HolidaySettings = HolidaySettings()
     survey: SurveySettings = SurveySettings()
 
     @property
@@ -214,8 +282,23 @@ def _validate(data: dict[str, Any], source: str) -> Settings:
         raise SettingsError(f"invalid settings from {source}: " + "; ".join(problems)) from None
 
 
+def _read_holidays(path: Path) -> HolidaySettings:
+    """``holidays.toml``: one table per year (``[2027]``) with ``holidays``, ``workdays`` and ``notice``."""
+    raw = _read_toml(path)
+    for key, value in raw.items():
+        if not (key.isdigit() and len(key) == 4) or not isinstance(value, dict):
+            raise SettingsError(f"{path}: {key}: every entry must be a year's table such as [2027]")
+    try:
+        return HolidaySettings.model_validate({"years": raw})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"][1:])  # (years, 2027, holidays) -> 2027.holidays
+        msg = first["msg"].removeprefix("Value error, ")  # the year checks name their key in the message
+        raise SettingsError(f"{path}: {key + ': ' if key else ''}{msg}") from None
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read ``hotline.toml`` (or ``path``), then ``deadlines.toml``, then the environment.
+    """Read ``hotline.toml`` (or ``path``) and the environment, then ``deadlines.toml`` and ``holidays.toml``.
 
     ``HOTLINE_CONFIG`` names the main file when ``path`` is not given. Raises ``SettingsError``
     naming the offending key.
@@ -249,4 +332,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
             key = ".".join(str(p) for p in first["loc"])
             raise SettingsError(f"{deadlines_path}: {key}: {first['msg']} (got {first.get('input')!r})") from None
         settings = settings.model_copy(update={"deadlines": deadlines})
+    if settings.tickets.holidays_file and "holidays" not in data:
+        holidays_path = settings.config_file(settings.tickets.holidays_file)
+        if holidays_path.exists():
+            settings = settings.model_copy(update={"holidays": _read_holidays(holidays_path)})
+        elif "holidays_file" in settings.tickets.model_fields_set:  # named on purpose: a wrong path stops
+            raise SettingsError(f"tickets.holidays_file: holiday file not found: {holidays_path}")
     return settings

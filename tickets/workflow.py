@@ -49,6 +49,7 @@ class Policy:
     deadlines: DeadlineSettings
     tz: ZoneInfo
     dissatisfied_rule: Literal["reopen", "supervisor"] = "reopen"
+    calendar: dl.Calendar = dl.LIBRARY  # working days: the city's holiday file, then chinesecalendar
 
 
 @dataclass(frozen=True)
@@ -232,9 +233,11 @@ def _int(params: Mapping[str, Any], key: str, label: str) -> int:
     return value
 
 
-def _open_assignments(state: TicketState, now: datetime, policy: Policy) -> tuple[TicketState, list[Effect]]:
+def _open_assignments(state: TicketState, now: datetime, policy: Policy
+                      ) -> tuple[TicketState, list[Effect], dict[str, Any]]:
+    """New deadlines and assignments; the data says when the deadlines assumed Monday-Friday in some year."""
     assert state.lead_department_id is not None
-    d = dl.for_dispatch(now, state.request_type, state.urgency, policy.deadlines, policy.tz)
+    d = dl.for_dispatch(now, state.request_type, state.urgency, policy.deadlines, policy.tz, policy.calendar)
     effects: list[Effect] = [AssignmentOpened(state.lead_department_id, "lead", now, d.sign_due, d.reply_due)]
     effects += [AssignmentOpened(c, "co", now, d.sign_due, d.reply_due) for c in state.co_handler_ids]
     new = replace(
@@ -244,7 +247,16 @@ def _open_assignments(state: TicketState, now: datetime, policy: Policy) -> tupl
         return_until=d.return_until, progress_due=d.progress_due, return_reason=None,
         extension_pending_days=None, extension_days_granted=0, suspended_at=None,
     )
-    return new, effects
+    return new, effects, _assumed(d.assumed_years)
+
+
+# History data key: deadlines counted Monday-Friday through these years (no holiday notice entered for them).
+HOLIDAYS_UNKNOWN = "holidays_unknown_years"
+
+
+def _assumed(years: tuple[int, ...]) -> dict[str, Any]:
+    """History data naming the years whose holidays were unknown when a deadline was counted through them."""
+    return {HOLIDAYS_UNKNOWN: list(years)} if years else {}
 
 
 def _close_all(state: TicketState, now: datetime, outcome: Literal["returned", "replied", "withdrawn"],
@@ -289,10 +301,11 @@ def _dispatch(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol
                                                          for c in co_raw):
         raise _Refuse("invalid_field", "协办单位必须是单位编号列表", "co_handler_ids")
     co = tuple(dict.fromkeys(c for c in co_raw if c != lead))
-    new, effects = _open_assignments(replace(s, lead_department_id=lead, co_handler_ids=co), now, pol)
+    new, effects, assumed = _open_assignments(replace(s, lead_department_id=lead, co_handler_ids=co), now,
+                                              pol)
     return new, _text(p, "note", "派单意见", False), \
         {"lead_department_id": lead, "co_handler_ids": list(co), "sign_due": new.sign_due,
-         "reply_due": new.reply_due}, effects
+         "reply_due": new.reply_due, **assumed}, effects
 
 
 def _sign(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
@@ -354,10 +367,11 @@ def _approve_extension(s: TicketState, p: Mapping[str, Any], a: Actor, now: date
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= s.extension_pending_days:
         raise _Refuse("invalid_field", f"批准天数须在1到{s.extension_pending_days}之间", "days")
     assert s.reply_due is not None
-    new_due = dl.extend(s.reply_due, days, pol.tz)
+    new_due = dl.extend(s.reply_due, days, pol.tz, pol.calendar)
+    assumed = _assumed(dl.assumed_years(s.reply_due, new_due, pol.tz, pol.calendar))
     return replace(s, extension_pending_days=None, extension_days_granted=s.extension_days_granted + days,
                    reply_due=new_due), _text(p, "note", "审批意见", False), \
-        {"days": days, "reply_due": new_due}, [ReplyDueChanged(new_due)]
+        {"days": days, "reply_due": new_due, **assumed}, [ReplyDueChanged(new_due)]
 
 
 def _refuse_extension(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
@@ -410,9 +424,10 @@ def _record_survey(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime
         effects.append(LedgerEntry(s.lead_department_id, sat, resolved, now,
                                    "reopened" if reopen else "pending_supervisor"))
         if reopen:
-            state, opened = _open_assignments(replace(state, reopen_count=s.reopen_count + 1), now, pol)
+            state, opened, assumed = _open_assignments(replace(state, reopen_count=s.reopen_count + 1), now,
+                                                       pol)
             effects += opened
-            data["reopened"] = True
+            data.update(reopened=True, **assumed)
         else:
             state = replace(state, ledger_pending=True)
     return state, note, data, effects
@@ -427,10 +442,10 @@ def _reopen(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: 
     if s.lead_department_id is None:
         raise _Refuse("no_department", "该工单没有主办单位，无法重办")
     note = _text(p, "note", "重办意见")
-    state, effects = _open_assignments(
+    state, effects, assumed = _open_assignments(
         replace(s, reopen_count=s.reopen_count + 1, ledger_pending=False, archived_at=None,
                 satisfaction=None, resolved=None), now, pol)
-    return state, note, {"reopen_count": state.reopen_count}, effects
+    return state, note, {"reopen_count": state.reopen_count, **assumed}, effects
 
 
 def _archive(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
@@ -543,3 +558,23 @@ def apply(state: TicketState, action: str, params: Mapping[str, Any], actor: Act
 
 def _labels(actions: tuple[str, ...]) -> str:
     return "、".join(RULES[a].label for a in actions) or "无"
+
+
+# ---------------------------------------------------------------- overdue
+DEADLINE_LABELS = {"sign": "签收", "reply": "办结"}
+
+
+def missed_deadlines(status: str, sign_due: datetime | None, reply_due: datetime | None,
+                     suspended_at: datetime | None, now: datetime) -> tuple[tuple[str, datetime], ...]:
+    """The deadlines a ticket has missed and still owes, first missed first: ("sign", due), ("reply", due).
+
+    The same conditions as the store's overdue query: signing is owed while dispatched, the reply while
+    dispatched or signed and not suspended. Empty when the ticket is not overdue.
+    """
+    missed: list[tuple[str, datetime]] = []
+    if status == "dispatched" and sign_due is not None and sign_due < now:
+        missed.append(("sign", sign_due))
+    owes_reply = status in ("dispatched", "signed") and suspended_at is None
+    if owes_reply and reply_due is not None and reply_due < now:
+        missed.append(("reply", reply_due))
+    return tuple(missed)
