@@ -135,7 +135,10 @@ async def error_middleware(request: web.Request, handler: Callable[[web.Request]
             for extra in ("field", "status", "allowed"):
                 if getattr(exc, extra, None) is not None:
                     body[extra] = getattr(exc, extra)
-            return web.json_response(body, status=status, dumps=_dumps)
+            response = web.json_response(body, status=status, dumps=_dumps)
+            if getattr(exc, "retry_after", None) is not None:
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
         log.error("unhandled error on %s %s\n%s", request.method, request.path, traceback.format_exc())
         return _error_response(500, "internal_error", "服务器内部错误，已记录日志")
 
@@ -287,7 +290,8 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
             if created:
                 print(f"\n  首次启动已创建管理员账号 / first start created the admin account:\n"
                       f"    用户名 username: {settings.server.admin_username}\n"
-                      f"    密码 password:   {created}\n"
+                      f"    密码 password:   "
+                      f"{'（环境变量 HOTLINE_SERVER_ADMIN_PASSWORD 所设）' if settings.server.admin_password else created}\n"
                       f"  登录 log in at http://{settings.server.host}:{settings.server.port}/login\n", flush=True)
         try:
             yield
@@ -427,8 +431,12 @@ def _wire_asr(app: web.Application, settings: Settings, clock: Clock, interval: 
 
 # ---------------------------------------------------------------- command line
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    # --host/--port go into the settings, so the first-start message gives the address really served.
+    chosen = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
+    if chosen:
+        settings = settings.with_overrides(server=chosen)
     app = create_app(settings)
-    web.run_app(app, host=args.host or settings.server.host, port=args.port or settings.server.port,
+    web.run_app(app, host=settings.server.host, port=settings.server.port,
                 print=lambda msg: print(msg.replace("======== ", "").replace(" ========", ""), flush=True))
     return 0
 
