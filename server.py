@@ -311,7 +311,8 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
     accounts_http.setup_routes(app)
     tickets_http.setup_routes(app, tz)
     routing_http.setup(app, settings, clock)
-    console.setup(app, telephony_ws="/ws/telephony", wallboard_url="/wallboard")
+    console.setup(app, telephony_ws="/ws/telephony", wallboard_url="/wallboard",
+                  answer_rates=report_answer_rates(settings, tel, tz))
     return app
 
 
@@ -390,6 +391,33 @@ def _wire_telephony(app: web.Application, settings: Settings, clock: Clock) -> A
     app[TELEPHONY] = tel
     app[HEALTH_PROBES]["ami"] = tel.health
     return tel
+
+
+def report_answer_rates(settings: Settings, tel: Any, tz: ZoneInfo
+                        ) -> Callable[[datetime, datetime], Awaitable[list[dict[str, Any]]]]:
+    """接通率 for the reports and printed bulletins, from the telephony call records (``telephony_calls``, the
+    same counts as ``GET /api/v1/telephony/report``): one row per queue, then the centre's "合计". The
+    service level is the first of ``ami.service_level_seconds`` (15 s: GB/T 33358)."""
+    sl = settings.ami.service_level_seconds[0] if settings.ami.service_level_seconds else 15
+
+    def row(queue: str, offered: int, answered: int, abandoned: int, within: int) -> dict[str, Any]:
+        return {"queue": queue, "offered": offered, "answered": answered, "abandoned": abandoned,
+                "answer_rate": round(answered / offered, 4) if offered else None, "service_level_seconds": sl,
+                "answered_within": within, "answer_rate_within": round(within / offered, 4) if offered else None}
+
+    async def answer_rates(start: datetime, end: datetime) -> list[dict[str, Any]]:
+        if tel.store is None:
+            return []
+        last = (end - timedelta(microseconds=1)).astimezone(tz).date()  # report periods end at a midnight
+        found = await tel.store.report(start.astimezone(tz).date(), last, tz, by=("queue",),
+                                       service_level_seconds=sl)
+        rows = [row(r["queue"], r["offered"], r["answered"], r["abandoned"], r[f"answered_{sl}s"]) for r in found]
+        if rows:
+            rows.append(row("合计", *(sum(r[k] for r in rows) for k in ("offered", "answered", "abandoned",
+                                                                          "answered_within"))))
+        return rows
+
+    return answer_rates
 
 
 def _wire_surveys(app: web.Application, settings: Settings, clock: Clock, tel: Any, originate: Any,

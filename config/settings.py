@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CONFIG_DIR = Path(__file__).resolve().parent
 REQUEST_TYPES = ("inquiry", "help", "complaint", "report", "suggestion", "praise")
-SECRET_KEYS = {("ami", "secret"), ("server", "admin_password"), ("server", "cookie_secret")}
+SECRET_KEYS = {("ami", "secret"), ("server", "admin_password"), ("server", "cookie_secret"),
+               ("server", "metrics_token")}
 
 
 class SettingsError(Exception):
@@ -41,6 +42,19 @@ class ServerSettings(_Section):
     admin_username: str = "admin"
     admin_password: str = ""  # environment only; empty = generate one on first start and print it
     cookie_secret: str = ""  # environment only; reserved for signed cookies
+    # Cross-site request forgery: a browser request with the session cookie that changes something (and every
+    # WebSocket) must come from the server's own origin (Origin, else Referer). Behind a proxy that changes the
+    # host or scheme, list the public origin here, e.g. ["https://12345.example.gov.cn"].
+    allowed_origins: list[str] = []
+    api_token_days: int = Field(90, ge=1)  # integration tokens (kind "api") expire after this many days
+    metrics_token: str = ""  # environment only; bearer token for /metrics scrapers (admins may always read it)
+    # Login throttle, per account (per address: 4 times these): after login_free_failures failed logins each
+    # attempt waits 1, 2, 4 ... up to login_max_delay_seconds; login_lockout_failures locks out for
+    # login_lockout_minutes (an admin lifts it with POST /api/v1/auth/unlock). Counts live in Redis.
+    login_free_failures: int = Field(5, ge=1)
+    login_lockout_failures: int = Field(15, ge=2)
+    login_lockout_minutes: int = Field(30, ge=1)
+    login_max_delay_seconds: int = Field(60, ge=1)
     # argon2id cost; the defaults are argon2-cffi's (RFC 9106 low-memory profile). Tests lower them.
     password_time_cost: int = Field(3, ge=1)
     password_memory_kib: int = Field(65536, ge=1024)
@@ -185,6 +199,8 @@ class TicketSettings(_Section):
     weight_satisfaction: float = Field(0.35, ge=0)
     # How much a 基本满意 answer counts toward 满意率 (1.0 = counted as satisfied, as most cities do).
     basically_satisfied_weight: float = Field(1.0, ge=0, le=1)
+    # Departments with fewer dispatched cases in a report's period are listed but not ranked (样本不足).
+    min_cases_to_rank: int = Field(5, ge=1)
     dissatisfied_rule: Literal["reopen", "supervisor"] = "reopen"
 
 

@@ -39,6 +39,20 @@ class Conflict(TicketError):
     http_status = 409
 
 
+class UnsupportedMediaType(TicketError):
+    http_status = 415
+
+
+class TooManyRequests(TicketError):
+    """Answered 429 with ``Retry-After`` (whole seconds) by the error middleware."""
+
+    http_status = 429
+
+    def __init__(self, slug: str, message: str, retry_after: int) -> None:
+        super().__init__(slug, message)
+        self.retry_after = max(1, int(retry_after))
+
+
 class Refused(Conflict):
     """The workflow refused an action: names the current state and the allowed actions."""
 

@@ -18,7 +18,9 @@ PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
 async def session_for(console: Console, username: str | None) -> aiohttp.ClientSession:
-    s = aiohttp.ClientSession(console.base, cookie_jar=aiohttp.CookieJar(unsafe=True))  # cookies on 127.0.0.1
+    # cookies on 127.0.0.1; a browser names its origin on every POST, and cookie sessions need it (CSRF check)
+    s = aiohttp.ClientSession(console.base, cookie_jar=aiohttp.CookieJar(unsafe=True),
+                              headers={"Origin": console.base})
     if username:
         resp = await s.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
         assert resp.status == 200

@@ -1,26 +1,94 @@
 """Log in and out, who am I, departments and accounts, and the auth middleware every route and page sits behind."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Awaitable, Callable, Literal
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import Field
 
 from tickets.accounts.service import Principal, UserStore
-from tickets.errors import Forbidden, Unauthorized
+from tickets.errors import Forbidden, Unauthorized, UnsupportedMediaType
 from tickets.json_http import STANDARD_ERRORS, Body, add_openapi_paths, body_schema, ok, parse, read_json
 
 USERS = web.AppKey("user_store", UserStore)
 COOKIE = "hotline_session"
 PUBLIC_PATHS = {"/health", "/metrics", "/api/v1/auth/login", "/api/v1/openapi.json", "/login"}
 PUBLIC_PREFIXES = ("/static/",)
+log = logging.getLogger("hotline.accounts")
 
 
-def token_of(request: web.Request) -> str | None:
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Bodies a page of another site can send without a CORS preflight; JSON endpoints refuse them.
+SIMPLE_FORM_TYPES = ("text/plain", "application/x-www-form-urlencoded")
+
+
+def bearer_of(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
-    return request.cookies.get(COOKIE)
+    return None
+
+
+def token_of(request: web.Request) -> str | None:
+    return bearer_of(request) or request.cookies.get(COOKIE)
+
+
+def _origin_of_url(url: str) -> str | None:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def request_origin(request: web.Request) -> str | None:
+    """Where a browser says the request comes from: Origin (``null`` from sandboxes and some redirects), else
+    the origin of the Referer, else None."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin.strip().rstrip("/").lower()
+    referer = request.headers.get("Referer")
+    return _origin_of_url(referer) if referer else None
+
+
+def own_origins(request: web.Request) -> set[str]:
+    """The server's own origin as the browser sees it (the Host header it sent), plus ``server.allowed_origins``;
+    with ``server.secure_cookies`` (behind a TLS proxy) also the https form of the host."""
+    host = request.host.lower()
+    origins = {f"{request.scheme}://{host}"}
+    server = request.app[USERS].settings.server if USERS in request.app else None
+    if server is not None:
+        if server.secure_cookies:
+            origins.add(f"https://{host}")
+        origins.update(o.strip().rstrip("/").lower() for o in server.allowed_origins)
+    return origins
+
+
+def check_origin(request: web.Request) -> None:
+    """Cross-site request forgery and WebSocket hijacking: a page on another port or subdomain of the same
+    host is "same site", so SameSite cookies alone do not stop it.
+
+    A request that changes something (and every WebSocket upgrade) and carries the session cookie must come
+    from our own origin. Requests with a bearer token are not at risk (a browser never adds that header on
+    its own) and need no Origin; a request without credentials (the login) is refused only when a browser
+    names a foreign origin (login CSRF).
+    """
+    if request.method not in UNSAFE_METHODS and not request.path.startswith("/ws/"):
+        return
+    if bearer_of(request):
+        return
+    origin = request_origin(request)
+    with_cookie = COOKIE in request.cookies
+    if origin is None and not with_cookie:
+        return
+    if origin not in own_origins(request):
+        log.warning("refused cross-site %s %s from origin %s (remote %s)", request.method, request.path,
+                    origin, request.remote)
+        raise Forbidden("cross_site_request", "跨站请求已拒绝：请求来源（Origin）不是本系统")
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if request.method in UNSAFE_METHODS and content_type in SIMPLE_FORM_TYPES and request.path.startswith("/api/"):
+        raise UnsupportedMediaType("unsupported_media_type", "请求体须为 application/json")
 
 
 @web.middleware
@@ -33,6 +101,7 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
     """
     request["principal"] = None
     request["user"] = None
+    check_origin(request)
     token = token_of(request)
     if token and USERS in request.app:
         principal = await request.app[USERS].authenticate(token)
@@ -89,7 +158,7 @@ async def login(request: web.Request) -> web.Response:
     response = ok({"token": token, "user": who.as_dict()})
     if body.kind == "session":
         server = users.settings.server
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Lax", secure=server.secure_cookies,
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=server.secure_cookies,
                             max_age=server.session_hours * 3600, path="/")
     return response
 
