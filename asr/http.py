@@ -13,12 +13,16 @@ and the rule also filters what agents and supervisors see.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 
 from asr.models import JOB_STATES
+from asr.service import SERVICE, AsrService
+
+Visibility = Callable[[Mapping[str, Any], Sequence[str]], Awaitable[set[str]]]
 
 READ_ROLES = ("agent", "supervisor", "admin")
 SUPERVISE_ROLES = ("supervisor", "admin")
@@ -70,9 +74,7 @@ async def _visible(request: web.Request, user: Mapping[str, Any], call_ids: Sequ
     return set(await rule(user, list(call_ids)))  # type: ignore[operator]
 
 
-def _service(request: web.Request) -> Any:
-    from asr.service import SERVICE
-
+def _service(request: web.Request) -> AsrService:
     return request.app[SERVICE]
 
 
@@ -155,7 +157,8 @@ async def search(request: web.Request) -> web.Response:
     return ok({"items": items, "terms": terms})
 
 
-def setup_routes(app: web.Application, visibility: Any = None) -> None:
+def setup_routes(app: web.Application, visibility: Visibility | None = None) -> None:
+    """The routes; the service itself is ``app[SERVICE]``, added at start-up by ``asr.service.setup``."""
     if visibility is not None:
         app[VISIBILITY] = visibility
     app.router.add_get("/api/v1/asr/jobs", list_jobs)

@@ -6,8 +6,8 @@ What server.py passes in (asr imports no other package):
   ticket of that call. Called at least once per transcript (a server dying mid-call repeats it), so it
   must be idempotent by ``call_id``.
 - ``suggest_department(text) -> list[dict]``: the tickets package's routing rules, for the draft.
-- ``visibility(user, call_ids) -> set[str]``: coroutine naming which calls a user may read; without it
-  transcripts are readable by agents, supervisors and admins only.
+- ``clock``: the time source (this module never reads the wall clock).
+The routes are ``asr.http.setup_routes`` (with the ``visibility`` rule); this module never imports them.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from aiohttp import web
@@ -31,12 +31,7 @@ from asr.store import AsrStore
 log = logging.getLogger("hotline.asr")
 
 OnDraftReady = Callable[[str, int, dict[str, Any]], Awaitable[Any]]
-Visibility = Callable[[Mapping[str, Any], Sequence[str]], Awaitable[set[str]]]
 Clock = Callable[[], datetime]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class AsrService:
@@ -132,13 +127,12 @@ def _resolve(value: Any) -> Any:
 
 
 def setup(app: web.Application, settings: Any, sessions: async_sessionmaker[AsyncSession] | Callable[[], Any],
-          redis_url: str | Callable[[], str], *, clock: Clock = _utcnow, on_draft_ready: OnDraftReady | None = None,
-          suggest_department: drafts.SuggestDepartment | None = None, visibility: Visibility | None = None,
-          city: str | None = None, interval: float = 1.0) -> None:
-    """Add recognition to the server: routes, and a cleanup_ctx that opens the arq pool, starts the
-    draft delivery loop and stops both. ``sessions`` and ``redis_url`` may be zero-argument callables
-    read at start-up (they exist only once the database and Redis contexts have run)."""
-    from asr import http
+          redis_url: str | Callable[[], str], *, clock: Clock, on_draft_ready: OnDraftReady | None = None,
+          suggest_department: drafts.SuggestDepartment | None = None, city: str | None = None,
+          interval: float = 1.0) -> None:
+    """Add recognition to the server: a cleanup_ctx that opens the arq pool, starts the draft delivery
+    loop and stops both (the routes: ``asr.http.setup_routes``). ``sessions`` and ``redis_url`` may be
+    zero-argument callables read at start-up (they exist only once the database and Redis contexts have run)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(RedisSettings.from_dsn(_resolve(redis_url)), default_queue_name=jobs.QUEUE_NAME,
@@ -155,7 +149,6 @@ def setup(app: web.Application, settings: Any, sessions: async_sessionmaker[Asyn
             await pool.aclose()
 
     app.cleanup_ctx.append(ctx)
-    http.setup_routes(app, visibility)
 
 
 # ---------------------------------------------------------------- hotline worker

@@ -176,6 +176,8 @@ def reducer_rate(data: bytes) -> float:
 
 
 async def run_bridge(port: int, redis_url: str, expect: int, paced_count: int) -> dict[str, float]:
+    from datetime import UTC, datetime
+
     import aiohttp
     from aiohttp import web
     from redis.asyncio import Redis
@@ -189,7 +191,7 @@ async def run_bridge(port: int, redis_url: str, expect: int, paced_count: int) -
         ami={"enabled": True, "host": "127.0.0.1", "port": port, "secret": "x", "ping_interval": 60,
              "action_timeout": 30})
     redis = Redis.from_url(redis_url)
-    svc = TelephonyService(settings, redis=redis, trace_latency=True)
+    svc = TelephonyService(settings, lambda: datetime.now(UTC), redis=redis, trace_latency=True)
     app = web.Application()
 
     @web.middleware

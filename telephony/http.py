@@ -5,18 +5,15 @@ import asyncio
 import json
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import WSMsgType, web
 
 from . import actions
-
-if TYPE_CHECKING:
-    from .service import TelephonyService
+from .service import SERVICE, TelephonyService
 
 STATIC = Path(__file__).resolve().parent / "static"
-SVC = web.AppKey("telephony_http_service", object)
 
 SUPERVISORS = ("supervisor", "admin")
 AGENTS = ("agent", "supervisor", "admin")
@@ -39,7 +36,7 @@ def ok(data: Any, status: int = 200) -> web.Response:
 
 
 def _svc(request: web.Request) -> TelephonyService:
-    return request.app[SVC]  # type: ignore[return-value]
+    return request.app[SERVICE]
 
 
 def _user(request: web.Request, *roles: str) -> dict[str, Any]:
@@ -274,7 +271,8 @@ async def replay_endpoint(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application, service: TelephonyService) -> None:
-    app[SVC] = service
+    """The routes; ``service`` is the one ``service.setup`` added (or a standalone one: the benchmark)."""
+    app[SERVICE] = service
     r = app.router
     r.add_get("/api/v1/telephony/live", live)
     r.add_get("/api/v1/telephony/status", status)

@@ -6,7 +6,6 @@ Replay paces by the events' ``Timestamp`` (``timestampevents = yes``) or, for a 
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -135,13 +134,3 @@ async def replay(path: str | Path, sink: Callable[[dict[str, Any]], Any], *, spe
             await asyncio.sleep(0)
     return n
 
-
-def register_cli(subparsers: Any, run: Callable[[Any, argparse.Namespace], int] | None = None) -> None:
-    """Add ``hotline replay FILE [--speed X]``; ``run(settings, args)`` defaults to ``service.replay_command``."""
-    p = subparsers.add_parser("replay", help="replay an AMI recording or capture into the live telephony state")
-    p.add_argument("file", help="a .ami recording (ami.record_dir) or a capture .ami/.jsonl")
-    p.add_argument("--speed", type=float, default=1.0, help="1 = real time, 10 = ten times faster, 0 = no pauses")
-    p.add_argument("--until", type=float, default=None, help="stop after this many seconds of capture time")
-    if run is None:
-        from .service import replay_command as run
-    p.set_defaults(func=run)

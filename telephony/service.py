@@ -1,17 +1,19 @@
 """The async shell of telephony: AMI connection, one consumer folding events in order, effects, live hub.
 
-``setup(app, settings, clock, ...)`` is the entry point for server.py. ``TelephonyService`` can also be used
-alone (tests, benchmark, ``hotline replay``).
+``setup(app, settings, clock, ...)`` adds the service's lifetime to server.py's app (the routes are
+``http.setup_routes``; this module never imports its HTTP layer). ``TelephonyService`` can also be used alone
+(tests, benchmark, ``hotline replay``). The clock is always passed in: the service never reads the wall clock.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,15 +47,8 @@ OnCallConnected = Callable[[CallConnected], Awaitable[dict[str, Any]]]
 OnCallEnded = Callable[[CallEnded], Awaitable[None]]
 OnEffect = Callable[[Any], Awaitable[None]]
 
-SERVICE = web.AppKey("telephony_service", object)
-
-
-def _system_clock() -> datetime:
-    return datetime.now(UTC)
-
-
 class TelephonyService:
-    def __init__(self, settings: Settings, clock: Clock = _system_clock, *, redis: Any = None,
+    def __init__(self, settings: Settings, clock: Clock, *, redis: Any = None,
                  sessions: Any = None, on_call_connected: OnCallConnected | None = None,
                  on_call_ended: OnCallEnded | None = None, on_effect: OnEffect | None = None,
                  callback_context: str = "callback-out", transfer_context: str = "transfer",
@@ -344,22 +339,24 @@ class NoCall(Exception):
     message = "当前没有进行中的通话"
 
 
+# The service in the app, for the HTTP handlers (telephony.http) and server.py.
+SERVICE = web.AppKey("telephony_service", TelephonyService)
+
+
 # ---------------------------------------------------------------- aiohttp wiring
 def _resolve(x: Any) -> Any:
     return x() if callable(x) else x
 
 
-def setup(app: web.Application, settings: Settings, clock: Clock = _system_clock, *, redis: Any = None,
+def setup(app: web.Application, settings: Settings, clock: Clock, *, redis: Any = None,
           sessions: Any = None, on_call_connected: OnCallConnected | None = None,
           on_call_ended: OnCallEnded | None = None, on_effect: OnEffect | None = None,
           replay_dirs: list[str] | None = None) -> TelephonyService:
-    """Add the telephony service, its routes and its cleanup_ctx to ``app``.
+    """Add the telephony service and its cleanup_ctx to ``app`` (its routes: ``http.setup_routes``).
 
     ``redis`` and ``sessions`` may be zero-argument callables, resolved at startup (server.py creates them in
     earlier cleanup_ctx steps). Returns the service; ``service.health`` is the probe for /health.
     """
-    from . import http
-
     service = TelephonyService(settings, clock, on_call_connected=on_call_connected, on_call_ended=on_call_ended,
                                on_effect=on_effect, replay_dirs=replay_dirs)
     app[SERVICE] = service
@@ -377,19 +374,27 @@ def setup(app: web.Application, settings: Settings, clock: Clock = _system_clock
             await service.stop()
 
     app.cleanup_ctx.append(telephony_ctx)
-    http.setup_routes(app, service)
     return service
 
 
 # ---------------------------------------------------------------- hotline replay
-def replay_command(settings: Settings, args: Any) -> int:
+def register_cli(subparsers: Any, clock: Clock) -> None:
+    """Add ``hotline replay FILE [--speed X] [--until S]``; server.py passes its clock."""
+    p = subparsers.add_parser("replay", help="replay an AMI recording or capture into the live telephony state")
+    p.add_argument("file", help="a .ami recording (ami.record_dir) or a capture .ami/.jsonl")
+    p.add_argument("--speed", type=float, default=1.0, help="1 = real time, 10 = ten times faster, 0 = no pauses")
+    p.add_argument("--until", type=float, default=None, help="stop after this many seconds of capture time")
+    p.set_defaults(func=lambda settings, args: replay_command(settings, args, clock))
+
+
+def replay_command(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     """``hotline replay FILE``: fold the file; with a configured Redis, publish so running wallboards show it."""
     async def run() -> int:
         r = None
         if settings.redis.url:
             from redis.asyncio import Redis
             r = Redis.from_url(settings.redis.url)
-        svc = TelephonyService(settings.with_overrides(ami={"enabled": False, "record_dir": ""}), redis=r)
+        svc = TelephonyService(settings.with_overrides(ami={"enabled": False, "record_dir": ""}), clock, redis=r)
         await svc.start()
         try:
             n = await svc.replay_file(args.file, speed=args.speed, until=getattr(args, "until", None))

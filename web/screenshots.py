@@ -1,18 +1,26 @@
 """``hotline screenshots OUTDIR``: start a throw-away server with demonstration data (temporary SQLite and
 a private redis-server), log in as each role in headless Chromium and save each main page at 1366x768
-(the viewport an agent sees) and as a full page."""
+(the viewport an agent sees) and as a full page.
+
+server.py registers the command and passes its application factory in (``register_cli(sub, create_app)``):
+this module never imports ``server``."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web as aioweb
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+
+AppFactory = Callable[[Any], aioweb.Application]  # server.create_app: settings -> the whole server
 
 
 def _free_port() -> int:
@@ -21,16 +29,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def take(outdir: Path, settings: Any, executable: str = CHROMIUM) -> list[Path]:
-    from aiohttp import web as aioweb
+async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable: str = CHROMIUM) -> list[Path]:
     from playwright.async_api import async_playwright
 
-    import server
     import web
     from web import demo
 
     outdir.mkdir(parents=True, exist_ok=True)
-    app = server.create_app(settings)
+    app = app_factory(settings)
     web.setup(app, schedule_reports=False)
     runner = aioweb.AppRunner(app)
     await runner.setup()
@@ -89,18 +95,19 @@ async def take(outdir: Path, settings: Any, executable: str = CHROMIUM) -> list[
     return shots
 
 
-def _cmd(settings: Any, args: argparse.Namespace) -> int:
+def _cmd(settings: Any, args: argparse.Namespace, app_factory: AppFactory) -> int:
     with tempfile.TemporaryDirectory(prefix="hotline-screens-") as tmp:
         demo_settings = settings.with_overrides(server={"data_dir": tmp, "admin_password": "screens-admin-1"},
                                                 database={"url": ""}, redis={"url": ""}, ami={"enabled": False})
-        shots = asyncio.run(take(Path(args.outdir), demo_settings, args.chromium))
+        shots = asyncio.run(take(Path(args.outdir), demo_settings, app_factory, args.chromium))
     for path in shots:
         print(path)
     return 0
 
 
-def register_cli(subparsers: Any) -> None:
+def register_cli(subparsers: Any, app_factory: AppFactory) -> None:
+    """Add ``hotline screenshots OUTDIR``; ``app_factory`` is ``server.create_app``."""
     cmd = subparsers.add_parser("screenshots", help="save screenshots of the console's main pages (demo data)")
     cmd.add_argument("outdir")
     cmd.add_argument("--chromium", default=CHROMIUM, help="Chromium executable (default /usr/bin/chromium)")
-    cmd.set_defaults(func=_cmd)
+    cmd.set_defaults(func=lambda settings, args: _cmd(settings, args, app_factory))

@@ -1,5 +1,5 @@
-"""The recognition API inside the real server app (server.create_app + asr.service.setup, wired the
-way INTEGRATION-asr.md tells server.py to): job list for supervisors, a call's transcript and draft,
+"""The recognition API inside the real server app (server.create_app + asr.service.setup + asr.http routes,
+wired the way INTEGRATION-asr.md tells server.py to): job list for supervisors, a call's transcript and draft,
 search by words, retries, who may read transcripts; and a finished transcript becoming a draft ticket."""
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 import server
 from asr import jobs
 from asr import service as asr_service
-from tickets import http as tickets_http
 from tickets.accounts import http as accounts_http
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning"),
@@ -50,9 +49,9 @@ async def test_a_call_becomes_a_searchable_transcript_and_a_draft_ticket(
     await worker.async_run()
     await worker.close()
     # the app's own background loop hands the draft over (claims keep it to once even if we help)
-    for _ in range(100):
-        if (await service.store.job("1795383048.0"))["draft_delivered_at"]:
-            break
+    deadline = asyncio.get_running_loop().time() + 60
+    while not (await service.store.job("1795383048.0"))["draft_delivered_at"]:
+        assert asyncio.get_running_loop().time() < deadline, "the background loop never delivered the draft"
         await asyncio.sleep(0.1)
     assert await service.deliver_drafts() == 0
 

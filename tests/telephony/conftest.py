@@ -9,7 +9,10 @@ from fake_ami import Capture, FakeAmi
 
 
 class Bridge:
-    """A TelephonyService connected over TCP to a FakeAmi, with every effect recorded."""
+    """A TelephonyService connected over TCP to a FakeAmi, with every effect recorded.
+
+    The service's clock is the fake's PBX time, never the day the test runs.
+    """
 
     def __init__(self, fake: FakeAmi, service: Any, effects: list[Any]) -> None:
         self.fake = fake
@@ -67,7 +70,7 @@ async def bridge_factory(settings_factory: Callable[..., Any]) -> AsyncIterator[
         async def on_effect(e: Any) -> None:
             effects.append(e)
 
-        svc = TelephonyService(settings, redis=redis, on_effect=on_effect)
+        svc = TelephonyService(settings, fake.clock, redis=redis, on_effect=on_effect)
         await svc.start()
         b = Bridge(fake, svc, effects)
         made.append(b)

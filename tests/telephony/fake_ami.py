@@ -5,6 +5,9 @@ reply (ActionID rewritten to the client's), then streams the captured messages i
 anywhere, inside UTF-8 characters too, several messages per chunk at times), optionally at the captured pace.
 Client actions are answered between messages: QueueStatus / CoreShowChannels from given lists (real list
 items cut from a capture) or empty lists, Ping with Pong (unless told not to), and so on.
+
+``FakeAmi.clock`` is the PBX's time at the point reached in the capture: tests give it to the service as its
+clock, so the server and the replayed Asterisk agree on the time as they do live, whatever day the test runs.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,8 @@ class Capture:
     msgs: list[tuple[float, bytes]]  # every "in" message after the banner, EOF excluded
     login_idx: int
     out: list[dict[str, Any]] = field(default_factory=list)
+    # PBX time at each message: the newest Timestamp so far (before the first one: the first one)
+    times: list[float] = field(default_factory=list)
 
     @classmethod
     def load(cls, name: str) -> Capture:
@@ -55,7 +61,17 @@ class Capture:
             msgs.append((float(r["t"]), r["raw"].encode("utf-8")))
         login_idx = next(i for i, (_, raw) in enumerate(msgs)
                          if raw.startswith(b"Response:") and f"ActionID: {login_aid}\r\n".encode() in raw)
-        return cls(name, banner, msgs, login_idx, out)
+        stamps = [float(m.group(1)) if (m := _TIMESTAMP.search(raw)) else None for _, raw in msgs]
+        last = next((t for t in stamps if t is not None), 0.0)
+        times = []
+        for t in stamps:
+            last = max(last, t) if t is not None else last
+            times.append(last)
+        return cls(name, banner, msgs, login_idx, out, times)
+
+    def time_at(self, index: int) -> datetime:
+        """The PBX time of message ``index`` (UTC)."""
+        return datetime.fromtimestamp(self.times[max(0, min(index, len(self.times) - 1))], UTC)
 
     def index(self, pred: Callable[[dict[str, Any]], bool], start: int = 0) -> int:
         """Index of the first message (from ``start``) whose parsed fields satisfy ``pred``."""
@@ -72,6 +88,9 @@ class Capture:
     @property
     def login_failed(self) -> bool:
         return self.msgs[self.login_idx][1].startswith(b"Response: Error")
+
+
+_TIMESTAMP = re.compile(rb"(?:^|\r\n)Timestamp: ([0-9]+(?:\.[0-9]+)?)\r\n")
 
 
 def _aid(raw: bytes, new: str) -> bytes:
@@ -116,6 +135,10 @@ class FakeAmi:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+
+    def clock(self) -> datetime:
+        """The PBX's time now: that of the last message streamed (before any, the login's)."""
+        return self.cap.time_at(self.pos - 1)
 
     def hold_at(self, index: int) -> None:
         """Stop streaming right after message ``index`` until ``go()``."""

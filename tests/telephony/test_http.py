@@ -1,8 +1,13 @@
-"""HTTP and WebSocket API in the real application (server.create_app + telephony.service.setup)."""
+"""HTTP and WebSocket API in the real application (server.create_app wires telephony.service and .http).
+
+The app's clock is the fake PBX's (or a fixed) time: nothing here depends on the day the tests run.
+"""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fake_ami import Capture, FakeAmi, requires_captures
 from test_bridge_captures import ev
@@ -12,10 +17,23 @@ from tickets import http as tickets_http
 from tickets.accounts import http as accounts_http
 
 
-def make_app(settings: Any):
+def make_app(settings: Any, clock: Any):
     """The real server app: server.create_app wires telephony (setup, health probe, screen pop)."""
-    app = server.create_app(settings, bootstrap_admin=False)
+    app = server.create_app(settings, clock, bootstrap_admin=False)
     return app, app[server.TELEPHONY]
+
+
+def fixed_clock(*args: int) -> Any:
+    moment = datetime(*args, tzinfo=UTC)
+    return lambda: moment
+
+
+async def until(pred: Any, what: str, timeout: float = 20.0) -> None:
+    """Poll ``pred`` until true; ``timeout`` only bounds a failure."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.02)
 
 
 async def login(client, users, username: str, role: str, interface: str | None = None) -> dict[str, str]:
@@ -36,7 +54,7 @@ async def next_msg(ws, kind: str, timeout: float = 10.0) -> dict[str, Any]:
 
 async def test_without_asterisk(aiohttp_client, settings_factory, redis_url):
     settings = settings_factory(redis_url=redis_url)
-    app, svc = make_app(settings)
+    app, svc = make_app(settings, fixed_clock(2026, 11, 23, 1, 0))
     client = await aiohttp_client(app)
     users = app[accounts_http.USERS]
     assert (await client.get("/api/v1/telephony/live")).status == 401
@@ -65,7 +83,7 @@ async def test_screen_pop_actions_and_refusals(aiohttp_client, settings_factory,
     port = await fake.start()
     settings = settings_factory(redis_url=redis_url, ami={"enabled": True, "port": port, "secret": "s",
                                                           "action_timeout": 3, "reconnect_min": 0.05})
-    app, svc = make_app(settings)
+    app, svc = make_app(settings, fake.clock)
     client = await aiohttp_client(app)
     try:
         users, store = app[accounts_http.USERS], app[tickets_http.STORE]
@@ -74,10 +92,7 @@ async def test_screen_pop_actions_and_refusals(aiohttp_client, settings_factory,
         who = await users.user_by_interface("Local/8001@agents/n")
         earlier = await store.create({"channel": "phone", "caller_phone": "13800138000", "title": "路灯不亮",
                                       "content": "上次反映过路灯问题"}, who)
-        for _ in range(200):
-            if svc.connection is not None and svc.connection._ready.is_set():
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: svc.connection is not None and svc.connection._ready.is_set(), "AMI not ready")
         ws_agent = await client.ws_connect("/ws/telephony", headers=agent)
         ws_sup = await client.ws_connect("/ws/telephony", headers=sup)
         assert (await ws_agent.receive_json())["type"] == "snapshot"
@@ -114,12 +129,18 @@ async def test_screen_pop_actions_and_refusals(aiohttp_client, settings_factory,
         await asyncio.wait_for(fake.paused.wait(), 10)
         await svc.connection.send({"Action": "Ping"})
         await svc.drain()
-        day = svc.state.day
+        # the call counts on the local day its caller joined, as the PBX says (not the day the test runs)
+        joined = cap.time_at(cap.index(ev("QueueCallerJoin")))
+        day = joined.astimezone(ZoneInfo(settings.server.timezone)).date().isoformat()
+        assert svc.state.day == day
+        want = [{"queue": "12345", "agent": "agent-8001", "offered": 1, "answered": 1, "abandoned": 0,
+                 "timed_out": 0, "transferred": 0, "answered_15s": 1, "answer_rate": 1.0,
+                 "answer_rate_15s": 1.0, "avg_wait": 1.0, "avg_talk": 10.9}]
         r = await client.get(f"/api/v1/telephony/report?from={day}&to={day}&by=queue,agent", headers=sup)
-        rows = (await r.json())["rows"]
-        assert rows == [{"queue": "12345", "agent": "agent-8001", "offered": 1, "answered": 1, "abandoned": 0,
-                         "timed_out": 0, "transferred": 0, "answered_15s": 1, "answer_rate": 1.0,
-                         "answer_rate_15s": 1.0, "avg_wait": 1.0, "avg_talk": 10.9}]
+        assert (await r.json())["rows"] == want
+        # without dates: the week up to today, and "today" is the app's clock
+        r = await client.get("/api/v1/telephony/report?by=queue,agent", headers=sup)
+        assert (await r.json())["to"] == day and (await r.json())["rows"] == want
         r = await client.post("/api/v1/telephony/agent/transfer", json={"exten": "s"}, headers=agent)
         assert r.status == 409 and (await r.json())["error"] == "no_active_call"
         h = await (await client.get("/health")).json()
@@ -137,21 +158,16 @@ async def test_missed_call_callback_list(aiohttp_client, settings_factory, redis
     port = await fake.start()
     settings = settings_factory(redis_url=redis_url, ami={"enabled": True, "port": port, "secret": "s",
                                                           "reconnect_min": 0.05})
-    app, svc = make_app(settings)
+    app, svc = make_app(settings, fake.clock)
     client = await aiohttp_client(app)
     try:
         agent = await login(client, app[accounts_http.USERS], "zuoxi2", "agent", "PJSIP/8002")
-        await asyncio.wait_for(fake.done.wait(), 10)
-        for _ in range(200):
-            items = (await (await client.get("/api/v1/telephony/callbacks", headers=agent)).json())["items"]
-            if items:
-                break
-            await asyncio.sleep(0.02)
-        [cb] = items
-        for _ in range(300):  # the capture ended with Logoff/EOF: wait for the reconnect
-            if fake.logins >= 2 and svc.connection._ready.is_set():
-                break
-            await asyncio.sleep(0.02)
+        await asyncio.wait_for(fake.done.wait(), 20)
+        # the capture ended with Logoff/EOF: once reconnected, every event before the EOF was queued
+        await until(lambda: fake.logins >= 2 and svc.connection is not None and svc.connection._ready.is_set(),
+                    "no reconnect")
+        await svc.drain()
+        [cb] = (await (await client.get("/api/v1/telephony/callbacks", headers=agent)).json())["items"]
         assert (cb["caller_num"], cb["reason"], cb["status"]) == ("13900139000", "abandoned", "pending")
         r = await client.post(f"/api/v1/telephony/callbacks/{cb['id']}/call", headers=agent)
         assert r.status == 200, await r.text()

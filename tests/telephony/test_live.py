@@ -12,11 +12,30 @@ from telephony.state import snapshot
 pytestmark = requires_captures
 
 
-async def _until(pred, timeout: float = 10.0) -> None:
+async def _until(pred, timeout: float = 20.0) -> None:
+    """Poll until ``pred()`` (a coroutine function's result is awaited); ``timeout`` only bounds a failure."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
+    while True:
+        done = pred()
+        if asyncio.iscoroutine(done):
+            done = await done
+        if done:
+            return
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+def _count_lead_tries(svc) -> list[bool]:
+    """Record every answer the leader lock gives ``svc`` (so a test waits for tries, not for a duration)."""
+    answers: list[bool] = []
+    try_lead = svc.hub.try_lead
+
+    async def recorded(ttl: float) -> bool:
+        answers.append(await try_lead(ttl))
+        return answers[-1]
+
+    svc.hub.try_lead = recorded
+    return answers
 
 
 async def test_one_leader_feeds_every_process_and_a_follower_takes_over(settings_factory, redis_url):
@@ -29,13 +48,16 @@ async def test_one_leader_feeds_every_process_and_a_follower_takes_over(settings
     settings = settings_factory(ami={"enabled": True, "port": port, "secret": "s", "reconnect_min": 0.05,
                                      "reconnect_max": 0.3, "action_timeout": 3})
     r1, r2 = Redis.from_url(redis_url), Redis.from_url(redis_url)
-    a = TelephonyService(settings, redis=r1, leader_ttl=0.9)
-    b = TelephonyService(settings, redis=r2, leader_ttl=0.9)
+    # a lock that outlives a busy machine's hiccups; a stopped leader releases it, so takeover stays quick
+    a = TelephonyService(settings, fake.clock, redis=r1, leader_ttl=3.0)
+    b = TelephonyService(settings, fake.clock, redis=r2, leader_ttl=3.0)
     try:
         await a.start()
         await _until(lambda: a.connection is not None and a.connection._ready.is_set())
+        b_tries = _count_lead_tries(b)
         await b.start()
-        await asyncio.sleep(0.5)
+        await _until(lambda: len(b_tries) >= 2)  # b asked for the lock twice and was refused both times
+        assert b_tries[:2] == [False, False]
         assert a.leading and not b.leading and fake.logins == 1  # one AMI session for all processes
         client_b = b.hub.subscribe()
         assert (await client_b.get())["type"] == "snapshot"
@@ -58,8 +80,13 @@ async def test_one_leader_feeds_every_process_and_a_follower_takes_over(settings
         assert "patch" in kinds
         # a third process joining late reads the snapshot from Redis, then follows
         r3 = Redis.from_url(redis_url)
-        c = TelephonyService(settings, redis=r3, leader_ttl=0.9)
-        await asyncio.sleep(0.6)  # the leader's snapshot writer runs every 0.5 s
+        c = TelephonyService(settings, fake.clock, redis=r3, leader_ttl=3.0)
+
+        async def snapshot_is_current() -> bool:  # the leader's snapshot writer runs every 0.5 s
+            raw = await r3.get(a.hub.k_snapshot)
+            return raw is not None and json.loads(raw)["seq"] == a.hub.pub_seq
+
+        await _until(snapshot_is_current)
         await c.start()
         await _until(lambda: c.hub.view["queues"].get("12345", {}).get("waiting") == waiting)
         assert c.health()["ok"] is True  # connected through the leader
@@ -67,7 +94,7 @@ async def test_one_leader_feeds_every_process_and_a_follower_takes_over(settings
         await r3.aclose()
         # the leader dies: the follower takes the lock, connects and resyncs
         await a.stop()
-        await _until(lambda: b.leading and b.connection is not None and b.connection._ready.is_set(), 10)
+        await _until(lambda: b.leading and b.connection is not None and b.connection._ready.is_set())
         assert fake.logins == 2 and b.health()["ok"] is True
     finally:
         await a.stop()
@@ -84,7 +111,8 @@ async def test_replay_without_asterisk_drives_the_view(settings_factory, redis_u
 
     settings = settings_factory()  # ami.enabled = false
     r = Redis.from_url(redis_url)
-    svc = TelephonyService(settings, redis=r)
+    started = Capture.load("abandoned_call").time_at(0)
+    svc = TelephonyService(settings, lambda: started, redis=r)
     try:
         await svc.start()
         assert svc.health() == {"ok": True, "enabled": False, "connected": False, "since": None,

@@ -9,7 +9,7 @@ from test_bridge_captures import ev, waiting
 pytestmark = requires_captures
 
 
-async def _reconnected(b, logins: int, timeout: float = 10.0) -> None:
+async def _reconnected(b, logins: int, timeout: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while b.fake.logins < logins or not b.svc.connection._ready.is_set():
         assert asyncio.get_running_loop().time() < deadline, "no reconnect"
@@ -63,31 +63,53 @@ async def test_call_that_ended_while_disconnected_is_dropped_and_agent_freed(bri
     assert ended.lost and ended.outcome == "answered" and ended.recording.endswith("1795383048.0.wav")
 
 
-async def test_unanswered_pings_force_a_reconnect(bridge_factory):
+async def test_unanswered_pings_force_a_reconnect(bridge_factory, monkeypatch):
+    from telephony.connection import AmiConnection
+
+    waited: list[float] = []  # how long each Ping waited for its Pong
+    send = AmiConnection.send
+
+    async def timed_send(self, action, **kw):
+        t0 = asyncio.get_running_loop().time()
+        try:
+            return await send(self, action, **kw)
+        finally:
+            if action.get("Action") == "Ping":
+                waited.append(asyncio.get_running_loop().time() - t0)
+
+    monkeypatch.setattr(AmiConnection, "send", timed_send)
     b = await bridge_factory("answered_call", answer_pings=False,
                              ami={"ping_interval": 0.2, "ping_timeout": 0.3})
     await b.ready()
-    t0 = asyncio.get_running_loop().time()
+    deadline = asyncio.get_running_loop().time() + 20
     while b.fake.connections < 2:
-        assert asyncio.get_running_loop().time() - t0 < 3, "a dead PBX link was not noticed"
+        assert asyncio.get_running_loop().time() < deadline, "a dead PBX link was not noticed"
         await asyncio.sleep(0.02)
     assert b.svc.connection.reconnects >= 1
-    elapsed = asyncio.get_running_loop().time() - t0
-    assert elapsed >= 0.4  # not before a ping had its full time to answer
+    assert waited and waited[0] >= 0.3  # the link was given up only after a ping had its full time to answer
 
 
-async def test_backoff_grows_when_pbx_is_down(settings_factory, unused_tcp_port):
+async def test_backoff_grows_when_pbx_is_down(settings_factory, unused_tcp_port, caplog):
+    from datetime import UTC, datetime
+
     from telephony.service import TelephonyService
 
     settings = settings_factory(ami={"enabled": True, "host": "127.0.0.1", "port": unused_tcp_port, "secret": "s",
-                                     "reconnect_min": 0.05, "reconnect_max": 0.4, "action_timeout": 0.5})
-    svc = TelephonyService(settings)
+                                     "reconnect_min": 0.03, "reconnect_max": 0.96, "action_timeout": 0.5})
+    moment = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+    svc = TelephonyService(settings, lambda: moment)
     await svc.start()
     try:
-        await asyncio.sleep(1.2)
-        n = svc.connection.reconnects
-        # 0.05, 0.1, 0.2, 0.4, 0.4 ... (±20 %): about 5 tries in 1.2 s, not 24 as with a fixed 0.05 s
-        assert 3 <= n <= 7
+        deadline = asyncio.get_running_loop().time() + 30
+        while svc.connection is None or svc.connection.reconnects < 6:
+            assert asyncio.get_running_loop().time() < deadline, "no retries"
+            await asyncio.sleep(0.02)
+        # the waits the bridge chose (logged before each retry), whatever the machine's load:
+        # 0.03, 0.06, 0.12, 0.24, 0.48, 0.96 (each ±20 %), not a fixed 0.03 s
+        waits = [r.args[-1] for r in caplog.records
+                 if r.name == "hotline.telephony.ami" and r.msg.startswith("AMI disconnected")][:6]
+        planned = [min(0.03 * 2 ** i, 0.96) for i in range(6)]
+        assert len(waits) == 6 and all(0.8 * p <= w <= 1.2 * p for p, w in zip(planned, waits)), waits
         h = svc.health()
         assert h["ok"] is False and h["enabled"] and "Connect" in h["last_error"]
     finally:
@@ -107,11 +129,15 @@ async def test_backpressure_pauses_reading_and_loses_nothing(bridge_factory):
     while not svc.connection.paused_reading:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.3)
+    # wait until the fake PBX is blocked: the kernel's socket buffers are full and its own buffer fills up
+    fake_out = b.fake._writers[-1].transport
+    while fake_out.get_write_buffer_size() == 0 and b.fake.pos < len(b.fake.cap.msgs):
+        assert asyncio.get_running_loop().time() < deadline, "the fake PBX never had to wait"
+        await asyncio.sleep(0.01)
     # bounded: the rest of the 4,552 events waits in the kernel's socket buffers, not in our memory
     assert svc.connection.paused_reading and svc.events.qsize() < 1000
     svc._tasks[0] = asyncio.get_running_loop().create_task(svc.consume())
-    deadline = asyncio.get_running_loop().time() + 20
+    deadline = asyncio.get_running_loop().time() + 60
     while "12345" not in svc.state.queues or svc.state.queues["12345"].stats.answered < 13:
         assert asyncio.get_running_loop().time() < deadline, "events were lost"
         await asyncio.sleep(0.02)

@@ -19,10 +19,19 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_screenshots_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert screenshots.register_cli in server.EXTRA_COMMANDS  # `hotline screenshots` is a real sub-command
+    # `hotline screenshots` is a real sub-command, and server.py hands it the app factory
+    taken: list[object] = []
+    take = screenshots.take
+
+    async def recording_take(outdir: Path, settings: object, app_factory: object, *args: object) -> list[Path]:
+        taken.append(app_factory)
+        return await take(outdir, settings, app_factory, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(screenshots, "take", recording_take)
     monkeypatch.setenv("HOTLINE_SERVER_PASSWORD_TIME_COST", "1")
     out = tmp_path / "shots"
     assert server.main(["screenshots", str(out)]) == 0
+    assert taken == [server.create_app]
     names = sorted(p.stem for p in out.glob("*.png") if not p.stem.endswith("-full"))
     assert names == ["01-login", "02-agent-draft", "03-agent-new", "04-knowledge-agent", "05-dept-inbox",
                      "06-dept-ticket", "07-supervisor", "08-reports-monthly", "09-reports-weekly",
