@@ -94,7 +94,8 @@ class SurveyService:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         s = settings.survey
         self.tz = ZoneInfo(settings.server.timezone)
-        self.rules = rules_mod.Rules.from_settings(s, self.tz)
+        # Calling hours follow the same working-day calendar as deadlines (the city's holiday file first).
+        self.rules = rules_mod.Rules.from_settings(s, self.tz, tickets.policy.calendar.is_working_day)
         self.max_concurrent = s.max_concurrent
         # Settings not in SurveySettings yet (see INTEGRATION-survey.md); read with defaults meanwhile.
         self.lease_seconds = float(getattr(s, "lease_seconds", 90))
