@@ -1,11 +1,32 @@
 """Reports to Excel (openpyxl) and CSV. Rates are written as numbers with a percent format, so a
-spreadsheet can compute with them; CSV starts with a BOM so Excel opens the Chinese text correctly."""
+spreadsheet can compute with them; CSV starts with a BOM so Excel opens the Chinese text correctly.
+
+Every text cell comes from citizens or staff (districts, titles, department names), so none may become a
+formula: control characters are dropped (they also make an xlsx unreadable), xlsx text cells are always
+strings (never formulas, shown as typed), and CSV text starting with = + - @ gets a leading ' (the usual
+neutralisation: a spreadsheet opening the CSV shows the text instead of evaluating it)."""
 from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import datetime
 from typing import Any, Iterable, Sequence
+
+# C0 controls but tab and newline, DEL and the C1 controls: openpyxl refuses most of them (IllegalCharacterError).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # and full-width
+
+
+def clean_text(value: str) -> str:
+    """Text without control characters (a tab or newline inside stays)."""
+    return _CONTROL.sub("", value)
+
+
+def csv_text(value: str) -> str:
+    """Text safe for a CSV opened in Excel or WPS: no control characters, no formula."""
+    value = clean_text(value)
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 RATE_HEADERS = ["排名", "单位", "派单数", "按时签收数", "响应率", "办结数", "办结率", "按时办结数", "按时办结率",
                 "回访数", "已解决数", "解决率", "满意", "基本满意", "不满意", "满意率", "综合评分"]
@@ -15,7 +36,7 @@ def rate_rows(report: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for r in report["rates"]:
         c = r["counts"]
-        rows.append([r.get("rank"), r["department"], c["dispatched"], c["signed_on_time"], r["response_rate"],
+        rows.append([r.get("rank") or r.get("unranked"), r["department"], c["dispatched"], c["signed_on_time"], r["response_rate"],
                      c["replied"], r["completion_rate"], c["replied_on_time"], r["on_time_rate"], c["surveyed"],
                      c["resolved"], r["resolution_rate"], c["satisfied"], c["basically_satisfied"],
                      c["dissatisfied"], r["satisfaction_rate"], r["composite"]])
@@ -39,11 +60,22 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
 
     overview = [["报表", f"{report['kind_label']}（{report['label']}）"],
                 ["统计区间", f"{_local(report['start'])} 至 {_local(report['end'])}"],
-                ["来件总数", t["created"]], ["上期来件", t["previous_created"]], ["环比", t["change"]],
+                ["来件总数", t["created"]], ["来件口径", t["counts"]],
+                ["未计入：草稿", t["excluded"]["draft"]], ["未计入：无效件", t["excluded"]["invalid"]],
+                ["未计入：合并的重复件", t["excluded"]["merged"]],
+                ["本期同口径来件", t["compared_created"]], ["上期同口径来件", t["previous_created"]],
+                ["环比", t["change"]], ["环比口径", (t["comparison"] or {}).get("note", "本期尚未开始")],
                 ["紧急件", t["urgent"]], ["直接办结", t["answered_on_spot"]], ["直接办结率", t["on_spot_rate"]],
                 ["回访数", report["satisfaction"]["surveyed"]], ["满意率", report["satisfaction"]["satisfaction_rate"]],
-                ["解决率", report["satisfaction"]["resolution_rate"]], ["不满意台账新增", t["ledger"]],
-                ["期内超期（件）", report["overdue"]["late_total"]], ["当前超期未办结（件）", report["overdue"]["open_total"]]]
+                ["回答是否解决", report["satisfaction"]["resolved_answered"]],
+                ["已解决", report["satisfaction"]["resolved"]], ["解决率", report["satisfaction"]["resolution_rate"]],
+                ["不满意台账新增", t["ledger"]], ["期内超期（件）", report["overdue"]["late_total"]],
+                ["当前超期未办结（件）", report["overdue"]["open_total"]], ["排名规则", report["ranking_rule"]]]
+    answer = {r.get("queue"): r for r in report.get("answer_rates") or []}.get("合计")
+    if answer is not None:
+        sl = answer.get("service_level_seconds", 15)
+        overview += [["呼入（话务）", answer.get("offered")], ["接通", answer.get("answered")],
+                     ["接通率", answer.get("answer_rate")], [f"{sl}秒接通率", answer.get("answer_rate_within")]]
     overview += [[f"状态：{s['label']}", s["count"]] for s in t["by_status"]]
     out = [("概览", ["项目", "数值"], overview, set()),
            ("三率排名", RATE_HEADERS, rate_rows(report), {4, 6, 8, 11, 15}),
@@ -62,9 +94,11 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
                 [[r["number"], r["title"], r["department"], r["status_label"], r["missed"], _local(r["due"]),
                   r["overdue_hours"], "是" if r["supervised"] else ""] for r in report["overdue"]["open"]], set()))
     if report.get("answer_rates") is not None:
-        out.append(("接通率", ["队列", "呼入", "接通", "接通率"],
-                    [[r.get("queue"), r.get("offered"), r.get("answered"), r.get("answer_rate")]
-                     for r in report["answer_rates"]], {3}))
+        sl = next((r.get("service_level_seconds") for r in report["answer_rates"]), None) or 15
+        out.append(("接通率", ["队列", "呼入", "接通", "放弃", "接通率", f"{sl}秒内接通", f"{sl}秒接通率"],
+                    [[r.get("queue"), r.get("offered"), r.get("answered"), r.get("abandoned"), r.get("answer_rate"),
+                      r.get("answered_within"), r.get("answer_rate_within")] for r in report["answer_rates"]],
+                    {4, 6}))
     return out
 
 
@@ -82,7 +116,10 @@ def to_xlsx(report: dict[str, Any]) -> bytes:
             cell.font, cell.fill = head_font, head_fill
             cell.alignment = Alignment(horizontal="center")
         for row in rows:
-            ws.append([_to_local(v) for v in row])
+            ws.append([clean_text(v) if isinstance(v, str) else _to_local(v) for v in row])
+            for cell in ws[ws.max_row]:
+                if isinstance(cell.value, str):
+                    cell.data_type = "s"  # openpyxl makes "=..." a formula; a report cell is always text
         for col in percent:
             for (cell,) in ws.iter_rows(min_row=2, min_col=col + 1, max_col=col + 1):
                 cell.number_format = "0.00%"
@@ -102,9 +139,9 @@ def to_xlsx(report: dict[str, Any]) -> bytes:
 def to_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(headers)
+    writer.writerow([csv_text(h) for h in headers])
     for row in rows:
-        writer.writerow(["" if v is None else _to_local(v) for v in row])
+        writer.writerow(["" if v is None else csv_text(v) if isinstance(v, str) else _to_local(v) for v in row])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 

@@ -11,7 +11,15 @@ from tickets.accounts.http import USERS, principal, require_role
 from tickets.errors import InvalidField
 from tickets.http import STORE, TZ
 from tickets.json_http import STANDARD_ERRORS, add_openapi_paths, ok, parse_day
-from tickets.reports.service import KIND_LABELS, AnswerRates, Period, Reports, custom_period, period_for
+from tickets.reports.service import (
+    KIND_LABELS,
+    MAX_REPORT_DAYS,
+    AnswerRates,
+    Period,
+    Reports,
+    custom_period,
+    period_for,
+)
 
 REPORTS = web.AppKey("reports", Reports)
 ANSWER_RATES = web.AppKey("reports_answer_rates", object)
@@ -20,6 +28,16 @@ SUPERVISORS = ("supervisor", "admin")
 
 def today(request: web.Request) -> date:
     return request.app[STORE].clock().astimezone(request.app[TZ]).date()
+
+
+def check_span(day_from: date, day_to: date) -> None:
+    """A custom period runs forwards and spans at most ``MAX_REPORT_DAYS`` days (a 1,000-year report once took
+    9.5 s and 64 MB); the error names the field ``to`` and the cap."""
+    if day_to < day_from:
+        raise InvalidField("to", "结束日期不能早于开始日期")
+    days = (day_to - day_from).days + 1
+    if days > MAX_REPORT_DAYS:
+        raise InvalidField("to", f"统计区间最长{MAX_REPORT_DAYS}天，所选 {day_from} 至 {day_to} 共{days}天，请缩短")
 
 
 def report_period(request: web.Request) -> Period:
@@ -31,8 +49,7 @@ def report_period(request: web.Request) -> Period:
         if kind == "custom":
             d_from = date.fromisoformat(q.get("from") or today(request).replace(day=1).isoformat())
             d_to = date.fromisoformat(q.get("to") or today(request).isoformat())
-            if d_to < d_from:
-                raise InvalidField("to", "结束日期不能早于开始日期")
+            check_span(d_from, d_to)
             return custom_period(d_from, d_to, tz)
         day = date.fromisoformat(q["date"]) if q.get("date") else today(request)
     except ValueError:
@@ -52,8 +69,7 @@ async def department_rates(request: web.Request) -> web.Response:
     now = today(request)
     day_from = parse_day(request.query.get("from"), "from") or now.replace(day=1)
     day_to = parse_day(request.query.get("to"), "to") or now
-    if day_to < day_from:
-        raise InvalidField("to", "结束日期不能早于开始日期")
+    check_span(day_from, day_to)
     start = datetime.combine(day_from, time(0), tz)
     end = datetime.combine(day_to + timedelta(days=1), time(0), tz)
     departments = await request.app[USERS].load_departments()

@@ -7,9 +7,23 @@ calendar day) is done in SQL for both SQLite (stored as naive UTC text) and Post
 Periods are half-open [start, end) in the centre's time zone. Tickets count in the period they were
 created; the rates count lead assignments dispatched in the period (``TicketStore.rates``); satisfaction
 counts survey answers given in the period.
+
+What each figure counts (the README's "Rates" paragraph says the same):
+- 来件总数 ``totals.created``: accepted cases (受理件) created in the period: every ticket except drafts not yet
+  accepted, invalid records (无效件) and duplicates merged into another ticket. Types, places, hours and days
+  count the same set; ``totals.excluded`` shows the records left out.
+- 环比 ``totals.change``: against the same span of the previous period. A period still running (the month so
+  far) is compared with as much of the previous period, up to the same time; a finished one with the whole
+  previous period (日: the day before, 周: the week before, 月: the calendar month before).
+- 直接办结 ``totals.answered_on_spot``: accepted cases the centre answered itself (当场解答), whatever happened
+  later (surveyed, archived); 直接办结率 = 直接办结 / 来件总数.
+- 满意率 / 解决率 centre-wide ``satisfaction``: every survey answer given in the period, on dispatched and
+  on-spot tickets alike; per department only its lead assignments (``rates``). 解决率 = answers "resolved" /
+  answers to the resolved question, everywhere.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import os
@@ -19,11 +33,11 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Index, and_, case, func, or_, select
+from sqlalchemy import Index, String, and_, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tickets import workflow
-from tickets.models import Assignment, Department, LedgerItem, Ticket
+from tickets.models import Assignment, Department, LedgerItem, Ticket, TicketHistory
 from tickets.reports import rates
 from tickets.service import TicketStore
 
@@ -40,13 +54,21 @@ REPORT_INDEXES = (
           Assignment.resolved),
     Index("ix_assignments_reply_due", Assignment.reply_due, Assignment.role, Assignment.department_id,
           Assignment.outcome, Assignment.closed_at),
+    # Survey answers by the time they were given (the centre-wide 满意率 counts on-spot tickets' surveys too,
+    # which have no assignment); created by migration 0007_report_history.
+    Index("ix_ticket_history_action_at", TicketHistory.action, TicketHistory.at, TicketHistory.ticket_id),
 )
+# Records that are not cases: never in 来件总数, types, places, hours or days.
+NOT_CASES = ("draft", "invalid", "merged")
+# The longest custom period a report or /api/v1/rates accepts (a year, leap day included).
+MAX_REPORT_DAYS = 366
 KIND_LABELS = {"daily": "日通报", "weekly": "周研判", "monthly": "月分析"}
 TYPE_LABELS = {"inquiry": "咨询", "help": "求助", "complaint": "投诉", "report": "举报", "suggestion": "建议",
                "praise": "表扬"}
 CHANNEL_LABELS = {"phone": "电话", "web": "网站", "wechat": "微信", "app": "APP", "mailbox": "信箱", "walk_in": "来访"}
 SATISFACTION_LABELS = {"satisfied": "满意", "basically_satisfied": "基本满意", "dissatisfied": "不满意"}
-# Provided later by telephony (wired in server.py): (start, end) -> [{queue, offered, answered, answer_rate}]
+# Provided by telephony (wired in server.py): (start, end) -> one row per queue, then a "合计" row, each
+# {queue, offered, answered, abandoned, answer_rate, service_level_seconds, answered_within, answer_rate_within}.
 AnswerRates = Callable[[datetime, datetime], "Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]"]
 
 
@@ -64,6 +86,44 @@ class Period:
             return period_for("monthly", first, self.start.tzinfo)  # type: ignore[arg-type]
         length = self.end - self.start
         return Period(self.kind, self.start - length, self.start, "上期")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The two equal spans 环比 compares: [current_start, current_end) and [previous_start, previous_end)."""
+
+    current_start: datetime
+    current_end: datetime
+    previous_start: datetime
+    previous_end: datetime
+    partial: bool  # the period is still running: both spans stop at the same time of the period
+
+    def note(self, tz: ZoneInfo) -> str:
+        def at(t: datetime) -> str:
+            t = t.astimezone(tz)
+            return f"{t.month}月{t.day}日" + (f"{t:%H:%M}" if t.time() != time(0) else "")
+
+        def span(a: datetime, b: datetime) -> str:
+            if b.astimezone(tz).time() == time(0):  # whole days: name the last day, not the next midnight
+                last = b - timedelta(days=1)
+                return at(a) if last.astimezone(tz).date() == a.astimezone(tz).date() else f"{at(a)}至{at(last)}"
+            return f"{at(a)}至{at(b)}"
+
+        kind = "同期（等长区间）" if self.partial else "整期"
+        return f"环比口径：本期{span(self.current_start, self.current_end)}对比上期{kind}" \
+               f"{span(self.previous_start, self.previous_end)}"
+
+
+def comparison(p: Period, now: datetime) -> Comparison | None:
+    """The spans 环比 compares: a finished period with the whole previous one; a running period (now inside
+    it) from its start to now with the previous period from its start over the same elapsed time, capped at
+    the previous period's end; nothing for a period that has not begun."""
+    prev = p.previous
+    if now >= p.end:
+        return Comparison(p.start, p.end, prev.start, prev.end, False)
+    if now <= p.start:
+        return None
+    return Comparison(p.start, now, prev.start, min(prev.start + (now - p.start), prev.end), True)
 
 
 def period_for(kind: str, day: date, tz: ZoneInfo) -> Period:
@@ -141,7 +201,8 @@ class Reports:
     async def ticket_cube(self, p: Period) -> list[dict[str, Any]]:
         """One range scan of ``ix_tickets_report``: counts by (UTC hour, type, status, urgency), at most
         24 × days × 6 × 11 × 2 rows whatever the number of tickets. Totals, type, hour and day are folded
-        from these rows (measured: a multi-column GROUP BY beats one CASE sum per type and status)."""
+        from these rows (measured: a multi-column GROUP BY beats one CASE sum per type and status).
+        ``count``, ``urgent`` and ``types`` count cases only (not ``NOT_CASES``); ``statuses`` every record."""
         hour = self._hour_key(Ticket.created_at)
         stmt = (select(hour, Ticket.request_type, Ticket.status, Ticket.urgency, func.count())
                 .where(Ticket.created_at >= p.start, Ticket.created_at < p.end)
@@ -154,16 +215,18 @@ class Reports:
                                      "types": dict.fromkeys(TYPE_LABELS, 0),
                                      "statuses": dict.fromkeys(workflow.STATUSES, 0)}
             n = int(n)
+            cell["statuses"][status] = cell["statuses"].get(status, 0) + n
+            if status in NOT_CASES:
+                continue
             cell["count"] += n
             cell["urgent"] += n if urgency == "urgent" else 0
             cell["types"][rtype] = cell["types"].get(rtype, 0) + n
-            cell["statuses"][status] = cell["statuses"].get(status, 0) + n
         return list(cells.values())
 
     async def place_cube(self, p: Period) -> dict[str, dict[str, int]]:
-        """The second scan: counts by (district, channel, category), folded per dimension."""
+        """The second scan: cases by (district, channel, category), folded per dimension."""
         stmt = (select(Ticket.district, Ticket.channel, Ticket.category, func.count())
-                .where(Ticket.created_at >= p.start, Ticket.created_at < p.end)
+                .where(Ticket.created_at >= p.start, Ticket.created_at < p.end, Ticket.status.not_in(NOT_CASES))
                 .group_by(Ticket.district, Ticket.channel, Ticket.category))
         out: dict[str, dict[str, int]] = {"district": {}, "channel": {}, "category": {}}
         for district, channel, category, n in await self._scalar_rows(stmt):
@@ -171,23 +234,46 @@ class Reports:
                 out[dim][value or ""] = out[dim].get(value or "", 0) + int(n)
         return out
 
-    async def totals(self, p: Period, cube: list[dict[str, Any]]) -> dict[str, Any]:
+    async def _cases(self, start: datetime, end: datetime) -> int:
+        async with self.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(Ticket).where(
+                Ticket.created_at >= start, Ticket.created_at < end, Ticket.status.not_in(NOT_CASES))) or 0)
+
+    async def _answered_on_spot_later(self, p: Period) -> int:
+        """Cases answered on the spot that have moved on since (surveyed, archived): no lead department and a
+        reply time. A dispatched case always keeps its lead; an invalid record archived has no reply time."""
+        async with self.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(Ticket).where(
+                Ticket.created_at >= p.start, Ticket.created_at < p.end, Ticket.status.in_(("surveyed", "archived")),
+                Ticket.lead_department_id.is_(None), Ticket.replied_at.is_not(None))) or 0)
+
+    async def totals(self, p: Period, cube: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
         by_status = {s: sum(h["statuses"][s] for h in cube) for s in workflow.STATUSES}
         by_status = {s: n for s, n in by_status.items() if n}
         urgent = sum(h["urgent"] for h in cube)
         created = sum(h["count"] for h in cube)
-        prev = p.previous
+        span = comparison(p, now)
+        previous = current = None
+        if span is not None:
+            previous = await self._cases(span.previous_start, span.previous_end)
+            current = await self._cases(span.current_start, span.current_end) if span.partial else created
         async with self.sessions() as session:
-            previous = int(await session.scalar(select(func.count()).select_from(Ticket).where(
-                Ticket.created_at >= prev.start, Ticket.created_at < prev.end)) or 0)
             ledger = int(await session.scalar(select(func.count()).select_from(LedgerItem).where(
                 LedgerItem.at >= p.start, LedgerItem.at < p.end)) or 0)
         on_spot = by_status.get("answered_on_spot", 0)
-        counted = created - by_status.get("draft", 0) - by_status.get("invalid", 0) - by_status.get("merged", 0)
+        if by_status.get("surveyed") or by_status.get("archived"):
+            on_spot += await self._answered_on_spot_later(p)
         return {
-            "created": created, "previous_created": previous,
-            "change": ratio(created - previous, previous), "urgent": urgent, "ledger": ledger,
-            "answered_on_spot": on_spot, "on_spot_rate": ratio(on_spot, counted), "valid": counted,
+            "created": created, "counts": "受理件（不含草稿、无效件和合并的重复件）",
+            "excluded": {s: by_status.get(s, 0) for s in NOT_CASES},
+            "previous_created": previous, "compared_created": current,
+            "change": ratio(current - previous, previous) if current is not None and previous is not None else None,
+            "comparison": None if span is None else {
+                "current_start": span.current_start, "current_end": span.current_end,
+                "previous_start": span.previous_start, "previous_end": span.previous_end, "partial": span.partial,
+                "note": span.note(self.tz)},
+            "urgent": urgent, "ledger": ledger,
+            "answered_on_spot": on_spot, "on_spot_rate": ratio(on_spot, created),
             "by_status": [{"key": s, "label": workflow.STATUS_LABELS.get(s, s), "count": by_status[s]}
                           for s in workflow.STATUSES if s in by_status],
         }
@@ -216,27 +302,40 @@ class Reports:
         return out
 
     async def satisfaction(self, p: Period) -> dict[str, Any]:
-        A = Assignment
-        day = self._local(A.surveyed_at, "%Y-%m-%d", p.start)
-        one = lambda cond: func.sum(case((cond, 1), else_=0))
-        rows = await self._scalar_rows(select(
-            day, one(A.satisfaction == "satisfied"), one(A.satisfaction == "basically_satisfied"),
-            one(A.satisfaction == "dissatisfied"), one(A.resolved.is_(True)), func.count(),
-        ).where(A.role == "lead", A.surveyed_at >= p.start, A.surveyed_at < p.end,
-                A.satisfaction.is_not(None)).group_by(day))
-        by_day = {r[0]: [int(v or 0) for v in r[1:]] for r in rows}
+        """Every survey answer given in the period (the ``record_survey`` entries of the history), on dispatched
+        and on-spot tickets alike; a reopened ticket's second answer is a second answer."""
+        H = TicketHistory
+        day = self._local(H.at, "%Y-%m-%d", p.start)
+        sat = H.data["satisfaction"].as_string()
+        # JSON true/false: 1/0 from SQLite's json_extract, 'true'/'false' from PostgreSQL's ->>; null is NULL.
+        res = cast(H.data["resolved"].as_string(), String)
+        rows = await self._scalar_rows(select(day, sat, res, func.count())
+                                       .where(H.action == "record_survey", H.at >= p.start, H.at < p.end)
+                                       .group_by(day, sat, res))
+        by_day: dict[str, list[int]] = {}
+        for d_key, answer, resolved, n in rows:
+            cell = by_day.setdefault(d_key, [0, 0, 0, 0, 0, 0])  # s, b, x, resolved, resolved_answered, n
+            n = int(n)
+            if answer in SATISFACTION_LABELS:
+                cell[list(SATISFACTION_LABELS).index(answer)] += n
+            if resolved is not None:
+                cell[4] += n
+                cell[3] += n if str(resolved).lower() in ("1", "true") else 0
+            cell[5] += n
         w = self.store.settings.tickets.basically_satisfied_weight
         series, d = [], p.start.date()
-        tot = [0, 0, 0, 0, 0]
+        tot = [0] * 6
         while d < p.end.date():
-            s, b, x, res, n = by_day.get(d.isoformat(), [0, 0, 0, 0, 0])
-            tot = [a + v for a, v in zip(tot, (s, b, x, res, n))]
+            s, b, x, res_n, answered, n = by_day.get(d.isoformat(), [0] * 6)
+            tot = [a + v for a, v in zip(tot, (s, b, x, res_n, answered, n))]
             series.append({"day": d.isoformat(), "satisfied": s, "basically_satisfied": b, "dissatisfied": x,
-                           "resolved": res, "surveyed": n, "satisfaction_rate": ratio(s + w * b, n)})
+                           "resolved": res_n, "resolved_answered": answered, "surveyed": n,
+                           "satisfaction_rate": ratio(s + w * b, n), "resolution_rate": ratio(res_n, answered)})
             d += timedelta(days=1)
-        s, b, x, res, n = tot
-        return {"by_day": series, "satisfied": s, "basically_satisfied": b, "dissatisfied": x, "resolved": res,
-                "surveyed": n, "satisfaction_rate": ratio(s + w * b, n), "resolution_rate": ratio(res, n)}
+        s, b, x, res_n, answered, n = tot
+        return {"by_day": series, "satisfied": s, "basically_satisfied": b, "dissatisfied": x, "resolved": res_n,
+                "resolved_answered": answered, "surveyed": n, "satisfaction_rate": ratio(s + w * b, n),
+                "resolution_rate": ratio(res_n, answered)}
 
     async def overdue(self, p: Period, now: datetime, departments: Mapping[int, Department]) -> dict[str, Any]:
         """Lead assignments whose reply deadline fell in the period and were replied late or not at all."""
@@ -298,13 +397,14 @@ class Reports:
 
     async def rates(self, start: datetime, end: datetime, departments: Mapping[int, Department]
                     ) -> list[dict[str, Any]]:
-        """Rates and composite ranking: the same query as ``/api/v1/rates`` (one definition of the rates)."""
+        """Rates and composite ranking: the same query as ``/api/v1/rates`` (one definition of the rates).
+        Ranked departments first, then the unranked (``unranked``: 样本不足 or 无派单), see ``rates.ranking``."""
         counts = await self.department_counts(start, end)
         t = self.store.settings.tickets
         weights = rates.Weights(t.weight_response, t.weight_resolution, t.weight_satisfaction,
                                 t.basically_satisfied_weight)
         table = rates.ranking({d: counts.get(d, rates.Counts()) for d in departments if departments[d].active
-                               or d in counts}, weights)
+                               or d in counts}, weights, t.min_cases_to_rank)
         return [{"department_id": row.department_id, "department": departments[row.department_id].name,
                  "code": departments[row.department_id].code, **row.as_dict()} for row in table]
 
@@ -329,7 +429,7 @@ class Reports:
         report = {
             "kind": p.kind, "kind_label": KIND_LABELS.get(p.kind, "统计报表"), "label": p.label,
             "start": p.start, "end": p.end, "generated_at": now,
-            "totals": await self.totals(p, cube),
+            "totals": await self.totals(p, cube, now),
             "by_type": self._ranked({t: n for t in TYPE_LABELS if (n := sum(h["types"][t] for h in cube))},
                                     TYPE_LABELS),
             "by_channel": self._ranked(places["channel"], CHANNEL_LABELS),
@@ -338,11 +438,17 @@ class Reports:
             "by_hour": self.by_hour(cube),
             "by_day": self.by_day(p, cube) if p.kind != "daily" else [],
             "rates": ranking,
+            "ranking_rule": ranking_rule(self.store.settings.tickets.min_cases_to_rank),
             "satisfaction": await self.satisfaction(p),
             "overdue": await self.overdue(p, now, departments),
             "answer_rates": await self.answer_rate_section(p),
         }
         return report
+
+
+def ranking_rule(min_cases: int) -> str:
+    return (f"派单不少于{min_cases}件的单位参加排名，不足的列出但不排名（样本不足）；综合评分中没有数据的指标"
+            f"（如尚无回访）按0计。")
 
 
 def _json_default(value: Any) -> Any:
@@ -372,8 +478,9 @@ async def generate_scheduled(reports: Reports, out_dir: Path, now: datetime,
         if stem.with_suffix(".xlsx").exists():
             continue
         report = await reports.build(p, now)
+        xlsx = await asyncio.get_running_loop().run_in_executor(None, export.to_xlsx, report)
         outputs = {".json": json.dumps(report, ensure_ascii=False, default=_json_default, indent=1).encode(),
-                   ".xlsx": export.to_xlsx(report)}
+                   ".xlsx": xlsx}
         if render is not None:
             outputs[".html"] = render(report)
         for suffix, data in outputs.items():

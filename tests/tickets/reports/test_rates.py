@@ -53,8 +53,11 @@ async def test_rates_and_ranking_on_a_known_set(center: Center) -> None:
     assert water["satisfaction_rate"] == pytest.approx(2 / 3, abs=1e-4)
     expected = 100 * (0.30 * 0.6 + 0.35 * (2 / 3) + 0.35 * (2 / 3))
     assert water["composite"] == pytest.approx(expected, abs=0.01)
-    assert env["composite"] == 100.0 and env["rank"] == 1 and water["rank"] == 2
-    assert by_code["cgj"]["composite"] is None and by_code["cgj"]["rank"] is None  # no data, not 0
+    # 环保 scores 100 on 2 cases, below tickets.min_cases_to_rank (5): listed, scored, not ranked.
+    assert (env["composite"], env["rank"], env["unranked"]) == (100.0, None, "样本不足")
+    assert (water["rank"], water["unranked"]) == (1, None)
+    assert (by_code["cgj"]["composite"], by_code["cgj"]["rank"], by_code["cgj"]["unranked"]) == (None, None, "无派单")
+    assert [row["code"] for row in body["departments"]][:2] == ["swuj", "sthj"]  # ranked first
     # The survey that reopened the ticket sits in the ledger, and the period filter excludes other months.
     empty = await center.super.get("/api/v1/rates?from=2026-10-01&to=2026-10-31")
     assert all(row["counts"]["dispatched"] == 0 for row in empty["departments"])
@@ -69,5 +72,23 @@ def test_basically_satisfied_weight_and_missing_rates() -> None:
     strict = rates.compute(1, c, rates.Weights(basically_satisfied=0.5))
     assert full.satisfaction_rate == 1.0 and strict.satisfaction_rate == 0.75
     assert full.resolution_rate == 1.0  # the caller who hung up before the question is not counted
+    # No survey answer yet: the rates say "no data", the score counts them as 0 (not a free pass).
     only_response = rates.compute(2, rates.Counts(dispatched=4, signed_on_time=3), rates.Weights())
-    assert only_response.satisfaction_rate is None and only_response.composite == 75.0
+    assert only_response.satisfaction_rate is None and only_response.resolution_rate is None
+    assert only_response.composite == 22.5
+
+
+def test_a_department_that_never_replies_does_not_rank_first() -> None:
+    """The reported bug: 0 % 办结率 ranked first with 100 points because the missing rates were skipped."""
+    never_replies = rates.Counts(dispatched=6, signed_on_time=6)
+    works = rates.Counts(dispatched=6, signed_on_time=5, replied=6, replied_on_time=6, surveyed=6, resolved=5,
+                         resolved_answered=6, satisfied=5, dissatisfied=1)
+    one_case = rates.Counts(dispatched=1, signed_on_time=1, replied=1, replied_on_time=1, surveyed=1, resolved=1,
+                            resolved_answered=1, satisfied=1)
+    table = rates.ranking({1: never_replies, 2: works, 3: one_case, 4: rates.Counts()}, rates.Weights(), 5)
+    assert [(r.department_id, r.rank, r.unranked) for r in table] == [
+        (2, 1, None), (1, 2, None), (3, None, "样本不足"), (4, None, "无派单")]
+    assert table[1].composite == 30.0 and table[2].composite == 100.0 and table[3].composite is None
+    # Equal scores share a rank; the minimum is configurable.
+    tied = rates.ranking({5: works, 6: works, 3: one_case}, rates.Weights(), 1)
+    assert [(r.department_id, r.rank) for r in tied] == [(3, 1), (5, 2), (6, 2)]
