@@ -38,7 +38,7 @@ from telephony.survey_dialer import SurveyDialer
 from tickets import deadlines as dl
 from tickets import http as tickets_http
 from tickets.accounts import http as accounts_http
-from tickets.accounts.service import Principal, UserStore
+from tickets.accounts.service import LoginThrottle, Principal, UserStore
 from tickets.knowledge import service as knowledge_service
 from tickets.routing import http as routing_http
 from tickets.routing import textproc
@@ -260,6 +260,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
             log.info("started a private redis-server at %s", url)
         client = Redis.from_url(url)
         app[REDIS] = client
+        app[accounts_http.THROTTLE] = LoginThrottle(client, settings.server)
         app[REDIS_URL] = url
         try:
             yield

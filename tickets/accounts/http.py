@@ -8,11 +8,12 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import Field
 
-from tickets.accounts.service import Principal, UserStore
-from tickets.errors import Forbidden, Unauthorized, UnsupportedMediaType
+from tickets.accounts.service import LoginThrottle, Principal, UserStore
+from tickets.errors import Forbidden, InvalidField, Unauthorized, UnsupportedMediaType
 from tickets.json_http import STANDARD_ERRORS, Body, add_openapi_paths, body_schema, ok, parse, read_json
 
 USERS = web.AppKey("user_store", UserStore)
+THROTTLE = web.AppKey("login_throttle", LoginThrottle)  # set by the server once Redis is up
 COOKIE = "hotline_session"
 PUBLIC_PATHS = {"/health", "/metrics", "/api/v1/auth/login", "/api/v1/openapi.json", "/login"}
 PUBLIC_PREFIXES = ("/static/",)
@@ -151,16 +152,43 @@ class UserCreate(Body):
     member_name: str | None = Field(default=None, max_length=100)
 
 
+class UnlockBody(Body):
+    username: str | None = Field(default=None, min_length=1, max_length=64)
+    address: str | None = Field(default=None, min_length=1, max_length=100)
+
+
 async def login(request: web.Request) -> web.Response:
     users = request.app[USERS]
     body = parse(LoginBody, await read_json(request))
-    token, who = await users.login(body.username, body.password, body.kind, body.label)
+    throttle = request.app.get(THROTTLE)
+    address = request.remote or "unknown"
+    if throttle is not None:
+        await throttle.check(body.username, address)  # 429 before any hashing
+    try:
+        token, who = await users.login(body.username, body.password, body.kind, body.label)
+    except Unauthorized:
+        if throttle is not None:
+            await throttle.failed(body.username, address)
+        raise
+    if throttle is not None:
+        await throttle.succeeded(body.username)
     response = ok({"token": token, "user": who.as_dict()})
     if body.kind == "session":
         server = users.settings.server
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=server.secure_cookies,
                             max_age=server.session_hours * 3600, path="/")
     return response
+
+
+async def unlock(request: web.Request) -> web.Response:
+    """Lift a login lock-out (admins): ``{"username"}``, ``{"address"}`` or both."""
+    who = require_role(request, "admin")
+    body = parse(UnlockBody, await read_json(request))
+    if not body.username and not body.address:
+        raise InvalidField("username", "须指定 username 或 address")
+    removed = await request.app[THROTTLE].unlock(body.username, body.address) if THROTTLE in request.app else 0
+    log.warning("login lock-out lifted by %s: username=%r address=%r", who.username, body.username, body.address)
+    return ok({"username": body.username, "address": body.address, "cleared": removed})
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -210,7 +238,10 @@ def openapi_paths() -> dict[str, Any]:
     return {
         "/api/v1/auth/login": {"post": {"summary": "登录", "requestBody": body_schema(LoginBody), "security": [],
                                         "responses": {"200": {"description": "token"}, **std}}},
-        "/api/v1/auth/logout": {"post": {"summary": "退出", "responses": {"200": {"description": "ok"}}}},
+        "/api/v1/auth/logout": {"post": {"summary": "退出（吊销所用的会话或 API 令牌）",
+                                         "responses": {"200": {"description": "ok"}}}},
+        "/api/v1/auth/unlock": {"post": {"summary": "解除登录锁定（管理员）", "requestBody": body_schema(UnlockBody),
+                                         "responses": {"200": {"description": "cleared"}, **std}}},
         "/api/v1/me": {"get": {"summary": "当前用户", "responses": {"200": {"description": "user"}, **std}}},
         "/api/v1/departments": {"get": {"summary": "单位列表", "responses": {"200": {"description": "list"}}},
                                 "post": {"summary": "新建单位（管理员）", "requestBody": body_schema(DepartmentCreate),
@@ -225,6 +256,7 @@ def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/v1/auth/login", login)
     r.add_post("/api/v1/auth/logout", logout)
+    r.add_post("/api/v1/auth/unlock", unlock)
     r.add_get("/api/v1/me", me)
     r.add_get("/api/v1/departments", list_departments)
     r.add_post("/api/v1/departments", create_department)

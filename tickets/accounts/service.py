@@ -1,7 +1,10 @@
 """Accounts, roles, departments and login tokens (argon2 password hashes; tokens stored only as sha256)."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import math
 import secrets
 import time
 import tomllib
@@ -15,11 +18,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config.settings import Settings
-from tickets.errors import Conflict, InvalidField, NotFound, Unauthorized
+from config.settings import ServerSettings, Settings
+from tickets.errors import Conflict, InvalidField, NotFound, TooManyRequests, Unauthorized
 from tickets.models import AuthToken, Department, User
 from tickets.workflow import Actor
 
+log = logging.getLogger("hotline.accounts")
 TOKEN_CACHE_SECONDS = 30.0
 ROLES = ("agent", "department", "supervisor", "admin")
 ROLE_LABELS = {"agent": "话务员", "department": "承办单位", "supervisor": "班长", "admin": "管理员"}
@@ -128,8 +132,9 @@ class UserStore:
         async with self.sessions.begin() as session:
             if await session.scalar(select(User.id).where(User.username == username)):
                 raise Conflict("username_taken", f"用户名 {username} 已存在")
+            password_hash = await asyncio.get_running_loop().run_in_executor(None, self._hasher.hash, password)
             user = User(username=username, display_name=display_name or username,
-                        password_hash=self._hasher.hash(password), role=role, department_id=department_id,
+                        password_hash=password_hash, role=role, department_id=department_id,
                         interface=interface, member_name=member_name, active=True, created_at=self.clock())
             session.add(user)
             await session.flush()
@@ -162,21 +167,30 @@ class UserStore:
     async def login(self, username: str, password: str, kind: str = "session", label: str = "") -> tuple[str, Principal]:
         async with self.read_sessions() as session:
             user = await session.scalar(select(User).where(User.username == username))
-        try:
-            self._hasher.verify(user.password_hash if user else self._dummy_hash, password)
-        except (VerificationError, InvalidHashError):
+        # argon2 takes tens of milliseconds of CPU by design: on the event loop, a few logins a second would
+        # stall every other request of this process. (argon2-cffi releases the GIL while hashing.)
+        if not await asyncio.get_running_loop().run_in_executor(
+                None, self._verify, user.password_hash if user else self._dummy_hash, password):
             user = None
         if user is None or not user.active:
             raise Unauthorized("bad_credentials", "用户名或密码错误")
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        expires = now + timedelta(hours=self.settings.server.session_hours) if kind == "session" else None
+        server = self.settings.server
+        expires = now + (timedelta(hours=server.session_hours) if kind == "session"
+                         else timedelta(days=server.api_token_days))
         async with self.sessions.begin() as session:
             session.add(AuthToken(token_hash=token_hash(token), user_id=user.id, kind=kind, label=label,
                                   created_at=now, expires_at=expires))
         if not self._departments:
             await self.load_departments()
         return token, self._principal(user)
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return bool(self._hasher.verify(password_hash, password))
+        except (VerificationError, InvalidHashError):
+            return False
 
     async def authenticate(self, token: str) -> Principal | None:
         """The user behind a token. Answers from a 30-second in-process cache: every API call needs this,
@@ -223,3 +237,72 @@ class UserStore:
         if department_id not in self._departments:
             raise NotFound("department_not_found", "单位不存在")
         return self._departments[department_id]
+
+
+def login_delay(failures: int, free: int, max_delay: int) -> int:
+    """Seconds the next attempt must wait after ``failures`` failed logins: none for the first ``free``, then
+    1, 2, 4 ... up to ``max_delay``."""
+    if failures <= free:
+        return 0
+    return min(max_delay, 2 ** min(failures - free - 1, 30))
+
+
+class LoginThrottle:
+    """Failed logins counted per account and per address in Redis (shared by every server process, each key
+    with an expiry), so guessing passwords gets slower and then stops: growing waits after
+    ``login_free_failures``, a lock-out of ``login_lockout_minutes`` at ``login_lockout_failures``. Addresses
+    get four times the account limits (several people may share one). Checked before argon2 runs, so a
+    refused attempt costs no hashing."""
+
+    ADDRESS_FACTOR = 4
+
+    def __init__(self, redis: Any, server: ServerSettings, prefix: str = "hotline:login") -> None:
+        self.redis = redis
+        self.server = server
+        self.prefix = prefix
+
+    def _key(self, kind: str, who: str, what: str) -> str:
+        return f"{self.prefix}:{kind}:{what}:{who}"
+
+    def _subjects(self, username: str, address: str) -> list[tuple[str, str, int]]:
+        return [("user", username, 1), ("addr", address, self.ADDRESS_FACTOR)]
+
+    async def check(self, username: str, address: str) -> None:
+        """Raises ``TooManyRequests`` (429 + Retry-After) while the account or the address must wait or is locked."""
+        for kind, who, _ in self._subjects(username, address):
+            locked = await self.redis.pttl(self._key(kind, who, "lock"))
+            if locked > 0:
+                subject = "该账号" if kind == "user" else "该地址"
+                raise TooManyRequests("login_locked", f"登录失败次数过多，{subject}已锁定，请稍后再试或联系管理员解锁",
+                                      math.ceil(locked / 1000))
+            wait = await self.redis.pttl(self._key(kind, who, "wait"))
+            if wait > 0:
+                raise TooManyRequests("login_throttled", f"登录过于频繁，请 {math.ceil(wait / 1000)} 秒后再试",
+                                      math.ceil(wait / 1000))
+
+    async def failed(self, username: str, address: str) -> None:
+        window = self.server.login_lockout_minutes * 60
+        for kind, who, factor in self._subjects(username, address):
+            fails_key = self._key(kind, who, "fails")
+            failures = int(await self.redis.incr(fails_key))
+            await self.redis.expire(fails_key, window)
+            if failures >= self.server.login_lockout_failures * factor:
+                await self.redis.set(self._key(kind, who, "lock"), failures, ex=window)
+                log.warning("login locked out: %s %r after %d failed logins (from %s), for %d minutes",
+                            kind, who, failures, address, self.server.login_lockout_minutes)
+                continue
+            delay = login_delay(failures, self.server.login_free_failures * factor,
+                                self.server.login_max_delay_seconds)
+            if delay:
+                await self.redis.set(self._key(kind, who, "wait"), failures, px=delay * 1000)
+            log.info("failed login: %s %r (from %s), %d failures, next attempt in %d s",
+                     kind, who, address, failures, delay)
+
+    async def succeeded(self, username: str) -> None:
+        await self.redis.delete(*(self._key("user", username, what) for what in ("fails", "wait")))
+
+    async def unlock(self, username: str | None = None, address: str | None = None) -> int:
+        """Lift a lock-out (and the waits and counts) of an account, an address or both; returns keys removed."""
+        keys = [self._key(kind, who, what) for kind, who in (("user", username), ("addr", address)) if who
+                for what in ("fails", "wait", "lock")]
+        return int(await self.redis.delete(*keys)) if keys else 0

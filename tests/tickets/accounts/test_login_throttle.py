@@ -1,0 +1,112 @@
+"""Login throttle (per account and per address, counted in Redis shared by every server process), the admin's
+unlock, argon2 off the event loop, and API token expiry."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+
+import server
+from tickets.accounts.http import USERS
+from tickets.accounts.service import login_delay
+
+PASSWORD = "password-123"
+LIMITS = {"login_free_failures": 2, "login_lockout_failures": 4, "login_max_delay_seconds": 1,
+          "login_lockout_minutes": 30}
+
+
+async def app_client(aiohttp_client: Any, settings_factory: Any, redis_url: str, tmp_path: Any) -> Any:
+    settings = settings_factory(redis_url=redis_url, server=LIMITS)
+    client = await aiohttp_client(server.create_app(settings))
+    await client.app[USERS].create_user("agent", PASSWORD, "agent")
+    return client
+
+
+async def attempt(client: Any, username: str, password: str) -> Any:
+    return await client.post("/api/v1/auth/login", json={"username": username, "password": password, "kind": "api"})
+
+
+def test_delays_grow_after_the_free_attempts() -> None:
+    assert [login_delay(n, 3, 60) for n in range(1, 12)] == [0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60]
+
+
+async def test_an_account_waits_then_is_locked_out_and_an_admin_lifts_it(
+        aiohttp_client: Any, settings_factory: Any, redis_url: str, tmp_path: Any) -> None:
+    client = await app_client(aiohttp_client, settings_factory, redis_url, tmp_path)
+    assert (await attempt(client, "agent", "wrong-1")).status == 401
+    assert (await attempt(client, "agent", "wrong-2")).status == 401
+    assert (await attempt(client, "agent", "wrong-3")).status == 401  # third failure: wait 1 s from now
+    resp = await attempt(client, "agent", PASSWORD)  # even the right password waits: nothing is hashed
+    assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+    assert (await resp.json())["error"] == "login_throttled"
+    await asyncio.sleep(1.1)
+    assert (await attempt(client, "agent", "wrong-4")).status == 401  # fourth: locked out
+    resp = await attempt(client, "agent", PASSWORD)
+    assert resp.status == 429 and (await resp.json())["error"] == "login_locked"
+    assert 1700 < int(resp.headers["Retry-After"]) <= 1800
+
+    # Another server process on the same Redis refuses too.
+    other = await aiohttp_client(server.create_app(settings_factory(redis_url=redis_url, server=LIMITS),
+                                                   bootstrap_admin=False, migrate_db=False))
+    assert (await attempt(other, "agent", PASSWORD)).status == 429
+    # Every counter in Redis expires by itself.
+    r = aioredis.Redis.from_url(redis_url)
+    keys = await r.keys("hotline:login:*")
+    assert keys and all([await r.ttl(k) > 0 for k in keys])
+    await r.aclose()
+
+    admin_pw = client.app[server.SETTINGS].server.admin_password
+    admin = await attempt(client, "admin", admin_pw)
+    assert admin.status == 200, await admin.text()
+    token = (await admin.json())["token"]
+    agent_pw_before = await attempt(client, "agent", PASSWORD)
+    assert agent_pw_before.status == 429
+    resp = await client.post("/api/v1/auth/unlock", json={"username": "agent"},
+                             headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200, await resp.text()
+    assert (await attempt(client, "agent", PASSWORD)).status == 200
+
+
+async def test_only_admins_unlock(aiohttp_client: Any, settings_factory: Any, redis_url: str, tmp_path: Any) -> None:
+    client = await app_client(aiohttp_client, settings_factory, redis_url, tmp_path)
+    token = (await (await attempt(client, "agent", PASSWORD)).json())["token"]
+    resp = await client.post("/api/v1/auth/unlock", json={"username": "agent"},
+                             headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 403
+
+
+async def test_an_address_trying_many_accounts_is_throttled(
+        aiohttp_client: Any, settings_factory: Any, redis_url: str, tmp_path: Any) -> None:
+    client = await app_client(aiohttp_client, settings_factory, redis_url, tmp_path)
+    for i in range(2 * 4 + 1):  # the address gets four times the account's free attempts
+        assert (await attempt(client, f"guess{i}", "x")).status == 401
+    resp = await attempt(client, "someone-new", "x")
+    assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+
+
+async def test_argon2_runs_off_the_event_loop_and_api_tokens_expire(
+        aiohttp_client: Any, settings_factory: Any, redis_url: str, tmp_path: Any) -> None:
+    client = await app_client(aiohttp_client, settings_factory, redis_url, tmp_path)
+    users = client.app[USERS]
+    threads: list[int] = []
+    hasher = users._hasher
+
+    class Spy:
+        def verify(self, *args: Any) -> Any:
+            threads.append(threading.get_ident())
+            return hasher.verify(*args)
+
+    users._hasher = Spy()  # type: ignore[assignment]
+    resp = await attempt(client, "agent", PASSWORD)
+    assert resp.status == 200
+    assert threads and threading.get_ident() not in threads
+    token = (await resp.json())["token"]
+    now = users.clock()
+    days = client.app[server.SETTINGS].server.api_token_days
+    users.clock = lambda: now + timedelta(days=days, seconds=1)  # type: ignore[method-assign]
+    users._token_cache.clear()
+    resp = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 401
