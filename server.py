@@ -216,6 +216,15 @@ class HttpMetrics:
 async def metrics_handler(request: web.Request) -> web.Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    # Route names, volumes and latencies are not for everyone on the intranet: an admin's session or token, or
+    # the scrapers' own bearer (HOTLINE_SERVER_METRICS_TOKEN).
+    expected = request.app[SETTINGS].server.metrics_token
+    given = accounts_http.bearer_of(request) or ""
+    who = request.get("principal")
+    if not (expected and secrets.compare_digest(given.encode(), expected.encode())) \
+            and (who is None or who.role != "admin"):
+        return _error_response(401 if who is None else 403, "metrics_forbidden",
+                               "/metrics 仅限管理员或配置的监控令牌（server.metrics_token）")
     metrics = request.app[METRICS]
     assert isinstance(metrics, HttpMetrics)
     return web.Response(body=generate_latest(metrics.registry),

@@ -23,7 +23,7 @@ from tickets.http import STORE, TZ
 from tickets.knowledge import http as knowledge_http
 from tickets.reports import http as reports_http
 from tickets.reports.service import AnswerRates, generate_scheduled
-from web import pages
+from web import pages, security
 
 log = logging.getLogger("hotline.web")
 HERE = Path(__file__).resolve().parent
@@ -88,6 +88,7 @@ def setup(app: web.Application, *, telephony_ws: str = "/ws/telephony", wallboar
                                autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
     _filters(env, app)
     app[pages.OPTIONS] = options
+    security.setup(app)
     knowledge_http.setup_routes(app)
     attachments_http.setup_routes(app, attachment_max_bytes)
     reports_http.setup(app, answer_rates)

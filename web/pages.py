@@ -6,7 +6,7 @@ import asyncio
 import functools
 from datetime import date, datetime, timedelta
 from typing import Any, Awaitable, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -23,6 +23,7 @@ from tickets.reports.http import REPORTS, build_report, today
 from tickets.reports.service import KIND_LABELS, TYPE_LABELS, duplicate_candidates, pending_extensions
 from tickets.service import TicketQuery
 from web.forms import action_forms
+from web.security import csp_nonce
 
 OPTIONS = web.AppKey("console_options", dict)
 
@@ -42,7 +43,7 @@ Handler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 def render(request: web.Request, template: str, ctx: dict[str, Any], status: int = 200) -> web.Response:
     who = request.get("principal")
     base = {"user": who, "nav": NAV.get(who.role, []) if who else [], "path": request.path,
-            "options": request.app[OPTIONS]}
+            "options": request.app[OPTIONS], "csp_nonce": csp_nonce(request)}
     return aiohttp_jinja2.render_template(template, request, {**base, **ctx}, status=status)
 
 
@@ -93,9 +94,20 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     if request.get("principal") is not None:
         raise web.HTTPFound(HOME_BY_ROLE.get(request["principal"].role, "/agent"))
     nxt = request.query.get("next", "")
-    if not nxt.startswith("/") or nxt.startswith("//"):
+    if not is_local_path(nxt):
         nxt = ""  # never bounce a fresh login to another site
     return render(request, "login.html", {"next": nxt})
+
+
+def is_local_path(target: str) -> bool:
+    """A path on this server only. Browsers read ``/\\evil.example`` as ``//evil.example`` and drop tabs and
+    newlines inside URLs, so backslashes and control characters are refused along with ``//``."""
+    if not target.startswith("/") or target.startswith("//"):
+        return False
+    if "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return False
+    parts = urlsplit(target)
+    return not parts.scheme and not parts.netloc
 
 
 async def home(request: web.Request) -> web.StreamResponse:

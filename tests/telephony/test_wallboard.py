@@ -47,7 +47,7 @@ async def test_wallboard_shows_waiting_callers_and_agent_states(aiohttp_client, 
             for e in events[:cut + 1]:
                 svc.submit(e)
             await svc.drain()
-            await page.wait_for_function("document.querySelectorAll('tr.waiter').length === 2", timeout=30000)
+            await page.wait_for_function("() => document.querySelectorAll('tr.waiter').length === 2", timeout=30000)
             callers = await page.eval_on_selector_all("tr.waiter", "rows => rows.map(r => r.dataset.caller)")
             assert callers == ["15900000003", "15900000004"]
             waits = await page.eval_on_selector_all("tr.waiter td.wait", "cells => cells.map(c => c.textContent)")
@@ -71,7 +71,7 @@ async def test_wallboard_shows_waiting_callers_and_agent_states(aiohttp_client, 
             for e in events[cut + 1:]:
                 svc.submit(e)
             await svc.drain()
-            await page.wait_for_function("document.querySelectorAll('tr.waiter').length === 0", timeout=30000)
+            await page.wait_for_function("() => document.querySelectorAll('tr.waiter').length === 0", timeout=30000)
             assert await page.inner_text("[data-queue='12345'] .abandoned") == "2"
             assert await page.inner_text("[data-queue='12345'] .answer-rate") == "60.0%"
             await page.wait_for_selector("#alerts div")  # 60 % is below the 95 % target: supervisors are warned

@@ -276,7 +276,9 @@ async def test_overdue_and_near_due_lists(center: Center) -> None:
 async def test_openapi_document_and_health(center: Center) -> None:
     doc = await (await center.client.get("/api/v1/openapi.json")).json()
     assert doc["openapi"].startswith("3.") and "/api/v1/tickets/{number}/actions/{action}" in doc["paths"]
-    metrics = await (await center.client.get("/metrics")).text()
+    assert (await center.client.get("/metrics")).status == 401  # not for everyone on the intranet
+    assert (await center.agent.get("/metrics", expect=403))["error"] == "metrics_forbidden"
+    metrics = await center.admin.get("/metrics")
     assert 'hotline_http_requests_total{method="GET",route="/api/v1/openapi.json",status="200"} 1.0' in metrics
     health = await (await center.client.get("/health")).json()
     assert health["ok"] and health["checks"]["database"] == "ok" and health["checks"]["redis"] == "ok"

@@ -79,12 +79,12 @@ async def test_status_pop_callbacks_refusals_and_answer_on_spot(console_factory,
     pbx = Pbx(console.app)
 
     page = await login(browser, console, "agent8001")
-    await page.wait_for_function("document.getElementById('status-text').textContent.includes('未签入')")
+    await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('未签入')")
     # status: my member entries in two queues, paused with the reason; another agent's entries are not mine
     await pbx.send(Pbx.member("12345-main", IFACE, "agent-8001", True, "培训"),
                    Pbx.member("12345-en", IFACE, "agent-8001", True, "培训"),
                    Pbx.member("12345-main", "PJSIP/8002", "agent-8002"))
-    await page.wait_for_function("document.getElementById('status-text').textContent.includes('示忙（培训）')")
+    await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('示忙（培训）')")
     queues = await page.inner_text("#status-queues")
     assert "12345-main" in queues and "12345-en" in queues and "示忙：培训" in queues
     assert await page.locator("#status-queues li").count() == 2
@@ -102,7 +102,7 @@ async def test_status_pop_callbacks_refusals_and_answer_on_spot(console_factory,
     await page.wait_for_selector("#callbacks li.callback")
     assert "13800001111" in await page.inner_text("#callbacks")
     await page.click("#callbacks button.cb-call")
-    await page.wait_for_function("document.getElementById('agent-error').textContent.includes('未连接')")
+    await page.wait_for_function("() => document.getElementById('agent-error').textContent.includes('未连接')")
 
     # a queue call connects to this agent: the pop shows the caller, the earlier ticket and the committed draft
     await pbx.send(Pbx.join("12345-main", "1733.5", "13912348888"),
@@ -113,7 +113,7 @@ async def test_status_pop_callbacks_refusals_and_answer_on_spot(console_factory,
     assert "13912348888" in await page.inner_text("#pop-caller")
     await page.wait_for_selector("#pop-repeat:not(.hidden)")
     assert earlier["number"] in await page.inner_text("#pop-history")
-    await page.wait_for_function("document.getElementById('status-call').textContent.includes('13912348888')")
+    await page.wait_for_function("() => document.getElementById('status-call').textContent.includes('13912348888')")
     href = await page.get_attribute("#pop-open", "href")
     number = href.split("ticket=", 1)[1]
     draft = await console.store.get(number, SYSTEM)
@@ -152,7 +152,7 @@ async def test_console_without_calls_or_interface(console_factory, browser) -> N
     # the real callbacks API answers (empty); the status panel comes from the snapshot
     await page.wait_for_selector("#callbacks-card:not(.hidden)")
     assert "暂无未接来电" in await page.inner_text("#callbacks")
-    await page.wait_for_function("document.getElementById('status-text').textContent.includes('未签入')")
+    await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('未签入')")
     assert "未签入任何队列" in await page.inner_text("#status-queues")
     # signing in to a queue without Asterisk: the server's message, not a silent failure
     await page.fill("#queue-name", "12345")

@@ -50,7 +50,7 @@ async def test_agent_dispatches_department_replies_supervisor_sees_rates(console
     await row.locator("a").click()
     await dept.wait_for_url(f"**/tickets/{number}")
     await dept.click("details[data-action=sign] button[type=submit]")
-    await dept.wait_for_function("document.getElementById('ticket-status').textContent.includes('办理中')")
+    await dept.wait_for_function("() => document.getElementById('ticket-status').textContent.includes('办理中')")
     await dept.set_input_files("#up-file", files=[{"name": "整改后.png", "mimeType": "image/png", "buffer": PNG}])
     await dept.fill("#up-note", "整改后现场")
     await dept.click("#upload-form button[type=submit]")
@@ -58,7 +58,7 @@ async def test_agent_dispatches_department_replies_supervisor_sees_rates(console
     assert await dept.get_attribute("details[data-action=reply]", "open") is not None  # the usual next step is open
     await dept.fill("#reply-answer", "已责令施工单位停止夜间施工，并安排夜间巡查。")
     await dept.click("details[data-action=reply] button[type=submit]")
-    await dept.wait_for_function("document.getElementById('ticket-status').textContent.includes('已办结')")
+    await dept.wait_for_function("() => document.getElementById('ticket-status').textContent.includes('已办结')")
     assert "已责令施工单位" in await dept.inner_text("#ticket-answer")
     history = await dept.inner_text("#history")
     assert "签收" in history and "办结答复" in history

@@ -72,13 +72,13 @@ async def test_replayed_call_pops_draft_that_agent_edits_and_dispatches(live_ser
     page = await login(browser, console, "zuoxi8001")
     assert page.url.endswith("/agent")
     # connected to the PBX, nothing streamed yet: this extension is in no queue
-    await page.wait_for_function("document.getElementById('status-text').textContent.includes('未签入')",
+    await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('未签入')",
                                  timeout=30000)
 
     # queue sign-in goes to Asterisk as QueueAdd for this account's interface
     await page.fill("#queue-name", "12345")
     await page.click("#btn-qlogin")
-    await page.wait_for_function("document.getElementById('toast').textContent.includes('已签入队列 12345')")
+    await page.wait_for_function("() => document.getElementById('toast').textContent.includes('已签入队列 12345')")
     add = [a for a in fake.actions if a.get("Action") == "QueueAdd"]
     assert add and add[0]["Queue"] == "12345" and add[0]["Interface"] == IFACE
 
@@ -90,7 +90,7 @@ async def test_replayed_call_pops_draft_that_agent_edits_and_dispatches(live_ser
     assert "队列 12345" in await page.inner_text("#pop-meta")
     await page.wait_for_selector("#pop-repeat:not(.hidden)")
     assert earlier["number"] in await page.inner_text("#pop-history")
-    await page.wait_for_function(f"document.getElementById('status-call').textContent.includes('{CALLER}')")
+    await page.wait_for_function(f"() => document.getElementById('status-call').textContent.includes('{CALLER}')")
     assert "通话中" in await page.inner_text("#status-text")
     assert "12345" in await page.inner_text("#status-queues")
 
@@ -114,7 +114,7 @@ async def test_replayed_call_pops_draft_that_agent_edits_and_dispatches(live_ser
     await page.fill("[name=content]", "市民反映南湖区幸福路18号附近路灯连续一周不亮，夜间出行不便。")
     await page.fill("[name=address]", "南湖区幸福路18号")
     await page.click("#btn-save")
-    await page.wait_for_function("document.getElementById('toast').textContent.includes('已保存')")
+    await page.wait_for_function("() => document.getElementById('toast').textContent.includes('已保存')")
     lead = next(iter(console.departments.values()))
     await page.select_option("#d-lead", str(lead))
     await page.fill("#d-note", "请尽快维修")
@@ -131,13 +131,13 @@ async def test_replayed_call_pops_draft_that_agent_edits_and_dispatches(live_ser
 async def test_abandoned_caller_is_called_back_in_one_click(live_server, browser) -> None:
     console, fake, cap = await live_server("abandoned_call")
     page = await login(browser, console, "zuoxi8001")
-    await page.wait_for_function("document.getElementById('status-text').textContent.includes('未签入')",
+    await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('未签入')",
                                  timeout=30000)
     # up to the caller hanging up in the queue (the socket stays open: no Logoff yet)
     fake.hold_at(cap.index(lambda m: m.get("Event") == "QueueCallerAbandon"))
     fake.go()
     # the capture's agents are all paused for paperwork, this one included
-    await page.wait_for_function("document.getElementById('status-text').textContent.includes('busy-with-paperwork')",
+    await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('busy-with-paperwork')",
                                  timeout=30000)
     assert "示忙" in await page.inner_text("#status-text")
     assert not await page.is_disabled("#btn-unpause")
@@ -151,11 +151,11 @@ async def test_abandoned_caller_is_called_back_in_one_click(live_server, browser
     # the agent's own phone first, then the dialplan dials the citizen
     assert orig and (orig[-1]["Channel"], orig[-1]["Exten"]) == (IFACE, "13900139000")
     await page.click("#callbacks button.cb-result[data-result=done]")
-    await page.wait_for_function("document.getElementById('callbacks').textContent.includes('暂无未接来电')")
+    await page.wait_for_function("() => document.getElementById('callbacks').textContent.includes('暂无未接来电')")
     done = await console.app[server.TELEPHONY].store.callbacks("done")
     assert [c["caller_num"] for c in done] == ["13900139000"] and done[0]["agent_interface"] == IFACE
     # unpausing reaches Asterisk as QueuePause for this interface
     await page.click("#btn-unpause")
-    await page.wait_for_function("document.getElementById('toast').textContent.includes('已示闲')")
+    await page.wait_for_function("() => document.getElementById('toast').textContent.includes('已示闲')")
     pause = [a for a in fake.actions if a.get("Action") == "QueuePause"][-1]
     assert pause["Interface"] == IFACE and pause["Paused"] == "false"

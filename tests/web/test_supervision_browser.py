@@ -22,7 +22,7 @@ async def test_extension_approval_supervision_and_escalation(console: Console, b
     await dept.click("details[data-action=progress_report] summary")
     await dept.fill("#progress_report-note", "已联系施工单位，正在整改")
     await dept.click("details[data-action=progress_report] button[type=submit]")
-    await dept.wait_for_function("document.getElementById('history').textContent.includes('阶段反馈')")
+    await dept.wait_for_function("() => document.getElementById('history').textContent.includes('阶段反馈')")
     await dept.click("details[data-action=request_extension] summary")
     await dept.fill("#request_extension-days", "3")
     await dept.fill("#request_extension-reason", "需协调供电部门迁移线路")
@@ -33,7 +33,7 @@ async def test_extension_approval_supervision_and_escalation(console: Console, b
     row = sup.locator("#extensions tr", has_text=number)
     assert "3" in await row.inner_text()
     await row.locator("button[type=submit]").click()  # one click: approve as requested
-    await sup.wait_for_function(f"!document.getElementById('extensions').textContent.includes('{number}')")
+    await sup.wait_for_function(f"() => !document.getElementById('extensions').textContent.includes('{number}')")
     after = await console.store.get(number, SYSTEM)
     assert after["extension_days_granted"] == 3 and after["reply_due"] > due_before
 

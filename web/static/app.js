@@ -81,6 +81,9 @@ const Hotline = (() => {
     }
   });
   async function logout() { try { await api("POST", "/api/v1/auth/logout"); } finally { location.href = "/login"; } }
+  // No inline event handlers (the Content-Security-Policy forbids them): markup asks with data attributes.
+  document.addEventListener("submit", ev => { if (ev.target.matches("form[data-no-submit]")) ev.preventDefault(); });
+  document.addEventListener("click", ev => { if (ev.target.closest("[data-print]")) window.print(); });
   document.addEventListener("DOMContentLoaded", () => {
     bindActionForms(document);
     const lo = document.getElementById("logout"); if (lo) lo.addEventListener("click", logout);
