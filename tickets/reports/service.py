@@ -99,9 +99,12 @@ class Comparison:
     partial: bool  # the period is still running: both spans stop at the same time of the period
 
     def note(self, tz: ZoneInfo) -> str:
+        years = {t.astimezone(tz).year for t in (self.previous_start, self.current_end - timedelta(microseconds=1))}
+
         def at(t: datetime) -> str:
             t = t.astimezone(tz)
-            return f"{t.month}月{t.day}日" + (f"{t:%H:%M}" if t.time() != time(0) else "")
+            return (f"{t.year}年" if len(years) > 1 else "") + f"{t.month}月{t.day}日" + \
+                (f"{t:%H:%M}" if t.time() != time(0) else "")
 
         def span(a: datetime, b: datetime) -> str:
             if b.astimezone(tz).time() == time(0):  # whole days: name the last day, not the next midnight
