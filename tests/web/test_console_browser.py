@@ -79,9 +79,10 @@ async def test_agent_dispatches_department_replies_supervisor_sees_rates(console
     wb = load_workbook(io.BytesIO(Path(await download.path()).read_bytes()))  # the temp file has no suffix
     rows = {r[1]: r for r in wb["三率排名"].iter_rows(min_row=2, values_only=True)}
     water = rows["市水务局"]
-    # rank, dispatched, signed on time, response rate, replied, completion rate, satisfaction rate, composite
+    # rank, dispatched, signed on time, response rate, replied, completion rate, satisfaction rate, composite;
+    # one case is below tickets.min_cases_to_rank: scored and listed, not ranked.
     assert (water[0], water[2], water[3], water[4], water[5], water[6], water[15], water[16]) == \
-        (1, 1, 1, 1.0, 1, 1.0, 1.0, 100.0)
+        ("样本不足", 1, 1, 1.0, 1, 1.0, 1.0, 100.0)
     overview = {r[0]: r[1] for r in wb["概览"].iter_rows(min_row=2, values_only=True)}
     assert overview["来件总数"] == 1 and overview["满意率"] == 1.0
 
