@@ -20,7 +20,7 @@ from tickets.http import STORE, TZ
 from tickets.knowledge.http import KNOWLEDGE
 from tickets.reports import export
 from tickets.reports.http import REPORTS, build_report, today
-from tickets.reports.service import KIND_LABELS, TYPE_LABELS, duplicate_candidates, pending_extensions
+from tickets.reports.service import KIND_LABELS, TYPE_LABELS, duplicate_candidates, pending_extensions, period_for
 from tickets.service import TicketQuery
 from web.forms import action_forms
 from web.security import csp_nonce
@@ -215,8 +215,8 @@ async def dept_page(request: web.Request, who: Principal) -> web.StreamResponse:
               "near": sum(1 for t in all_open if due_mark(t, now, near) == "near"),
               "co": sum(1 for t in all_open if t["lead_department_id"] != who.department_id)}
     depts = await departments(request)
-    start = datetime.combine(today(request).replace(day=1), datetime.min.time(), request.app[TZ])
-    rates = [r for r in await request.app[REPORTS].rates(start, start + timedelta(days=32), depts)
+    month = period_for("monthly", today(request), request.app[TZ])  # this calendar month, as the 月分析 counts it
+    rates = [r for r in await request.app[REPORTS].rates(month.start, month.end, depts)
              if r["department_id"] == who.department_id]
     return render(request, "dept.html", {"items": items, "tab": tab, "counts": counts, "now": now,
                                          "dept": depts.get(who.department_id), "rates": rates[0] if rates else None,

@@ -169,3 +169,17 @@ async def test_answer_rates_section_reads_the_telephony_callable(month: tuple[Ce
     assert seen == [(p.start, p.end)] and r["answer_rates"][0]["answered"] == 190
     wb = load_workbook(io.BytesIO(export.to_xlsx(r)))
     assert list(wb["接通率"].iter_rows(min_row=2, values_only=True)) == [("12345-main", 200, 190, 10, 0.95, 180, 0.9)]
+
+
+async def test_exports_neutralise_formulas_and_control_characters(month: tuple[Center, Reports, dict]) -> None:
+    _, _, r = month
+    evil = ["=1+1", "+SUM(A1:A9)", "-2+3", "@cmd", "\uff1dHYPERLINK()", "普通区"]
+    r = {**r, "by_district": [{"key": d, "label": d, "count": 1} for d in evil]}
+    r["overdue"] = {**r["overdue"], "open": [{**r["overdue"]["open"][0], "title": "路灯\x00不亮\x1b[31m\x7f"}]}
+    wb = load_workbook(io.BytesIO(export.to_xlsx(r)))  # a control character used to raise IllegalCharacterError
+    cells = [row[0] for row in wb["区域"].iter_rows(min_row=2)]
+    assert [c.value for c in cells] == evil and {c.data_type for c in cells} == {"s"}  # text, never a formula
+    assert wb["超期工单"]["B2"].value == "路灯不亮[31m"
+    text = export.section_csv(r, "区域").decode("utf-8-sig").splitlines()
+    assert text[1:] == ["'=1+1,1", "'+SUM(A1:A9),1", "'-2+3,1", "'@cmd,1", "'\uff1dHYPERLINK(),1", "普通区,1"]
+    assert export.to_csv(["a"], [[-3, "x\x07y"]]).decode("utf-8-sig").splitlines()[1] == "-3,xy"  # numbers stay
