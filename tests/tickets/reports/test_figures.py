@@ -33,7 +33,7 @@ urgent: sign 1 h, reply 24 h):
 | B5     | 11-19 09:00  | 求助 西          | →环保, never signed (sign due end 11-20: overdue)                   | dispatched   |
 | E4     | 11-19 11:00  | 建议 =HYPERLINK  | accepted, not dispatched (district is a formula: export test)      | accepted     |
 | C1     | 11-20 09:00  | 投诉 东 urgent   | →城管, signed 09:30, never replied (due 11-21 09:00: overdue);      | signed       |
-|        |              |                  | title holds a control character (export test)                     |              |
+|        |              |                  | stored title holds a control character (export test)              |              |
 
 Cases (来件总数) in November = every row created in November but E1, E2, E3 = 15; October = P1, P2 = 2.
 """
@@ -45,10 +45,12 @@ from typing import Any
 
 import pytest
 from openpyxl import load_workbook
+from sqlalchemy import update
 
 import server
 from telephony.state import CallEnded
 from tests.tickets.conftest import TZ, Center
+from tickets.models import Ticket
 
 HYPERLINK = '=HYPERLINK("http://evil.example/x","点我")'
 BELL_TITLE = "路灯不亮\x07请尽快修"
@@ -171,8 +173,13 @@ async def _rest_of_month(c: Center, n: dict[str, str]) -> None:
     c.clock.set_local(2026, 11, 19, 15, 0)
     await c.env.act(n["B4"], "reply", answer="已处理")
     c.clock.set_local(2026, 11, 20, 9, 0)
-    n["C1"] = (await c.new_ticket(request_type="complaint", district="东区", urgency="urgent", title=BELL_TITLE,
+    n["C1"] = (await c.new_ticket(request_type="complaint", district="东区", urgency="urgent", title="路灯不亮",
                                   accept=True))["number"]
+    # The API refuses control characters now; records from before (or from another channel's import) may hold
+    # them, and the export must still work: put one in the stored title.
+    async with c.client.server.app[server.SESSIONS]() as session:
+        await session.execute(update(Ticket).where(Ticket.number == n["C1"]).values(title=BELL_TITLE))
+        await session.commit()
     await c.agent.act(n["C1"], "dispatch", lead_department_id=d["cgj"])
     c.clock.set_local(2026, 11, 20, 9, 30)
     await c.city.act(n["C1"], "sign")
@@ -318,7 +325,7 @@ async def test_running_month_compares_equal_spans(month: tuple[Center, dict[str,
 
 
 async def test_weekly_report_every_figure(month: tuple[Center, dict[str, str], dict[str, Any]]) -> None:
-    c, n, _ = month
+    c, _, _ = month
     r = await c.super.get("/api/v1/reports?kind=weekly&date=2026-11-19")
     t = r["totals"]
     assert r["label"] == "2026年11月16日至11月22日"
@@ -352,7 +359,7 @@ async def test_weekly_report_every_figure(month: tuple[Center, dict[str, str], d
 
 
 async def test_daily_report_every_figure(month: tuple[Center, dict[str, str], dict[str, Any]]) -> None:
-    c, n, _ = month
+    c, _, _ = month
     r = await c.super.get("/api/v1/reports?kind=daily&date=2026-11-09")
     t = r["totals"]
     # 11-09: B2 and D2 (on the spot, surveyed the next day); 11-08 was a Sunday without a case.
