@@ -311,6 +311,13 @@ async def test_monthly_report_every_figure(month: tuple[Center, dict[str, str], 
         ("english", 1, 1, 0, 1.0, 1, 1.0), ("hotline", 6, 4, 1, 0.6667, 3, 0.5), ("合计", 7, 5, 1, 0.7143, 4, 0.5714)]
     assert {q["service_level_seconds"] for q in r["answer_rates"]} == {15}
 
+    page = await c.super.get("/reports?kind=monthly&date=2026-11-01")
+    for text in ("来件总数（受理件）", "本期另有草稿 1、无效件 1、合并的重复件 1 未计入",
+                 "环比口径：本期11月1日至11月30日对比上期整期10月1日至10月31日", "样本不足",
+                 "排名规则：派单不少于5件的单位参加排名", "15秒接通率", "data-queue=\"合计\""):
+        assert text in page, text
+    assert "尚未接入" not in page
+
 
 async def test_running_month_compares_equal_spans(month: tuple[Center, dict[str, str], dict[str, Any]]) -> None:
     _, _, running = month
