@@ -45,15 +45,13 @@ def report_period(request: web.Request) -> Period:
     q = request.query
     tz = request.app[TZ]
     kind = q.get("kind", "monthly")
-    try:
-        if kind == "custom":
-            d_from = date.fromisoformat(q.get("from") or today(request).replace(day=1).isoformat())
-            d_to = date.fromisoformat(q.get("to") or today(request).isoformat())
-            check_span(d_from, d_to)
-            return custom_period(d_from, d_to, tz)
-        day = date.fromisoformat(q["date"]) if q.get("date") else today(request)
-    except ValueError:
-        raise InvalidField("date", "日期格式有误，应如 2026-11-22") from None
+    # parse_day names the field and bounds the year, so no period arithmetic overflows near year 1 or 9999.
+    if kind == "custom":
+        d_from = parse_day(q.get("from"), "from") or today(request).replace(day=1)
+        d_to = parse_day(q.get("to"), "to") or today(request)
+        check_span(d_from, d_to)
+        return custom_period(d_from, d_to, tz)
+    day = parse_day(q.get("date"), "date") or today(request)
     if kind not in KIND_LABELS:
         raise InvalidField("kind", "报表类型须为 daily、weekly、monthly 或 custom")
     return period_for(kind, day, tz)
