@@ -39,6 +39,7 @@ from tickets import deadlines as dl
 from tickets import http as tickets_http
 from tickets.accounts import http as accounts_http
 from tickets.accounts.service import LoginThrottle, Principal, UserStore
+from tickets.json_http import add_openapi_paths
 from tickets.knowledge import service as knowledge_service
 from tickets.routing import http as routing_http
 from tickets.routing import textproc
@@ -398,6 +399,7 @@ def _wire_telephony(app: web.Application, settings: Settings, clock: Clock) -> A
     tel = telephony_service.setup(app, settings, clock, redis=lambda: app[REDIS], sessions=lambda: app[SESSIONS],
                                   on_call_connected=on_call_connected, on_call_ended=on_call_ended)
     telephony_http.setup_routes(app, tel)
+    add_openapi_paths(app, telephony_http.openapi_paths())
     app[TELEPHONY] = tel
     app[HEALTH_PROBES]["ami"] = tel.health
     return tel
@@ -465,6 +467,7 @@ def _wire_asr(app: web.Application, settings: Settings, clock: Clock, interval: 
     asr_service.setup(app, settings, sessions=lambda: app[SESSIONS], redis_url=lambda: app[REDIS_URL],
                       clock=clock, on_draft_ready=on_draft_ready, interval=interval)
     asr_http.setup_routes(app, visibility)
+    add_openapi_paths(app, asr_http.openapi_paths())
 
 
 # ---------------------------------------------------------------- command line

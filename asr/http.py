@@ -157,6 +157,30 @@ async def search(request: web.Request) -> web.Response:
     return ok({"items": items, "terms": terms})
 
 
+_ERRORS = {code: {"description": "error"} for code in ("400", "401", "403", "404", "409")}
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The recognition routes for the OpenAPI document (server.py adds them; asr never imports tickets)."""
+    call_id = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    page = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}]
+    return {
+        "/api/v1/asr/jobs": {"get": {"summary": "转写任务（排队、处理中、完成、失败及原因）", "parameters": [
+            {"name": "state", "in": "query", "schema": {"enum": ["queued", "running", "done", "failed"]}}, *page],
+            "responses": {"200": {"description": "jobs"}, **_ERRORS}}},
+        "/api/v1/asr/calls/{call_id}": {"get": {"summary": "一通电话的转写（分说话人、逐词时间）",
+                                                "parameters": [call_id],
+                                                "responses": {"200": {"description": "job and transcript"}, **_ERRORS}}},
+        "/api/v1/asr/calls/{call_id}/retry": {"post": {"summary": "重新转写失败的任务", "parameters": [call_id],
+                                                       "responses": {"202": {"description": "job"}, **_ERRORS}}},
+        "/api/v1/asr/transcripts": {"get": {"summary": "转写全文检索（每个词都须出现）", "parameters": [
+            {"name": "q", "in": "query", "required": True, "schema": {"type": "string"}}, *page[:1],
+            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+            "responses": {"200": {"description": "matches"}, **_ERRORS}}},
+    }
+
+
 def setup_routes(app: web.Application, visibility: Visibility | None = None) -> None:
     """The routes; the service itself is ``app[SERVICE]``, added at start-up by ``asr.service.setup``."""
     if visibility is not None:

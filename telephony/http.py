@@ -172,6 +172,8 @@ async def agent_transfer(request: web.Request) -> web.Response:
     exten = _text(body, "exten", max_len=40)
     context = _text(body, "context", required=False) or svc.transfer_context
     mode = body.get("mode", "blind")
+    if not isinstance(mode, str):
+        raise HttpError(400, "invalid_field", "mode 只能是 blind 或 redirect")
     agent_leg, caller_leg = svc.agent_channel(_interface(user))
     if mode == "blind":
         action = actions.blind_transfer(agent_leg, context, exten)
@@ -187,7 +189,7 @@ async def supervisor_spy(request: web.Request) -> web.Response:
     body = await _body(request)
     svc = _svc(request)
     mode = body.get("mode", "listen")
-    if mode not in actions.SPY_OPTIONS:
+    if not isinstance(mode, str) or mode not in actions.SPY_OPTIONS:  # {} or [] would not even hash
         raise HttpError(400, "invalid_field", "mode 只能是 listen、whisper 或 barge")
     agent_leg, _ = svc.agent_channel(_text(body, "agent_interface"))
     await svc.originate(actions.chanspy(_interface(user), agent_leg, mode))
@@ -202,6 +204,13 @@ def _store(request: web.Request) -> Any:
     return store
 
 
+def _callback_id(request: web.Request) -> int:
+    cb_id = int(request.match_info["id"])  # the route allows digits only
+    if not 1 <= cb_id <= 2**63 - 1:  # beyond any SQL integer: no such record
+        raise HttpError(404, "not_found", "回拨记录不存在")
+    return cb_id
+
+
 async def list_callbacks(request: web.Request) -> web.Response:
     _user(request, *AGENTS)
     status_ = request.query.get("status", "pending")
@@ -212,7 +221,7 @@ async def call_back(request: web.Request) -> web.Response:
     user = _user(request, *AGENTS)
     svc = _svc(request)
     store = _store(request)
-    cb_id = int(request.match_info["id"])
+    cb_id = _callback_id(request)
     cb = await store.get_callback(cb_id)
     if cb is None:
         raise HttpError(404, "not_found", "回拨记录不存在")
@@ -232,7 +241,7 @@ async def callback_result(request: web.Request) -> web.Response:
     st = body.get("status")
     if st not in ("done", "failed", "pending"):
         raise HttpError(400, "invalid_field", "status 只能是 done、failed 或 pending")
-    res = await _store(request).update_callback(int(request.match_info["id"]), status=st,
+    res = await _store(request).update_callback(_callback_id(request), status=st,
                                                  note=_text(body, "note", required=False, max_len=500))
     if res is None:
         raise HttpError(404, "not_found", "回拨记录不存在")
@@ -248,6 +257,10 @@ async def report(request: web.Request) -> web.Response:
         start = date.fromisoformat(request.query["from"]) if "from" in request.query else end - timedelta(days=6)
     except ValueError:
         raise HttpError(400, "invalid_field", "日期格式应为 YYYY-MM-DD") from None
+    if not (2000 <= start.year <= 2100 and 2000 <= end.year <= 2100):
+        raise HttpError(400, "invalid_field", "from 与 to 须在 2000 年至 2100 年之间")
+    if (end - start).days > 366:
+        raise HttpError(400, "invalid_field", "from 与 to 相隔不能超过 366 天")
     by = tuple(x for x in request.query.get("by", "day,queue").split(",") if x)
     if not by or any(x not in ("day", "queue", "agent") for x in by):
         raise HttpError(400, "invalid_field", "by 只能由 day、queue、agent 组成")
@@ -260,14 +273,67 @@ async def replay_endpoint(request: web.Request) -> web.Response:
     _user(request, "admin")
     svc = _svc(request)
     body = await _body(request)
-    path = Path(_text(body, "file", max_len=1000)).resolve()
+    name = _text(body, "file", max_len=1000)
+    if "\x00" in name:  # the operating system refuses such a path outright
+        raise HttpError(400, "invalid_field", "字段 file 含有空字符")
+    path = Path(name).resolve()
     if not any(path.is_relative_to(d) for d in svc.replay_dirs) or not path.is_file():
         raise HttpError(400, "invalid_field", "只能回放录制目录中的文件")
     speed = body.get("speed", 1.0)
-    if not isinstance(speed, (int, float)) or speed < 0:
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0 <= speed <= 1000:
         raise HttpError(400, "invalid_field", "speed 必须是非负数")
     asyncio.get_running_loop().create_task(svc.replay_file(path, speed=float(speed)))
     return ok({"ok": True, "file": str(path)}, status=202)
+
+
+_ERRORS = {code: {"description": "error"} for code in ("400", "401", "403", "404", "409", "503", "504")}
+
+
+def _post(summary: str, props: dict[str, Any], required: tuple[str, ...] = (), status: str = "200",
+          params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {status: {"description": "ok"}, **_ERRORS},
+                          "requestBody": {"content": {"application/json": {"schema": {
+                              "type": "object", "properties": props, "required": list(required)}}}}}
+    if params:
+        op["parameters"] = params
+    return {"post": op}
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The telephony routes for the OpenAPI document (server.py adds them; telephony never imports tickets)."""
+    text = {"type": "string"}
+    cb_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}]
+    day = {"type": "string", "format": "date"}
+    return {
+        "/api/v1/telephony/live": {"get": {"summary": "实时话务（队列、排队来电、座席）",
+                                           "responses": {"200": {"description": "view"}, **_ERRORS}}},
+        "/api/v1/telephony/status": {"get": {"summary": "AMI 连接状态（班长）",
+                                             "responses": {"200": {"description": "status"}, **_ERRORS}}},
+        "/api/v1/telephony/agent/login": _post("座席签入队列", {"queue": text, "paused": {"type": "boolean"},
+                                                               "reason": text}, ("queue",)),
+        "/api/v1/telephony/agent/logout": _post("座席签出队列", {"queue": text}, ("queue",)),
+        "/api/v1/telephony/agent/pause": _post("示忙/示闲", {"paused": {"type": "boolean"}, "reason": text,
+                                                            "queue": text}),
+        "/api/v1/telephony/agent/dial": _post("外呼", {"number": {"type": "string", "maxLength": 32}}, ("number",)),
+        "/api/v1/telephony/agent/transfer": _post("转接", {"exten": text, "context": text,
+                                                          "mode": {"enum": ["blind", "redirect"]}}, ("exten",)),
+        "/api/v1/telephony/spy": _post("监听/耳语/强插（班长）", {"agent_interface": text,
+                                                             "mode": {"enum": ["listen", "whisper", "barge"]}},
+                                       ("agent_interface",)),
+        "/api/v1/telephony/callbacks": {"get": {"summary": "漏接来电回拨清单", "parameters": [
+            {"name": "status", "in": "query", "schema": {"enum": ["pending", "calling", "done", "failed", "all"]}}],
+            "responses": {"200": {"description": "callbacks"}, **_ERRORS}}},
+        "/api/v1/telephony/callbacks/{id}/call": _post("回拨（先振铃座席，再呼市民）", {}, params=cb_id),
+        "/api/v1/telephony/callbacks/{id}/result": _post("回拨结果", {
+            "status": {"enum": ["done", "failed", "pending"]}, "note": {"type": "string", "maxLength": 500}},
+            ("status",), params=cb_id),
+        "/api/v1/telephony/report": {"get": {"summary": "话务报表（呼入、接通、放弃、接通率、15秒接通率）", "parameters": [
+            {"name": "from", "in": "query", "schema": day}, {"name": "to", "in": "query", "schema": day},
+            {"name": "by", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "rows"}, **_ERRORS}}},
+        "/api/v1/telephony/replay": _post("回放 AMI 录制文件（管理员，仅录制目录）", {
+            "file": text, "speed": {"type": "number", "minimum": 0}}, ("file",), status="202"),
+    }
 
 
 def setup_routes(app: web.Application, service: TelephonyService) -> None:

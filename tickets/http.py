@@ -23,11 +23,15 @@ from tickets.json_http import (
     parse,
     parse_datetime,
     parse_day,
+    query_id,
+    query_int,
+    query_number,
     read_json,
 )
 from tickets.service import CHANNELS, TicketQuery, TicketStore
 
 STORE = web.AppKey("ticket_store", TicketStore)
+MAX_WITHIN_HOURS = 24 * 31  # "near due" looks at most a month ahead
 TZ = web.AppKey("tickets_tz", ZoneInfo)
 
 
@@ -70,12 +74,9 @@ async def list_tickets(request: web.Request) -> web.Response:
         raise InvalidField("status", f"未知状态：{bad}")
     if q.get("request_type") and q["request_type"] not in REQUEST_TYPES:
         raise InvalidField("request_type", f"request_type 须为 {', '.join(REQUEST_TYPES)} 之一")
-    try:
-        limit = min(int(q.get("limit", 50)), 500)
-        offset = max(int(q.get("offset", 0)), 0)
-        department_id = int(q["department_id"]) if q.get("department_id") else None
-    except ValueError as exc:
-        raise InvalidField("limit", f"分页或单位参数须为整数：{exc}") from None
+    limit = query_int(q, "limit", 50, 1, 500)  # limit=-1 is a 400, never "every ticket"
+    offset = query_int(q, "offset", 0, 0, 10_000_000)
+    department_id = query_id(q, "department_id")
     day_from, day_to = parse_day(q.get("from"), "from"), parse_day(q.get("to"), "to")
     query = TicketQuery(
         status=status, department_id=department_id, request_type=q.get("request_type") or None,
@@ -91,11 +92,9 @@ async def list_tickets(request: web.Request) -> web.Response:
 async def due_tickets(request: web.Request) -> web.Response:
     who = principal(request)
     kind = request.query.get("kind", "overdue")
-    hours = request.query.get("within_hours")
-    try:
-        within = float(hours) if hours else None
-    except ValueError:
-        raise InvalidField("within_hours", "within_hours 须为数字") from None
+    if kind not in ("overdue", "near_due"):
+        raise InvalidField("kind", "kind 须为 overdue 或 near_due")
+    within = query_number(request.query, "within_hours", 0.1, MAX_WITHIN_HOURS)
     return ok(await request.app[STORE].due_list(who, kind, within))
 
 
@@ -157,14 +156,19 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/api/v1/tickets": {
                 "get": {"summary": "工单查询（电话号码脱敏）", "parameters": [
-                    {"name": n, "in": "query", "schema": {"type": "string"}}
-                    for n in ("status", "department_id", "request_type", "district", "phone", "q", "overdue",
-                              "from", "to", "limit", "offset")], "responses": {"200": {"description": "page"}, **std}},
+                    *({"name": n, "in": "query", "schema": {"type": "string"}}
+                      for n in ("status", "request_type", "district", "phone", "q", "overdue")),
+                    {"name": "department_id", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                    *({"name": n, "in": "query", "schema": {"type": "string", "format": "date"}} for n in ("from", "to")),
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+                    "responses": {"200": {"description": "page"}, **std}},
                 "post": {"summary": "登记工单（提交后才返回编号）", "requestBody": body(TicketCreate),
                          "responses": {"201": {"description": "ticket"}, **std}}},
             "/api/v1/tickets/due": {"get": {"summary": "超期/临期工单", "parameters": [
                 {"name": "kind", "in": "query", "schema": {"enum": ["overdue", "near_due"]}},
-                {"name": "within_hours", "in": "query", "schema": {"type": "number"}}],
+                {"name": "within_hours", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0,
+                                                                   "maximum": MAX_WITHIN_HOURS}}],
                 "responses": {"200": {"description": "list"}, **std}}},
             "/api/v1/tickets/{number}": {"get": {"summary": "工单详情（含可执行操作）", "parameters": [number],
                                                  "responses": {"200": {"description": "ticket"}, **std}}},
@@ -178,7 +182,11 @@ def openapi_document() -> dict[str, Any]:
                                         "schema": {"enum": list(workflow.ACTIONS)}}],
                 "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
                 "responses": {"200": {"description": "ticket"}, **std}}},
-            "/api/v1/ledger": {"get": {"summary": "不满意台账", "responses": {"200": {"description": "list"}}}},
+            "/api/v1/ledger": {"get": {"summary": "不满意台账", "parameters": [
+                {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}}],
+                "responses": {"200": {"description": "list"}, **std}}},
+            "/api/v1/openapi.json": {"get": {"summary": "本文档", "security": [],
+                                             "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/api/v1/meta": {"get": {"summary": "状态、操作、类型等字典", "responses": {"200": {"description": "meta"}}}},
             "/health": {"get": {"summary": "健康检查", "security": [], "responses": {"200": {"description": "ok"}}}},
         },

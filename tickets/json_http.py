@@ -3,6 +3,7 @@ checked field by field (a 400 names the field), and the registry of each feature
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,7 +11,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from tickets.errors import InvalidField
+from tickets.errors import InvalidField, NotFound
 
 # Each feature adds its own paths when its routes are set up; /api/v1/openapi.json serves them all.
 OPENAPI_PATHS = web.AppKey("openapi_paths", dict)
@@ -69,7 +70,28 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise InvalidField("body", f"请求体不是合法的 JSON：{exc.msg}（第 {exc.pos} 个字符）") from None
     if not isinstance(data, dict):
         raise InvalidField("body", "请求体必须是 JSON 对象")
+    _refuse_control_characters(data, "")
     return data
+
+
+# NUL and the other C0 controls but tab, newline and carriage return: no person types them, PostgreSQL text
+# cannot hold NUL, and Excel refuses them in cells (the exports would break on them later).
+_CONTROL = frozenset(chr(c) for c in range(32) if chr(c) not in "\t\n\r") | {"\x7f"}
+
+
+def _refuse_control_characters(value: Any, path: str) -> None:
+    if isinstance(value, str):
+        if not _CONTROL.isdisjoint(value):
+            raise InvalidField(path or "body", f"字段 {path or 'body'} 含有控制字符")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_control_characters(key, path or "body")
+            _refuse_control_characters(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_control_characters(item, f"{path}.{i}" if path else str(i))
+    elif isinstance(value, float) and not math.isfinite(value):  # json.loads accepts NaN and Infinity
+        raise InvalidField(path or "body", f"字段 {path or 'body'} 不是有限数")
 
 
 def parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
@@ -81,6 +103,12 @@ def parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
         raise InvalidField(field, f"字段 {field}：{err['msg']}") from None
 
 
+# Every value from a request is checked here, at the edge, so nothing deeper meets a number the database
+# cannot hold (SQL BIGINT), a date whose next day does not exist (9999-12-31) or a control character.
+ID_MAX = 2**63 - 1
+MIN_YEAR, MAX_YEAR = 2000, 2100
+
+
 def parse_datetime(value: Any, field: str, tz: ZoneInfo) -> datetime:
     if not isinstance(value, str):
         raise InvalidField(field, f"{field} 须为 ISO 8601 时间")
@@ -88,13 +116,65 @@ def parse_datetime(value: Any, field: str, tz: ZoneInfo) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidField(field, f"{field} 不是合法的 ISO 8601 时间：{value}") from None
+    check_year(parsed, field)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def check_year(value: date, field: str) -> None:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise InvalidField(field, f"{field} 须在 {MIN_YEAR} 年至 {MAX_YEAR} 年之间")
 
 
 def parse_day(value: str | None, field: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise InvalidField(field, f"{field} 须为日期，如 2026-11-22") from None
+    check_year(day, field)
+    return day
+
+
+def query_int(query: Any, name: str, default: int, lo: int, hi: int) -> int:
+    """An integer query parameter within [lo, hi]; a 400 names it otherwise (``limit=-1`` is not "all")."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidField(name, f"{name} 须为整数") from None
+    if not lo <= value <= hi:
+        raise InvalidField(name, f"{name} 须在 {lo} 到 {hi} 之间")
+    return value
+
+
+def query_id(query: Any, name: str) -> int | None:
+    """An optional database id in the query string (1 .. 2^63-1)."""
+    raw = query.get(name)
+    return None if raw is None or raw == "" else query_int(query, name, 0, 1, ID_MAX)
+
+
+def query_number(query: Any, name: str, lo: float, hi: float) -> float | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidField(name, f"{name} 须为数字") from None
+    if not lo <= value <= hi:  # also refuses nan and inf
+        raise InvalidField(name, f"{name} 须在 {lo:g} 到 {hi:g} 之间")
+    return value
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """A database id from the path: not a number -> 400 naming it; out of any id's range -> 404 (no such row)."""
+    raw = request.match_info[name]
+    if not (raw.isascii() and raw.isdigit()):
+        raise InvalidField(name, f"{name} 须为整数")
+    value = int(raw)
+    if not 1 <= value <= ID_MAX:
+        raise NotFound("not_found", f"编号 {raw[:30]} 不存在")
+    return value

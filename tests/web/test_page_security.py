@@ -10,7 +10,7 @@ import pytest
 import server
 from web.pages import is_local_path
 
-from .conftest import PASSWORD, Console, login
+from .conftest import PASSWORD, Console
 
 
 @pytest.mark.parametrize("target,ok", [

@@ -7,9 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from tickets.accounts.http import principal
-from tickets.errors import InvalidField
 from tickets.http import STORE, TZ
-from tickets.json_http import ok, read_json
+from tickets.json_http import STANDARD_ERRORS, add_openapi_paths, ok, path_id, query_id, query_int, read_json
 from tickets.knowledge.service import KnowledgeStore
 
 KNOWLEDGE = web.AppKey("knowledge_store", KnowledgeStore)
@@ -17,21 +16,14 @@ WARM_UP = web.AppKey("knowledge_warm_up", asyncio.Task)
 
 
 def _entry_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise InvalidField("id", "知识条目编号须为整数") from None
+    return path_id(request, "id")
 
 
 async def search(request: web.Request) -> web.Response:
     principal(request)
     q = request.query
-    try:
-        limit = min(int(q.get("limit", 20)), 100)
-        dept = int(q["department_id"]) if q.get("department_id") else None
-    except ValueError:
-        raise InvalidField("limit", "limit 与 department_id 须为整数") from None
-    return ok(await request.app[KNOWLEDGE].search(q.get("q", ""), limit, dept))
+    limit = query_int(q, "limit", 20, 1, 100)
+    return ok(await request.app[KNOWLEDGE].search(q.get("q", "")[:200], limit, query_id(q, "department_id")))
 
 
 async def create(request: web.Request) -> web.Response:
@@ -49,6 +41,33 @@ async def get(request: web.Request) -> web.Response:
 
 async def review(request: web.Request) -> web.Response:
     return ok(await request.app[KNOWLEDGE].for_review(principal(request)))
+
+
+def openapi_paths() -> dict[str, Any]:
+    std = STANDARD_ERRORS
+    eid = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+    entry = {"type": "object", "required": ["question", "answer"], "properties": {
+        "question": {"type": "string", "maxLength": 2000}, "answer": {"type": "string", "maxLength": 10000},
+        "keywords": {"type": "string", "maxLength": 500}, "department_id": {"type": ["integer", "null"]},
+        "valid_from": {"type": ["string", "null"], "format": "date"},
+        "valid_to": {"type": ["string", "null"], "format": "date"}, "active": {"type": "boolean"}}}
+    body = {"required": True, "content": {"application/json": {"schema": entry}}}
+    return {
+        "/api/v1/knowledge": {
+            "get": {"summary": "知识库检索（话务员只看到今日有效的条目）", "parameters": [
+                {"name": "q", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                {"name": "department_id", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+                "responses": {"200": {"description": "entries"}, **std}},
+            "post": {"summary": "新建知识条目（班长、承办单位）", "requestBody": body,
+                     "responses": {"201": {"description": "entry"}, **std}}},
+        "/api/v1/knowledge/review": {"get": {"summary": "待复核（已过期）的条目",
+                                             "responses": {"200": {"description": "entries"}, **std}}},
+        "/api/v1/knowledge/{id}": {
+            "get": {"summary": "知识条目", "parameters": [eid], "responses": {"200": {"description": "entry"}, **std}},
+            "put": {"summary": "修改知识条目", "parameters": [eid], "requestBody": body,
+                    "responses": {"200": {"description": "entry"}, **std}}},
+    }
 
 
 def setup_routes(app: web.Application, **store_options: Any) -> None:
@@ -77,3 +96,4 @@ def setup_routes(app: web.Application, **store_options: Any) -> None:
     r.add_get("/api/v1/knowledge/review", review)
     r.add_get("/api/v1/knowledge/{id:\\d+}", get)
     r.add_put("/api/v1/knowledge/{id:\\d+}", update)
+    add_openapi_paths(app, openapi_paths())

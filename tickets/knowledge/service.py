@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tickets.accounts.service import Principal
 from tickets.errors import Forbidden, InvalidField, NotFound
-from tickets.models import Base
+from tickets.models import Base, Department
 
 EDITOR_ROLES = ("supervisor", "admin", "department")
 _SPLIT = re.compile(r"[\s,，。；;、？?！!：:（）()《》\"'“”]+")
@@ -90,11 +90,15 @@ def _date(value: Any, field: str) -> date | None:
     if value in (None, ""):
         return None
     if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise InvalidField(field, f"{field} 须为日期，如 2026-12-31") from None
+        day = value
+    else:
+        try:
+            day = date.fromisoformat(str(value))
+        except ValueError:
+            raise InvalidField(field, f"{field} 须为日期，如 2026-12-31") from None
+    if not 2000 <= day.year <= 2100:
+        raise InvalidField(field, f"{field} 须在 2000 年至 2100 年之间")
+    return day
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ class EntryInput:
             dept = int(dept)
         elif isinstance(dept, bool) or not isinstance(dept, int):
             raise InvalidField("department_id", "单位编号必须是整数")
+        if dept is not None and not 1 <= dept <= 2**63 - 1:
+            raise InvalidField("department_id", "没有这个单位")
         vf, vt = _date(data.get("valid_from"), "valid_from"), _date(data.get("valid_to"), "valid_to")
         if vf and vt and vt < vf:
             raise InvalidField("valid_to", "有效期结束日期不能早于开始日期")
@@ -180,12 +186,19 @@ class KnowledgeStore:
         if who.role == "department" and department_id != who.department_id:
             raise Forbidden("forbidden", "承办单位只能编辑本单位的知识条目")
 
+    @staticmethod
+    async def _check_department(session: AsyncSession, department_id: int | None) -> None:
+        """A 400 naming the field instead of the database's foreign-key error."""
+        if department_id is not None and await session.get(Department, department_id) is None:
+            raise InvalidField("department_id", f"没有编号为 {department_id} 的单位")
+
     async def create(self, data: Mapping[str, Any], who: Principal) -> dict[str, Any]:
         inp = EntryInput.parse(data)
         dept = who.department_id if who.role == "department" else inp.department_id
         self._check_editor(who, dept)
         now = self.clock()
         async with self.sessions.begin() as session:
+            await self._check_department(session, dept)
             entry = KnowledgeEntry(question=inp.question, answer=inp.answer, keywords=inp.keywords,
                                    department_id=dept, valid_from=inp.valid_from, valid_to=inp.valid_to,
                                    active=inp.active, created_at=now, created_by=who.id, updated_at=now,
@@ -202,6 +215,7 @@ class KnowledgeStore:
                 raise NotFound("knowledge_not_found", "知识条目不存在")
             self._check_editor(who, entry.department_id)
             dept = who.department_id if who.role == "department" else inp.department_id
+            await self._check_department(session, dept)
             for key, value in (("question", inp.question), ("answer", inp.answer), ("keywords", inp.keywords),
                                ("department_id", dept), ("valid_from", inp.valid_from),
                                ("valid_to", inp.valid_to), ("active", inp.active)):

@@ -87,6 +87,10 @@ def openapi_paths() -> dict[str, Any]:
                                   "parameters": [{"name": "from", "in": "query", "schema": {"type": "string"}},
                                                  {"name": "to", "in": "query", "schema": {"type": "string"}}],
                                   "responses": {"200": {"description": "ranking"}, **std}}},
+        "/api/v1/reports": {"get": {"summary": "统计报表：日通报、周研判、月分析或自定义区间", "parameters": [
+            {"name": "kind", "in": "query", "schema": {"enum": ["daily", "weekly", "monthly", "custom"]}},
+            *({"name": n, "in": "query", "schema": {"type": "string", "format": "date"}} for n in ("date", "from", "to"))],
+            "responses": {"200": {"description": "report"}, **std}}},
     }
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from tickets.accounts.http import principal
 from tickets.errors import Forbidden, InvalidField
 from tickets.http import STORE
-from tickets.json_http import ok
+from tickets.json_http import STANDARD_ERRORS, add_openapi_paths, check_year, ok
 from tickets.routing import rules as routing
 from tickets.routing.service import HOT_ROLES, RoutingService, hot_params, model_path
 
@@ -65,13 +65,31 @@ async def get_hot_issues(request: web.Request) -> web.Response:
             raise InvalidField("end", "end 须为 ISO 8601 时间") from None
         if end.tzinfo is None:
             raise InvalidField("end", "end 须带时区，如 2026-11-22T00:00:00+08:00")
+        check_year(end, "end")
     return ok(await service.hot_issues(end, days))
+
+
+def openapi_paths() -> dict[str, Any]:
+    std = STANDARD_ERRORS
+    number = {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/api/v1/tickets/{number}/routing": {"get": {
+            "summary": "派单建议（规则优先，其次模型；低于阈值时由派单员决定）", "parameters": [number],
+            "responses": {"200": {"description": "suggestions"}, **std}}},
+        "/api/v1/tickets/{number}/duplicates": {"get": {"summary": "疑似重复工单", "parameters": [number],
+                                                        "responses": {"200": {"description": "candidates"}, **std}}},
+        "/api/v1/hot-issues": {"get": {"summary": "热点问题（一类事）聚类（班长、管理员）", "parameters": [
+            {"name": "days", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 90}},
+            {"name": "end", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
+            "responses": {"200": {"description": "clusters"}, **std}}},
+    }
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/tickets/{number}/routing", get_routing)
     app.router.add_get("/api/v1/tickets/{number}/duplicates", get_duplicates)
     app.router.add_get("/api/v1/hot-issues", get_hot_issues)
+    add_openapi_paths(app, openapi_paths())
 
 
 def setup(app: web.Application, settings: Any, clock: Callable[[], datetime], *,

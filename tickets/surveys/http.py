@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, AsyncIterator, Callable, Literal
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,7 @@ from config.settings import Settings
 from tickets.accounts.http import principal
 from tickets.errors import Forbidden, InvalidField, NotFound
 from tickets.http import STORE
-from tickets.json_http import add_openapi_paths, ok, parse, read_json
+from tickets.json_http import add_openapi_paths, ok, parse, parse_day, path_id, read_json
 from tickets.surveys.service import SurveyService, worker
 from tickets.surveys.store import SurveyStore, view
 
@@ -57,24 +57,14 @@ def _who(request: web.Request) -> Any:
 
 
 def _survey_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise InvalidField("id", "回访编号须为整数") from None
+    return path_id(request, "id")
 
 
 async def campaign(request: web.Request) -> web.Response:
     _who(request)
     svc = _service(request)
     tz = request.app[SURVEY_TZ]
-    raw = request.query.get("date")
-    if raw:
-        try:
-            day = date.fromisoformat(raw)
-        except ValueError:
-            raise InvalidField("date", "date 须为日期，如 2026-11-23") from None
-    else:
-        day = svc.clock().astimezone(tz).date()
+    day = parse_day(request.query.get("date"), "date") or svc.clock().astimezone(tz).date()
     start = datetime.combine(day, time(0), tz)
     end = datetime.combine(day + timedelta(days=1), time(0), tz)
     data = await svc.surveys.campaign(start, end, svc.clock())
