@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlsplit
 
@@ -17,6 +17,7 @@ from tickets.accounts.service import Principal
 from tickets.attachments.http import ATTACHMENTS
 from tickets.errors import InvalidField, NotFound
 from tickets.http import STORE, TZ
+from tickets.json_http import ID_MAX, parse_day
 from tickets.knowledge.http import KNOWLEDGE
 from tickets.reports import export
 from tickets.reports.http import REPORTS, build_report, today
@@ -256,6 +257,7 @@ async def ticket_page(request: web.Request, who: Principal) -> web.StreamRespons
 # ---------------------------------------------------------------- supervisor
 PAGE = 20
 
+MAX_PAGE = 100_000  # beyond any real search; keeps OFFSET inside a SQL integer
 
 def _query_from(request: web.Request) -> tuple[TicketQuery, dict[str, str]]:
     q = request.query
@@ -264,16 +266,11 @@ def _query_from(request: web.Request) -> tuple[TicketQuery, dict[str, str]]:
                                    "to", "page")}
     status = tuple(s for s in f["status"].split(",") if s in workflow.STATUSES)
 
-    def day(value: str) -> date | None:
-        try:
-            return date.fromisoformat(value) if value else None
-        except ValueError:
-            raise InvalidField("from", f"日期格式有误：{value}") from None
-
-    d_from, d_to = day(f["from"]), day(f["to"])
-    page_no = int(f["page"]) if f["page"].isdigit() else 1
+    d_from, d_to = parse_day(f["from"], "from"), parse_day(f["to"], "to")  # years 2000-2100
+    page_no = int(f["page"]) if f["page"].isdigit() and int(f["page"]) <= MAX_PAGE else 1
+    dept_id = int(f["department_id"]) if f["department_id"].isdigit() else None
     query = TicketQuery(
-        status=status, department_id=int(f["department_id"]) if f["department_id"].isdigit() else None,
+        status=status, department_id=dept_id if dept_id is not None and dept_id <= ID_MAX else None,
         request_type=f["request_type"] if f["request_type"] in TYPE_LABELS else None,
         district=f["district"] or None, text=f["q"] or None, overdue=f["overdue"] == "1",
         created_from=datetime.combine(d_from, datetime.min.time(), tz) if d_from else None,
@@ -355,8 +352,9 @@ async def knowledge_page(request: web.Request, who: Principal) -> web.StreamResp
     editor = who.role in ("supervisor", "admin", "department")
     results = await kb.search(q, 50) if q else await kb.search("", 50)
     editing = None
-    if editor and request.query.get("edit", "").isdigit():
-        editing = await kb.get(int(request.query["edit"]))
+    edit = request.query.get("edit", "")
+    if editor and edit.isdigit() and int(edit) <= ID_MAX:
+        editing = await kb.get(int(edit))
     depts = await departments(request)
     return render(request, "knowledge.html", {
         "q": q, "results": results, "editor": editor, "editing": editing,

@@ -81,3 +81,15 @@ async def test_metrics_need_an_admin_or_the_scrapers_token(console_factory: Any,
         agent = (await (await s.post("/api/v1/auth/login", json={"username": "agent1", "password": PASSWORD,
                                                                     "kind": "api"})).json())["token"]
         assert (await s.get("/metrics", headers={"Authorization": f"Bearer {agent}"})).status == 403
+
+
+@pytest.mark.parametrize("path", [
+    "/supervisor?department_id=99999999999999999999", "/supervisor?page=99999999999999999999",
+    "/supervisor?from=9999-12-31&to=9999-12-31", "/supervisor?from=0001-01-01", "/knowledge?edit=99999999999999999999",
+])
+async def test_hostile_query_values_on_pages_are_no_500(console: Console, path: str) -> None:
+    async with aiohttp.ClientSession(console.base, cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                     headers={"Origin": console.base}) as s:
+        assert (await s.post("/api/v1/auth/login", json={"username": "super1", "password": PASSWORD})).status == 200
+        resp = await s.get(path)
+        assert resp.status in (200, 400), (path, resp.status)
