@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tickets.accounts.service import LoginThrottle, Principal, UserStore
 from tickets.errors import Forbidden, InvalidField, Unauthorized, UnsupportedMediaType
-from tickets.json_http import STANDARD_ERRORS, Body, add_openapi_paths, body_schema, ok, parse, read_json
+from tickets.json_http import STANDARD_ERRORS, Body, add_openapi_paths, body_schema, ok, parse, path_id, read_json
 
 USERS = web.AppKey("user_store", UserStore)
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)  # set by the server once Redis is up
@@ -191,6 +191,18 @@ async def unlock(request: web.Request) -> web.Response:
     return ok({"username": body.username, "address": body.address, "cleared": removed})
 
 
+async def revoke_tokens(request: web.Request) -> web.Response:
+    """Revoke a user's tokens (admins): ``?kind=api`` only integration tokens, ``?kind=session`` only sessions."""
+    who = require_role(request, "admin")
+    kind = request.query.get("kind") or None
+    if kind not in (None, "session", "api"):
+        raise InvalidField("kind", "kind 须为 session 或 api")
+    user_id = path_id(request, "id")
+    revoked = await request.app[USERS].revoke_tokens(user_id, kind)
+    log.warning("tokens revoked by %s: user %d, kind %s, %d tokens", who.username, user_id, kind or "all", revoked)
+    return ok({"user_id": user_id, "kind": kind, "revoked": revoked})
+
+
 async def logout(request: web.Request) -> web.Response:
     token = token_of(request)
     if token:
@@ -249,6 +261,11 @@ def openapi_paths() -> dict[str, Any]:
         "/api/v1/users": {"get": {"summary": "用户列表", "responses": {"200": {"description": "list"}}},
                           "post": {"summary": "新建用户", "requestBody": body_schema(UserCreate),
                                    "responses": {"201": {"description": "user"}, **std}}},
+        "/api/v1/users/{id}/tokens": {"delete": {
+            "summary": "吊销用户的登录令牌（管理员；kind=api 仅接口令牌，kind=session 仅会话）", "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+                {"name": "kind", "in": "query", "schema": {"enum": ["session", "api"]}}],
+            "responses": {"200": {"description": "revoked"}, **std}}},
     }
 
 
@@ -262,4 +279,5 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/api/v1/departments", create_department)
     r.add_get("/api/v1/users", list_users)
     r.add_post("/api/v1/users", create_user)
+    r.add_delete("/api/v1/users/{id}/tokens", revoke_tokens)
     add_openapi_paths(app, openapi_paths())

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import ServerSettings, Settings
@@ -230,6 +230,19 @@ class UserStore:
             tok = await session.scalar(select(AuthToken).where(AuthToken.token_hash == token_hash(token)))
             if tok is not None:
                 await session.delete(tok)
+
+    async def revoke_tokens(self, user_id: int, kind: str | None = None) -> int:
+        """Delete a user's login tokens (all, or only ``session`` or ``api`` ones); returns how many. Other
+        server processes stop accepting them within their 30-second token cache."""
+        stmt = delete(AuthToken).where(AuthToken.user_id == user_id)
+        if kind is not None:
+            stmt = stmt.where(AuthToken.kind == kind)
+        async with self.sessions.begin() as session:
+            if await session.get(User, user_id) is None:
+                raise NotFound("user_not_found", "用户不存在")
+            result = await session.execute(stmt)
+        self._token_cache.clear()
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def get_department(self, department_id: int) -> Department:
         if department_id not in self._departments:

@@ -110,3 +110,20 @@ async def test_argon2_runs_off_the_event_loop_and_api_tokens_expire(
     users._token_cache.clear()
     resp = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 401
+
+
+async def test_an_admin_revokes_a_users_api_tokens(
+        aiohttp_client: Any, settings_factory: Any, redis_url: str, tmp_path: Any) -> None:
+    client = await app_client(aiohttp_client, settings_factory, redis_url, tmp_path)
+    agent = (await (await attempt(client, "agent", PASSWORD)).json())
+    bearer = {"Authorization": f"Bearer {agent['token']}"}
+    assert (await client.get("/api/v1/me", headers=bearer)).status == 200
+    admin_pw = client.app[server.SETTINGS].server.admin_password
+    admin = {"Authorization": f"Bearer {(await (await attempt(client, 'admin', admin_pw)).json())['token']}"}
+    uid = agent["user"]["id"]
+    assert (await client.delete(f"/api/v1/users/{uid}/tokens?kind=api", headers=bearer)).status == 403
+    resp = await client.delete(f"/api/v1/users/{uid}/tokens?kind=api", headers=admin)
+    assert resp.status == 200 and (await resp.json())["revoked"] == 1
+    assert (await client.get("/api/v1/me", headers=bearer)).status == 401
+    assert (await client.delete("/api/v1/users/9223372036854775808/tokens", headers=admin)).status == 404
+    assert (await client.get("/api/v1/me", headers=admin)).status == 200  # only that user's tokens
