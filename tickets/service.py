@@ -39,6 +39,9 @@ EDITABLE_FIELDS = ("channel", "caller_name", "caller_phone", "anonymous", "surve
                    "urgency", "title", "content", "address", "district", "category")
 STATE_FIELDS = tuple(f.name for f in fields(workflow.TicketState))
 _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
+# Who relays the master's answer to merged callers (history shows it as the system's doing).
+SYSTEM_ACTOR = Principal(id=0, username="system", name="系统", role="system", department_id=None,
+                         department_code=None, interface=None)
 
 
 def address_key(address: str) -> str:
@@ -222,25 +225,83 @@ class TicketStore:
 
     # ------------------------------------------------------------ act
     async def act(self, number: str, action: str, params: Mapping[str, Any], who: Principal) -> dict[str, Any]:
+        if action in workflow.INTERNAL_RULES:
+            raise Refused("unknown_action", f"未知操作：{action}", "", [])
         now = self.clock()
+        after: list[tuple[dict[str, Any], workflow.HistoryEntry]] = []
         async with self.sessions.begin() as session:
             ticket = await self._load_row(session, number, who, for_update=True)
             await self._check_references(session, ticket, action, params)
+            master = None
+            if action in ("merge", "split"):
+                params, master = await self._merge_params(session, ticket, action, params)
             entry, changes = await self._apply(session, ticket, action, params, who, now)
             if action == "edit":
                 edits = self._clean(params)
                 changes.update(edits)
                 vars(ticket).update(edits)
             await self._save(session, ticket, changes, now)
-            if action == "merge":
-                master = (await session.execute(select(T.c.id, T.c.status).where(T.c.number == params["master"]))).one()
-                await session.execute(insert(H).values(
-                    ticket_id=master.id, action="merged_in", at=now, actor_id=who.id, actor_role=who.role,
-                    actor_name=who.name, from_status=master.status, to_status=master.status, note=entry.note,
-                    data={"duplicate": ticket.number}))
+            if master is not None:  # the master takes on (or gives back) the duplicate's departments
+                internal = "merged_in" if action == "merge" else "split_out"
+                moved = entry.data.get("moved_departments") if action == "merge" else params["moved_departments"]
+                after.append(await self._internal(session, master, internal, {
+                    "duplicate": ticket.number, "departments": moved or [], "note": entry.note}, who, now))
+            if action == "reply":
+                after += await self._relay_reply(session, ticket, now)
             view = self._view(ticket, mask=False)
         self._notify(view, entry)
+        for other_view, other_entry in after:
+            self._notify(other_view, other_entry)
         return view
+
+    async def _merge_params(self, session: AsyncSession, ticket: SimpleNamespace, action: str,
+                            params: Mapping[str, Any]) -> tuple[dict[str, Any], SimpleNamespace]:
+        """The master's state for the workflow's checks; for a split, the state kept by the merge."""
+        out = {k: v for k, v in params.items() if k not in ("master_state", "restore", "moved_departments")}
+        if action == "merge":
+            master_no = params["master"]
+        else:
+            merged = await session.scalar(select(TicketHistory).where(
+                TicketHistory.ticket_id == ticket.id, TicketHistory.action == "merge")
+                .order_by(TicketHistory.id.desc()).limit(1))
+            if merged is None or ticket.duplicate_of is None:
+                raise Refused("no_merge_record", "找不到合并记录，无法拆分", ticket.status, [])
+            master_no = ticket.duplicate_of
+            out.update(restore=merged.data.get("restore"),
+                       moved_departments=list(merged.data.get("moved_departments") or []))
+        row = (await session.execute(select(T).where(T.c.number == master_no).with_for_update())).mappings().first()
+        if row is None:
+            raise InvalidField("master", f"主工单 {master_no} 不存在")
+        master = SimpleNamespace(**row)
+        out["master_state"] = to_state(master)
+        return out, master
+
+    async def _internal(self, session: AsyncSession, ticket: SimpleNamespace, action: str,
+                        params: Mapping[str, Any], who: Principal, now: datetime
+                        ) -> tuple[dict[str, Any], workflow.HistoryEntry]:
+        """A consequence on another ticket (master of a merge, merged callers), recorded in its history."""
+        result = workflow.apply_internal(to_state(ticket), action, params, who.as_actor(), now, self.policy)
+        if isinstance(result, workflow.Refusal):
+            raise Refused(result.code, result.message, result.status, [], result.field)
+        entry, changes = await self._record(session, ticket, to_state(ticket), result)
+        await self._save(session, ticket, changes, now)
+        return self._view(ticket, mask=False), entry
+
+    async def _relay_reply(self, session: AsyncSession, master: SimpleNamespace, now: datetime
+                           ) -> list[tuple[dict[str, Any], workflow.HistoryEntry]]:
+        """Every caller merged into the master gets its answer; each phone number is surveyed once."""
+        rows = (await session.execute(select(T).where(T.c.duplicate_of == master.number, T.c.status == "merged")
+                                      .order_by(T.c.id).with_for_update())).mappings().all()
+        surveyed = {master.caller_phone} if master.caller_phone else set()
+        out = []
+        for row in rows:
+            dup = SimpleNamespace(**row)
+            survey = not dup.caller_phone or dup.caller_phone not in surveyed
+            if dup.caller_phone:
+                surveyed.add(dup.caller_phone)
+            out.append(await self._internal(session, dup, "relay_reply", {
+                "answer": master.answer, "master": master.number, "survey": survey}, SYSTEM_ACTOR, now))
+        return out
 
     async def _load_row(self, session: AsyncSession, number: str, who: Principal, for_update: bool = False
                         ) -> SimpleNamespace:
@@ -296,6 +357,10 @@ class TicketStore:
         result = workflow.apply(old, action, params, who.as_actor(), now, self.policy)
         if isinstance(result, workflow.Refusal):
             raise Refused(result.code, result.message, result.status, list(result.allowed), result.field)
+        return await self._record(session, ticket, old, result)
+
+    async def _record(self, session: AsyncSession, ticket: Any, old: workflow.TicketState,
+                      result: workflow.Transition) -> tuple[workflow.HistoryEntry, dict[str, Any]]:
         changes: dict[str, Any] = {}
         for name in STATE_FIELDS:  # only what changed, so the UPDATE carries only those columns
             value = getattr(result.state, name)
@@ -308,7 +373,8 @@ class TicketStore:
             actor_role=entry.actor_role, actor_name=entry.actor_name, from_status=entry.from_status,
             to_status=entry.to_status, note=entry.note, data=_jsonable(entry.data)))
         lead_cleared = "lead_department_id" in changes and changes["lead_department_id"] is None
-        await self._carry_out(session, ticket, result.effects, lead_cleared)
+        # lead cleared = approved return: old handlers lose access; co-handlers changed = merge or split
+        await self._carry_out(session, ticket, result.effects, lead_cleared or "co_handler_ids" in changes)
         return entry, changes
 
     async def _carry_out(self, session: AsyncSession, ticket: Any, effects: Iterable[workflow.Effect],
@@ -370,17 +436,28 @@ class TicketStore:
         async with self.read_sessions() as session:
             ticket = await self._load(session, number, who)
             view = self._view(ticket, mask=False)
+            merged = (await session.scalars(select(Ticket).where(
+                Ticket.duplicate_of == number, Ticket.status == "merged").order_by(Ticket.id))).all()
         view["allowed_actions"] = list(workflow.allowed_actions(to_state(ticket), who.as_actor()))
+        # 并单: every caller of the case, the master's own first; each gets the answer and a survey.
+        view["callers"] = [{"ticket": t.number, "caller_name": t.caller_name, "caller_phone": t.caller_phone,
+                            "anonymous": t.anonymous, "created_at": t.created_at, "title": t.title,
+                            "satisfaction": t.satisfaction, "resolved": t.resolved} for t in merged]
         return view
 
     async def history(self, number: str, who: Principal) -> list[dict[str, Any]]:
         async with self.read_sessions() as session:
             ticket = await self._load(session, number, who)
-            rows = (await session.scalars(select(TicketHistory).where(TicketHistory.ticket_id == ticket.id)
-                                          .order_by(TicketHistory.id))).all()
+            # The history of duplicates merged into this ticket belongs to the case: shown here, in time order.
+            merged = dict((await session.execute(select(Ticket.id, Ticket.number).where(
+                Ticket.duplicate_of == number, Ticket.status == "merged"))).all())
+            numbers = {ticket.id: ticket.number, **merged}
+            rows = (await session.scalars(select(TicketHistory).where(TicketHistory.ticket_id.in_(list(numbers)))
+                                          .order_by(TicketHistory.at, TicketHistory.id))).all()
         return [{"action": r.action, "at": r.at, "actor_id": r.actor_id, "actor_role": r.actor_role,
                  "actor_name": r.actor_name, "from_status": r.from_status, "to_status": r.to_status,
-                 "note": r.note, "data": r.data} for r in rows]
+                 "note": r.note, "data": {k: v for k, v in r.data.items() if k != "restore"},
+                 "ticket": numbers[r.ticket_id]} for r in rows]
 
     async def list(self, query: TicketQuery, who: Principal) -> dict[str, Any]:
         stmt = self._visible(select(Ticket), who)

@@ -8,7 +8,7 @@ No I/O and no clock: ``now`` is passed in, deadlines come from ``tickets.deadlin
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Callable, Literal, Mapping, Union
 from zoneinfo import ZoneInfo
@@ -153,7 +153,7 @@ class LedgerEntry:
     satisfaction: str
     resolved: bool | None
     at: datetime
-    decision: Literal["reopened", "pending_supervisor"]
+    decision: Literal["reopened", "pending_supervisor", "merged_caller"]
 
 
 Effect = Union[AssignmentOpened, AssignmentSigned, AssignmentClosed, AssignmentRestored, ReplyDueChanged, SurveyDue,
@@ -407,7 +407,14 @@ def _reply(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: P
         "", {"answer": answer, "on_time": on_time}, moved + _close_all(state, now, "replied") + [SurveyDue(now)]
 
 
+def _caller_answered(s: TicketState) -> bool:
+    """A merged caller who got the master's answer and was not yet surveyed."""
+    return s.replied_at is not None and s.satisfaction is None
+
+
 def _record_survey(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.status == "merged" and not _caller_answered(s):
+        raise _Refuse("not_answered", "该重复件的来电人尚未收到主工单答复")
     sat = p.get("satisfaction")
     if sat not in SATISFACTION:
         raise _Refuse("invalid_field", "满意度须为：满意、基本满意、不满意之一", "satisfaction")
@@ -419,6 +426,11 @@ def _record_survey(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime
     effects: list[Effect] = [SurveyRecorded(s.lead_department_id, sat, resolved, now)]
     data: dict[str, Any] = {"satisfaction": sat, "resolved": resolved, "via": p.get("via", "manual")}
     state = replace(s, status="surveyed", satisfaction=sat, resolved=resolved, survey_unreachable=False)
+    if s.status == "merged":  # a merged caller's answer: counted and in the ledger, decided on the master
+        state = replace(state, status="merged")
+        if sat == "dissatisfied" or resolved is False:
+            effects.append(LedgerEntry(s.lead_department_id, sat, resolved, now, "merged_caller"))
+        return state, note, {**data, "master": s.duplicate_of}, effects
     if sat == "dissatisfied" or resolved is False:
         reopen = pol.dissatisfied_rule == "reopen" and s.lead_department_id is not None
         effects.append(LedgerEntry(s.lead_department_id, sat, resolved, now,
@@ -434,6 +446,8 @@ def _record_survey(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime
 
 
 def _survey_unreachable(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.status == "merged" and not _caller_answered(s):
+        raise _Refuse("not_answered", "该重复件的来电人尚未收到主工单答复")
     attempts = p.get("attempts")
     return replace(s, survey_unreachable=True), _text(p, "note", "说明", False), {"attempts": attempts}, []
 
@@ -471,11 +485,126 @@ def _escalate(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol
     return replace(s, escalation_level=s.escalation_level + 1), note, {"level": s.escalation_level + 1}, []
 
 
+# ---------------------------------------------------------------- merge (并单) and split (拆分)
+# How far along a case is, for choosing the master of a duplicate group: furthest along first.
+MERGE_STAGE = {"draft": 0, "accepted": 1, "returned": 2, "dispatched": 2, "signed": 3, "replied": 4}
+HELD_STATUSES = frozenset({"dispatched", "returned", "signed", "replied"})  # a department holds the case
+
+
+def _level(status: str) -> int:
+    """Draft < accepted < held by a department: a master never sits at a lower level than its duplicate."""
+    return 2 if status in HELD_STATUSES else (1 if status == "accepted" else 0)
+
+
+def merge_refusal(duplicate: TicketState, master: TicketState) -> str | None:
+    """Why ``master`` cannot absorb ``duplicate`` (Chinese), or None. A draft is never the master of an
+    accepted case, an unassigned case never the master of one a department holds."""
+    if master.status not in MERGE_STAGE:
+        return f"主工单当前为「{STATUS_LABELS.get(master.status, master.status)}」，不能作为主工单"
+    if _level(master.status) < _level(duplicate.status):
+        return (f"主工单为「{STATUS_LABELS[master.status]}」，不能并入已{STATUS_LABELS[duplicate.status]}的工单；"
+                "请以办理进度更靠前的工单为主工单")
+    return None
+
+
+def _handlers(s: TicketState) -> list[int]:
+    return ([s.lead_department_id] if s.lead_department_id is not None else []) + list(s.co_handler_ids)
+
+
+def moved_departments(duplicate: TicketState, master: TicketState) -> list[int]:
+    """Departments holding the duplicate that the master must take on as co-handlers (nobody loses a case)."""
+    if duplicate.status not in ("dispatched", "signed"):
+        return []
+    held = set(_handlers(master))
+    return [d for d in _handlers(duplicate) if d not in held]
+
+
+_DATETIME_FIELDS = frozenset(f.name for f in fields(TicketState) if "datetime" in str(f.type))
+
+
+def state_to_json(s: TicketState) -> dict[str, Any]:
+    """The whole state as JSON (kept in the merge's history entry so a split restores it exactly)."""
+    out: dict[str, Any] = {}
+    for f in fields(TicketState):
+        value = getattr(s, f.name)
+        out[f.name] = value.isoformat() if isinstance(value, datetime) else \
+            list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def state_from_json(data: Mapping[str, Any]) -> TicketState:
+    values: dict[str, Any] = {}
+    for f in fields(TicketState):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name in _DATETIME_FIELDS and isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        elif f.name == "co_handler_ids":
+            value = tuple(value or ())
+        values[f.name] = value
+    return TicketState(**values)
+
+
+def _master_state(p: Mapping[str, Any]) -> TicketState:
+    master = p.get("master_state")  # filled in by the store from the master's row, never by the client
+    if not isinstance(master, TicketState):
+        raise _Refuse("invalid_field", "主工单不存在", "master")
+    return master
+
+
 def _merge(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
     master = _text(p, "master", "主工单编号")
+    master_state = _master_state(p)
+    why = merge_refusal(s, master_state)
+    if why:
+        raise _Refuse("master_not_eligible", why, "master")
+    moved = moved_departments(s, master_state)
     effects = _close_all(s, now, "withdrawn", "merged") if s.status in ("dispatched", "signed") else []
     return replace(s, status="merged", duplicate_of=master), _text(p, "note", "说明", False), \
-        {"master": master}, effects
+        {"master": master, "moved_departments": moved, "restore": state_to_json(s)}, effects
+
+
+def _split(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    note = _text(p, "note", "拆分理由")
+    master_state = _master_state(p)
+    if master_state.status == "archived":
+        raise _Refuse("master_closed", "主工单已归档，不能再拆分")
+    restore = p.get("restore")
+    if not isinstance(restore, Mapping):
+        raise _Refuse("no_merge_record", "找不到合并记录，无法拆分")
+    restored = state_from_json(restore)
+    # The department's withdrawn assignment counts again, with its original deadlines (as after 驳回退单).
+    effects: list[Effect] = [AssignmentRestored(d) for d in _handlers(restored)] \
+        if restored.status in ("dispatched", "signed") else []
+    return replace(restored, duplicate_of=None), note, {"master": s.duplicate_of, "restored_status": restored.status}, \
+        effects
+
+
+# Actions the store takes on a ticket as the consequence of an action on another (never from the API).
+def _merged_in(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    moved = [d for d in p.get("departments", ()) if d not in _handlers(s)]
+    effects: list[Effect] = []
+    if moved and s.sign_due is not None and s.reply_due is not None:  # the master's deadlines, not new ones
+        effects = [AssignmentOpened(d, "co", now, s.sign_due, s.reply_due) for d in moved]
+    return replace(s, co_handler_ids=s.co_handler_ids + tuple(moved)), _text(p, "note", "说明", False), \
+        {"duplicate": p.get("duplicate"), "departments": moved}, effects
+
+
+def _split_out(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    gone = [d for d in p.get("departments", ()) if d in s.co_handler_ids]
+    return replace(s, co_handler_ids=tuple(c for c in s.co_handler_ids if c not in gone)), \
+        _text(p, "note", "说明", False), {"duplicate": p.get("duplicate"), "departments": gone}, \
+        [AssignmentClosed(d, now, "withdrawn", "split") for d in gone]
+
+
+def _relay_reply(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    """The master was answered: the merged caller gets the same answer and, unless already surveyed as
+    another caller of the case, a survey of its own."""
+    answer = _text(p, "answer", "答复内容")
+    survey = p.get("survey") is True
+    return replace(s, answer=answer, replied_at=now, satisfaction=None, resolved=None, survey_unreachable=False), \
+        "", {"master": p.get("master"), "answer": answer, "survey": survey}, [SurveyDue(now)] if survey else []
 
 
 @dataclass(frozen=True)
@@ -511,9 +640,11 @@ RULES: dict[str, Rule] = {
     "suspend": Rule("暂停计时", _S("signed"), _lead_or_supervisor, _suspend, lambda s: s.suspended_at is None),
     "resume": Rule("恢复计时", _S("signed"), _lead_or_supervisor, _resume, lambda s: s.suspended_at is not None),
     "reply": Rule("办结答复", _S("signed"), _is_lead, _reply),
-    "record_survey": Rule("回访结果", _S("replied", "answered_on_spot"), _center_or_system, _record_survey),
-    "survey_unreachable": Rule("回访未接通", _S("replied", "answered_on_spot"), _center_or_system,
-                               _survey_unreachable, lambda s: not s.survey_unreachable),
+    "record_survey": Rule("回访结果", _S("replied", "answered_on_spot", "merged"), _center_or_system, _record_survey,
+                          lambda s: s.status != "merged" or _caller_answered(s)),
+    "survey_unreachable": Rule("回访未接通", _S("replied", "answered_on_spot", "merged"), _center_or_system,
+                               _survey_unreachable, lambda s: not s.survey_unreachable
+                               and (s.status != "merged" or _caller_answered(s))),
     "reopen": Rule("重办", _S("replied", "surveyed", "archived"), _supervisor_or_system, _reopen,
                    lambda s: s.lead_department_id is not None),
     "archive": Rule("归档", _S("surveyed", "answered_on_spot", "replied", "invalid"), _center_or_system, _archive,
@@ -521,8 +652,16 @@ RULES: dict[str, Rule] = {
     "supervise": Rule("督办", OPEN_STATUSES, _supervisor, _supervise),
     "escalate": Rule("提级", OPEN_STATUSES, _supervisor, _escalate),
     "merge": Rule("合并为重复件", _S("draft", "accepted", "dispatched", "returned", "signed"), _center, _merge),
+    "split": Rule("拆分", _S("merged"), _supervisor, _split),
 }
 ACTIONS = tuple(RULES)
+# Taken by the store on the master (merge, split) or on merged callers (the master's reply), in the same
+# transaction as the action that causes them; not offered to anyone and refused from the API.
+INTERNAL_RULES: dict[str, Rule] = {
+    "merged_in": Rule("并入重复件", _S(*MERGE_STAGE), _center_or_system, _merged_in),
+    "split_out": Rule("拆出重复件", _S(*STATUSES), _center_or_system, _split_out),
+    "relay_reply": Rule("转达主工单答复", _S("merged"), _center_or_system, _relay_reply),
+}
 
 
 def allowed_actions(state: TicketState, actor: Actor) -> tuple[str, ...]:
@@ -552,6 +691,21 @@ def apply(state: TicketState, action: str, params: Mapping[str, Any], actor: Act
         new, note, data, effects = rule.run(state, params, actor, now, policy)
     except _Refuse as refused:
         return Refusal(refused.code, refused.message, state.status, allowed, refused.field)
+    entry = HistoryEntry(action, now, actor.user_id, actor.role, actor.name, state.status, new.status, note, data)
+    return Transition(new, entry, tuple(effects))
+
+
+def apply_internal(state: TicketState, action: str, params: Mapping[str, Any], actor: Actor, now: datetime,
+                   policy: Policy) -> Transition | Refusal:
+    """One of ``INTERNAL_RULES``, on the ticket an action on another ticket touches (same transaction)."""
+    rule = INTERNAL_RULES[action]
+    if state.status not in rule.from_states:
+        return Refusal("not_allowed_in_state", f"工单当前状态为「{STATUS_LABELS.get(state.status, state.status)}」，"
+                       f"不能{rule.label}", state.status, ())
+    try:
+        new, note, data, effects = rule.run(state, params, actor, now, policy)
+    except _Refuse as refused:
+        return Refusal(refused.code, refused.message, state.status, (), refused.field)
     entry = HistoryEntry(action, now, actor.user_id, actor.role, actor.name, state.status, new.status, note, data)
     return Transition(new, entry, tuple(effects))
 

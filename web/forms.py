@@ -33,6 +33,7 @@ def action_forms(return_reasons: list[str], max_extension: int) -> dict[str, dic
         "supervise": {"fields": [_f("due", "督办时限", "datetime"), _f("note", "督办意见", "textarea")]},
         "escalate": {"fields": [_f("note", "提级理由", "textarea")]},
         "merge": {"fields": [_f("master", "主工单编号"), _f("note", "说明", optional=True)], "danger": True},
+        "split": {"fields": [_f("note", "拆分理由（恢复为合并前的状态）", "textarea")], "danger": True},
         "record_survey": {"fields": [_f("satisfaction", "满意度", "select", options=[
             ("satisfied", "满意"), ("basically_satisfied", "基本满意"), ("dissatisfied", "不满意")]),
             _f("resolved", "问题是否解决", "bool"), _f("note", "回访记录", optional=True)]},

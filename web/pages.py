@@ -21,7 +21,8 @@ from tickets.json_http import ID_MAX, parse_day
 from tickets.knowledge.http import KNOWLEDGE
 from tickets.reports import export
 from tickets.reports.http import REPORTS, build_report, today
-from tickets.reports.service import KIND_LABELS, TYPE_LABELS, duplicate_candidates, pending_extensions, period_for
+from tickets.reports.service import KIND_LABELS, TYPE_LABELS, pending_extensions, period_for
+from tickets.routing.service import duplicate_groups
 from tickets.service import TicketQuery
 from web.forms import action_forms
 from web.security import csp_nonce
@@ -256,8 +257,8 @@ async def ticket_page(request: web.Request, who: Principal) -> web.StreamRespons
 
 # ---------------------------------------------------------------- supervisor
 PAGE = 20
-
 MAX_PAGE = 100_000  # beyond any real search; keeps OFFSET inside a SQL integer
+
 
 def _query_from(request: web.Request) -> tuple[TicketQuery, dict[str, str]]:
     q = request.query
@@ -299,7 +300,7 @@ async def supervisor_page(request: web.Request, who: Principal) -> web.StreamRes
         "extensions": await pending_extensions(store.read_sessions), "returns": returns, "overdue": overdue[:50],
         "overdue_total": len(overdue), "ledger": ledger[:100],
         "ledger_pending": sum(1 for item in ledger if item["decision"] == "pending_supervisor"),
-        "duplicates": await duplicate_candidates(store.read_sessions, now),
+        "duplicates": await duplicate_groups(store.read_sessions, now),
         "search_qs": request.query_string,
         # Years in the next 60 days whose holidays nobody entered: deadlines there are counted Monday-Friday.
         "holidays_missing": deadlines.missing_ahead(store.policy.calendar, now.astimezone(request.app[TZ]).date()),

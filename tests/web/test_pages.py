@@ -168,10 +168,17 @@ async def test_supervisor_search_filters(console: Console) -> None:
     assert other["number"] in page and number not in page
     page = await results("status=dispatched")
     assert number in page and other["number"] not in page
-    # the two share an address: offered as duplicates to merge
+    # the two share an address and a phone but not the matter: never offered as duplicates
     full = await (await sup.get("/supervisor")).text()
     dup = full[full.index('id="duplicates"'):].split("</section>", 1)[0]
-    assert f"并入 {number}" in dup
+    assert other["number"] not in dup
+    # the same matter from another caller (an older-style draft): grouped, the dispatched case is the master
+    same = await console.draft(caller_phone="13700001111", caller_name="王先生")
+    full = await (await sup.get("/supervisor")).text()
+    dup = full[full.index('id="duplicates"'):].split("</section>", 1)[0]
+    assert f'data-master="{number}"' in dup and same["number"] in dup and other["number"] not in dup
+    assert f'/api/v1/tickets/{same["number"]}/actions/merge' in dup
+    assert f"/api/v1/tickets/{number}/actions/merge" not in dup  # a dispatched case is never merged into a draft
     await sup.close()
 
 

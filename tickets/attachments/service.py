@@ -97,9 +97,13 @@ class AttachmentStore:
     async def list(self, number: str, who: Principal) -> list[dict[str, Any]]:
         tid = await self._ticket_id(number, who)
         async with self.sessions() as session:
-            rows = (await session.scalars(select(TicketAttachment).where(TicketAttachment.ticket_id == tid)
+            # Photos of duplicates merged into this ticket belong to the case (并单 moves them here).
+            numbers = dict((await session.execute(select(Ticket.id, Ticket.number).where(
+                Ticket.duplicate_of == number, Ticket.status == "merged"))).all())
+            numbers[tid] = number
+            rows = (await session.scalars(select(TicketAttachment).where(TicketAttachment.ticket_id.in_(list(numbers)))
                                           .order_by(TicketAttachment.id))).all()
-            return [self._view(a) for a in rows]
+            return [{**self._view(a), "ticket": numbers[a.ticket_id]} for a in rows]
 
     async def save(self, number: str, who: Principal, filename: str, data: bytes, note: str = "") -> dict[str, Any]:
         if who.role not in ("department", "agent", "supervisor", "admin"):
@@ -136,14 +140,19 @@ class AttachmentStore:
 
     async def open(self, attachment_id: int, who: Principal) -> tuple[dict[str, Any], Path]:
         async with self.sessions() as session:
-            row = (await session.execute(select(TicketAttachment, Ticket.number)
+            row = (await session.execute(select(TicketAttachment, Ticket.number, Ticket.duplicate_of, Ticket.status)
                                          .join(Ticket, Ticket.id == TicketAttachment.ticket_id)
                                          .where(TicketAttachment.id == attachment_id))).first()
         if row is None:
             raise NotFound("attachment_not_found", "附件不存在")
-        att, number = row
-        try:
-            await self.tickets.get(number, who)
-        except NotFound:
-            raise NotFound("attachment_not_found", "附件不存在") from None
+        att, number, master, status = row
+        # A merged duplicate's photo is seen by whoever sees its master.
+        for candidate in [number] + ([master] if master and status == "merged" else []):
+            try:
+                await self.tickets.get(candidate, who)
+                break
+            except NotFound:
+                continue
+        else:
+            raise NotFound("attachment_not_found", "附件不存在")
         return self._view(att), self.root / att.stored_name

@@ -283,3 +283,73 @@ def hot_params(path: Path) -> hot_issues.Params:
         data = tomllib.load(fh).get("hot_issues", {})
     fields = {k: v for k, v in data.items() if k in hot_issues.Params.__dataclass_fields__}
     return hot_issues.Params(**fields)
+
+
+# ------------------------------------------------------------ duplicate groups (supervisor page)
+GROUP_MIN_TEXT = 0.3  # the same matter: the text must match, a shared phone or address alone never groups
+
+
+async def duplicate_groups(sessions: async_sessionmaker[AsyncSession], now: datetime, days: int = 30,
+                           limit: int = 2000) -> list[dict[str, Any]]:
+    """Open tickets of the last ``days`` that are the same matter, grouped, each group with its master.
+
+    Two tickets pair up when their text is similar *and* they share the caller's phone or the address,
+    scoring at least ``MERGE_THRESHOLD`` as ``/duplicates`` does. The suggested master is the case furthest
+    along (signed > dispatched > accepted > draft; the oldest among equals): a draft never becomes the
+    master of a case a department already holds.
+    """
+    open_states = tuple(workflow.OPEN_STATUSES) + ("draft",)
+    async with sessions() as session:
+        rows = list((await session.scalars(select(Ticket).where(
+            Ticket.status.in_(open_states), Ticket.created_at >= now - timedelta(days=days),
+            Ticket.duplicate_of.is_(None)).order_by(Ticket.id.desc()).limit(limit))).all())
+    facts = {t.id: duplicates.TicketFacts(t.id, _text(t), t.caller_phone, t.address_key) for t in rows}
+    blocks: dict[tuple[str, str], list[int]] = {}
+    for t in rows:  # only tickets sharing a phone or an address are compared
+        if t.caller_phone:
+            blocks.setdefault(("phone", t.caller_phone), []).append(t.id)
+        if t.address_key:
+            blocks.setdefault(("address", t.address_key), []).append(t.id)
+    parent = {t.id: t.id for t in rows}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    reasons: dict[int, set[str]] = {}
+    seen: set[tuple[int, int]] = set()
+    for block in blocks.values():
+        ids = block[:60]  # the newest 60 of one phone or address: bounded work on a busy address
+        for n, a in enumerate(ids):
+            for b in ids[n + 1:]:
+                if (a, b) in seen:
+                    continue
+                seen.add((a, b))
+                m = duplicates.score(facts[a], facts[b])
+                if m.text_similarity >= GROUP_MIN_TEXT and m.score >= MERGE_THRESHOLD:
+                    parent[find(a)] = find(b)
+                    reasons.setdefault(a, set()).update(m.reasons)
+                    reasons.setdefault(b, set()).update(m.reasons)
+    members: dict[int, list[Ticket]] = {}
+    for t in rows:
+        if t.id in reasons:
+            members.setdefault(find(t.id), []).append(t)
+    groups = []
+    for tickets in members.values():
+        tickets.sort(key=lambda t: (-workflow.MERGE_STAGE.get(t.status, 0), t.created_at, t.id))
+        master = tickets[0]
+        groups.append({"master": master.number, "address": master.address, "tickets": [{
+            "number": t.number, "title": t.title, "status": t.status, "address": t.address,
+            "status_label": workflow.STATUS_LABELS.get(t.status, t.status), "created_at": t.created_at,
+            "reasons": sorted(reasons.get(t.id, ())),
+            # masters this ticket may be merged into: never one less far along (a draft for a dispatched case)
+            "masters": [o.number for o in tickets if o.id != t.id and workflow.merge_refusal(
+                _state(t), _state(o)) is None]} for t in tickets]})
+    groups.sort(key=lambda g: -len(g["tickets"]))
+    return groups[:30]
+
+
+def _state(t: Ticket) -> workflow.TicketState:
+    return workflow.TicketState(status=t.status)

@@ -116,7 +116,8 @@ class SurveyService:
         """TicketStore listener (called after commit, in the event loop)."""
         if not self.settings.survey.enabled or ticket.get("number") in self._acting:
             return
-        if entry.action in ("reply", "answer_on_spot"):
+        if entry.action in ("reply", "answer_on_spot") or entry.action == "relay_reply" and entry.data.get("survey"):
+            # relay_reply: a caller merged into the answered master, surveyed on its own ticket
             self._spawn(self.schedule(ticket, entry.at))
         elif entry.action in ("reopen", "archive", "merge"):
             self._spawn(self._cancel(ticket, entry))
