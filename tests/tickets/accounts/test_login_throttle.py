@@ -127,3 +127,20 @@ async def test_an_admin_revokes_a_users_api_tokens(
     assert (await client.get("/api/v1/me", headers=bearer)).status == 401
     assert (await client.delete("/api/v1/users/9223372036854775808/tokens", headers=admin)).status == 404
     assert (await client.get("/api/v1/me", headers=admin)).status == 200  # only that user's tokens
+
+
+async def test_login_from_a_foreign_origin_is_refused_and_bearer_clients_need_no_origin(
+        aiohttp_client: Any, settings_factory: Any, redis_url: str, tmp_path: Any) -> None:
+    client = await app_client(aiohttp_client, settings_factory, redis_url, tmp_path)
+    body = {"username": "agent", "password": PASSWORD, "kind": "api"}
+    resp = await client.post("/api/v1/auth/login", json=body, headers={"Origin": "http://127.0.0.1:1"})
+    assert resp.status == 403 and (await resp.json())["error"] == "cross_site_request"
+    token = (await (await client.post("/api/v1/auth/login", json=body)).json())["token"]
+    resp = await client.post("/api/v1/tickets", json={"title": "接口工单"}, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 201
+    # The same request riding on a session cookie without an Origin is refused.
+    session = await client.post("/api/v1/auth/login", json={**body, "kind": "session"},
+                                headers={"Origin": str(client.make_url("")).rstrip("/")})
+    assert session.status == 200
+    resp = await client.post("/api/v1/tickets", json={"title": "无来源"})
+    assert resp.status == 403
