@@ -7,11 +7,13 @@ the newest time already seen. Pure: no I/O, no clock.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
+from . import queue_log
 from .state import (
     DEVICE_BUSY,
     DEVICE_RINGING,
@@ -44,6 +46,13 @@ class ReducerConfig:
     answer_rate_target: float = 0.95
     alert_min_calls: int = 5  # do not alarm on the first two calls of the morning
     recording_var: str = "MIXMONITOR_FILENAME"
+    # queue_log reconciliation is on (ami.queue_log_path): calls lost in a link gap wait for its verdict
+    # (``unresolved``) instead of being closed with a guessed outcome at the resync.
+    reconcile: bool = False
+
+
+# Timestamps outside these bounds (years 2001..2286) are garbage: the event is rejected, the state kept.
+MIN_TIME, MAX_TIME = 1e9, 1e10
 
 
 DEFAULT_CONFIG = ReducerConfig()
@@ -76,14 +85,16 @@ def _known(num: str) -> str:
     return "" if num in ("", "<unknown>", "<Unknown>") else num
 
 
-def event_time(state: LiveState, ev: Event) -> float:
+def event_time(state: LiveState, ev: Event) -> float | None:
+    """The event's time; None when it carries a time that is not one (the event is then rejected)."""
     for key in ("Timestamp", "_received"):
         v = ev.get(key)
         if v:
             try:
-                return float(v)
+                t = float(v)
             except (TypeError, ValueError):
-                pass
+                return None
+            return t if math.isfinite(t) and MIN_TIME <= t <= MAX_TIME else None
     return state.now
 
 
@@ -107,7 +118,9 @@ def _roll_day(state: LiveState, ts: float, cfg: ReducerConfig) -> LiveState:
     if day == state.day:
         return replace(state, day_end=end)
     queues = {k: replace(q, stats=QueueStats(), alert=False) for k, q in state.queues.items()}
-    return replace(state, day=day, day_end=end, queues=queues)
+    keep = start.timestamp() - 86400  # yesterday's calls may still show up in a queue_log read after midnight
+    done = {k: t for k, t in state.done.items() if t >= keep}
+    return replace(state, day=day, day_end=end, queues=queues, done=done)
 
 
 def _call_of_channel(state: LiveState, uniqueid: str, linkedid: str = "") -> Call | None:
@@ -185,13 +198,19 @@ def _end_call(state: LiveState, call: Call, ts: float, cfg: ReducerConfig, lost:
     effects: list[Any] = []
     calls = _drop(state.calls, call.id)
     state = replace(state, calls=calls)
+    if call.answered is None:
+        # MixMonitor starts before the queue: an abandoned caller leaves a 44-byte WAV with no talk in it.
+        call = replace(call, recording="")
     if call.queue:
+        state = replace(state, done=_put(state.done, call.id, ts))
         q = _queue(state, call.queue)
         waiting = q.waiting
         if call.id in waiting:
             waiting = _drop(waiting, call.id)
         if call.answered is not None:
             outcome = "transferred" if call.transferred else "answered"
+        elif call.timed_out:
+            outcome = "timed_out"
         elif call.abandoned:
             outcome = "abandoned"
         elif call.left_queue is None:
@@ -206,12 +225,15 @@ def _end_call(state: LiveState, call: Call, ts: float, cfg: ReducerConfig, lost:
         wait: float | None = None
         if call.joined is not None:
             wait = max(0.0, (call.answered or call.left_queue or ts) - call.joined)
-        if outcome == "timed_out" or (outcome == "abandoned" and not call.abandoned):
-            stats = replace(stats, **({"timed_out": stats.timed_out + 1} if outcome == "timed_out"
-                                      else {"abandoned": stats.abandoned + 1}),
-                            longest_wait=max(stats.longest_wait, wait or 0.0))
+        if outcome in ("timed_out", "abandoned"):
+            if not call.abandoned:  # counted here unless QueueCallerAbandon counted it already
+                stats = replace(stats, **({"timed_out": stats.timed_out + 1} if outcome == "timed_out"
+                                          else {"abandoned": stats.abandoned + 1}),
+                                longest_wait=max(stats.longest_wait, wait or 0.0))
+            # On the callback list once the call is over: only then is abandon told from timeout (the
+            # QueueCallerAbandon of a timeout comes first, QUEUESTATUS=TIMEOUT after it).
             effects.append(CallMissed(call.id, call.caller_num, call.caller_name, call.queue, call.joined or ts,
-                                      ts, wait or 0.0, outcome))
+                                      call.left_queue or ts, wait or 0.0, outcome))
         q, alert = _check_alert(replace(q, waiting=waiting, stats=stats), ts, cfg)
         effects.extend(alert)
         state = _with_queue(state, q)
@@ -262,7 +284,14 @@ def on_hangup(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tup
         return state, NONE
     call = replace(call, channels=_drop(call.channels, uid))
     if uid == call.agent_channel and call.agent_left is None:
-        call = replace(call, agent_left=ts)
+        # A leg born after the answer that outlives the agent leg: the caller was sent on (AMI Redirect to 110).
+        # Its Newchannel may come before or after this Hangup (a race in Asterisk): both orders end here or
+        # in on_newchannel.
+        answered = call.answered
+        sent_on = answered is not None and any(
+            (c := state.channels.get(u)) is not None and c.created > answered and u != call.caller_channel
+            for u in call.channels)
+        call = replace(call, agent_left=ts, transferred=call.transferred or sent_on)
         state = _with_call(state, call)
         # The agent is free as soon as its leg is gone (after a Redirect AgentComplete comes much later).
         a = state.agents.get(call.agent_interface)
@@ -274,6 +303,8 @@ def on_hangup(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tup
 
 
 def on_varset(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tuple[LiveState, Effects]:
+    if ev.get("Variable") == "QUEUESTATUS":
+        return _queue_status(state, ev, ts, cfg)
     # MixMonitorStart carries no file name; MixMonitor sets MIXMONITOR_FILENAME just before (pitfall 11).
     if ev.get("Variable") != cfg.recording_var:
         return state, NONE
@@ -282,6 +313,25 @@ def on_varset(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tup
     if call is None or not path or call.recording == path:
         return state, NONE
     return _with_call(state, replace(call, recording=path)), NONE
+
+
+TIMEOUT_STATUSES = {"TIMEOUT", "LEAVEEMPTY", "LEAVEUNAVAIL"}
+
+
+def _queue_status(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tuple[LiveState, Effects]:
+    """Asterisk 22 sends QueueCallerAbandon also when Queue(...,timeout) expires; QUEUESTATUS tells them apart."""
+    call = _call_of_channel(state, _s(ev, "Uniqueid"), _s(ev, "Linkedid"))
+    if call is None or _s(ev, "Value") not in TIMEOUT_STATUSES or call.answered is not None or call.timed_out \
+            or not call.queue:
+        return state, NONE
+    q = _queue(state, call.queue)
+    s = q.stats
+    if call.abandoned:
+        s = replace(s, abandoned=max(0, s.abandoned - 1), timed_out=s.timed_out + 1)
+    q, alert = _check_alert(replace(q, stats=s), ts, cfg)
+    # abandoned stays True: the counters already moved from abandoned to timed_out
+    call = replace(call, timed_out=True, abandoned=True, left_queue=call.left_queue or ts)
+    return _with_call(_with_queue(state, q), call), alert
 
 
 def on_new_callerid(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tuple[LiveState, Effects]:
@@ -357,9 +407,7 @@ def on_queue_caller_abandon(state: LiveState, ev: Event, ts: float, cfg: Reducer
     q = replace(q, stats=replace(s, abandoned=s.abandoned + 1, longest_wait=max(s.longest_wait, wait)))
     q, alert = _check_alert(q, ts, cfg)
     call = replace(call, abandoned=True, left_queue=ts)
-    missed = CallMissed(call.id, call.caller_num, call.caller_name, qname, call.joined or ts, ts, max(wait, 0.0),
-                        "abandoned")
-    return _with_call(_with_queue(state, q), call), (missed, *alert)
+    return _with_call(_with_queue(state, q), call), alert
 
 
 # ---------------------------------------------------------------- agent handlers
@@ -580,7 +628,11 @@ def on_resync(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tup
     # 1. channels and calls
     for call in list(state.calls.values()):
         keep = {u: n for u, n in call.channels.items() if u in live}
-        if not keep:
+        if not keep and cfg.reconcile and call.queue:
+            # Ended during the gap: queue_log will say how (``_QueueLog`` comes right after this resync).
+            state = replace(state, calls=_drop(state.calls, call.id), unresolved=_put(state.unresolved, call.id, call),
+                            channels={k: v for k, v in state.channels.items() if v.call_id != call.id})
+        elif not keep:
             state, eff = _end_call(replace(state, channels={k: v for k, v in state.channels.items()
                                                             if v.call_id != call.id}),
                                    replace(call, channels={}), ts, cfg, lost=True)
@@ -633,6 +685,88 @@ def on_resync(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tup
     return state, tuple(effects)
 
 
+# ---------------------------------------------------------------- queue_log reconciliation after a gap
+def on_queue_log(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tuple[LiveState, Effects]:
+    """Fold what queue_log recorded (synthetic ``_QueueLog`` event, ``entries``: parsed lines read since the
+    last read) into the calls AMI missed: calls that ended in a link gap, joined and ended inside it, or were
+    answered during it and are still talking. A call already recorded (``done``) is never recorded or counted
+    again, whichever source saw it first. Calls lost at the resync that queue_log does not know end as before
+    (a guessed outcome, ``lost``)."""
+    entries: Iterable[queue_log.Entry] = ev.get("entries") or ()
+    logged = queue_log.calls(e for e in entries if isinstance(e, queue_log.Entry))
+    effects: list[Any] = []
+    names = {m.name: m.interface for q in state.queues.values() for m in q.members.values() if m.name}
+    for lc in sorted(logged.values(), key=lambda c: (c.ended or 0.0, c.call_id)):
+        if lc.call_id in state.done:
+            continue
+        live = state.calls.get(lc.call_id)
+        if not lc.outcome:
+            if live is not None and lc.answered is not None and live.answered is None:
+                # Answered in the gap and still talking: the resync only saw bare channels.
+                iface = names.get(lc.agent, lc.agent)
+                state = _with_call(state, replace(live, queue=live.queue or lc.queue, joined=lc.joined,
+                                                  answered=lc.answered, left_queue=lc.answered,
+                                                  agent_interface=iface, agent_name=lc.agent,
+                                                  caller_num=live.caller_num or lc.caller_num))
+            continue
+        if live is not None:
+            continue  # AMI still follows this call (its end is newer than the resync): AMI records it
+        state, eff = _logged_call_ended(state, lc, state.unresolved.get(lc.call_id), names, cfg)
+        effects.extend(eff)
+    for call in list(state.unresolved.values()):
+        state = replace(state, unresolved=_drop(state.unresolved, call.id))
+        state, eff = _end_call(state, replace(call, channels={}), ts, cfg, lost=True)
+        effects.extend(eff)
+    return state, tuple(effects)
+
+
+def _logged_call_ended(state: LiveState, lc: queue_log.LoggedCall, seen: Call | None, names: Mapping[str, str],
+                       cfg: ReducerConfig) -> tuple[LiveState, Effects]:
+    ended = lc.ended or state.now
+    joined = lc.joined if lc.joined is not None else (seen.joined if seen else None)
+    state = replace(state, unresolved=_drop(state.unresolved, lc.call_id), done=_put(state.done, lc.call_id, ended))
+    effects: list[Any] = []
+    answered = lc.outcome in ("answered", "transferred")
+    wait = lc.wait if lc.wait is not None else (None if joined is None else max(0.0, ended - joined))
+    talk = lc.talk if answered else None
+    iface = names.get(lc.agent, lc.agent) if answered else ""
+    caller_num = (seen.caller_num if seen else "") or lc.caller_num
+    caller_name = seen.caller_name if seen else ""
+    # Today's counters: only for a call that joined today; ``offered`` only if AMI never saw it join.
+    day_start = state.day_end - 86400
+    if joined is not None and day_start <= joined < state.day_end:
+        q = _queue(state, lc.queue)
+        s = q.stats
+        counted_offer = seen is not None and seen.joined is not None and seen.joined >= day_start
+        w = wait or 0.0
+        s = replace(s, offered=s.offered + (not counted_offer))
+        if answered:
+            s = replace(s, answered=s.answered + 1, answered_15=s.answered_15 + (w <= 15),
+                        answered_30=s.answered_30 + (w <= 30), wait_answered_total=s.wait_answered_total + w,
+                        longest_wait=max(s.longest_wait, w), completed=s.completed + 1,
+                        talk_total=s.talk_total + (talk or 0.0))
+        elif seen is not None and seen.abandoned:
+            if lc.outcome == "timed_out" and not seen.timed_out:  # AMI counted it abandoned before the gap
+                s = replace(s, abandoned=max(0, s.abandoned - 1), timed_out=s.timed_out + 1)
+        elif lc.outcome == "timed_out":
+            s = replace(s, timed_out=s.timed_out + 1, longest_wait=max(s.longest_wait, w))
+        else:
+            s = replace(s, abandoned=s.abandoned + 1, longest_wait=max(s.longest_wait, w))
+        q, alert = _check_alert(replace(q, stats=s, waiting=_drop(q.waiting, lc.call_id)), ended, cfg)
+        effects.extend(alert)
+        state = _with_queue(state, q)
+    if lc.outcome in ("abandoned", "timed_out"):
+        effects.append(CallMissed(lc.call_id, caller_num, caller_name, lc.queue, joined or ended, ended, wait or 0.0,
+                                  lc.outcome))
+    recording = seen.recording if seen is not None and answered else ""
+    effects.append(CallEnded(lc.call_id, caller_num, lc.queue, joined, lc.answered if answered else None, ended,
+                             wait, talk, iface, lc.agent if answered else "", lc.outcome, recording,
+                             lost=False, source="queue_log"))
+    if recording:
+        effects.append(RecordingReady(lc.call_id, recording, caller_num, ended))
+    return state, tuple(effects)
+
+
 HANDLERS: dict[str, Handler] = {
     "Newchannel": on_newchannel,
     "Hangup": on_hangup,
@@ -661,6 +795,7 @@ HANDLERS: dict[str, Handler] = {
     "OriginateResponse": on_originate_response,
     "UserEvent": on_user_event,
     "_Resync": on_resync,
+    "_QueueLog": on_queue_log,
 }
 
 
@@ -669,6 +804,10 @@ def apply(state: LiveState, event: Event, config: ReducerConfig = DEFAULT_CONFIG
     name = event.get("Event")
     handler = HANDLERS.get(name) if isinstance(name, str) else None
     ts = event_time(state, event)
+    if ts is None:
+        # A malformed Timestamp (garbled line, a PBX clock gone mad) would roll the day and reset the counters:
+        # reject that one event and keep the state.
+        return state, NONE
     if ts > state.now:
         state = replace(state, now=ts)
         if ts >= state.day_end:

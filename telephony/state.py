@@ -46,7 +46,8 @@ class Call:
     agent_name: str = ""
     agent_channel: str = ""  # Uniqueid of the agent leg bridged to the caller
     agent_left: float | None = None  # the agent leg hung up (or was transferred away)
-    abandoned: bool = False
+    abandoned: bool = False  # QueueCallerAbandon came (Asterisk 22 sends it for a queue timeout too)
+    timed_out: bool = False  # QUEUESTATUS=TIMEOUT (or LEAVEEMPTY/LEAVEUNAVAIL) after that QueueCallerAbandon
     transferred: bool = False
     talk_time: float | None = None  # from AgentComplete when it comes before the call ends
     recording: str = ""
@@ -163,6 +164,10 @@ class LiveState:
     queues: Mapping[str, Queue] = field(default_factory=dict)
     agents: Mapping[str, Agent] = field(default_factory=dict)
     recording_by_channel: Mapping[str, str] = field(default_factory=dict)
+    # Queue calls already recorded (call id -> end time), so queue_log never records or counts one twice.
+    done: Mapping[str, float] = field(default_factory=dict)
+    # Calls that vanished during a link gap, held until queue_log says how they ended (``_QueueLog``).
+    unresolved: Mapping[str, Call] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- effects (data for the shell to carry out)
@@ -196,6 +201,7 @@ class CallEnded:
     outcome: str  # answered / abandoned / timed_out / transferred / none
     recording: str
     lost: bool = False  # dropped at a resync: the PBX no longer knew it
+    source: str = "ami"  # ami / queue_log: which record of the PBX told us how the call ended
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ PURE = [
     "tickets/workflow.py", "tickets/deadlines.py", "tickets/phones.py", "tickets/reports/rates.py",
     "tickets/surveys/schedule.py", "tickets/routing/rules.py", "tickets/routing/duplicates.py",
     "tickets/routing/hot_issues.py", "tickets/routing/textproc.py",
-    "telephony/framing.py", "telephony/state.py", "telephony/reducer.py",
+    "telephony/framing.py", "telephony/state.py", "telephony/reducer.py", "telephony/queue_log.py",
     "asr/drafts.py", "asr/spoken_digits.py", "asr/cer.py",
 ]
 

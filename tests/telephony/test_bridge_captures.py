@@ -57,11 +57,14 @@ async def test_abandoned_call(bridge_factory):
     assert {(a.state, a.pause_reason) for a in b.svc.state.agents.values()} == {("paused", "busy-with-paperwork")}
     await b.at(cap.index(ev("QueueCallerAbandon")))
     assert waiting(b) == []
+    assert b.svc.state.queues["12345"].stats.abandoned == 1
+    await b.at(len(cap.msgs) - 2)
+    # On the callback list when the call is over (only then is an abandon told from a queue timeout)
     [missed] = b.of("CallMissed")
     assert missed.caller_num == "13900139000" and missed.reason == "abandoned" and 7.5 < missed.wait < 8.5
-    await b.at(len(cap.msgs) - 2)
     [ended] = b.of("CallEnded")
     assert ended.outcome == "abandoned" and ended.interface == ""
+    assert ended.recording == "" and b.of("RecordingReady") == []  # no talk, no recording (a 44-byte WAV)
     s = b.svc.state.queues["12345"].stats
     assert (s.offered, s.answered, s.abandoned, s.answer_rate) == (1, 0, 1, 0.0)
 
@@ -223,3 +226,22 @@ async def test_asterisk_refusal_and_hanging_action_are_reported(bridge_factory):
     # An async Originate answers "successfully queued": it must not wait for a list (panoramisk's guess).
     assert await b.svc.originate({"Action": "Originate", "Channel": "Local/1@x", "Context": "c", "Exten": "1",
                                   "Priority": "1", "Async": "true"}) is None
+
+
+@pytest.mark.parametrize("capture", ["queue_timeout", "queue_timeout_ringing"])
+async def test_queue_timeout_is_timed_out_not_abandoned(bridge_factory, capture):
+    # Asterisk 22 sends QueueCallerAbandon when Queue(...,timeout) expires with the caller still up; the
+    # VarSet QUEUESTATUS=TIMEOUT after it (queue_log: EXITWITHTIMEOUT) is what tells the two apart.
+    b = await bridge_factory(capture)
+    cap = b.fake.cap
+    await b.at(cap.index(ev("VarSet", Variable="QUEUESTATUS")))
+    s = b.svc.state.queues["12345"].stats
+    assert (s.offered, s.abandoned, s.timed_out) == (1, 0, 1)
+    await b.at(len(cap.msgs) - 2)
+    [ended] = b.of("CallEnded")
+    [missed] = b.of("CallMissed")
+    assert ended.outcome == "timed_out" and ended.interface == "" and ended.recording == ""
+    assert missed.reason == "timed_out" and 19.5 < missed.wait < 20.5
+    s = b.svc.state.queues["12345"].stats
+    assert (s.offered, s.answered, s.abandoned, s.timed_out) == (1, 0, 0, 1)
+    assert b.svc.state.calls == {}
