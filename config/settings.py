@@ -83,6 +83,9 @@ class AmiSettings(_Section):
     reconnect_min: float = Field(0.5, gt=0)
     reconnect_max: float = Field(30.0, gt=0)
     record_dir: str = ""  # empty = do not record the raw AMI stream
+    # Asterisk's queue_log file (its log dir, shared or copied here), read after every (re)connect to record the
+    # queue calls AMI missed during the gap; empty = no reconciliation (calls lost in a gap get a guessed outcome).
+    queue_log_path: str = ""
     service_level_seconds: list[int] = [15, 30]
     answer_rate_target: float = Field(0.95, ge=0, le=1)
     service_level_target: float = Field(0.8, ge=0, le=1)

@@ -25,6 +25,7 @@ from config.settings import Settings
 from . import actions
 from .connection import AmiConnection, AmiNotConnected
 from .live import LiveHub
+from .queue_log_file import QueueLogFile
 from .reducer import ReducerConfig, apply
 from .replay import AmiRecorder, replay
 from .state import (
@@ -56,8 +57,15 @@ class TelephonyService:
                  leader_ttl: float | None = None) -> None:
         self.settings = settings
         self.clock = clock
+        # The first read of queue_log looks one day back (a server down overnight still records the evening).
+        self.queue_log = (QueueLogFile(settings.ami.queue_log_path, since=clock().timestamp() - 86400)
+                          if settings.ami.queue_log_path else None)
         self.config = ReducerConfig(tz=ZoneInfo(settings.server.timezone),
-                                    answer_rate_target=settings.ami.answer_rate_target)
+                                    answer_rate_target=settings.ami.answer_rate_target,
+                                    reconcile=self.queue_log is not None)
+        # Which source covered which interval (for /health): AMI sessions, queue_log reads over the gaps.
+        self.coverage: list[dict[str, Any]] = []
+        self.reconciled = 0  # queue_log reads handed to the consumer
         self.state = LiveState()
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.effects: asyncio.Queue[Any] = asyncio.Queue()
@@ -183,6 +191,11 @@ class TelephonyService:
                     log.exception("screen pop lookup failed for call %s", e.call_id)
             await self.hub.send_agent(e.interface, {"type": "screen_pop", "call": effect_dict(e), **payload})
         elif isinstance(e, CallEnded):
+            if e.source == "queue_log":
+                for c in reversed(self.coverage):
+                    if c["source"] == "queue_log":
+                        c["calls"] += 1
+                        break
             if self.store is not None and e.queue:
                 await self.store.save_call(e)
             if self.on_call_ended is not None:
@@ -213,11 +226,46 @@ class TelephonyService:
         """Health probe for /health: ok when AMI is off, or connected (here or in the leader process)."""
         status = self.ami_status() if self.leading else dict(self.hub.view.get("ami") or {})
         ok = (not self.settings.ami.enabled) or bool(status.get("connected"))
-        return {"ok": ok, **status}
+        out = {"ok": ok, **status}
+        if self.leading and self.settings.ami.enabled:
+            out["queue_log"] = self.settings.ami.queue_log_path or None
+            out["coverage"] = [dict(c) for c in self.coverage]
+        return out
 
     def _status_changed(self, status: dict[str, Any]) -> None:
+        now = self.clock().isoformat()
+        last_ami = next((c for c in reversed(self.coverage) if c["source"] == "ami"), None)
+        if status.get("connected") and (last_ami is None or last_ami["to"] is not None):
+            gap_from = last_ami["to"] if last_ami else None
+            self.coverage.append({"source": "ami", "from": status.get("since") or now, "to": None})
+            if self.queue_log is not None:
+                # After the resync (already queued): what queue_log recorded while AMI was not listening.
+                entry = {"source": "queue_log", "path": str(self.queue_log.path), "from": gap_from,
+                         "to": status.get("since") or now, "calls": 0, "error": ""}
+                self.coverage.append(entry)
+                asyncio.get_running_loop().create_task(self.reconcile(entry))
+        elif not status.get("connected") and last_ami is not None and last_ami["to"] is None:
+            last_ami["to"] = now
+        del self.coverage[:-20]
         asyncio.get_running_loop().create_task(
             self.hub.publish([{"op": "ami", "value": {**status, "leader": self.leading}}]))
+
+    async def reconcile(self, entry: dict[str, Any] | None = None) -> None:
+        """Fold what queue_log recorded since the last read (a ``_QueueLog`` event after the resync).
+
+        Always queues the event, with no entries if the file cannot be read, so calls held at the resync
+        (``unresolved``) are closed in any case.
+        """
+        entries: list[Any] = []
+        if self.queue_log is not None:
+            try:
+                entries = await asyncio.get_running_loop().run_in_executor(None, self.queue_log.read_new)
+            except OSError as exc:
+                log.warning("queue_log %s not read: %s", self.queue_log.path, exc)
+                if entry is not None:
+                    entry["error"] = f"{type(exc).__name__}: {exc}"
+        self.submit({"Event": "_QueueLog", "entries": entries})
+        self.reconciled += 1
 
     def _raw(self, data: bytes) -> None:
         if self.recorder is not None:

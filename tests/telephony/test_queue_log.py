@@ -1,0 +1,174 @@
+"""queue_log beside AMI: the link-gap capture (three AMI sessions of one Asterisk run) and its queue_log.
+
+Session 1 is served over TCP until the recorder's cut, then the socket is reset; the reconnect is served session 2
+(its own QueueStatus/CoreShowChannels answers). queue_log grows the way Asterisk wrote it: the lines up to the
+reconnect are in the file when we read it, the last ABANDON is appended afterwards. The observer session, which
+was never cut, is the truth the result is compared with.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fake_ami import CAPTURES, Capture, requires_captures
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from test_bridge_captures import ev, waiting
+
+import migrations
+from telephony import queue_log
+from telephony.models import Callback, CallRecord
+from telephony.queue_log_file import QueueLogFile
+from telephony.reducer import ReducerConfig, apply, fold
+from telephony.replay import read_events
+from telephony.state import CallEnded
+from telephony.store import CallStore
+
+pytestmark = requires_captures
+
+LOG_LINES = (CAPTURES / "link_gap.queue_log").read_text(encoding="utf-8").splitlines(keepends=True)
+RECONNECT = 1796255577  # observer t=17.04: SuccessfulAuth of session 2
+
+
+def test_parse_every_event_of_the_captures():
+    calls = queue_log.calls(queue_log.parse((CAPTURES / "link_gap.queue_log").read_text(encoding="utf-8")))
+    assert {c.call_id: (c.outcome, c.agent, c.wait, c.talk) for c in calls.values()} == {
+        "1796255560.0": ("answered", "agent-8001", 6.0, 9.0),
+        "1796255561.2": ("abandoned", "", 10.0, None),
+        "1796255561.4": ("abandoned", "", 32.0, None)}
+    timeout = queue_log.calls(queue_log.parse((CAPTURES / "queue_timeout.queue_log").read_text()))
+    assert [c.outcome for c in timeout.values()] == ["timed_out"]
+    transfers = queue_log.calls(queue_log.parse((CAPTURES / "redirect_transfer.queue_log").read_text()))
+    # a Redirect leaves COMPLETECALLER (no transfer line); the attended transfer is ATTENDEDTRANSFER|BRIDGE|...
+    assert [(c.outcome, c.talk) for c in transfers.values()] == [("answered", 11.0), ("transferred", 8.0)]
+    blind = queue_log.calls(queue_log.parse((CAPTURES / "transfer_unknown_exten.queue_log").read_text()))
+    assert [(c.outcome, c.wait, c.talk) for c in blind.values()] == [("transferred", 1.0, 4.0)]
+    assert queue_log.parse("garbage\n1796255560|x\nnan|1|q|a|ABANDON|1|1|3\n") == []
+    row = {"time": 1796255571, "callid": "1796255561.2", "queuename": "12345", "agent": "NONE",
+           "event": "ABANDON", "data1": "1", "data2": "2", "data3": "10", "data4": "", "data5": ""}
+    assert queue_log.from_row(row) == queue_log.parse_line(LOG_LINES[10])
+
+
+def test_file_reader_returns_whole_new_lines_and_restarts_after_rotation(tmp_path):
+    path = tmp_path / "queue_log"
+    path.write_text("".join(LOG_LINES[:5]) + LOG_LINES[5][:9], encoding="utf-8")
+    reader = QueueLogFile(path)
+    assert [e.event for e in reader.read_new()] == ["QUEUESTART", "PAUSE", "PAUSE", "PAUSE", "ENTERQUEUE"]
+    with path.open("a", encoding="utf-8") as f:
+        f.write(LOG_LINES[5][9:] + LOG_LINES[6])
+    assert [e.call_id for e in reader.read_new()] == ["1796255561.2", "1796255561.4"]  # the torn line, whole
+    assert reader.read_new() == []
+    path.unlink()
+    path.write_text(LOG_LINES[-1], encoding="utf-8")  # rotated: a new, shorter file
+    assert [e.event for e in reader.read_new()] == ["ABANDON"]
+
+
+@pytest.fixture
+async def sessions(database_url):
+    await asyncio.get_running_loop().run_in_executor(None, migrations.upgrade, database_url)
+    engine = create_async_engine(database_url)
+    yield async_sessionmaker(engine, expire_on_commit=False)
+    await engine.dispose()
+
+
+async def _until(cond, what: str, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+async def test_link_gap_is_reconciled_from_queue_log(bridge_factory, sessions, tmp_path):
+    log_path = tmp_path / "queue_log"
+    first = [line for line in LOG_LINES if int(line.split("|")[0]) <= 1796255561]
+    log_path.write_text("".join(first), encoding="utf-8")
+    b = await bridge_factory("link_gap.1", ami={"queue_log_path": str(log_path)})
+    b.svc.store = CallStore(sessions, b.fake.clock)
+    cap1 = b.fake.cap
+    await b.at(len(cap1.msgs) - 1)  # everything session 1 saw: three callers waiting, nobody free
+    await _until(lambda: b.svc.reconciled >= 1, "no queue_log read at start")
+    await b.sync()
+    assert [w.caller_num for w in waiting(b)] == ["13811110001", "13822220002", "13833330003"]
+
+    # The gap: Asterisk goes on writing queue_log; the link comes back 14 s after the cut (session 2).
+    log_path.write_text("".join(line for line in LOG_LINES if int(line.split("|")[0]) <= RECONNECT),
+                        encoding="utf-8")
+    cap2 = Capture.load("link_gap.2")
+    b.fake.cap = cap2
+    b.fake.lists = {"queuestatus": cap2.list_reply("link_gap.2-002"),
+                    "coreshowchannels": cap2.list_reply("link_gap.2-003")}
+    b.fake.pos = cap2.index(ev("CoreShowChannelsComplete")) + 1
+    b.fake.kill_socket()  # the recorder's RST
+    await _until(lambda: b.fake.logins >= 2 and b.svc.reconciled >= 2, "no reconnect and queue_log read")
+    await b.sync()
+    # The gap is filled: 王小明 answered by agent-8001, 李四 abandoned; nobody else counted abandoned.
+    s = b.svc.state.queues["12345"].stats
+    assert (s.offered, s.answered, s.abandoned, s.timed_out) == (3, 1, 1, 0)
+    assert [w.caller_num for w in waiting(b)] == ["13833330003"]
+    assert b.agent("agent-8001").state == "paused" and b.agent("agent-8001").pause_reason == "午休"
+
+    # Live again: caller 3 abandons on AMI; then Asterisk's line for it is in the file too (read again: no-op).
+    await b.at(cap2.index(ev("Hangup", Channel="Local/13833330003@caller-00000002;1")))
+    with log_path.open("a", encoding="utf-8") as f:
+        f.write(LOG_LINES[-1])
+    await b.svc.reconcile()
+    await b.sync()
+    assert b.svc.state.calls == {} and b.svc.state.unresolved == {} and waiting(b) == []
+    s = b.svc.state.queues["12345"].stats
+    assert (s.offered, s.answered, s.abandoned, s.timed_out) == (3, 1, 2, 0)
+    assert s.finished == s.offered
+
+    async with sessions() as db:
+        rows = {r.call_id: r for r in (await db.scalars(select(CallRecord))).all()}
+        callbacks = sorted((c.caller_num, c.reason) for c in (await db.scalars(select(Callback))).all())
+    assert {k: (r.caller_num, r.outcome, r.agent_name, r.agent_interface, r.wait_seconds, r.talk_seconds)
+            for k, r in rows.items()} == {
+        "1796255560.0": ("13811110001", "answered", "agent-8001", "Local/8001@agents/n", 6.0, 9.0),
+        "1796255561.2": ("13822220002", "abandoned", "", "", 10.0, None),
+        "1796255561.4": ("13833330003", "abandoned", "", "", rows["1796255561.4"].wait_seconds, None)}
+    assert 31.5 < rows["1796255561.4"].wait_seconds < 32.5
+    assert not any(r.lost for r in rows.values())
+    assert callbacks == [("13822220002", "abandoned"), ("13833330003", "abandoned")]
+
+    # The observer session, never cut, saw the same outcomes.
+    _, effects = fold(e for _, e in read_events(CAPTURES / "link_gap.observer.jsonl"))
+    truth = {e.call_id: (e.outcome, e.member_name) for e in effects if isinstance(e, CallEnded) and e.queue}
+    assert truth == {k: (r.outcome, r.agent_name) for k, r in rows.items()}
+
+    h = b.svc.health()
+    assert h["queue_log"] == str(log_path)
+    sources = [(c["source"], c["to"] is None) for c in h["coverage"]]
+    assert sources == [("ami", False), ("queue_log", False), ("ami", True), ("queue_log", False)]
+    gap = h["coverage"][3]
+    assert gap["calls"] == 2 and gap["error"] == ""
+    assert gap["from"] == h["coverage"][0]["to"] and gap["to"] == h["coverage"][2]["from"]
+
+
+def test_without_queue_log_a_lost_call_keeps_the_guess_and_with_it_waits_for_the_verdict():
+    # Pure: the resync after the gap, folded with and without reconciliation.
+    events = [e for _, e in read_events(CAPTURES / "link_gap.1.jsonl")]
+    cap2 = Capture.load("link_gap.2")
+    items = [dict(read) for read in (_parse(raw) for raw in cap2.list_reply("link_gap.2-002")[1:-1])]
+    chans = [dict(read) for read in (_parse(raw) for raw in cap2.list_reply("link_gap.2-003")[1:-1])]
+    resync = {"Event": "_Resync", "_received": RECONNECT, "queue_status": items, "channels": chans}
+    state, _ = fold(events)
+    guessed, eff = apply(state, resync)
+    assert sorted(e.outcome for e in eff if isinstance(e, CallEnded)) == ["abandoned", "abandoned"]  # the old guess
+    cfg = ReducerConfig(reconcile=True)
+    held, eff = apply(state, resync, cfg)
+    assert eff == () and set(held.unresolved) == {"1796255560.0", "1796255561.2"}
+    log = queue_log.parse("".join(line for line in LOG_LINES if int(line.split("|")[0]) <= RECONNECT))
+    done, eff = apply(held, {"Event": "_QueueLog", "_received": RECONNECT + 0.1, "entries": log}, cfg)
+    assert {e.call_id: e.outcome for e in eff if isinstance(e, CallEnded)} == {
+        "1796255560.0": "answered", "1796255561.2": "abandoned"}
+    assert done.unresolved == {} and set(done.done) == {"1796255560.0", "1796255561.2"}
+    again, eff = apply(done, {"Event": "_QueueLog", "_received": RECONNECT + 0.2, "entries": log}, cfg)
+    assert eff == () and again.queues["12345"].stats == done.queues["12345"].stats
+    # an unreadable queue_log still closes the held calls (with the guess)
+    _, eff = apply(held, {"Event": "_QueueLog", "_received": RECONNECT + 0.1, "entries": []}, cfg)
+    assert sorted(e.lost for e in eff if isinstance(e, CallEnded)) == [True, True]
+
+
+def _parse(raw: bytes) -> dict:
+    from telephony.framing import parse_message
+    return parse_message(raw.decode("utf-8").rstrip("\r\n"))
