@@ -245,3 +245,26 @@ async def test_queue_timeout_is_timed_out_not_abandoned(bridge_factory, capture)
     s = b.svc.state.queues["12345"].stats
     assert (s.offered, s.answered, s.abandoned, s.timed_out) == (1, 0, 0, 1)
     assert b.svc.state.calls == {}
+
+
+async def test_redirect_transfer_counts_transferred_when_the_new_leg_comes_first(bridge_factory):
+    # redirect_transfer: the 110 leg's Newchannel comes BEFORE the agent leg's Hangup (a race in Asterisk; the
+    # transfer capture has the other order). No transfer event exists for a Redirect.
+    b = await bridge_factory("redirect_transfer")
+    cap = b.fake.cap
+    new_110 = cap.index(ev("Newchannel", Exten="110"))
+    agent_hangup = cap.index(lambda m: m.get("Event") == "Hangup" and m.get("Channel", "").startswith(
+        "Local/8001@agents") and m.get("Channel", "").endswith(";1"))
+    assert new_110 < agent_hangup
+    await b.at(agent_hangup)
+    assert b.svc.state.calls[b.of("CallConnected")[0].call_id].state == "transferred"
+    assert b.agent("agent-8001").call_id == ""
+    await b.at(cap.index(ev("QueueMemberStatus", MemberName="agent-8001", Status="1"), agent_hangup))
+    assert b.agent("agent-8001").state == "available"
+    await b.at(len(cap.msgs) - 2)
+    ended = b.of("CallEnded")
+    assert [(e.outcome, e.member_name) for e in ended] == [("transferred", "agent-8001"),
+                                                          ("transferred", "agent-8002")]
+    assert 3.5 < ended[0].talk < 4.5  # the agent's part only (AgentComplete's TalkTime 11 includes 110)
+    s = b.svc.state.queues["12345"].stats
+    assert (s.offered, s.answered) == (2, 2)

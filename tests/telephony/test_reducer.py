@@ -167,3 +167,16 @@ def test_queue_timeout_is_timed_out_and_goes_on_the_callback_list() -> None:
     st = s.queues["12345"].stats
     assert (st.offered, st.timed_out, st.answered, st.answer_rate) == (1, 1, 0, 0.0)
     assert s.calls == {} and s.queues["12345"].waiting == {}
+
+
+def test_a_malformed_timestamp_is_rejected_and_the_day_is_kept():
+    # Real events of answered_call; one of them is replayed with its Timestamp garbled (copied, then changed).
+    events = [e for _, e in read_events(CAPTURES / "answered_call.jsonl")]
+    i = next(i for i, e in enumerate(events) if e.get("Event") == "AgentConnect")
+    state, _ = fold(events[:i + 1])
+    for bad in ("1e400", "nan", "inf", "17953830x8.5", "99999999999999", "-5"):
+        garbled = {**events[i + 1], "Timestamp": bad}
+        after, effects = apply(state, garbled)
+        assert after is state and effects == ()
+    final, effects = fold(events[i + 1:], state)
+    assert final.queues["12345"].stats.answered == 1 and final.day == state.day
