@@ -128,6 +128,27 @@ async def ledger(request: web.Request) -> web.Response:
     return ok(await request.app[STORE].ledger(who, datetime.combine(since, time(0), tz) if since else None))
 
 
+async def ledger_summary(request: web.Request) -> web.Response:
+    """不满意台账 decisions counted (重办, 解释说明后办结, 依法分流, pending) and the 回访 after re-handling."""
+    who = principal(request)
+    since = parse_day(request.query.get("from"), "from")
+    tz = request.app[TZ]
+    store = request.app[STORE]
+    items = await store.ledger(who, datetime.combine(since, time(0), tz) if since else None)
+    return ok(store.ledger_counts(items))
+
+
+async def fallback(request: web.Request) -> web.Response:
+    """兜底件 of one week (Monday to Sunday around ``week``, default this week), by department: the weekly 专报."""
+    who = principal(request)
+    tz = request.app[TZ]
+    store = request.app[STORE]
+    day = parse_day(request.query.get("week"), "week") or store.clock().astimezone(tz).date()
+    monday = day - timedelta(days=day.weekday())
+    start = datetime.combine(monday, time(0), tz)
+    return ok(await store.fallback_cases(who, start, start + timedelta(days=7)))
+
+
 async def meta(request: web.Request) -> web.Response:
     settings = request.app[STORE].settings
     return ok({
@@ -185,6 +206,12 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/ledger": {"get": {"summary": "不满意台账", "parameters": [
                 {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}}],
                 "responses": {"200": {"description": "list"}, **std}}},
+            "/api/v1/ledger/summary": {"get": {"summary": "不满意台账：各项决定计数及重办后回访", "parameters": [
+                {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}}],
+                "responses": {"200": {"description": "counts"}, **std}}},
+            "/api/v1/fallback": {"get": {"summary": "兜底件周专报（按单位）", "parameters": [
+                {"name": "week", "in": "query", "schema": {"type": "string", "format": "date"}}],
+                "responses": {"200": {"description": "week"}, **std}}},
             "/api/v1/openapi.json": {"get": {"summary": "本文档", "security": [],
                                              "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/api/v1/meta": {"get": {"summary": "状态、操作、类型等字典", "responses": {"200": {"description": "meta"}}}},
@@ -210,5 +237,7 @@ def setup_routes(app: web.Application, tz: ZoneInfo) -> None:
     r.add_get("/api/v1/tickets/{number}/related", related_tickets)
     r.add_post("/api/v1/tickets/{number}/actions/{action}", ticket_action)
     r.add_get("/api/v1/ledger", ledger)
+    r.add_get("/api/v1/ledger/summary", ledger_summary)
+    r.add_get("/api/v1/fallback", fallback)
     r.add_get("/api/v1/meta", meta)
     r.add_get("/api/v1/openapi.json", openapi)

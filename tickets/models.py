@@ -111,6 +111,7 @@ class Ticket(Base):
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     duplicate_of: Mapped[str | None] = mapped_column(String(20), index=True)
     archived_at: Mapped[datetime | None]
+    reply_outcome: Mapped[str | None] = mapped_column(String(20))  # resolved / explained / referred / fallback
 
     history: Mapped[list["TicketHistory"]] = relationship(
         back_populates="ticket", order_by="TicketHistory.id", cascade="all, delete-orphan", lazy="raise"
@@ -123,6 +124,7 @@ class Ticket(Base):
         Index("ix_tickets_status_sign_due", "status", "sign_due"),
         Index("ix_tickets_phone_created", "caller_phone", "created_at"),
         Index("ix_tickets_status_created", "status", "created_at"),
+        Index("ix_tickets_reply_outcome_replied", "reply_outcome", "replied_at"),
     )
 
 
@@ -177,7 +179,15 @@ class LedgerItem(Base):
     satisfaction: Mapped[str] = mapped_column(String(30))
     resolved: Mapped[bool | None]
     at: Mapped[datetime] = mapped_column(index=True)
+    # reopened / pending_supervisor / explained / referred / merged_caller
     decision: Mapped[str] = mapped_column(String(30))
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[int | None]
+    decision_note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # 回访 after re-handling: the next survey answer of a reopened ticket
+    revisit_satisfaction: Mapped[str | None] = mapped_column(String(30))
+    revisit_resolved: Mapped[bool | None]
+    revisit_at: Mapped[datetime | None]
 
 
 class TicketHandler(Base):

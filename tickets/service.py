@@ -405,19 +405,37 @@ class TicketStore:
                     Assignment.id == select(func.max(Assignment.id)).where(
                         Assignment.ticket_id == ticket.id, Assignment.role == "lead").scalar_subquery(),
                 ).values(reply_due=eff.reply_due))
-            elif isinstance(eff, workflow.SurveyRecorded) and eff.department_id is not None:
+            elif isinstance(eff, workflow.SurveyRecorded):
+                await self._revisit(session, ticket, eff)
+                if eff.department_id is None:
+                    continue
                 latest = await session.scalar(select(func.max(Assignment.id)).where(
                     Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id,
                     Assignment.role == "lead", Assignment.outcome == "replied"))
                 if latest is not None:
                     await session.execute(update(Assignment).where(Assignment.id == latest).values(
                         satisfaction=eff.satisfaction, resolved=eff.resolved, surveyed_at=eff.at))
+            elif isinstance(eff, workflow.LedgerDecided):
+                latest = await session.scalar(select(func.max(LedgerItem.id)).where(
+                    LedgerItem.ticket_id == ticket.id, LedgerItem.decision == "pending_supervisor"))
+                if latest is not None:
+                    await session.execute(update(LedgerItem).where(LedgerItem.id == latest).values(
+                        decision=eff.decision, decided_at=eff.at, decided_by=eff.by, decision_note=eff.note))
             elif isinstance(eff, workflow.LedgerEntry):
                 await session.execute(insert(LedgerItem).values(
                     ticket_id=ticket.id, department_id=eff.department_id, satisfaction=eff.satisfaction,
                     resolved=eff.resolved, at=eff.at, decision=eff.decision))
         if handlers_changed or lead_cleared:  # lead cleared = approved return: old handlers lose access
             await self._sync_handlers(session, ticket)
+
+    async def _revisit(self, session: AsyncSession, ticket: Any, eff: workflow.SurveyRecorded) -> None:
+        """回访 after re-handling: the answer on a reopened ticket is kept on the ledger item that reopened it."""
+        latest = await session.scalar(select(func.max(LedgerItem.id)).where(
+            LedgerItem.ticket_id == ticket.id, LedgerItem.decision == "reopened", LedgerItem.revisit_at.is_(None)))
+        # (the answer's own ledger item, if any, is inserted after this: SurveyRecorded comes first)
+        if latest is not None:
+            await session.execute(update(LedgerItem).where(LedgerItem.id == latest).values(
+                revisit_satisfaction=eff.satisfaction, revisit_resolved=eff.resolved, revisit_at=eff.at))
 
     async def _sync_handlers(self, session: AsyncSession, ticket: Any) -> None:
         await session.execute(TicketHandler.__table__.delete().where(TicketHandler.ticket_id == ticket.id))
@@ -556,7 +574,36 @@ class TicketStore:
             rows = (await session.execute(stmt.order_by(LedgerItem.id.desc()).limit(1000))).all()
         return [{"ticket": number, "title": title, "department_id": item.department_id,
                  "satisfaction": item.satisfaction, "resolved": item.resolved, "at": item.at,
-                 "decision": item.decision} for item, number, title in rows]
+                 "decision": item.decision, "decision_label": workflow.LEDGER_DECISIONS.get(item.decision, item.decision),
+                 "decided_at": item.decided_at, "decided_by": item.decided_by, "decision_note": item.decision_note,
+                 "revisit_satisfaction": item.revisit_satisfaction, "revisit_resolved": item.revisit_resolved,
+                 "revisit_at": item.revisit_at} for item, number, title in rows]
+
+    @staticmethod
+    def ledger_counts(items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Each decision counted, and how the 回访 after re-handling went (from ``ledger`` items)."""
+        items = list(items)
+        by_decision = {d: 0 for d in workflow.LEDGER_DECISIONS}
+        for item in items:
+            by_decision[item["decision"]] = by_decision.get(item["decision"], 0) + 1
+        revisits = [i for i in items if i["revisit_at"] is not None]
+        return {"total": len(items), "by_decision": by_decision, "revisited": len(revisits),
+                "revisit_satisfied": sum(1 for i in revisits if i["revisit_satisfaction"] != "dissatisfied"
+                                         and i["revisit_resolved"] is not False)}
+
+    async def fallback_cases(self, who: Principal, start: datetime, end: datetime) -> dict[str, Any]:
+        """兜底件: replies classed 无法办理 in [start, end), by lead department (the weekly 专报)."""
+        stmt = self._visible(select(Ticket), who).where(
+            Ticket.reply_outcome == "fallback", Ticket.replied_at >= start, Ticket.replied_at < end)
+        async with self.read_sessions() as session:
+            rows = (await session.scalars(stmt.order_by(Ticket.replied_at).limit(5000))).all()
+            items = [self._view(t, mask=True) for t in rows]
+        by_department: dict[int | None, int] = {}
+        for t in items:
+            by_department[t["lead_department_id"]] = by_department.get(t["lead_department_id"], 0) + 1
+        return {"from": start, "to": end, "total": len(items), "items": items,
+                "by_department": [{"department_id": d, "count": n} for d, n in
+                                  sorted(by_department.items(), key=lambda kv: (-kv[1], kv[0] or 0))]}
 
     # ------------------------------------------------------------ view
     def _view(self, t: Any, mask: bool) -> dict[str, Any]:
@@ -579,6 +626,8 @@ class TicketStore:
             "escalation_level": t.escalation_level, "answer": t.answer, "satisfaction": t.satisfaction,
             "resolved": t.resolved, "survey_unreachable": t.survey_unreachable, "ledger_pending": t.ledger_pending,
             "reopen_count": t.reopen_count, "duplicate_of": t.duplicate_of, "archived_at": t.archived_at,
+            "reply_outcome": t.reply_outcome,
+            "reply_outcome_label": workflow.REPLY_OUTCOMES.get(t.reply_outcome or "", ""),
             **self._overdue(t),
         }
 

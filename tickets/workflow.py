@@ -30,6 +30,11 @@ STATUS_LABELS = {
 # Open = still owed something by someone; supervision and escalation apply here.
 OPEN_STATUSES = frozenset({"accepted", "dispatched", "returned", "signed", "replied"})
 SATISFACTION = ("satisfied", "basically_satisfied", "dissatisfied")
+# The class of a reply (办结答复): what the caller was told. 兜底 = no one can handle it; reviewed weekly.
+REPLY_OUTCOMES = {"resolved": "已解决", "explained": "已解释说明", "referred": "依法分流", "fallback": "无法办理（兜底）"}
+# What a supervisor decided on a dissatisfied answer (不满意台账).
+LEDGER_DECISIONS = {"reopened": "重办", "pending_supervisor": "待班长决定", "explained": "解释说明后办结",
+                    "referred": "依法分流", "merged_caller": "并单来电人（见主工单）"}
 CENTER_ROLES: frozenset[str] = frozenset({"agent", "supervisor", "admin"})
 SUPERVISOR_ROLES: frozenset[str] = frozenset({"supervisor", "admin"})
 
@@ -83,6 +88,7 @@ class TicketState:
     reopen_count: int = 0
     duplicate_of: str | None = None
     archived_at: datetime | None = None
+    reply_outcome: str | None = None  # REPLY_OUTCOMES
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,16 @@ class SurveyRecorded:
 
 
 @dataclass(frozen=True)
+class LedgerDecided:
+    """A supervisor's decision on the ticket's pending ledger item (重办, 解释说明后办结, 依法分流)."""
+
+    decision: str
+    note: str
+    at: datetime
+    by: int | None
+
+
+@dataclass(frozen=True)
 class LedgerEntry:
     department_id: int | None
     satisfaction: str
@@ -157,7 +173,7 @@ class LedgerEntry:
 
 
 Effect = Union[AssignmentOpened, AssignmentSigned, AssignmentClosed, AssignmentRestored, ReplyDueChanged, SurveyDue,
-               SurveyRecorded, LedgerEntry]
+               SurveyRecorded, LedgerEntry, LedgerDecided]
 
 
 @dataclass(frozen=True)
@@ -284,10 +300,19 @@ def _accept(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: 
         _text(p, "note", "说明", False), {}, []
 
 
+def _outcome(params: Mapping[str, Any]) -> str:
+    outcome = params.get("outcome", "resolved")
+    if outcome not in REPLY_OUTCOMES:
+        raise _Refuse("invalid_field", "办理结果须为：" + "、".join(REPLY_OUTCOMES.values()), "outcome")
+    return str(outcome)
+
+
 def _answer_on_spot(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
     answer = _text(p, "answer", "答复内容")
-    return replace(s, status="answered_on_spot", answer=answer, replied_at=now,
-                   accepted_by=s.accepted_by or a.user_id), "", {"answer": answer}, [SurveyDue(now)]
+    outcome = _outcome(p)
+    return replace(s, status="answered_on_spot", answer=answer, replied_at=now, reply_outcome=outcome,
+                   satisfaction=None, resolved=None, survey_unreachable=False,
+                   accepted_by=s.accepted_by or a.user_id), "", {"answer": answer, "outcome": outcome}, [SurveyDue(now)]
 
 
 def _mark_invalid(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
@@ -402,9 +427,11 @@ def _reply(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: P
         due = dl.resume(s.reply_due, s.suspended_at, now)
         state = replace(s, suspended_at=None, reply_due=due)
         moved = [ReplyDueChanged(due)]
+    outcome = _outcome(p)
     on_time = state.reply_due is None or now <= state.reply_due
-    return replace(state, status="replied", replied_at=now, answer=answer, extension_pending_days=None), \
-        "", {"answer": answer, "on_time": on_time}, moved + _close_all(state, now, "replied") + [SurveyDue(now)]
+    return replace(state, status="replied", replied_at=now, answer=answer, extension_pending_days=None,
+                   reply_outcome=outcome), "", {"answer": answer, "on_time": on_time, "outcome": outcome}, \
+        moved + _close_all(state, now, "replied") + [SurveyDue(now)]
 
 
 def _caller_answered(s: TicketState) -> bool:
@@ -432,14 +459,17 @@ def _record_survey(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime
             effects.append(LedgerEntry(s.lead_department_id, sat, resolved, now, "merged_caller"))
         return state, note, {**data, "master": s.duplicate_of}, effects
     if sat == "dissatisfied" or resolved is False:
-        reopen = pol.dissatisfied_rule == "reopen" and s.lead_department_id is not None
+        reopen = pol.dissatisfied_rule == "reopen"
         effects.append(LedgerEntry(s.lead_department_id, sat, resolved, now,
                                    "reopened" if reopen else "pending_supervisor"))
-        if reopen:
+        if reopen and s.lead_department_id is not None:
             state, opened, assumed = _open_assignments(replace(state, reopen_count=s.reopen_count + 1), now,
                                                        pol)
             effects += opened
             data.update(reopened=True, **assumed)
+        elif reopen:  # answered on the spot: back to the agents, to dispatch or to answer again
+            state = replace(state, status="accepted", reopen_count=s.reopen_count + 1)
+            data.update(reopened=True)
         else:
             state = replace(state, ledger_pending=True)
     return state, note, data, effects
@@ -453,13 +483,30 @@ def _survey_unreachable(s: TicketState, p: Mapping[str, Any], a: Actor, now: dat
 
 
 def _reopen(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
-    if s.lead_department_id is None:
-        raise _Refuse("no_department", "该工单没有主办单位，无法重办")
     note = _text(p, "note", "重办意见")
-    state, effects, assumed = _open_assignments(
-        replace(s, reopen_count=s.reopen_count + 1, ledger_pending=False, archived_at=None,
-                satisfaction=None, resolved=None), now, pol)
-    return state, note, {"reopen_count": state.reopen_count, **assumed}, effects
+    base = replace(s, reopen_count=s.reopen_count + 1, ledger_pending=False, archived_at=None,
+                   satisfaction=None, resolved=None, survey_unreachable=False)
+    decided: list[Effect] = [LedgerDecided("reopened", note, now, a.user_id)] if s.ledger_pending else []
+    if s.lead_department_id is None:  # answered on the spot: back to the agents, to dispatch or answer again
+        return replace(base, status="accepted"), note, {"reopen_count": base.reopen_count}, decided
+    state, effects, assumed = _open_assignments(base, now, pol)
+    return state, note, {"reopen_count": state.reopen_count, **assumed}, decided + effects
+
+
+def _ledger_close(decision: Literal["explained", "referred"]) -> Callable[..., Result]:
+    def run(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+        if not s.ledger_pending:
+            raise _Refuse("no_ledger_pending", "该工单没有待决定的不满意回访")
+        if decision == "explained":
+            note = _text(p, "note", "解释说明情况")
+            data: dict[str, Any] = {"decision": decision}
+        else:
+            procedure = _text(p, "procedure", "分流途径（如行政复议、诉讼、仲裁、信访）")
+            note = _text(p, "note", "分流说明", False)
+            data = {"decision": decision, "procedure": procedure}
+        return replace(s, status="archived", archived_at=now, ledger_pending=False), note, data, \
+            [LedgerDecided(decision, note or str(data.get("procedure", "")), now, a.user_id)]
+    return run
 
 
 def _archive(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
@@ -645,8 +692,10 @@ RULES: dict[str, Rule] = {
     "survey_unreachable": Rule("回访未接通", _S("replied", "answered_on_spot", "merged"), _center_or_system,
                                _survey_unreachable, lambda s: not s.survey_unreachable
                                and (s.status != "merged" or _caller_answered(s))),
-    "reopen": Rule("重办", _S("replied", "surveyed", "archived"), _supervisor_or_system, _reopen,
-                   lambda s: s.lead_department_id is not None),
+    "reopen": Rule("重办", _S("replied", "surveyed", "archived"), _supervisor_or_system, _reopen),
+    "explain_close": Rule("解释说明后办结", _S("surveyed"), _supervisor, _ledger_close("explained"),
+                          lambda s: s.ledger_pending),
+    "refer": Rule("依法分流", _S("surveyed"), _supervisor, _ledger_close("referred"), lambda s: s.ledger_pending),
     "archive": Rule("归档", _S("surveyed", "answered_on_spot", "replied", "invalid"), _center_or_system, _archive,
                     lambda s: not s.ledger_pending),
     "supervise": Rule("督办", OPEN_STATUSES, _supervisor, _supervise),

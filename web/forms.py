@@ -14,6 +14,11 @@ def _f(name: str, label: str, kind: str = "text", **extra: Any) -> Field:
     return {"name": name, "label": label, "kind": kind, **extra}
 
 
+OUTCOME = _f("outcome", "办理结果", "select", options=[
+    ("resolved", "已解决"), ("explained", "已解释说明"), ("referred", "依法分流"), ("fallback", "无法办理（兜底）")])
+REFER_PROCEDURES = ("行政复议", "行政诉讼", "民事诉讼", "仲裁", "信访", "纪检监察", "其他法定途径")
+
+
 def action_forms(return_reasons: list[str], max_extension: int) -> dict[str, dict[str, Any]]:
     return {
         "sign": {"fields": [_f("note", "签收说明（可不填）", optional=True)], "primary": True},
@@ -22,7 +27,7 @@ def action_forms(return_reasons: list[str], max_extension: int) -> dict[str, dic
         "progress_report": {"fields": [_f("note", "阶段办理情况", "textarea")]},
         "request_extension": {"fields": [_f("days", f"延期工作日数（1–{max_extension}）", "number", min=1,
                                             max=max_extension), _f("reason", "延期理由", "textarea")]},
-        "reply": {"fields": [_f("answer", "办结答复（将告知来电人）", "textarea", rows=5)], "primary": True},
+        "reply": {"fields": [_f("answer", "办结答复（将告知来电人）", "textarea", rows=5), OUTCOME], "primary": True},
         "suspend": {"fields": [_f("note", "暂停原因（如等待来电人补充材料）", "textarea")]},
         "resume": {"fields": [_f("note", "说明（可不填）", optional=True)]},
         "approve_extension": {"fields": [_f("days", "批准天数（不填为全部）", "number", optional=True, min=1),
@@ -42,7 +47,10 @@ def action_forms(return_reasons: list[str], max_extension: int) -> dict[str, dic
         "archive": {"fields": [_f("note", "说明", optional=True)]},
         "mark_invalid": {"fields": [_f("reason", "无效原因")], "danger": True},
         "accept": {"fields": [], "primary": True},
-        "answer_on_spot": {"fields": [_f("answer", "答复内容", "textarea")]},
+        "answer_on_spot": {"fields": [_f("answer", "答复内容", "textarea"), OUTCOME]},
+        "explain_close": {"fields": [_f("note", "解释说明情况（办结说明）", "textarea")], "primary": True},
+        "refer": {"fields": [_f("procedure", "分流途径", "select", options=[(p, p) for p in REFER_PROCEDURES]),
+                             _f("note", "分流说明", optional=True)]},
         "dispatch": {"fields": [_f("lead_department_id", "主办单位", "department"),
                                 _f("co_handler_ids", "协办单位（可多选）", "departments"),
                                 _f("note", "派单意见", optional=True)], "primary": True},

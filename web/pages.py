@@ -280,6 +280,12 @@ def _query_from(request: web.Request) -> tuple[TicketQuery, dict[str, str]]:
     return query, f
 
 
+def _this_week(now: datetime, tz: Any) -> tuple[datetime, datetime]:
+    day = now.astimezone(tz).date()
+    start = datetime.combine(day - timedelta(days=day.weekday()), datetime.min.time(), tz)
+    return start, start + timedelta(days=7)
+
+
 @page(*SUPERVISORS)
 async def supervisor_page(request: web.Request, who: Principal) -> web.StreamResponse:
     store = request.app[STORE]
@@ -300,6 +306,8 @@ async def supervisor_page(request: web.Request, who: Principal) -> web.StreamRes
         "extensions": await pending_extensions(store.read_sessions), "returns": returns, "overdue": overdue[:50],
         "overdue_total": len(overdue), "ledger": ledger[:100],
         "ledger_pending": sum(1 for item in ledger if item["decision"] == "pending_supervisor"),
+        "ledger_counts": store.ledger_counts(ledger),
+        "fallback": await store.fallback_cases(who, *_this_week(now, request.app[TZ])),
         "duplicates": await duplicate_groups(store.read_sessions, now),
         "search_qs": request.query_string,
         # Years in the next 60 days whose holidays nobody entered: deadlines there are counted Monday-Friday.

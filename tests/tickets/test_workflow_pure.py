@@ -1,6 +1,7 @@
 """The pure workflow table: what each role may do in each state, and what it refuses."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -53,3 +54,69 @@ def test_every_refusal_names_the_state_and_never_raises() -> None:
                     assert set(result.allowed) == set(wf.allowed_actions(state, actor))
                 else:
                     assert action in wf.allowed_actions(state, actor)
+
+
+def test_merge_never_makes_a_draft_the_master_of_a_held_case_and_split_restores_it() -> None:
+    signed = run(run(run(wf.TicketState(), "accept", AGENT), "dispatch", AGENT, lead_department_id=10), "sign", WATER)
+    signed = run(signed, "request_extension", WATER, days=3, reason="协调")
+    signed = run(signed, "approve_extension", SUPER)
+    draft = wf.TicketState()
+    refused = wf.apply(signed, "merge", {"master": "D1", "master_state": draft}, SUPER, NOW, POLICY)
+    assert isinstance(refused, wf.Refusal) and refused.code == "master_not_eligible"
+    accepted = run(wf.TicketState(), "accept", AGENT)
+    assert wf.merge_refusal(signed, accepted) is not None and wf.merge_refusal(draft, accepted) is None
+    assert wf.merge_refusal(accepted, draft) is not None  # a draft is not the master of an accepted case
+
+    other = wf.TicketState(status="dispatched", lead_department_id=11, sign_due=NOW, reply_due=NOW)
+    result = wf.apply(signed, "merge", {"master": "M1", "master_state": other}, SUPER, NOW, POLICY)
+    assert isinstance(result, wf.Transition) and result.state.status == "merged"
+    assert result.entry.data["moved_departments"] == [10]
+    assert [type(e).__name__ for e in result.effects] == ["AssignmentClosed"]
+    master = wf.apply_internal(other, "merged_in", {"duplicate": "X", "departments": [10]}, SUPER, NOW, POLICY)
+    assert isinstance(master, wf.Transition) and master.state.co_handler_ids == (10,)
+    assert master.state.reply_due == other.reply_due  # the master's deadlines are not reset
+
+    params = {"note": "不是同一件事", "restore": result.entry.data["restore"], "master_state": other}
+    assert "split" not in wf.allowed_actions(result.state, AGENT)
+    back = wf.apply(result.state, "split", params, SUPER, NOW, POLICY)
+    assert isinstance(back, wf.Transition) and back.state == signed
+    assert [type(e).__name__ for e in back.effects] == ["AssignmentRestored"]
+    archived = replace(other, status="archived")
+    late = wf.apply(result.state, "split", {**params, "master_state": archived}, SUPER, NOW, POLICY)
+    assert isinstance(late, wf.Refusal) and late.code == "master_closed"
+
+
+def test_on_spot_dissatisfied_is_never_a_dead_end() -> None:
+    spot = run(run(wf.TicketState(), "accept", AGENT), "answer_on_spot", AGENT, answer="按规定办理")
+    surveyed = run(spot, "record_survey", AGENT, satisfaction="dissatisfied", resolved=False)
+    assert surveyed.ledger_pending  # rule "supervisor": waits for a decision
+    assert {"reopen", "explain_close", "refer"} <= set(wf.allowed_actions(surveyed, SUPER))
+    reopened = run(surveyed, "reopen", SUPER, note="请派单办理")
+    assert reopened.status == "accepted" and reopened.reopen_count == 1
+    assert {"dispatch", "answer_on_spot"} <= set(wf.allowed_actions(reopened, AGENT))
+    again = run(reopened, "answer_on_spot", AGENT, answer="再次答复", outcome="explained")
+    assert again.reply_outcome == "explained" and again.satisfaction is None
+
+    auto = wf.Policy(DeadlineSettings(), ZoneInfo("Asia/Shanghai"), "reopen")
+    result = wf.apply(spot, "record_survey", {"satisfaction": "dissatisfied"}, AGENT, NOW, auto)
+    assert isinstance(result, wf.Transition) and result.state.status == "accepted"
+
+
+def test_ledger_decisions_close_with_a_record() -> None:
+    s = run(run(run(wf.TicketState(), "accept", AGENT), "dispatch", AGENT, lead_department_id=10), "sign", WATER)
+    s = run(run(s, "reply", WATER, answer="已处理", outcome="resolved"), "record_survey", AGENT,
+            satisfaction="dissatisfied", resolved=True)
+    explained = wf.apply(s, "explain_close", {"note": "已向来电人解释政策"}, SUPER, NOW, POLICY)
+    assert isinstance(explained, wf.Transition) and explained.state.status == "archived"
+    assert not explained.state.ledger_pending
+    assert [(type(e).__name__, getattr(e, "decision", "")) for e in explained.effects] == [
+        ("LedgerDecided", "explained")]
+    referred = wf.apply(s, "refer", {"procedure": "行政复议"}, SUPER, NOW, POLICY)
+    assert isinstance(referred, wf.Transition) and referred.entry.data["procedure"] == "行政复议"
+    refused = wf.apply(s, "refer", {}, SUPER, NOW, POLICY)
+    assert isinstance(refused, wf.Refusal) and refused.field == "procedure"
+    bad = wf.apply(run(s, "reopen", SUPER, note="重办"), "explain_close", {"note": "x"}, SUPER, NOW, POLICY)
+    assert isinstance(bad, wf.Refusal)
+    wrong = wf.apply(wf.TicketState(status="signed", lead_department_id=10), "reply",
+                     {"answer": "x", "outcome": "done"}, WATER, NOW, POLICY)
+    assert isinstance(wrong, wf.Refusal) and wrong.field == "outcome"
