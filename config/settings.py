@@ -71,6 +71,14 @@ class RedisSettings(_Section):
     binary: str = "redis-server"
 
 
+class TransferDestination(_Section):
+    """A place an agent may transfer a caller to (the only ones: anything else is refused with 400)."""
+
+    exten: str = Field(min_length=1, max_length=40)
+    name: str = Field(min_length=1, max_length=60)
+    context: str = ""  # empty = the server's transfer context ([transfer] in config/asterisk/extensions.conf)
+
+
 class AmiSettings(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -86,6 +94,12 @@ class AmiSettings(_Section):
     # Asterisk's queue_log file (its log dir, shared or copied here), read after every (re)connect to record the
     # queue calls AMI missed during the gap; empty = no reconciliation (calls lost in a gap get a guessed outcome).
     queue_log_path: str = ""
+    # Transfer destinations the centre configured; each exten must exist in the [transfer] context.
+    transfer_destinations: list[TransferDestination] = [
+        TransferDestination(exten="110", name="110 公安报警"), TransferDestination(exten="119", name="119 消防"),
+        TransferDestination(exten="120", name="120 急救"), TransferDestination(exten="12315", name="12315 市场监管"),
+        TransferDestination(exten="12346", name="企业专线队列"),
+    ]
     service_level_seconds: list[int] = [15, 30]
     answer_rate_target: float = Field(0.95, ge=0, le=1)
     service_level_target: float = Field(0.8, ge=0, le=1)

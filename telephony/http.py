@@ -170,7 +170,17 @@ async def agent_transfer(request: web.Request) -> web.Response:
     body = await _body(request)
     svc = _svc(request)
     exten = _text(body, "exten", max_len=40)
-    context = _text(body, "context", required=False) or svc.transfer_context
+    # Only where the centre said: Asterisk answers "Transfer succeeded" for an extension that does not exist and
+    # then hangs up on the caller (transfer_unknown_exten capture), so a typo must never reach it.
+    dests = {d.exten: d for d in svc.settings.ami.transfer_destinations}
+    dest = dests.get(exten)
+    if dest is None:
+        names = "、".join(f"{d.exten}（{d.name}）" for d in dests.values())
+        raise HttpError(400, "invalid_field", f"字段 exten 不是中心配置的转接目的地：{exten}；可转接：{names}")
+    context = dest.context or svc.transfer_context
+    asked = _text(body, "context", required=False)
+    if asked and asked != context:
+        raise HttpError(400, "invalid_field", f"字段 context 与转接目的地 {exten} 不符（应为 {context}）")
     mode = body.get("mode", "blind")
     if not isinstance(mode, str):
         raise HttpError(400, "invalid_field", "mode 只能是 blind 或 redirect")
@@ -182,6 +192,13 @@ async def agent_transfer(request: web.Request) -> web.Response:
     else:
         raise HttpError(400, "invalid_field", "mode 只能是 blind 或 redirect")
     return await _ami(svc.send(action))
+
+
+async def transfer_destinations(request: web.Request) -> web.Response:
+    _user(request, *AGENTS)
+    svc = _svc(request)
+    return ok({"destinations": [{"exten": d.exten, "name": d.name, "context": d.context or svc.transfer_context}
+                                for d in svc.settings.ami.transfer_destinations]})
 
 
 async def supervisor_spy(request: web.Request) -> web.Response:
@@ -315,8 +332,12 @@ def openapi_paths() -> dict[str, Any]:
         "/api/v1/telephony/agent/pause": _post("示忙/示闲", {"paused": {"type": "boolean"}, "reason": text,
                                                             "queue": text}),
         "/api/v1/telephony/agent/dial": _post("外呼", {"number": {"type": "string", "maxLength": 32}}, ("number",)),
-        "/api/v1/telephony/agent/transfer": _post("转接", {"exten": text, "context": text,
-                                                          "mode": {"enum": ["blind", "redirect"]}}, ("exten",)),
+        "/api/v1/telephony/agent/transfer": _post("转接（只转到 ami.transfer_destinations 中配置的目的地）",
+                                                 {"exten": text, "context": text,
+                                                  "mode": {"enum": ["blind", "redirect"]}}, ("exten",)),
+        "/api/v1/telephony/transfer-destinations": {"get": {"summary": "可转接的目的地（名称、号码）",
+                                                            "responses": {"200": {"description": "list"},
+                                                                          **_ERRORS}}},
         "/api/v1/telephony/spy": _post("监听/耳语/强插（班长）", {"agent_interface": text,
                                                              "mode": {"enum": ["listen", "whisper", "barge"]}},
                                        ("agent_interface",)),
@@ -350,6 +371,7 @@ def setup_routes(app: web.Application, service: TelephonyService) -> None:
     r.add_post("/api/v1/telephony/agent/pause", agent_pause)
     r.add_post("/api/v1/telephony/agent/dial", agent_dial)
     r.add_post("/api/v1/telephony/agent/transfer", agent_transfer)
+    r.add_get("/api/v1/telephony/transfer-destinations", transfer_destinations)
     r.add_post("/api/v1/telephony/spy", supervisor_spy)
     r.add_get("/api/v1/telephony/callbacks", list_callbacks)
     r.add_post("/api/v1/telephony/callbacks/{id:\\d+}/call", call_back)

@@ -81,8 +81,12 @@ async def test_screen_pop_actions_and_refusals(aiohttp_client, settings_factory,
     fake = FakeAmi(cap, errors={"QueuePause": "Interface not found"})
     fake.hold_start()
     port = await fake.start()
+    # the lab's transfer target (captures: Context transfer-110, Exten s) is the one destination configured
     settings = settings_factory(redis_url=redis_url, ami={"enabled": True, "port": port, "secret": "s",
-                                                          "action_timeout": 3, "reconnect_min": 0.05})
+                                                          "action_timeout": 3, "reconnect_min": 0.05,
+                                                          "transfer_destinations": [
+                                                              {"exten": "s", "name": "110 转接",
+                                                               "context": "transfer-110"}]})
     app, svc = make_app(settings, fake.clock)
     client = await aiohttp_client(app)
     try:
@@ -119,6 +123,18 @@ async def test_screen_pop_actions_and_refusals(aiohttp_client, settings_factory,
         assert r.status == 200, await r.text()
         spy = [a for a in fake.actions if a.get("Application") == "ChanSpy"][0]
         assert spy["Channel"] == "PJSIP/9001" and spy["Data"] == "Local/8001@agents-00000001;1,qEw"
+        # A mistyped destination never reaches Asterisk (which would say "Transfer succeeded" and hang up on
+        # the caller, transfer_unknown_exten capture): 400 naming the field, no BlindTransfer sent.
+        r = await client.post("/api/v1/telephony/agent/transfer", json={"exten": "999"}, headers=agent)
+        body = await r.json()
+        assert r.status == 400 and body["error"] == "invalid_field" and "exten" in body["message"]
+        assert "s（110 转接）" in body["message"]
+        r = await client.post("/api/v1/telephony/agent/transfer", json={"exten": "s", "context": "default"},
+                              headers=agent)
+        assert r.status == 400 and "context" in (await r.json())["message"]
+        assert not [a for a in fake.actions if a.get("Action") in ("BlindTransfer", "Redirect")]
+        r = await client.get("/api/v1/telephony/transfer-destinations", headers=agent)
+        assert (await r.json())["destinations"] == [{"exten": "s", "name": "110 转接", "context": "transfer-110"}]
         r = await client.post("/api/v1/telephony/agent/transfer", json={"exten": "s", "context": "transfer-110"},
                               headers=agent)
         assert r.status == 200, await r.text()
