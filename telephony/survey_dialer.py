@@ -11,6 +11,10 @@ What Asterisk tells about one survey call (see ../shared/asterisk-captures/surve
 - ``Response: Success`` only means "queued"; the result is ``OriginateResponse`` with the same ActionID:
   Success/Reason 4 = answered (its Uniqueid is the channel that runs the IVR), Failure with Reason
   5 busy, 3 no answer, 8 congestion, 0/1 failed, Channel without suffix and Uniqueid ``<unknown>``;
+  but the Reason depends on the channel technology (survey_busy.jsonl: SIP 486 via PJSIP = Reason 0), so a
+  failure is classified from the dialled channel first: it is named by the ``VarSet`` of our ``SURVEY_ID``
+  (or the lab's ``TICKET``), then ``DialEnd DialStatus`` BUSY/NOANSWER/CONGESTION or its ``Hangup Cause``
+  17/19/34 decide, and an ambiguous Reason 0/1 waits a moment for that Hangup;
 - the IVR reports each answer with ``UserEvent`` on that channel: ours sends
   ``UserEvent(SurveyAnswer,Ticket: T,Survey: ID,Attempt: N,Question: resolved|satisfaction,Digit: D)``,
   the lab IVR ``UserEvent(SurveyResult,Ticket: T,Digit: D)`` (taken as the satisfaction answer);
@@ -32,8 +36,14 @@ from typing import Any, Awaitable, Callable, Mapping
 log = logging.getLogger("hotline.survey_dialer")
 
 SendAction = Callable[[dict[str, Any]], Awaitable[Any]]
-# OriginateResponse Reason for a Failure -> outcome.
+# OriginateResponse Reason for a Failure -> outcome. Only a fallback: the Reason depends on the channel
+# technology (survey_busy capture: a SIP 486 through PJSIP gives Reason 0, the same busy through Local gives 5).
 REASONS = {"0": "failed", "1": "failed", "3": "no_answer", "5": "busy", "8": "congestion"}
+# What the dialled channel itself says, first choice: DialEnd DialStatus, then its Hangup Cause (Q.850).
+DIAL_STATUSES = {"BUSY": "busy", "NOANSWER": "no_answer", "CONGESTION": "congestion", "CHANUNAVAIL": "failed"}
+CAUSES = {"17": "busy", "18": "no_answer", "19": "no_answer", "34": "congestion", "38": "congestion",
+          "42": "congestion"}
+AMBIGUOUS = {"0", "1"}  # a Reason that does not say why: wait briefly for the dialled channel's Hangup cause
 _UNSAFE = re.compile(r"[\r\n\x00]+")
 
 
@@ -58,6 +68,10 @@ class SurveyCall:
     answers: dict[str, str] = field(default_factory=dict)
     done: bool = False
     timer: asyncio.TimerHandle | None = None
+    legs: set[str] = field(default_factory=set)  # Uniqueids of the channels dialled for it (VarSet of our vars)
+    dial_status: str = ""
+    cause: str = ""
+    failed_reason: str | None = None  # an ambiguous OriginateResponse Failure waiting for the cause
 
 
 def _get(msg: Any, key: str) -> str:
@@ -89,6 +103,8 @@ class SurveyDialer:
         self.calls: dict[str, SurveyCall] = {}  # by ActionID
         self._by_uniqueid: dict[str, SurveyCall] = {}
         self._hungup: OrderedDict[str, str] = OrderedDict()  # recent Hangups of channels not yet known
+        self._legs: dict[str, SurveyCall] = {}  # dialled channel Uniqueid -> call, until the call is decided
+        self.cause_wait = 2.0  # seconds an ambiguous failure waits for the dialled channel's Hangup
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------ placing
@@ -170,6 +186,28 @@ class SurveyDialer:
             self._on_user_event(event)
         elif name == "Hangup":
             self._on_hangup(event)
+        elif name == "VarSet":
+            self._on_varset(event)
+        elif name == "DialEnd":
+            call = self._legs.get(_get(event, "DestUniqueid"))
+            if call is not None and not call.done:
+                call.dial_status = _get(event, "DialStatus")
+
+    def _on_varset(self, event: Mapping[str, str]) -> None:
+        # Originate's variables are set on the channel it dials, before it rings: that names the leg.
+        var, value, uid = _get(event, "Variable"), _get(event, "Value"), _get(event, "Uniqueid")
+        if var not in ("SURVEY_ID", "TICKET") or not uid or uid in self._legs:
+            return
+        if var == "SURVEY_ID":
+            found = [c for c in self.calls.values() if not c.done and str(c.survey_id) == value]
+        else:  # the lab's Originates only set TICKET
+            found = [c for c in self.calls.values() if not c.done and c.ticket == value]
+        if len(found) == 1 and found[0].uniqueid is None:
+            found[0].legs.add(uid)
+            self._legs[uid] = found[0]
+
+    def _failure_outcome(self, call: SurveyCall, reason: str) -> str:
+        return DIAL_STATUSES.get(call.dial_status) or CAUSES.get(call.cause) or REASONS.get(reason, "failed")
 
     def _on_originate_response(self, event: Any) -> None:
         call = self.calls.get(_get(event, "ActionID"))
@@ -185,7 +223,18 @@ class SurveyDialer:
                     self._finish(call, "answered", reason=self._hungup.pop(uid))
         else:
             reason = _get(event, "Reason")
-            self._finish(call, REASONS.get(reason, "failed"), reason=reason or None)
+            if reason in AMBIGUOUS and call.legs and not call.dial_status and call.cause not in CAUSES:
+                # PJSIP busy: Reason 0 comes before the Hangup that carries Cause 17 "User busy".
+                call.failed_reason = reason
+                if call.timer is not None:
+                    call.timer.cancel()
+                call.timer = asyncio.get_running_loop().call_later(self.cause_wait, self._decide, call)
+                return
+            self._finish(call, self._failure_outcome(call, reason), reason=reason or None)
+
+    def _decide(self, call: SurveyCall) -> None:
+        reason = call.failed_reason or ""
+        self._finish(call, self._failure_outcome(call, reason), reason=reason or None)
 
     def _call_for_user_event(self, event: Mapping[str, str]) -> SurveyCall | None:
         for key in ("Uniqueid", "Linkedid"):
@@ -222,6 +271,16 @@ class SurveyDialer:
 
     def _on_hangup(self, event: Mapping[str, str]) -> None:
         uid = _get(event, "Uniqueid")
+        leg = self._legs.get(uid)
+        if leg is not None and not leg.answered and not leg.done:
+            cause = _get(event, "Cause")
+            if cause in CAUSES or not leg.cause:
+                leg.cause = cause
+            leg.legs.discard(uid)
+            self._legs.pop(uid, None)
+            if leg.failed_reason is not None and (cause in CAUSES or not leg.legs):
+                self._decide(leg)
+            return
         call = self._by_uniqueid.get(uid)
         if call is None:
             self._hungup[uid] = _get(event, "Cause")
@@ -245,6 +304,8 @@ class SurveyDialer:
         self.calls.pop(call.action_id, None)
         if call.uniqueid:
             self._by_uniqueid.pop(call.uniqueid, None)
+        for uid in call.legs:
+            self._legs.pop(uid, None)
         result = {"survey_id": call.survey_id, "attempt": call.attempt, "ticket": call.ticket,
                   "outcome": outcome, "reason": reason, "answers": dict(call.answers), "uniqueid": call.uniqueid,
                   "action_id": call.action_id}
