@@ -15,7 +15,9 @@ Inputs are space-joined tokens (``textproc.tokens``), so callers choose raw text
 """
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -87,7 +89,7 @@ class RouterModel:
     # ------------------------------------------------------------ training
     @classmethod
     def train(cls, texts: Sequence[str], labels: Sequence[str], negatives: Sequence[Negative] = (), *,
-              C: float = 0.5, min_df: int = 2, calibrate: bool = True, negative_weight: float = 1.0,
+              C: float = 1.0, min_df: int = 2, calibrate: bool = True, negative_weight: float = 1.0,
               folds: int = 3, seed: int = 0, meta: dict[str, Any] | None = None) -> RouterModel:
         if len(texts) != len(labels):
             raise ValueError("texts and labels differ in length")
@@ -121,38 +123,56 @@ class RouterModel:
         return [self.labels[i] for i in self.decision(texts).argmax(axis=1)]
 
     def rank(self, text: str, top: int = 3, explain: int = 5) -> list[tuple[str, float, list[str]]]:
-        """Best labels for one text: (label, probability, the features that weighed most for it)."""
+        """Best labels for one text: (label, probability, the words of the text that weighed most for it)."""
         X = _transform(self.vectorizer, [text])
         scores = np.asarray(X @ self.weights)[0] + self.intercept
         probs = _softmax(scores[None, :] / self.temperature)[0]
         order = np.argsort(-probs)[:top]
-        out = []
-        for i in order:
-            out.append((self.labels[i], float(probs[i]), self._weighing(X, int(i), explain)))
-        return out
+        units, weight = self._unit_weights(text, X) if explain > 0 else ([], np.zeros((0, len(self.labels))))
+        return [(self.labels[i], float(probs[i]), _best_units(units, weight[:, i], explain)) for i in order]
 
-    def _weighing(self, X: sparse.csr_matrix, label_index: int, k: int) -> list[str]:
-        if k <= 0 or X.nnz == 0:
-            return []
-        names = self.feature_names()
-        contrib = X.data * self.coef[label_index, X.indices]
-        order = np.argsort(-contrib)
-        words: list[str] = []
-        seen: set[str] = set()
-        for j in order:
-            if contrib[j] <= 0 or len(words) >= k:
-                break
-            name = names[X.indices[j]]
-            kind, _, text = name.partition("__")
-            # Single characters explain nothing to a dispatcher; bigram features read as two words.
-            if kind == "c" and len(text) < 2:
-                continue
-            text = text.replace(" ", "")
-            if text in seen or any(text in s for s in seen):
-                continue
-            seen.add(text)
-            words.append(text)
-        return words
+    def _unit_weights(self, text: str, X: sparse.csr_matrix) -> tuple[list[str], np.ndarray]:
+        """What each word and each two-word phrase of ``text`` adds to every label's score.
+
+        A dispatcher reads the reasons, so they are whole words of the message (or two adjacent words),
+        never a feature as the model sees it: a character n-gram's weight goes to the words that contain
+        it (shared equally when several do), and n-grams across a word boundary explain nothing alone.
+        """
+        words_step = self.vectorizer.transformer_list[0][1]
+        chars_step = self.vectorizer.transformer_list[1][1]
+        wvocab: dict[str, int] = words_step.vocabulary_
+        cvocab: dict[str, int] = chars_step.vocabulary_
+        offset = len(wvocab)
+        lo, hi = chars_step.ngram_range
+        toks = text.split()
+        distinct = list(dict.fromkeys(toks))
+        grams_of = [{w[i:i + n] for n in range(lo, hi + 1) for i in range(len(w) - n + 1)} for w in distinct]
+        holders: dict[str, int] = {}
+        for grams in grams_of:
+            for g in grams:
+                holders[g] = holders.get(g, 0) + 1
+        units: list[str] = []
+        cells: list[tuple[int, int, float]] = []  # (unit, feature column, share of the feature)
+        for w, grams in zip(distinct, grams_of):
+            r = len(units)
+            units.append(w)
+            j = wvocab.get(w)
+            if j is not None:
+                cells.append((r, j, 1.0))
+            for g in grams:
+                j = cvocab.get(g)
+                if j is not None:
+                    cells.append((r, offset + j, 1.0 / holders[g]))
+        for a, b in dict.fromkeys(itertools.pairwise(toks)):
+            j = wvocab.get(f"{a} {b}")
+            if j is not None:
+                cells.append((len(units), j, 1.0))
+                units.append(a + b)
+        if not units:
+            return [], np.zeros((0, len(self.labels)))
+        us, cs, vs = zip(*cells) if cells else ((), (), ())
+        A = sparse.csr_matrix((vs, (us, cs)), shape=(len(units), X.shape[1]))
+        return units, np.asarray(A.multiply(X).tocsr() @ self.weights)
 
     def feature_names(self) -> np.ndarray:
         if self._names is None:
@@ -227,6 +247,27 @@ def _fit_temperature(X: sparse.csr_matrix, y: np.ndarray, X_neg: sparse.csr_matr
         if loss < best_loss:
             best, best_loss = float(t), loss
     return best
+
+
+def readable(word: str) -> bool:
+    """A reason a dispatcher can read: a Chinese word of two characters or more. Single characters (改,
+    脚) say nothing, nor do Latin letters and numbers (k, 15元, the masked place codes like c4市)."""
+    return _HAN_WORD.fullmatch(word) is not None
+
+
+_HAN_WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
+
+
+def _best_units(units: list[str], weight: np.ndarray, k: int) -> list[str]:
+    out: list[str] = []
+    for j in np.argsort(-weight, kind="stable"):
+        if len(out) >= k or weight[j] <= 0:
+            break
+        word = units[j]
+        if not readable(word) or any(word in w or w in word for w in out):
+            continue
+        out.append(word)
+    return out
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
