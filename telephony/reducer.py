@@ -144,6 +144,14 @@ def _with_call(state: LiveState, c: Call) -> LiveState:
     return replace(state, calls=_put(state.calls, c.id, c))
 
 
+def _offer(q: Queue, call: Call) -> tuple[Queue, Call]:
+    """Count a call in ``offered`` once, when it is first known to be a queue call of today (the join may have
+    happened before a restart or during a gap), so ``offered`` never falls behind the finished calls."""
+    if call.counted:
+        return q, call
+    return replace(q, stats=replace(q.stats, offered=q.stats.offered + 1)), replace(call, counted=True)
+
+
 def _check_alert(q: Queue, ts: float, cfg: ReducerConfig) -> tuple[Queue, Effects]:
     s = q.stats
     rate = s.answer_rate
@@ -203,7 +211,7 @@ def _end_call(state: LiveState, call: Call, ts: float, cfg: ReducerConfig, lost:
         call = replace(call, recording="")
     if call.queue:
         state = replace(state, done=_put(state.done, call.id, ts))
-        q = _queue(state, call.queue)
+        q, call = _offer(_queue(state, call.queue), call)
         waiting = q.waiting
         if call.id in waiting:
             waiting = _drop(waiting, call.id)
@@ -357,12 +365,13 @@ def on_queue_caller_join(state: LiveState, ev: Event, ts: float, cfg: ReducerCon
         call = Call(id=call_id, started=ts)
     num = _known(_s(ev, "CallerIDNum")) or call.caller_num
     name = _known(_s(ev, "CallerIDName")) or call.caller_name
+    recount = not call.counted
     call = replace(call, queue=qname, joined=ts, left_queue=None, caller_num=num, caller_name=name,
-                   caller_channel=uid, abandoned=False)
+                   caller_channel=uid, abandoned=False, counted=True)
     q = _queue(state, qname)
     waiter = Waiter(call.id, uid, num, name, ts, _i(ev, "Position", len(q.waiting) + 1))
     q = replace(q, waiting=_renumber(_put(_drop(q.waiting, call.id), call.id, waiter), call.id),
-                stats=replace(q.stats, offered=q.stats.offered + 1))
+                stats=replace(q.stats, offered=q.stats.offered + recount))
     return _with_queue(_with_call(state, call), q), NONE
 
 
@@ -402,7 +411,7 @@ def on_queue_caller_abandon(state: LiveState, ev: Event, ts: float, cfg: Reducer
     if not qname or call is None or call.abandoned:
         return state, NONE
     wait = ts - call.joined if call.joined is not None else _f(ev, "HoldTime")
-    q = _remove_waiter(_queue(state, qname), call.id)
+    q, call = _offer(_remove_waiter(_queue(state, qname), call.id), call)
     s = q.stats
     q = replace(q, stats=replace(s, abandoned=s.abandoned + 1, longest_wait=max(s.longest_wait, wait)))
     q, alert = _check_alert(q, ts, cfg)
@@ -443,7 +452,7 @@ def on_agent_connect(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig)
                    left_queue=call.left_queue or ts)
     effects: list[Any] = []
     if qname:
-        q = _remove_waiter(_queue(state, qname), call.id)
+        q, call = _offer(_remove_waiter(_queue(state, qname), call.id), call)
         s = q.stats
         q = replace(q, stats=replace(
             s, answered=s.answered + 1, answered_15=s.answered_15 + (wait <= 15), answered_30=s.answered_30 + (wait <= 30),
@@ -582,6 +591,8 @@ def on_queue_entry(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -
         return state, NONE
     call = replace(call, queue=qname, joined=joined, caller_num=num, caller_name=name, caller_channel=uid,
                    left_queue=None)
+    if joined >= state.day_end - 86400:
+        q, call = _offer(q, call)
     waiting = _renumber(_put(_drop(q.waiting, call.id), call.id, w), call.id)
     return _with_call(_with_queue(state, replace(q, waiting=waiting)), call), NONE
 
@@ -737,7 +748,7 @@ def _logged_call_ended(state: LiveState, lc: queue_log.LoggedCall, seen: Call | 
     if joined is not None and day_start <= joined < state.day_end:
         q = _queue(state, lc.queue)
         s = q.stats
-        counted_offer = seen is not None and seen.joined is not None and seen.joined >= day_start
+        counted_offer = seen is not None and seen.counted
         w = wait or 0.0
         s = replace(s, offered=s.offered + (not counted_offer))
         if answered:
@@ -765,6 +776,38 @@ def _logged_call_ended(state: LiveState, lc: queue_log.LoggedCall, seen: Call | 
     if recording:
         effects.append(RecordingReady(lc.call_id, recording, caller_num, ended))
     return state, tuple(effects)
+
+
+# ---------------------------------------------------------------- today's counters after a restart
+def on_day_calls(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> tuple[LiveState, Effects]:
+    """Rebuild today's counters from the stored call records (synthetic ``_DayCalls`` event at start, ``calls``:
+    dicts with call_id, queue, joined, ended, wait, outcome as in telephony_calls), so the wallboard and the
+    report count the same calls after a restart. A call already counted (``done``) is skipped."""
+    day_start, day_end = state.day_end - 86400, state.day_end
+    for row in ev.get("calls") or ():
+        cid, qname, outcome = str(row.get("call_id") or ""), str(row.get("queue") or ""), row.get("outcome")
+        joined, ended = row.get("joined"), row.get("ended")
+        when = joined if isinstance(joined, (int, float)) else ended
+        if not cid or not qname or cid in state.done or not isinstance(when, (int, float)) \
+                or not (day_start <= when < day_end):
+            continue
+        q = _queue(state, qname)
+        s = q.stats
+        w = float(row.get("wait") or 0.0)
+        s = replace(s, offered=s.offered + 1)
+        if outcome in ("answered", "transferred"):
+            talk = float(row.get("talk") or 0.0)
+            s = replace(s, answered=s.answered + 1, answered_15=s.answered_15 + (w <= 15),
+                        answered_30=s.answered_30 + (w <= 30), wait_answered_total=s.wait_answered_total + w,
+                        longest_wait=max(s.longest_wait, w), completed=s.completed + 1, talk_total=s.talk_total + talk)
+        elif outcome == "abandoned":
+            s = replace(s, abandoned=s.abandoned + 1, longest_wait=max(s.longest_wait, w))
+        else:
+            s = replace(s, timed_out=s.timed_out + 1, longest_wait=max(s.longest_wait, w))
+        q, _ = _check_alert(replace(q, stats=s), ts, cfg)
+        state = replace(_with_queue(state, q), done=_put(state.done, cid, float(ended) if isinstance(
+            ended, (int, float)) else ts))
+    return state, NONE
 
 
 HANDLERS: dict[str, Handler] = {
@@ -796,6 +839,7 @@ HANDLERS: dict[str, Handler] = {
     "UserEvent": on_user_event,
     "_Resync": on_resync,
     "_QueueLog": on_queue_log,
+    "_DayCalls": on_day_calls,
 }
 
 

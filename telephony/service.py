@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -250,6 +250,21 @@ class TelephonyService:
         asyncio.get_running_loop().create_task(
             self.hub.publish([{"op": "ami", "value": {**status, "leader": self.leading}}]))
 
+    async def seed_day(self) -> None:
+        """Today's counters from telephony_calls (a restart must not reset the wallboard to 0); before the
+        first resync, so calls recorded already are never counted again by queue_log or AMI."""
+        if self.store is None:
+            return
+        now = self.clock()
+        local = now.astimezone(self.config.tz)
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        try:
+            calls = await self.store.day_calls(start, start + timedelta(days=1))
+        except Exception as exc:  # the wallboard then counts from now on; the report still has every call
+            log.warning("today's calls not read from the call store: %s", exc)
+            return
+        self.submit({"Event": "_DayCalls", "calls": calls, "_received": now.timestamp()})
+
     async def reconcile(self, entry: dict[str, Any] | None = None) -> None:
         """Fold what queue_log recorded since the last read (a ``_QueueLog`` event after the resync).
 
@@ -290,6 +305,7 @@ class TelephonyService:
                 self.hub.leader = True
                 await self.hub.resume_seq()
                 self.state = LiveState()  # whatever we had is stale: the resync at connect rebuilds it
+                await self.seed_day()
                 await self.hub.publish_full(self.full_view())
                 self.connection = self._make_connection()
                 self._conn_task = asyncio.get_running_loop().create_task(self.connection.run())

@@ -46,6 +46,7 @@ class Call:
     agent_name: str = ""
     agent_channel: str = ""  # Uniqueid of the agent leg bridged to the caller
     agent_left: float | None = None  # the agent leg hung up (or was transferred away)
+    counted: bool = False  # counted in today's ``offered`` (so every finished call is also an offered one)
     abandoned: bool = False  # QueueCallerAbandon came (Asterisk 22 sends it for a queue timeout too)
     timed_out: bool = False  # QUEUESTATUS=TIMEOUT (or LEAVEEMPTY/LEAVEUNAVAIL) after that QueueCallerAbandon
     transferred: bool = False

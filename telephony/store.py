@@ -91,6 +91,19 @@ class CallStore:
                 q = q.where(CallRecord.queue == queue)
             return list((await s.scalars(q.order_by(CallRecord.ended))).all())
 
+    async def day_calls(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Calls of one local day (joined, else ended, in [start, end)) as plain dicts for the reducer's
+        ``_DayCalls``: epoch seconds, outcome, wait and talk."""
+        out = []
+        for r in await self.calls(start - timedelta(hours=12), end + timedelta(hours=12)):
+            when = r.joined or r.ended
+            if not (start <= when < end):
+                continue
+            out.append({"call_id": r.call_id, "queue": r.queue, "outcome": r.outcome,
+                        "joined": r.joined.timestamp() if r.joined else None, "ended": r.ended.timestamp(),
+                        "wait": r.wait_seconds, "talk": r.talk_seconds})
+        return out
+
     async def report(self, start_day: date, end_day: date, tz: tzinfo, *, by: tuple[str, ...] = ("day", "queue"),
                      service_level_seconds: int = 15) -> list[dict[str, Any]]:
         """Answer rate and N-second answer rate per group; ``by`` from ``day``, ``queue``, ``agent``.

@@ -56,7 +56,7 @@ async def bridge_factory(settings_factory: Callable[..., Any]) -> AsyncIterator[
     made: list[Bridge] = []
 
     async def make(capture: str, *, start_paused: bool = True, ami: dict[str, Any] | None = None,
-                   redis: Any = None, **fake_kw: Any) -> Bridge:
+                   redis: Any = None, sessions: Any = None, **fake_kw: Any) -> Bridge:
         cap = Capture.load(capture)
         fake = FakeAmi(cap, **fake_kw)
         port = await fake.start()
@@ -70,7 +70,7 @@ async def bridge_factory(settings_factory: Callable[..., Any]) -> AsyncIterator[
         async def on_effect(e: Any) -> None:
             effects.append(e)
 
-        svc = TelephonyService(settings, fake.clock, redis=redis, on_effect=on_effect)
+        svc = TelephonyService(settings, fake.clock, redis=redis, sessions=sessions, on_effect=on_effect)
         await svc.start()
         b = Bridge(fake, svc, effects)
         made.append(b)

@@ -22,7 +22,6 @@ from telephony.queue_log_file import QueueLogFile
 from telephony.reducer import ReducerConfig, apply, fold
 from telephony.replay import read_events
 from telephony.state import CallEnded
-from telephony.store import CallStore
 
 pytestmark = requires_captures
 
@@ -82,8 +81,7 @@ async def test_link_gap_is_reconciled_from_queue_log(bridge_factory, sessions, t
     log_path = tmp_path / "queue_log"
     first = [line for line in LOG_LINES if int(line.split("|")[0]) <= 1796255561]
     log_path.write_text("".join(first), encoding="utf-8")
-    b = await bridge_factory("link_gap.1", ami={"queue_log_path": str(log_path)})
-    b.svc.store = CallStore(sessions, b.fake.clock)
+    b = await bridge_factory("link_gap.1", ami={"queue_log_path": str(log_path)}, sessions=sessions)
     cap1 = b.fake.cap
     await b.at(len(cap1.msgs) - 1)  # everything session 1 saw: three callers waiting, nobody free
     await _until(lambda: b.svc.reconciled >= 1, "no queue_log read at start")

@@ -44,6 +44,8 @@ async def test_killed_socket_then_resync_rebuilds_calls_queue_and_agents(bridge_
     assert b.svc.state.calls == {} and waiting(b) == []
     assert {a.state for a in b.svc.state.agents.values()} == {"available"}
     assert b.svc.health()["ok"] and b.svc.connection.reconnects == 1
+    s = b.svc.state.queues["12345"].stats
+    assert s.offered == s.finished == 3, s  # every finished call is an offered one, whenever it was first seen
 
 
 async def test_call_that_ended_while_disconnected_is_dropped_and_agent_freed(bridge_factory):

@@ -1,0 +1,51 @@
+"""Today's wallboard counters survive a restart: rebuilt from telephony_calls, equal to the report."""
+from __future__ import annotations
+
+import asyncio
+from zoneinfo import ZoneInfo
+
+import pytest
+from fake_ami import requires_captures
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+import migrations
+from telephony.store import CallStore
+
+pytestmark = requires_captures
+
+
+@pytest.fixture
+async def sessions(database_url):
+    await asyncio.get_running_loop().run_in_executor(None, migrations.upgrade, database_url)
+    engine = create_async_engine(database_url)
+    yield async_sessionmaker(engine, expire_on_commit=False)
+    await engine.dispose()
+
+
+async def _until(cond, what: str, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+async def test_restart_keeps_todays_counters(bridge_factory, sessions):
+    first = await bridge_factory("burst", sessions=sessions)
+    await first.at(len(first.fake.cap.msgs) - 2)
+    await _until(lambda: len(first.of("CallEnded")) == 32, "burst not finished")
+    before = first.svc.state.queues["12345"].stats
+    assert (before.offered, before.answered, before.abandoned) == (32, 13, 19)
+    await first.svc.stop()
+
+    # The server restarts (same PBX day): nothing streamed yet, the counters come from the stored calls.
+    again = await bridge_factory("burst", sessions=sessions)
+    await again.sync()
+    after = again.svc.state.queues["12345"].stats
+    assert (after.offered, after.answered, after.abandoned, after.timed_out, after.answered_15) == \
+        (before.offered, before.answered, before.abandoned, before.timed_out, before.answered_15)
+    assert abs(after.wait_answered_total - before.wait_answered_total) < 0.01
+    tz = ZoneInfo(again.svc.settings.server.timezone)
+    day = again.fake.clock().astimezone(tz).date()
+    [row] = await CallStore(sessions, again.fake.clock).report(day, day, tz, by=("queue",))
+    assert (row["offered"], row["answered"], row["abandoned"]) == (after.offered, after.answered, after.abandoned)
+    assert row["answered_15s"] == after.answered_15
