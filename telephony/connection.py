@@ -191,6 +191,8 @@ class AmiConnection:
         self.backlog = backlog
         self.high_water = high_water
         self.paused_reading = False
+        self.waits: list[float] = []
+        self.healthy = 0  # sessions that logged in and resynced  # the last reconnect waits chosen (diagnostics, tests)
 
     # ------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -262,7 +264,7 @@ class AmiConnection:
         """Connect, resync, watch, reconnect with backoff; until cancelled."""
         delay = self.settings.reconnect_min
         while True:
-            started = asyncio.get_running_loop().time()
+            healthy = self.healthy
             try:
                 await self._session()
             except asyncio.CancelledError:
@@ -275,9 +277,12 @@ class AmiConnection:
                 log.exception("AMI session crashed")
                 self.last_error = f"{type(exc).__name__}: {exc}"
             self._set_disconnected()
-            if asyncio.get_running_loop().time() - started > self.settings.reconnect_max:
-                delay = self.settings.reconnect_min  # a long healthy session: start the backoff over
+            if self.healthy != healthy:
+                # The link worked (logged in, resynced): a drop now is news, not a PBX that stays down, so start
+                # the backoff over. Growing it across a flapping link left half a minute of stale view.
+                delay = self.settings.reconnect_min
             wait = delay * (0.8 + 0.4 * random.random())
+            self.waits = [*self.waits[-19:], wait]
             log.warning("AMI disconnected (%s); reconnecting in %.1f s", self.last_error, wait)
             await asyncio.sleep(wait)
             delay = min(delay * 2, self.settings.reconnect_max)
@@ -323,6 +328,7 @@ class AmiConnection:
         self.since = self.clock()
         self.last_error = ""
         await self.resync()
+        self.healthy += 1
         self._ready.set()
         self._changed()
         pinger = asyncio.create_task(self._pinger(m))

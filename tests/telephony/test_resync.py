@@ -145,3 +145,28 @@ async def test_backpressure_pauses_reading_and_loses_nothing(bridge_factory):
         await asyncio.sleep(0.02)
     s = svc.state.queues["12345"].stats
     assert (s.offered, s.answered, s.abandoned) == (32, 13, 19)
+
+
+async def test_backoff_starts_over_after_a_healthy_session(bridge_factory):
+    # The PBX is down for a while (connection refused: the backoff grows), then a session works and is cut:
+    # the next wait is back at reconnect_min, not where the refusals left it.
+    b = await bridge_factory("answered_call", ami={"reconnect_min": 0.05, "reconnect_max": 5})
+    await b.ready()
+    port = b.fake.port
+    b.fake.server.close()
+    await b.fake.server.wait_closed()
+    b.fake.kill_socket()
+    conn = b.svc.connection
+    deadline = asyncio.get_running_loop().time() + 20
+    while len(conn.waits) < 5:  # 0.05, 0.1, 0.2, 0.4, 0.8 (+-20 %)
+        assert asyncio.get_running_loop().time() < deadline, "no retries"
+        await asyncio.sleep(0.01)
+    assert conn.waits[-1] > 0.3
+    await b.fake.start(port)
+    await _reconnected(b, 2)
+    n = len(conn.waits)
+    b.fake.kill_socket()
+    while len(conn.waits) == n:
+        assert asyncio.get_running_loop().time() < deadline + 20, "no reconnect after the cut"
+        await asyncio.sleep(0.01)
+    assert conn.waits[n] <= 0.05 * 1.2
