@@ -39,7 +39,7 @@ from tickets import deadlines as dl
 from tickets import http as tickets_http
 from tickets.accounts import http as accounts_http
 from tickets.accounts.service import LoginThrottle, Principal, UserStore
-from tickets.json_http import add_openapi_paths
+from tickets.json_http import add_openapi_paths, input_middleware
 from tickets.knowledge import service as knowledge_service
 from tickets.routing import http as routing_http
 from tickets.routing import textproc
@@ -253,7 +253,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
     metrics = HttpMetrics()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[metrics.middleware, error_middleware, accounts_http.auth_middleware],
+        middlewares=[metrics.middleware, error_middleware, accounts_http.auth_middleware, input_middleware],
     )
     app[METRICS] = metrics
     app[SETTINGS] = settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -77,6 +77,20 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 # NUL and the other C0 controls but tab, newline and carriage return: no person types them, PostgreSQL text
 # cannot hold NUL, and Excel refuses them in cells (the exports would break on them later).
 _CONTROL = frozenset(chr(c) for c in range(32) if chr(c) not in "\t\n\r") | {"\x7f"}
+
+
+@web.middleware
+async def input_middleware(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Path parameters and query strings with control characters are a 400 naming the parameter before any
+    handler runs (PostgreSQL's text cannot hold NUL: such a value would fail in the database as a 500)."""
+    for name, value in request.match_info.items():
+        if not _CONTROL.isdisjoint(value):
+            raise InvalidField(name, f"{name} 含有控制字符")
+    for name, value in request.query.items():
+        if not (_CONTROL.isdisjoint(value) and _CONTROL.isdisjoint(name)):
+            raise InvalidField(name, f"{name} 含有控制字符")
+    return await handler(request)
 
 
 def _refuse_control_characters(value: Any, path: str) -> None:

@@ -175,7 +175,10 @@ async def login(request: web.Request) -> web.Response:
     response = ok({"token": token, "user": who.as_dict()})
     if body.kind == "session":
         server = users.settings.server
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=server.secure_cookies,
+        # Secure when the request came over HTTPS, and always with server.secure_cookies (a TLS proxy in front
+        # talks plain HTTP to us, so the request alone cannot tell).
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
+                            secure=server.secure_cookies or request.secure,
                             max_age=server.session_hours * 3600, path="/")
     return response
 
