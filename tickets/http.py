@@ -149,6 +149,24 @@ async def fallback(request: web.Request) -> web.Response:
     return ok(await store.fallback_cases(who, start, start + timedelta(days=7)))
 
 
+async def supervision(request: web.Request) -> web.Response:
+    """督办件 by department (on time / late / overdue), the overdue alert and the 提级件, for ``from``..``to``
+    (days, ``to`` inclusive; default this calendar month)."""
+    who = principal(request)
+    tz = request.app[TZ]
+    store = request.app[STORE]
+    today = store.clock().astimezone(tz).date()
+    day_from = parse_day(request.query.get("from"), "from") or today.replace(day=1)
+    day_to = parse_day(request.query.get("to"), "to") or today
+    if day_to < day_from or (day_to - day_from).days > 366:
+        raise InvalidField("to", "to 须不早于 from，且区间不超过366天")
+    start = datetime.combine(day_from, time(0), tz)
+    end = datetime.combine(day_to + timedelta(days=1), time(0), tz)
+    report = await store.supervision(who, start, end)
+    report["alert"] = await store.supervision_overdue(who)
+    return ok(report)
+
+
 async def meta(request: web.Request) -> web.Response:
     settings = request.app[STORE].settings
     return ok({
@@ -209,6 +227,9 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/ledger/summary": {"get": {"summary": "不满意台账：各项决定计数及重办后回访", "parameters": [
                 {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}}],
                 "responses": {"200": {"description": "counts"}, **std}}},
+            "/api/v1/supervision": {"get": {"summary": "督办件（按时/逾期/超期未反馈）、督办超期提醒与提级件", "parameters": [
+                {"name": n, "in": "query", "schema": {"type": "string", "format": "date"}} for n in ("from", "to")],
+                "responses": {"200": {"description": "report"}, **std}}},
             "/api/v1/fallback": {"get": {"summary": "兜底件周专报（按单位）", "parameters": [
                 {"name": "week", "in": "query", "schema": {"type": "string", "format": "date"}}],
                 "responses": {"200": {"description": "week"}, **std}}},
@@ -239,5 +260,6 @@ def setup_routes(app: web.Application, tz: ZoneInfo) -> None:
     r.add_get("/api/v1/ledger", ledger)
     r.add_get("/api/v1/ledger/summary", ledger_summary)
     r.add_get("/api/v1/fallback", fallback)
+    r.add_get("/api/v1/supervision", supervision)
     r.add_get("/api/v1/meta", meta)
     r.add_get("/api/v1/openapi.json", openapi)

@@ -112,6 +112,10 @@ class Ticket(Base):
     duplicate_of: Mapped[str | None] = mapped_column(String(20), index=True)
     archived_at: Mapped[datetime | None]
     reply_outcome: Mapped[str | None] = mapped_column(String(20))  # resolved / explained / referred / fallback
+    supervision_note: Mapped[str | None] = mapped_column(Text)
+    supervision_answered_at: Mapped[datetime | None]
+    suspend_requested: Mapped[str | None] = mapped_column(Text)  # a department's 暂停计时 request, its reason
+    follow_up_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 追加诉求 / 催办
 
     history: Mapped[list["TicketHistory"]] = relationship(
         back_populates="ticket", order_by="TicketHistory.id", cascade="all, delete-orphan", lazy="raise"
@@ -125,6 +129,7 @@ class Ticket(Base):
         Index("ix_tickets_phone_created", "caller_phone", "created_at"),
         Index("ix_tickets_status_created", "status", "created_at"),
         Index("ix_tickets_reply_outcome_replied", "reply_outcome", "replied_at"),
+        Index("ix_tickets_supervised_due", "supervised", "supervision_due"),
     )
 
 

@@ -6,9 +6,11 @@ client hears about always exists.
 from __future__ import annotations
 
 import re
+import tomllib
 import unicodedata
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
@@ -49,6 +51,21 @@ def address_key(address: str) -> str:
     return _PUNCT.sub("", unicodedata.normalize("NFKC", address or "")).lower()[:200]
 
 
+def load_escalation(path: Path) -> dict[str, str]:
+    """提级链 from departments.toml: ``escalate_to`` on a department names its next level; the top-level
+    ``escalate_default`` is the next level of every department without one (e.g. the city leadership office).
+    Keys are department codes, ``"*"`` the default."""
+    if not path.exists():
+        return {}
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    chain = {str(d["code"]): str(d["escalate_to"]) for d in data.get("department", [])
+             if d.get("code") and d.get("escalate_to")}
+    if data.get("escalate_default"):
+        chain["*"] = str(data["escalate_default"])
+    return chain
+
+
 def to_state(ticket: Any) -> workflow.TicketState:
     values = {name: getattr(ticket, name) for name in STATE_FIELDS}
     values["co_handler_ids"] = tuple(ticket.co_handler_ids or ())
@@ -77,6 +94,7 @@ class TicketQuery:
     phone: str | None = None
     text: str | None = None
     overdue: bool = False
+    suspend_requested: bool = False  # only tickets whose department asks to stop the clock (暂停计时待审批)
     created_from: datetime | None = None
     created_to: datetime | None = None
     limit: int = 50
@@ -95,6 +113,7 @@ class TicketStore:
         self.tz = ZoneInfo(settings.server.timezone)
         self.policy = workflow.Policy(settings.deadlines, self.tz, settings.tickets.dissatisfied_rule,
                                       deadlines.Calendar.from_settings(settings.holidays))
+        self.escalation = load_escalation(settings.config_file(settings.tickets.departments_file))
         # Other packages subscribe here (server.py wires them): called after commit with (ticket dict, entry).
         self.listeners: list[Callable[[dict[str, Any], workflow.HistoryEntry], Any]] = []
 
@@ -233,6 +252,8 @@ class TicketStore:
             ticket = await self._load_row(session, number, who, for_update=True)
             await self._check_references(session, ticket, action, params)
             master = None
+            if action == "escalate" and params.get("to_department_id") is None:
+                params = {**params, "to_department_id": await self._next_level(session, ticket)}
             if action in ("merge", "split"):
                 params, master = await self._merge_params(session, ticket, action, params)
             entry, changes = await self._apply(session, ticket, action, params, who, now)
@@ -253,6 +274,16 @@ class TicketStore:
         for other_view, other_entry in after:
             self._notify(other_view, other_entry)
         return view
+
+    async def _next_level(self, session: AsyncSession, ticket: SimpleNamespace) -> int | None:
+        """The next level of the escalation chain above the ticket's lead department (None: not configured)."""
+        if ticket.lead_department_id is None:
+            return None
+        code = await session.scalar(select(Department.code).where(Department.id == ticket.lead_department_id))
+        nxt = self.escalation.get(code or "") or self.escalation.get("*")
+        if not nxt:
+            return None
+        return await session.scalar(select(Department.id).where(Department.code == nxt, Department.active.is_(True)))
 
     async def _merge_params(self, session: AsyncSession, ticket: SimpleNamespace, action: str,
                             params: Mapping[str, Any]) -> tuple[dict[str, Any], SimpleNamespace]:
@@ -337,6 +368,11 @@ class TicketStore:
                 if missing:
                     field = "lead_department_id" if params.get("lead_department_id") in missing else "co_handler_ids"
                     raise InvalidField(field, f"单位不存在：{missing}")
+        if action == "escalate" and params.get("to_department_id") is not None:
+            to = params["to_department_id"]
+            if isinstance(to, bool) or not isinstance(to, int) or not await session.scalar(
+                    select(Department.id).where(Department.id == to, Department.active.is_(True))):
+                raise InvalidField("to_department_id", f"单位不存在：{to}")
         if action == "merge":
             master_no = params.get("master")
             if not isinstance(master_no, str) or not master_no:
@@ -500,6 +536,8 @@ class TicketStore:
             stmt = stmt.where(Ticket.created_at < query.created_to)
         if query.overdue:
             stmt = stmt.where(self._overdue_clause(self.clock()))
+        if query.suspend_requested:
+            stmt = stmt.where(Ticket.suspend_requested.is_not(None))
         async with self.read_sessions() as session:
             total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
             rows = (await session.scalars(stmt.order_by(Ticket.id.desc()).limit(query.limit)
@@ -591,6 +629,44 @@ class TicketStore:
                 "revisit_satisfied": sum(1 for i in revisits if i["revisit_satisfaction"] != "dissatisfied"
                                          and i["revisit_resolved"] is not False)}
 
+    async def supervision(self, who: Principal, start: datetime, end: datetime) -> dict[str, Any]:
+        """督办件 whose response deadline falls in [start, end) by lead department (answered on time, answered late,
+        overdue without an answer), the open overdue ones (the alert), and the 提级件 dispatched in the period."""
+        now = self.clock()
+        stmt = self._visible(select(Ticket), who).where(
+            Ticket.supervised.is_(True), Ticket.supervision_due >= start, Ticket.supervision_due < end)
+        esc = self._visible(select(Ticket), who).where(
+            Ticket.escalation_level > 0, Ticket.dispatched_at >= start, Ticket.dispatched_at < end)
+        async with self.read_sessions() as session:
+            rows = (await session.scalars(stmt.order_by(Ticket.supervision_due).limit(5000))).all()
+            escalated = [self._view(t, mask=True) for t in
+                         (await session.scalars(esc.order_by(Ticket.dispatched_at).limit(5000))).all()]
+            items = [self._view(t, mask=True) for t in rows]
+        by_dept: dict[int | None, dict[str, Any]] = {}
+        for t in items:
+            row = by_dept.setdefault(t["lead_department_id"], {
+                "department_id": t["lead_department_id"], "supervised": 0, "on_time": 0, "late": 0, "overdue": 0,
+                "escalated": 0})
+            row["supervised"] += 1
+            row[t["supervision_state"]] = row.get(t["supervision_state"], 0) + 1
+        for t in escalated:
+            by_dept.setdefault(t["lead_department_id"], {
+                "department_id": t["lead_department_id"], "supervised": 0, "on_time": 0, "late": 0, "overdue": 0,
+                "escalated": 0})["escalated"] += 1
+        return {"from": start, "to": end, "now": now, "items": items,
+                "overdue": [t for t in items if t["supervision_state"] == "overdue"], "escalated": escalated,
+                "by_department": sorted(by_dept.values(), key=lambda r: (-r["overdue"], -r["supervised"]))}
+
+    async def supervision_overdue(self, who: Principal) -> list[dict[str, Any]]:
+        """Open 督办件 past their response deadline without a response: the supervisor's alert."""
+        now = self.clock()
+        stmt = self._visible(select(Ticket), who).where(
+            Ticket.supervised.is_(True), Ticket.supervision_due < now, Ticket.supervision_answered_at.is_(None),
+            Ticket.status.in_(tuple(workflow.OPEN_STATUSES)))
+        async with self.read_sessions() as session:
+            rows = (await session.scalars(stmt.order_by(Ticket.supervision_due).limit(1000))).all()
+            return [self._view(t, mask=True) for t in rows]
+
     async def fallback_cases(self, who: Principal, start: datetime, end: datetime) -> dict[str, Any]:
         """兜底件: replies classed 无法办理 in [start, end), by lead department (the weekly 专报)."""
         stmt = self._visible(select(Ticket), who).where(
@@ -627,6 +703,9 @@ class TicketStore:
             "resolved": t.resolved, "survey_unreachable": t.survey_unreachable, "ledger_pending": t.ledger_pending,
             "reopen_count": t.reopen_count, "duplicate_of": t.duplicate_of, "archived_at": t.archived_at,
             "reply_outcome": t.reply_outcome,
+            "supervision_note": t.supervision_note, "supervision_answered_at": t.supervision_answered_at,
+            "supervision_state": _supervision_state(t, self.clock()), "suspend_requested": t.suspend_requested,
+            "follow_up_count": t.follow_up_count,
             "reply_outcome_label": workflow.REPLY_OUTCOMES.get(t.reply_outcome or "", ""),
             **self._overdue(t),
         }
@@ -636,6 +715,17 @@ class TicketStore:
         missed = workflow.missed_deadlines(t.status, t.sign_due, t.reply_due, t.suspended_at, self.clock())
         return {"overdue": bool(missed), "missed": [
             {"deadline": kind, "label": workflow.DEADLINE_LABELS[kind], "due": due} for kind, due in missed]}
+
+
+def _supervision_state(t: Any, now: datetime) -> str | None:
+    """督办: ``pending`` (due later), ``on_time`` / ``late`` (answered), ``overdue`` (due passed, no answer)."""
+    if not t.supervised or t.supervision_due is None:
+        return None
+    if t.supervision_answered_at is not None:
+        return "on_time" if t.supervision_answered_at <= t.supervision_due else "late"
+    if t.status not in workflow.OPEN_STATUSES:
+        return "on_time" if (t.replied_at or now) <= t.supervision_due else "late"
+    return "overdue" if t.supervision_due < now else "pending"
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:

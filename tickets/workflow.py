@@ -89,6 +89,10 @@ class TicketState:
     duplicate_of: str | None = None
     archived_at: datetime | None = None
     reply_outcome: str | None = None  # REPLY_OUTCOMES
+    supervision_note: str | None = None  # 督办意见, shown at the top of the department's inbox
+    supervision_answered_at: datetime | None = None  # the department's first response (progress or reply) after 督办
+    suspend_requested: str | None = None  # a department's 暂停计时 request (its reason), waiting for a supervisor
+    follow_up_count: int = 0  # 追加诉求 / 催办: the caller called again about this open case
 
 
 @dataclass(frozen=True)
@@ -341,6 +345,8 @@ def _sign(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Po
 
 
 def _return(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.escalation_level > 0:
+        raise _Refuse("escalated", "提级件须由提级后的单位签收办理，不能退单")
     reason = _text(p, "reason", "退单理由")
     if reason not in pol.deadlines.return_reasons:
         raise _Refuse("invalid_field", "退单理由须为：" + "、".join(pol.deadlines.return_reasons), "reason")
@@ -370,8 +376,9 @@ def _progress_report(s: TicketState, p: Mapping[str, Any], a: Actor, now: dateti
     from datetime import timedelta
 
     note = _text(p, "note", "阶段反馈内容")
-    return replace(s, progress_due=now + timedelta(days=pol.deadlines.progress_report_days)), note, \
-        {"department_id": a.department_id}, []
+    sup, sup_data = _answers_supervision(s, now)
+    return replace(s, progress_due=now + timedelta(days=pol.deadlines.progress_report_days), **sup), note, \
+        {"department_id": a.department_id, **sup_data}, []
 
 
 def _request_extension(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
@@ -406,9 +413,28 @@ def _refuse_extension(s: TicketState, p: Mapping[str, Any], a: Actor, now: datet
 
 
 def _suspend(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    """A supervisor stops the clock at once; a department only asks, like an extension (no stopping its own clock)."""
     if s.suspended_at is not None:
         raise _Refuse("already_suspended", "办理时限已暂停")
-    return replace(s, suspended_at=now), _text(p, "note", "暂停原因（如等待来电人补充材料）"), {}, []
+    if s.suspend_requested is not None:
+        raise _Refuse("suspend_pending", "已有暂停计时申请待审批")
+    reason = _text(p, "note", "暂停原因（如等待来电人补充材料）")
+    if a.role not in SUPERVISOR_ROLES:
+        return replace(s, suspend_requested=reason), reason, {"requested": True}, []
+    return replace(s, suspended_at=now), reason, {}, []
+
+
+def _approve_suspend(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.suspend_requested is None:
+        raise _Refuse("no_suspend_pending", "没有待审批的暂停计时申请")
+    return replace(s, suspended_at=now, suspend_requested=None), _text(p, "note", "审批意见", False), \
+        {"reason": s.suspend_requested}, []
+
+
+def _refuse_suspend(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    if s.suspend_requested is None:
+        raise _Refuse("no_suspend_pending", "没有待审批的暂停计时申请")
+    return replace(s, suspend_requested=None), _text(p, "note", "不予暂停的理由"), {}, []
 
 
 def _resume(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
@@ -429,8 +455,10 @@ def _reply(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: P
         moved = [ReplyDueChanged(due)]
     outcome = _outcome(p)
     on_time = state.reply_due is None or now <= state.reply_due
+    sup, sup_data = _answers_supervision(state, now)
     return replace(state, status="replied", replied_at=now, answer=answer, extension_pending_days=None,
-                   reply_outcome=outcome), "", {"answer": answer, "on_time": on_time, "outcome": outcome}, \
+                   reply_outcome=outcome, **sup), "", {"answer": answer, "on_time": on_time, "outcome": outcome,
+                                                       **sup_data}, \
         moved + _close_all(state, now, "replied") + [SurveyDue(now)]
 
 
@@ -459,18 +487,15 @@ def _record_survey(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime
             effects.append(LedgerEntry(s.lead_department_id, sat, resolved, now, "merged_caller"))
         return state, note, {**data, "master": s.duplicate_of}, effects
     if sat == "dissatisfied" or resolved is False:
-        reopen = pol.dissatisfied_rule == "reopen"
+        reopen = pol.dissatisfied_rule == "reopen" and s.lead_department_id is not None
         effects.append(LedgerEntry(s.lead_department_id, sat, resolved, now,
                                    "reopened" if reopen else "pending_supervisor"))
-        if reopen and s.lead_department_id is not None:
+        if reopen:
             state, opened, assumed = _open_assignments(replace(state, reopen_count=s.reopen_count + 1), now,
                                                        pol)
             effects += opened
             data.update(reopened=True, **assumed)
-        elif reopen:  # answered on the spot: back to the agents, to dispatch or to answer again
-            state = replace(state, status="accepted", reopen_count=s.reopen_count + 1)
-            data.update(reopened=True)
-        else:
+        else:  # also answered on the spot (no department to reopen to): a supervisor decides
             state = replace(state, ledger_pending=True)
     return state, note, data, effects
 
@@ -524,12 +549,49 @@ def _supervise(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, po
         raise _Refuse("invalid_field", "请填写督办时限", "due")
     if due.tzinfo is None:
         raise _Refuse("invalid_field", "督办时限须带时区", "due")
-    return replace(s, supervised=True, supervision_due=due), note, {"due": due}, []
+    if due <= now:
+        raise _Refuse("invalid_field", "督办时限须晚于现在", "due")
+    return replace(s, supervised=True, supervision_due=due, supervision_note=note, supervision_answered_at=None), \
+        note, {"due": due}, []
+
+
+def _answers_supervision(s: TicketState, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A department's progress report or reply is its response to a 督办: (state changes, history data)."""
+    if not s.supervised or s.supervision_answered_at is not None:
+        return {}, {}
+    on_time = s.supervision_due is None or now <= s.supervision_due
+    return {"supervision_answered_at": now}, {"supervision_on_time": on_time}
 
 
 def _escalate(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    """提级: the next level of the chain (the store fills it in from departments.toml, or the supervisor names it)
+    becomes the lead and must sign and reply, on new deadlines; the former lead stays as a co-handler and its
+    own assignment keeps its deadlines (escalating never takes an overdue case off a department's figures)."""
     note = _text(p, "note", "提级理由")
-    return replace(s, escalation_level=s.escalation_level + 1), note, {"level": s.escalation_level + 1}, []
+    value = p.get("to_department_id")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Refuse("no_escalation_level", "没有配置上一级承办单位，请指定提级到的单位", "to_department_id")
+    if value in _handlers(s):
+        raise _Refuse("invalid_field", "提级单位须不同于当前承办单位", "to_department_id")
+    d = dl.for_dispatch(now, s.request_type, s.urgency, pol.deadlines, pol.tz, pol.calendar)
+    level = s.escalation_level + 1
+    new = replace(s, status="dispatched", lead_department_id=value, co_handler_ids=tuple(_handlers(s)),
+                  escalation_level=level, dispatched_at=now, signed_at=None, sign_due=d.sign_due,
+                  reply_due=d.reply_due, return_until=now, progress_due=d.progress_due, extension_pending_days=None,
+                  suspend_requested=None)
+    return new, note, {"level": level, "to_department_id": value, "from_department_id": s.lead_department_id,
+                       "sign_due": d.sign_due, "reply_due": d.reply_due, **_assumed(d.assumed_years)}, \
+        [AssignmentOpened(value, "lead", now, d.sign_due, d.reply_due)]
+
+
+def _follow_up(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    """追加诉求 / 催办: the caller called again about this open case; no new ticket, the department sees the count."""
+    kind = p.get("kind", "chaser")
+    if kind not in ("chaser", "added"):
+        raise _Refuse("invalid_field", "类型须为 chaser（催办）或 added（追加诉求）", "kind")
+    note = _text(p, "note", "来电内容")
+    return replace(s, follow_up_count=s.follow_up_count + 1), note, \
+        {"kind": kind, "count": s.follow_up_count + 1, "call_id": p.get("call_id")}, []
 
 
 # ---------------------------------------------------------------- merge (并单) and split (拆分)
@@ -674,7 +736,7 @@ RULES: dict[str, Rule] = {
     "mark_invalid": Rule("无效件", _S("draft", "accepted"), _center, _mark_invalid),
     "dispatch": Rule("派单", _S("accepted"), _center, _dispatch),
     "sign": Rule("签收", _S("dispatched"), _is_lead, _sign),
-    "return": Rule("退单", _S("dispatched", "signed"), _is_lead, _return),
+    "return": Rule("退单", _S("dispatched", "signed"), _is_lead, _return, lambda s: s.escalation_level == 0),
     "approve_return": Rule("同意退单", _S("returned"), _center, _approve_return),
     "reject_return": Rule("驳回退单", _S("returned"), _center, _reject_return),
     "progress_report": Rule("阶段反馈", _S("signed"), _is_handler, _progress_report),
@@ -684,7 +746,12 @@ RULES: dict[str, Rule] = {
                               lambda s: s.extension_pending_days is not None),
     "refuse_extension": Rule("不予延期", _S("signed"), _supervisor, _refuse_extension,
                              lambda s: s.extension_pending_days is not None),
-    "suspend": Rule("暂停计时", _S("signed"), _lead_or_supervisor, _suspend, lambda s: s.suspended_at is None),
+    "suspend": Rule("暂停计时", _S("signed"), _lead_or_supervisor, _suspend,
+                    lambda s: s.suspended_at is None and s.suspend_requested is None),
+    "approve_suspend": Rule("批准暂停计时", _S("signed"), _supervisor, _approve_suspend,
+                            lambda s: s.suspend_requested is not None),
+    "refuse_suspend": Rule("不予暂停计时", _S("signed"), _supervisor, _refuse_suspend,
+                           lambda s: s.suspend_requested is not None),
     "resume": Rule("恢复计时", _S("signed"), _lead_or_supervisor, _resume, lambda s: s.suspended_at is not None),
     "reply": Rule("办结答复", _S("signed"), _is_lead, _reply),
     "record_survey": Rule("回访结果", _S("replied", "answered_on_spot", "merged"), _center_or_system, _record_survey,
@@ -699,7 +766,8 @@ RULES: dict[str, Rule] = {
     "archive": Rule("归档", _S("surveyed", "answered_on_spot", "replied", "invalid"), _center_or_system, _archive,
                     lambda s: not s.ledger_pending),
     "supervise": Rule("督办", OPEN_STATUSES, _supervisor, _supervise),
-    "escalate": Rule("提级", OPEN_STATUSES, _supervisor, _escalate),
+    "escalate": Rule("提级", _S("dispatched", "signed"), _supervisor, _escalate),
+    "follow_up": Rule("追加诉求/催办", OPEN_STATUSES, _center, _follow_up),
     "merge": Rule("合并为重复件", _S("draft", "accepted", "dispatched", "returned", "signed"), _center, _merge),
     "split": Rule("拆分", _S("merged"), _supervisor, _split),
 }

@@ -207,20 +207,25 @@ async def dept_page(request: web.Request, who: Principal) -> web.StreamResponse:
     for t in items:
         t["mark"] = due_mark(t, now, near)
         t["due"] = t["sign_due"] if t["status"] == "dispatched" else t["reply_due"]
-    if tab != "done":
-        items.sort(key=lambda t: (t["due"] or far))
+    if tab != "done":  # 督办件 first (the supervisor's note on top), then by deadline
+        items.sort(key=lambda t: (t["supervision_state"] not in ("pending", "overdue"), t["due"] or far))
     all_open = (await store.list(TicketQuery(status=("dispatched", "signed", "returned"), limit=500), who))["items"]
     counts = {"to_sign": sum(1 for t in all_open if t["status"] == "dispatched"
                              and t["lead_department_id"] == who.department_id),
               "handling": sum(1 for t in all_open if t["status"] == "signed"),
               "overdue": sum(1 for t in all_open if t["overdue"]),
               "near": sum(1 for t in all_open if due_mark(t, now, near) == "near"),
-              "co": sum(1 for t in all_open if t["lead_department_id"] != who.department_id)}
+              "co": sum(1 for t in all_open if t["lead_department_id"] != who.department_id),
+              "supervised": sum(1 for t in all_open if t["supervision_state"] in ("pending", "overdue")),
+              "supervision_overdue": sum(1 for t in all_open if t["supervision_state"] == "overdue")}
+    supervised = [t for t in all_open if t["supervision_state"] in ("pending", "overdue")]
+    supervised.sort(key=lambda t: t["supervision_due"])
     depts = await departments(request)
     month = period_for("monthly", today(request), request.app[TZ])  # this calendar month, as the 月分析 counts it
     rates = [r for r in await request.app[REPORTS].rates(month.start, month.end, depts)
              if r["department_id"] == who.department_id]
     return render(request, "dept.html", {"items": items, "tab": tab, "counts": counts, "now": now,
+                                         "supervised": supervised,
                                          "dept": depts.get(who.department_id), "rates": rates[0] if rates else None,
                                          "dept_names": {i: d.name for i, d in depts.items()},
                                          "type_labels": TYPE_LABELS})
@@ -308,6 +313,9 @@ async def supervisor_page(request: web.Request, who: Principal) -> web.StreamRes
         "ledger_pending": sum(1 for item in ledger if item["decision"] == "pending_supervisor"),
         "ledger_counts": store.ledger_counts(ledger),
         "fallback": await store.fallback_cases(who, *_this_week(now, request.app[TZ])),
+        "supervision_overdue": await store.supervision_overdue(who),
+        "suspend_requests": (await store.list(TicketQuery(status=("signed",), suspend_requested=True, limit=100),
+                                              who))["items"],
         "duplicates": await duplicate_groups(store.read_sessions, now),
         "search_qs": request.query_string,
         # Years in the next 60 days whose holidays nobody entered: deadlines there are counted Monday-Friday.

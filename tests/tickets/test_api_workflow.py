@@ -140,10 +140,16 @@ async def test_extension_and_suspension_move_the_deadline(center: Center) -> Non
     t = await center.super.act(n, "refuse_extension", note="不予延期")
     assert t["extension_pending_days"] is None and local(t["reply_due"]) == datetime(2026, 12, 8, 0, 0, tzinfo=TZ)
 
-    await center.water.act(n, "suspend", note="等待来电人补充房产证明")
+    # A department only asks to stop its clock (暂停计时): a supervisor approves, with the reason on record.
+    t = await center.water.act(n, "suspend", note="等待来电人补充房产证明")
+    assert t["suspended_at"] is None and t["suspend_requested"] == "等待来电人补充房产证明"
+    await center.water.act(n, "approve_suspend", expect=409)
+    center.clock.advance(hours=1)
+    t = await center.super.act(n, "approve_suspend", note="同意")
+    assert t["suspended_at"] is not None and t["suspend_requested"] is None
     center.clock.advance(hours=50)
     t = await center.water.act(n, "resume")
-    assert local(t["reply_due"]) == datetime(2026, 12, 10, 2, 0, tzinfo=TZ)
+    assert local(t["reply_due"]) == datetime(2026, 12, 10, 2, 0, tzinfo=TZ)  # 50 h suspended, not the hour asked
 
 
 async def test_dissatisfied_survey_goes_to_ledger_and_reopens(center: Center) -> None:
@@ -178,8 +184,9 @@ async def test_supervision_and_escalation_at_open_states(center: Center) -> None
     t = await center.super.act(n, "supervise", note="群众反映强烈，限期办结", due="2026-11-30T18:00:00+08:00")
     assert t["supervised"] and local(t["supervision_due"]) == datetime(2026, 11, 30, 18, 0, tzinfo=TZ)
     await center.agent.act(n, "dispatch", lead_department_id=water)
-    t = await center.super.act(n, "escalate", note="提级至区政府督办")
-    assert t["escalation_level"] == 1
+    city = center.departments["cgj"]
+    t = await center.super.act(n, "escalate", note="提级至区政府督办", to_department_id=city)
+    assert t["escalation_level"] == 1 and t["lead_department_id"] == city
     bad = await center.super.act(n, "supervise", note="x", due="明天", expect=400)
     assert bad["field"] == "due"
 

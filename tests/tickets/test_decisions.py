@@ -35,13 +35,16 @@ async def test_on_spot_dissatisfied_reopens_to_be_dispatched_or_answered_again(c
     assert (await center.agent.act(number, "archive"))["status"] == "archived"
 
 
-async def test_default_rule_sends_an_on_spot_case_back_to_the_agents(center: Center) -> None:
+async def test_default_rule_on_spot_case_waits_for_a_supervisor_then_is_answered_again(center: Center) -> None:
     number = (await center.new_ticket(request_type="inquiry"))["number"]
     await center.agent.act(number, "answer_on_spot", answer="请到街道办咨询。")
     t = await center.agent.act(number, "record_survey", satisfaction="dissatisfied", resolved=False)
-    assert t["status"] == "accepted"
+    assert t["status"] == "surveyed" and t["ledger_pending"]  # no department to reopen to automatically
+    assert (await center.super.act(number, "reopen", note="重新答复"))["status"] == "accepted"
     t = await center.agent.act(number, "answer_on_spot", answer="已帮您联系街道办，明天上门。")
     assert t["status"] == "answered_on_spot" and t["reply_outcome"] == "resolved"
+    [item] = await center.super.get("/api/v1/ledger")
+    assert (item["decision"], item["decision_note"]) == ("reopened", "重新答复")
 
 
 async def test_ledger_decisions_are_recorded_and_counted(center: Center) -> None:

@@ -99,7 +99,8 @@ def test_on_spot_dissatisfied_is_never_a_dead_end() -> None:
 
     auto = wf.Policy(DeadlineSettings(), ZoneInfo("Asia/Shanghai"), "reopen")
     result = wf.apply(spot, "record_survey", {"satisfaction": "dissatisfied"}, AGENT, NOW, auto)
-    assert isinstance(result, wf.Transition) and result.state.status == "accepted"
+    assert isinstance(result, wf.Transition) and result.state.ledger_pending  # no department: a supervisor decides
+    assert "reopen" in wf.allowed_actions(result.state, SUPER)
 
 
 def test_ledger_decisions_close_with_a_record() -> None:
@@ -120,3 +121,29 @@ def test_ledger_decisions_close_with_a_record() -> None:
     wrong = wf.apply(wf.TicketState(status="signed", lead_department_id=10), "reply",
                      {"answer": "x", "outcome": "done"}, WATER, NOW, POLICY)
     assert isinstance(wrong, wf.Refusal) and wrong.field == "outcome"
+
+
+def test_a_department_cannot_stop_its_own_clock() -> None:
+    s = run(run(run(wf.TicketState(), "accept", AGENT), "dispatch", AGENT, lead_department_id=10), "sign", WATER)
+    asked = run(s, "suspend", WATER, note="等待来电人补充材料")
+    assert asked.suspended_at is None and asked.suspend_requested == "等待来电人补充材料"
+    assert "approve_suspend" not in wf.allowed_actions(asked, WATER)
+    assert {"approve_suspend", "refuse_suspend"} <= set(wf.allowed_actions(asked, SUPER))
+    approved = run(asked, "approve_suspend", SUPER)
+    assert approved.suspended_at == NOW and approved.suspend_requested is None
+    refused = run(asked, "refuse_suspend", SUPER, note="材料可后补")
+    assert refused.suspended_at is None and refused.suspend_requested is None
+    assert run(s, "suspend", SUPER, note="班长决定暂停").suspended_at == NOW
+
+
+def test_supervision_is_answered_by_the_departments_first_response() -> None:
+    from datetime import timedelta
+
+    s = run(run(run(wf.TicketState(), "accept", AGENT), "dispatch", AGENT, lead_department_id=10), "sign", WATER)
+    s = run(s, "supervise", SUPER, note="限期反馈", due=NOW + timedelta(days=1))
+    result = wf.apply(s, "progress_report", {"note": "已处理"}, WATER, NOW + timedelta(hours=2), POLICY)
+    assert isinstance(result, wf.Transition) and result.entry.data["supervision_on_time"] is True
+    assert result.state.supervision_answered_at == NOW + timedelta(hours=2)
+    escalated = run(s, "escalate", SUPER, note="提级", to_department_id=20)
+    assert (escalated.status, escalated.lead_department_id, escalated.co_handler_ids) == ("dispatched", 20, (10,))
+    assert "return" not in wf.allowed_actions(escalated, wf.Actor(9, "department", "城管", department_id=20))

@@ -44,13 +44,16 @@ async def test_extension_approval_supervision_and_escalation(console: Console, b
     await sup.click("details[data-action=supervise] button[type=submit]")
     await sup.wait_for_selector("h1 .tag.red:has-text('督办')")
     await sup.click("details[data-action=escalate] summary")
+    await sup.select_option("#escalate-to_department_id", label="市城市管理综合行政执法局")
     await sup.fill("#escalate-note", "群众反复反映，提级办理")
     await sup.click("details[data-action=escalate] button[type=submit]")
     await sup.wait_for_selector("h1 .tag.red:has-text('提级 1')")
     final = await console.store.get(number, SYSTEM)
     assert final["supervised"] and final["escalation_level"] == 1
+    assert final["lead_department_id"] == console.departments["cgj"] and final["status"] == "dispatched"
     # the due time typed in the browser (local, Asia/Shanghai here as in the browser's zone) is kept
     assert final["supervision_due"].year == 2030
-    # the department sees the supervision on its inbox
-    await dept.goto(console.base + "/dept")
+    # the former lead (now a co-handler of the escalated case) still sees the supervision and its note
+    await dept.goto(console.base + "/dept?tab=co")
     assert "督办" in await dept.inner_text(f"#inbox tr[data-number='{number}']")
+    assert "请于期限内办结并书面报告" in await dept.inner_text("#supervised")
