@@ -32,3 +32,12 @@ def test_manager_filter_lets_queue_timeouts_through():
     filters = re.findall(r"^eventfilter = (.*)$", conf, re.M)
     assert any(re.search(f, "Variable: QUEUESTATUS") for f in filters)
     assert any(re.search(f, "Variable: MIXMONITOR_FILENAME") for f in filters)
+
+
+def test_hotline_records_stereo_and_speaks_mandarin():
+    ext = (ASTERISK / "extensions.conf").read_text(encoding="utf-8")
+    hotline = _context(ext, "hotline-in")
+    mix = re.findall(r"MixMonitor\([^,]+,([A-Za-z]*)\)", ext)
+    assert mix and all("D" in opts for opts in mix)  # caller and agent apart (asr/audio.py reads the channels)
+    assert hotline.index("CHANNEL(language)=zh") < hotline.index("Queue(")
+    assert "sounds/zh/" in (ASTERISK / "queues.conf").read_text(encoding="utf-8")
