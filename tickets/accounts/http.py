@@ -10,7 +10,16 @@ from pydantic import Field
 
 from tickets.accounts.service import LoginThrottle, Principal, UserStore
 from tickets.errors import Forbidden, InvalidField, Unauthorized, UnsupportedMediaType
-from tickets.json_http import STANDARD_ERRORS, Body, add_openapi_paths, body_schema, ok, parse, path_id, read_json
+from tickets.json_http import (
+    STANDARD_ERRORS,
+    Body,
+    add_openapi_paths,
+    body_schema,
+    ok,
+    parse,
+    path_id,
+    read_json,
+)
 
 USERS = web.AppKey("user_store", UserStore)
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)  # set by the server once Redis is up
