@@ -76,9 +76,20 @@ class LoginFailed(Exception):
 class BridgeProtocol(AMIProtocol):
     """panoramisk's protocol with framing on bytes; events bypass panoramisk's fnmatch dispatch."""
 
+    def __init__(self, owner: Any = None) -> None:
+        super().__init__()
+        self.owner = owner
+
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self.framer = Framer()
+        # panoramisk sets ``factory`` only in a later callback: bytes read before it (the banner) were neither
+        # recorded nor seen. Know the manager from the start.
+        if self.owner is not None:
+            self.factory = self.owner
+        start = getattr(self.factory, "raw_start", None)
+        if start is not None:
+            start()  # a new recording file before the first byte (the banner) of this connection
 
     def data_received(self, data: bytes) -> None:  # type: ignore[override]
         factory = self.factory
@@ -125,6 +136,8 @@ class BridgeManager(Manager):
         super().__init__(**config)
         self.on_event: EventSink | None = config.get("on_event")
         self.raw_sink: Callable[[bytes], None] | None = config.get("raw_sink")
+        self.raw_start: Callable[[], None] | None = config.get("raw_start")
+        self.config["protocol_factory"] = lambda: BridgeProtocol(self)
         self.lost: asyncio.Future[Any] | None = None
         self.connect_error: BaseException | None = None
         self.on_action_done: Callable[[Any], None] | None = None
@@ -172,12 +185,14 @@ class AmiConnection:
     def __init__(self, settings: AmiSettings, on_event: EventSink, clock: Clock, *,
                  on_resync: Callable[[dict[str, Any]], None] | None = None,
                  raw_sink: Callable[[bytes], None] | None = None,
+                 raw_start: Callable[[], None] | None = None,
                  on_status: Callable[[dict[str, Any]], None] | None = None,
                  backlog: Callable[[], int] | None = None, high_water: int = 20_000) -> None:
         self.settings = settings
         self.on_event = on_event
         self.on_resync = on_resync
         self.raw_sink = raw_sink
+        self.raw_start = raw_start
         self.on_status = on_status
         self.clock = clock
         self.manager: BridgeManager | None = None
@@ -301,7 +316,8 @@ class AmiConnection:
         loop = asyncio.get_running_loop()
         m = BridgeManager(host=s.host, port=s.port, username=s.username, secret=s.secret, loop=loop,
                           protocol_factory=BridgeProtocol, ping_delay=10 ** 6, ping_interval=10 ** 6,
-                          events="on", on_event=self._on_event, raw_sink=self.raw_sink)
+                          events="on", on_event=self._on_event, raw_sink=self.raw_sink,
+                          raw_start=self.raw_start)
         m.lost = loop.create_future()
         m.login_done = loop.create_future()
         self.manager = m

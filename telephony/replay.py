@@ -31,17 +31,24 @@ class AmiRecorder:
         self._size = 0
 
     def new_file(self) -> None:
+        """Start a file; called by the connection when a TCP connection is made, before its first byte."""
         self.close()
         stamp = self.clock().astimezone(UTC).strftime("%Y%m%dT%H%M%S%f")
-        self._fh = open(self.dir / f"ami-{stamp}.ami", "ab")
+        path = self.dir / f"ami-{stamp}.ami"
+        n = 1
+        while path.exists():  # two connections within one clock tick never share a file
+            path = self.dir / f"ami-{stamp}-{n}.ami"
+            n += 1
+        self._fh = open(path, "ab")
         self._size = 0
         files = sorted(self.dir.glob("ami-*.ami"))
         for old in files[:-self.keep]:
             old.unlink(missing_ok=True)
 
     def write(self, data: bytes) -> None:
-        # A banner starts a new connection: start a new file so every file replays from a login.
-        if self._fh is None or data.startswith(b"Asterisk Call Manager/") or self._size > self.max_bytes:
+        # The connection starts each file (``new_file`` at connect), so every file replays from the banner: looking
+        # for the banner in the bytes missed it whenever the first read held only part of it.
+        if self._fh is None or self._size > self.max_bytes:
             self.new_file()
         self._fh.write(data)
         self._fh.flush()

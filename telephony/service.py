@@ -288,6 +288,7 @@ class TelephonyService:
 
     def _make_connection(self) -> AmiConnection:
         return AmiConnection(self.settings.ami, self.submit, self.clock, raw_sink=self._raw if self.recorder else None,
+                             raw_start=self.recorder.new_file if self.recorder else None,
                              on_status=self._status_changed, backlog=self.events.qsize,
                              high_water=self.backlog_high_water)
 

@@ -110,6 +110,7 @@ class FakeAmi:
         self.errors = {k.lower(): v for k, v in (errors or {}).items()}
         self.lists = {k.lower(): v for k, v in (lists or {}).items()}
         self.pos = capture.login_idx + 1
+        self.banner_split = 0  # > 0: send the banner in two writes, cut after this many bytes
         self.pause_after: set[int] = set()
         self.cut_after: int | None = None
         self.skip_to: int | None = None
@@ -160,7 +161,14 @@ class FakeAmi:
         self._writers.append(writer)
         pending: list[bytes] = []
         streaming = {"active": False}
-        writer.write(self.cap.banner)
+        if self.banner_split:
+            # The client may read the first part alone (as over a slow link); nothing depends on whether it does.
+            writer.write(self.cap.banner[:self.banner_split])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(self.cap.banner[self.banner_split:])
+        else:
+            writer.write(self.cap.banner)
         framer = Framer()
         stream_task: asyncio.Task[None] | None = None
         try:

@@ -64,3 +64,21 @@ def test_cli_replay_prints_queues_and_agents(settings_factory, capsys):
     out = capsys.readouterr().out
     assert "replayed 36 events" in out
     assert "queue 12345:" in out and "agent agent-8004: available" in out
+
+
+async def test_every_session_is_recorded_from_its_banner(bridge_factory, tmp_path):
+    # Three sessions (two cut by the network), the banner arriving in pieces: one file each, each from the banner.
+    rec = tmp_path / "ami"
+    b = await bridge_factory("answered_call", ami={"record_dir": str(rec)})
+    b.fake.banner_split = 9
+    await b.ready()
+    for logins in (2, 3):
+        b.fake.kill_socket()
+        deadline = asyncio.get_running_loop().time() + 20
+        while b.fake.logins < logins or not b.svc.connection._ready.is_set():
+            assert asyncio.get_running_loop().time() < deadline, "no reconnect"
+            await asyncio.sleep(0.01)
+    await b.sync()
+    files = sorted(rec.glob("ami-*.ami"))
+    assert len(files) == 3
+    assert all(f.read_bytes().startswith(b"Asterisk Call Manager/11.0.0\r\n") for f in files)
