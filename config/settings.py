@@ -134,6 +134,11 @@ class DeadlineSettings(_Section):
     return_reasons: list[str] = ["属地不符", "权属不清", "职能交叉", "非本单位职责", "诉求不明确"]
     max_extension_working_days: int = Field(10, ge=1)
     near_due_hours: float = Field(24, gt=0)
+    # Citizen-facing deadlines: a progress update to the caller every ``caller_update_days`` for a case whose
+    # reply deadline is further away than that, and the result told within ``caller_reply_working_days``
+    # working days after the department's reply.
+    caller_update_days: int = Field(7, ge=1)
+    caller_reply_working_days: int = Field(1, ge=1)
 
     @field_validator("reply_working_days")
     @classmethod

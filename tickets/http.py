@@ -92,8 +92,8 @@ async def list_tickets(request: web.Request) -> web.Response:
 async def due_tickets(request: web.Request) -> web.Response:
     who = principal(request)
     kind = request.query.get("kind", "overdue")
-    if kind not in ("overdue", "near_due"):
-        raise InvalidField("kind", "kind 须为 overdue 或 near_due")
+    if kind not in ("overdue", "near_due", "caller_overdue"):
+        raise InvalidField("kind", "kind 须为 overdue、near_due 或 caller_overdue")
     within = query_number(request.query, "within_hours", 0.1, MAX_WITHIN_HOURS)
     return ok(await request.app[STORE].due_list(who, kind, within))
 
@@ -205,7 +205,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {"summary": "登记工单（提交后才返回编号）", "requestBody": body(TicketCreate),
                          "responses": {"201": {"description": "ticket"}, **std}}},
             "/api/v1/tickets/due": {"get": {"summary": "超期/临期工单", "parameters": [
-                {"name": "kind", "in": "query", "schema": {"enum": ["overdue", "near_due"]}},
+                {"name": "kind", "in": "query", "schema": {"enum": ["overdue", "near_due", "caller_overdue"]}},
                 {"name": "within_hours", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0,
                                                                    "maximum": MAX_WITHIN_HOURS}}],
                 "responses": {"200": {"description": "list"}, **std}}},

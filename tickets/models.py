@@ -116,6 +116,8 @@ class Ticket(Base):
     supervision_answered_at: Mapped[datetime | None]
     suspend_requested: Mapped[str | None] = mapped_column(Text)  # a department's 暂停计时 request, its reason
     follow_up_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 追加诉求 / 催办
+    caller_update_due: Mapped[datetime | None]  # 告知来电人: next progress update owed to the caller
+    caller_reply_due: Mapped[datetime | None]  # 告知来电人: the result owed to the caller after the reply
 
     history: Mapped[list["TicketHistory"]] = relationship(
         back_populates="ticket", order_by="TicketHistory.id", cascade="all, delete-orphan", lazy="raise"
@@ -130,6 +132,8 @@ class Ticket(Base):
         Index("ix_tickets_status_created", "status", "created_at"),
         Index("ix_tickets_reply_outcome_replied", "reply_outcome", "replied_at"),
         Index("ix_tickets_supervised_due", "supervised", "supervision_due"),
+        Index("ix_tickets_status_caller_update_due", "status", "caller_update_due"),
+        Index("ix_tickets_status_caller_reply_due", "status", "caller_reply_due"),
     )
 
 

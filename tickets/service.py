@@ -562,8 +562,13 @@ class TicketStore:
             horizon = now + timedelta(hours=within_hours or self.settings.deadlines.near_due_hours)
             stmt = stmt.where(Ticket.status.in_(("dispatched", "signed")), Ticket.suspended_at.is_(None),
                               Ticket.reply_due >= now, Ticket.reply_due < horizon).order_by(Ticket.reply_due)
+        elif kind == "caller_overdue":  # 告知来电人 owed and late, by the same conditions as caller_missed
+            stmt = stmt.where(or_(
+                and_(Ticket.status.in_(("dispatched", "signed")), Ticket.suspended_at.is_(None),
+                     Ticket.caller_update_due < now),
+                and_(Ticket.status == "replied", Ticket.caller_reply_due < now))).order_by(Ticket.id)
         else:
-            raise InvalidField("kind", "kind 须为 overdue 或 near_due")
+            raise InvalidField("kind", "kind 须为 overdue、near_due 或 caller_overdue")
         async with self.read_sessions() as session:
             rows = (await session.scalars(stmt.limit(1000))).all()
             items = [self._view(t, mask=True) for t in rows]
@@ -705,10 +710,18 @@ class TicketStore:
             "reply_outcome": t.reply_outcome,
             "supervision_note": t.supervision_note, "supervision_answered_at": t.supervision_answered_at,
             "supervision_state": _supervision_state(t, self.clock()), "suspend_requested": t.suspend_requested,
-            "follow_up_count": t.follow_up_count,
+            "follow_up_count": t.follow_up_count, "caller_update_due": t.caller_update_due,
+            "caller_reply_due": t.caller_reply_due, **self._caller_overdue(t),
             "reply_outcome_label": workflow.REPLY_OUTCOMES.get(t.reply_outcome or "", ""),
             **self._overdue(t),
         }
+
+    def _caller_overdue(self, t: Any) -> dict[str, Any]:
+        """``caller_missed``: citizen-facing deadlines missed (告知来电人进度 / 结果), apart from ``missed``."""
+        missed = workflow.missed_caller_deadlines(t.status, t.caller_update_due, t.caller_reply_due, t.suspended_at,
+                                                  self.clock())
+        return {"caller_missed": [{"deadline": kind, "label": workflow.DEADLINE_LABELS[kind], "due": due}
+                                  for kind, due in missed]}
 
     def _overdue(self, t: Any) -> dict[str, Any]:
         """``overdue`` and ``missed``: which deadlines were missed (sign, reply), first missed first."""

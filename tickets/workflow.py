@@ -9,7 +9,7 @@ No I/O and no clock: ``now`` is passed in, deadlines come from ``tickets.deadlin
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Literal, Mapping, Union
 from zoneinfo import ZoneInfo
 
@@ -93,6 +93,8 @@ class TicketState:
     supervision_answered_at: datetime | None = None  # the department's first response (progress or reply) after 督办
     suspend_requested: str | None = None  # a department's 暂停计时 request (its reason), waiting for a supervisor
     follow_up_count: int = 0  # 追加诉求 / 催办: the caller called again about this open case
+    caller_update_due: datetime | None = None  # 告知来电人: next progress update owed to the caller (long cases)
+    caller_reply_due: datetime | None = None  # 告知来电人: the result owed to the caller after the reply
 
 
 @dataclass(frozen=True)
@@ -261,13 +263,20 @@ def _open_assignments(state: TicketState, now: datetime, policy: Policy
     effects: list[Effect] = [AssignmentOpened(state.lead_department_id, "lead", now, d.sign_due, d.reply_due)]
     effects += [AssignmentOpened(c, "co", now, d.sign_due, d.reply_due) for c in state.co_handler_ids]
     new = replace(
-        state, status="dispatched", dispatched_at=now,
+        state, status="dispatched", dispatched_at=now, caller_reply_due=None,
+        caller_update_due=_caller_update_due(d.reply_due, now, policy),
         first_dispatched_at=state.first_dispatched_at or now,
         signed_at=None, replied_at=None, sign_due=d.sign_due, reply_due=d.reply_due,
         return_until=d.return_until, progress_due=d.progress_due, return_reason=None,
         extension_pending_days=None, extension_days_granted=0, suspended_at=None,
     )
     return new, effects, _assumed(d.assumed_years)
+
+
+def _caller_update_due(reply_due: datetime | None, now: datetime, policy: Policy) -> datetime | None:
+    """The caller hears of progress every ``caller_update_days`` while the reply is further away than that."""
+    every = timedelta(days=policy.deadlines.caller_update_days)
+    return now + every if reply_due is not None and reply_due - now > every else None
 
 
 # History data key: deadlines counted Monday-Friday through these years (no holiday notice entered for them).
@@ -456,8 +465,9 @@ def _reply(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: P
     outcome = _outcome(p)
     on_time = state.reply_due is None or now <= state.reply_due
     sup, sup_data = _answers_supervision(state, now)
+    caller_due = dl.add_working_days(now, pol.deadlines.caller_reply_working_days, pol.tz, pol.calendar)
     return replace(state, status="replied", replied_at=now, answer=answer, extension_pending_days=None,
-                   reply_outcome=outcome, **sup), "", {"answer": answer, "on_time": on_time, "outcome": outcome,
+                   reply_outcome=outcome, caller_update_due=None, caller_reply_due=caller_due, **sup), "", {"answer": answer, "on_time": on_time, "outcome": outcome,
                                                        **sup_data}, \
         moved + _close_all(state, now, "replied") + [SurveyDue(now)]
 
@@ -582,6 +592,21 @@ def _escalate(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol
     return new, note, {"level": level, "to_department_id": value, "from_department_id": s.lead_department_id,
                        "sign_due": d.sign_due, "reply_due": d.reply_due, **_assumed(d.assumed_years)}, \
         [AssignmentOpened(value, "lead", now, d.sign_due, d.reply_due)]
+
+
+def _inform_caller(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
+    """告知来电人: the caller was told the progress (while handled) or the result (after the reply)."""
+    note = _text(p, "note", "告知内容")
+    if s.status == "replied":
+        on_time = s.caller_reply_due is None or now <= s.caller_reply_due
+        return replace(s, caller_reply_due=None), note, {"stage": "result", "on_time": on_time}, []
+    on_time = s.caller_update_due is None or now <= s.caller_update_due
+    return replace(s, caller_update_due=_caller_update_due(s.reply_due, now, pol)), note, \
+        {"stage": "progress", "on_time": on_time}, []
+
+
+def _handler_or_center(s: TicketState, a: Actor) -> bool:
+    return _is_handler(s, a) or a.role in CENTER_ROLES
 
 
 def _follow_up(s: TicketState, p: Mapping[str, Any], a: Actor, now: datetime, pol: Policy) -> Result:
@@ -768,6 +793,7 @@ RULES: dict[str, Rule] = {
     "supervise": Rule("督办", OPEN_STATUSES, _supervisor, _supervise),
     "escalate": Rule("提级", _S("dispatched", "signed"), _supervisor, _escalate),
     "follow_up": Rule("追加诉求/催办", OPEN_STATUSES, _center, _follow_up),
+    "inform_caller": Rule("告知来电人", _S("signed", "replied"), _handler_or_center, _inform_caller),
     "merge": Rule("合并为重复件", _S("draft", "accepted", "dispatched", "returned", "signed"), _center, _merge),
     "split": Rule("拆分", _S("merged"), _supervisor, _split),
 }
@@ -832,7 +858,7 @@ def _labels(actions: tuple[str, ...]) -> str:
 
 
 # ---------------------------------------------------------------- overdue
-DEADLINE_LABELS = {"sign": "签收", "reply": "办结"}
+DEADLINE_LABELS = {"sign": "签收", "reply": "办结", "caller_update": "告知来电人进度", "caller_reply": "告知来电人结果"}
 
 
 def missed_deadlines(status: str, sign_due: datetime | None, reply_due: datetime | None,
@@ -848,4 +874,18 @@ def missed_deadlines(status: str, sign_due: datetime | None, reply_due: datetime
     owes_reply = status in ("dispatched", "signed") and suspended_at is None
     if owes_reply and reply_due is not None and reply_due < now:
         missed.append(("reply", reply_due))
+    return tuple(missed)
+
+
+def missed_caller_deadlines(status: str, caller_update_due: datetime | None, caller_reply_due: datetime | None,
+                            suspended_at: datetime | None, now: datetime) -> tuple[tuple[str, datetime], ...]:
+    """The citizen-facing deadlines missed and still owed: ("caller_update", due) while handled and not
+    suspended, ("caller_reply", due) once replied. Kept apart from ``missed_deadlines``: a department can be
+    on time for its reply and still owe the caller a call."""
+    missed: list[tuple[str, datetime]] = []
+    if status in ("dispatched", "signed") and suspended_at is None and caller_update_due is not None \
+            and caller_update_due < now:
+        missed.append(("caller_update", caller_update_due))
+    if status == "replied" and caller_reply_due is not None and caller_reply_due < now:
+        missed.append(("caller_reply", caller_reply_due))
     return tuple(missed)

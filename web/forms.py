@@ -40,6 +40,7 @@ def action_forms(return_reasons: list[str], max_extension: int) -> dict[str, dic
                                    optional=True), _f("note", "提级理由", "textarea")]},
         "approve_suspend": {"fields": [_f("note", "审批意见", optional=True)], "primary": True},
         "refuse_suspend": {"fields": [_f("note", "不予暂停的理由", "textarea")], "danger": True},
+        "inform_caller": {"fields": [_f("note", "已告知来电人的内容（办理进度或办理结果）", "textarea")]},
         "follow_up": {"fields": [_f("kind", "类型", "select", options=[("chaser", "催办"), ("added", "追加诉求")]),
                                  _f("note", "来电人这次说的内容", "textarea")]},
         "merge": {"fields": [_f("master", "主工单编号"), _f("note", "说明", optional=True)], "danger": True},

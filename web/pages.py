@@ -314,6 +314,7 @@ async def supervisor_page(request: web.Request, who: Principal) -> web.StreamRes
         "ledger_counts": store.ledger_counts(ledger),
         "fallback": await store.fallback_cases(who, *_this_week(now, request.app[TZ])),
         "supervision_overdue": await store.supervision_overdue(who),
+        "caller_overdue": await store.due_list(who, "caller_overdue"),
         "suspend_requests": (await store.list(TicketQuery(status=("signed",), suspend_requested=True, limit=100),
                                               who))["items"],
         "duplicates": await duplicate_groups(store.read_sessions, now),

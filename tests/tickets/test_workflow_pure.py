@@ -147,3 +147,27 @@ def test_supervision_is_answered_by_the_departments_first_response() -> None:
     escalated = run(s, "escalate", SUPER, note="提级", to_department_id=20)
     assert (escalated.status, escalated.lead_department_id, escalated.co_handler_ids) == ("dispatched", 20, (10,))
     assert "return" not in wf.allowed_actions(escalated, wf.Actor(9, "department", "城管", department_id=20))
+
+
+def test_citizen_facing_deadlines() -> None:
+    from datetime import timedelta
+
+    complaint = run(run(wf.TicketState(request_type="complaint"), "accept", AGENT), "dispatch", AGENT,
+                    lead_department_id=10)
+    assert complaint.caller_update_due == NOW + timedelta(days=7)  # 15 working days: the caller hears weekly
+    short = run(run(wf.TicketState(request_type="inquiry"), "accept", AGENT), "dispatch", AGENT,
+                lead_department_id=10)
+    assert short.caller_update_due is None  # 3 working days: the reply itself comes first
+    s = run(complaint, "sign", WATER)
+    later = NOW + timedelta(days=8)
+    assert wf.missed_caller_deadlines(s.status, s.caller_update_due, s.caller_reply_due, None, later) == (
+        ("caller_update", NOW + timedelta(days=7)),)
+    told = wf.apply(s, "inform_caller", {"note": "已电话告知进度"}, WATER, later, POLICY)
+    assert isinstance(told, wf.Transition) and told.entry.data == {"stage": "progress", "on_time": False}
+    assert told.state.caller_update_due == later + timedelta(days=7)
+    replied = run(s, "reply", WATER, answer="已处理")
+    assert replied.caller_update_due is None and replied.caller_reply_due is not None
+    # replied Monday 2026-11-23 (Beijing): the result is owed by the end of Tuesday
+    assert replied.caller_reply_due == datetime(2026, 11, 25, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    done = run(replied, "inform_caller", AGENT, note="已告知办理结果")
+    assert done.caller_reply_due is None
