@@ -71,7 +71,7 @@ class TelephonyService:
         self.effects: asyncio.Queue[Any] = asyncio.Queue()
         self.hub = LiveHub(redis)
         self.hub.snapshot_source = self.full_view
-        self.store = CallStore(sessions, clock) if sessions is not None else None
+        self.store = CallStore(sessions, clock, self.config.tz) if sessions is not None else None
         self.on_call_connected = on_call_connected
         self.on_call_ended = on_call_ended
         self.on_effect = on_effect
@@ -431,7 +431,7 @@ def setup(app: web.Application, settings: Settings, clock: Clock, *, redis: Any 
         s = _resolve(sessions)
         service.hub.redis = r
         if s is not None:
-            service.store = CallStore(s, clock)
+            service.store = CallStore(s, clock, service.config.tz)
         await service.start()
         try:
             yield

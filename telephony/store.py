@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from sqlalchemy import select
@@ -21,9 +21,10 @@ def _dt(ts: float | None) -> datetime | None:
 
 
 class CallStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, tz: tzinfo | None = None) -> None:
         self.sessions = sessions
         self.clock = clock
+        self.tz = tz or timezone(timedelta(hours=8))  # the centre's day, for one callback entry per number per day
 
     async def save_call(self, e: CallEnded) -> bool:
         """Store a finished queue call once (Linkedid is unique: a second writer is a no-op)."""
@@ -52,37 +53,61 @@ class CallStore:
                       agent_interface="", note="")
         return await self._insert_once(cb)
 
+    # One row per missed call (idempotent by Linkedid, whichever source saw it first); the list shows one entry
+    # per number per local day, the first missed call's row, with how many times the caller tried
+    # (``missed_count``). Acting on the entry acts on every row of it.
+    def _group_key(self, c: Callback) -> tuple[str, str]:
+        day = c.missed_at.astimezone(self.tz).date().isoformat()
+        return (c.caller_num or f"#{c.call_id}", day)  # an unknown number is never merged
+
+    async def _group(self, s: AsyncSession, c: Callback) -> list[Callback]:
+        if not c.caller_num:
+            return [c]
+        local = c.missed_at.astimezone(self.tz)
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        q = select(Callback).where(Callback.caller_num == c.caller_num, Callback.missed_at >= start,
+                                   Callback.missed_at < start + timedelta(days=1)).order_by(Callback.missed_at,
+                                                                                           Callback.id)
+        return list((await s.scalars(q)).all())
+
     async def callbacks(self, status: str | None = "pending", limit: int = 200) -> list[dict[str, Any]]:
         async with self.sessions() as s:
-            q = select(Callback).order_by(Callback.missed_at).limit(limit)
+            q = select(Callback).order_by(Callback.missed_at, Callback.id)
             if status:
                 q = q.where(Callback.status == status)
-            return [callback_dict(c) for c in (await s.scalars(q)).all()]
+            groups: dict[tuple[str, str], list[Callback]] = {}
+            for c in (await s.scalars(q)).all():
+                groups.setdefault(self._group_key(c), []).append(c)
+                if len(groups) > limit:
+                    break
+            return [callback_dict(g[0], g) for g in list(groups.values())[:limit]]
 
     async def get_callback(self, callback_id: int) -> dict[str, Any] | None:
         async with self.sessions() as s:
             c = await s.get(Callback, callback_id)
-            return callback_dict(c) if c else None
+            return callback_dict(c, await self._group(s, c)) if c else None
 
     async def update_callback(self, callback_id: int, *, status: str, agent_interface: str | None = None,
                               note: str | None = None, attempt: bool = False) -> dict[str, Any] | None:
         now = self.clock()
         async with self.sessions() as s:
-            c = await s.get(Callback, callback_id)
-            if c is None:
+            first = await s.get(Callback, callback_id)
+            if first is None:
                 return None
-            c.status = status
-            if agent_interface is not None:
-                c.agent_interface = agent_interface
-            if note is not None:
-                c.note = note
-            if attempt:
-                c.attempts += 1
-                c.last_attempt_at = now
-            if status == "done":
-                c.done_at = now
+            group = await self._group(s, first)
+            for c in group:
+                c.status = status
+                if agent_interface is not None:
+                    c.agent_interface = agent_interface
+                if note is not None:
+                    c.note = note
+                if attempt:
+                    c.attempts += 1
+                    c.last_attempt_at = now
+                if status == "done":
+                    c.done_at = now
             await s.commit()
-            return callback_dict(c)
+            return callback_dict(first, group)
 
     async def calls(self, start: datetime, end: datetime, queue: str | None = None) -> list[CallRecord]:
         async with self.sessions() as s:
@@ -167,8 +192,11 @@ class Counters:
         }
 
 
-def callback_dict(c: Callback) -> dict[str, Any]:
+def callback_dict(c: Callback, group: list[Callback] | None = None) -> dict[str, Any]:
+    group = group or [c]
     return {"id": c.id, "call_id": c.call_id, "caller_num": c.caller_num, "caller_name": c.caller_name,
+            "missed_count": len(group), "call_ids": [g.call_id for g in group],
+            "last_missed_at": max(g.missed_at for g in group).isoformat(),
             "queue": c.queue, "missed_at": c.missed_at.isoformat(), "wait_seconds": round(c.wait_seconds, 1),
             "reason": c.reason, "status": c.status, "attempts": c.attempts, "agent_interface": c.agent_interface,
             "last_attempt_at": c.last_attempt_at.isoformat() if c.last_attempt_at else None,

@@ -61,3 +61,27 @@ async def test_burst_and_transfer_records_and_report(store):
                                       note="已回电，市民已报修", attempt=True)
     assert upd["status"] == "done" and upd["attempts"] == 1 and upd["note"] == "已回电，市民已报修"
     assert len(await store.callbacks()) == 18
+
+
+async def test_callback_list_one_entry_per_number_per_day(store):
+    # A caller who gives up three times this morning is one entry (missed_count 3), not three; the next day is
+    # a new entry; an unknown number is never merged; the same call reported twice is stored once.
+    def missed(call_id: str, num: str, hour: int, day: int = 23) -> CallMissed:
+        at = datetime(2026, 11, day, hour, 0, tzinfo=TZ).timestamp()
+        return CallMissed(call_id, num, "", "12345", at - 30, at, 30.0, "abandoned")
+
+    for m in [missed("1.1", "13900139000", 8), missed("1.2", "13900139000", 9), missed("1.3", "13900139000", 23),
+              missed("2.1", "13900139000", 8, day=24), missed("3.1", "13700137000", 10),
+              missed("4.1", "", 10), missed("4.2", "", 11)]:
+        assert await store.add_callback(m)
+    assert not await store.add_callback(missed("1.2", "13900139000", 9))  # queue_log and AMI both saw it
+    items = await store.callbacks()
+    assert [(i["caller_num"], i["missed_count"], i["call_ids"]) for i in items] == [
+        ("13900139000", 3, ["1.1", "1.2", "1.3"]), ("13700137000", 1, ["3.1"]), ("", 1, ["4.1"]), ("", 1, ["4.2"]),
+        ("13900139000", 1, ["2.1"])]
+    first = items[0]
+    done = await store.update_callback(first["id"], status="done", agent_interface="PJSIP/8001", note="已回复",
+                                       attempt=True)
+    assert done["status"] == "done" and done["missed_count"] == 3 and done["attempts"] == 1
+    assert [i["call_ids"] for i in await store.callbacks()] == [["3.1"], ["4.1"], ["4.2"], ["2.1"]]
+    assert [i["missed_count"] for i in await store.callbacks("done")] == [3]
