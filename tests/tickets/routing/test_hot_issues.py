@@ -1,7 +1,10 @@
-"""Hot issues from real messages: known groups of the data land whole in their own clusters."""
+"""Hot issues from real messages: known groups of the data land whole in their own clusters, clusters are one
+matter each (precision on a labelled sample), one caller's template text is recognised, names are the
+cluster's own place and matter."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 
@@ -15,17 +18,54 @@ GROUPS = {
     "parking": lambda t: "伊景园" in t,
 }
 
+# The labelled sample (built by reading messages_with_support.csv; the data stays in ../shared): topic
+# groups a supervisor names the same way, each a place + a matter, defined by words of the messages so
+# that membership does not depend on the clustering. Every message of the file that the rule takes was
+# read and is the same matter (places that carried several matters, 海伦春天 or 明昇壹城, were left out).
+# 魅力之城 carries two matters (restaurant fumes and noise below flats; cracked floors): a cluster that
+# mixes them is imprecise.
+LABELLED: dict[str, Callable[[str], bool]] = {
+    "丽发新城搅拌站": lambda t: "丽发新城" in t and "搅拌" in t,  # 55 messages, 52 callers
+    "伊景园滨河苑捆绑车位": lambda t: "伊景园" in t,  # 57, 53
+    "魅力之城底商油烟噪音": lambda t: "魅力之城" in t and any(k in t for k in ("油烟", "扰民", "烧烤", "噪音")),  # 22
+    "魅力之城楼板开裂": lambda t: "魅力之城" in t and "开裂" in t,  # 4, one caller
+    "老地方美食广场消防": lambda t: "老地方" in t and any(k in t for k in ("消防", "招商")),  # 9
+    "805路改道木莲中路": lambda t: "805" in t and "木莲" in t,  # 8
+    "青青家园住改商烟道": lambda t: "青青家园" in t and any(k in t for k in ("住改商", "烟道", "油烟", "通道", "小吃")),  # 12
+    "诺亚山林门口医院": lambda t: "诺亚山林" in t and "医院" in t,  # 7
+}
+# One web user wrote 89 messages on many matters, all in the same template ("在国家倡导以人民为中心的大
+# 背景下 ... 希望市委市政府加快 ..."): the biggest "hot issue" before (76 tickets named 加快、何具体、行动).
+TEMPLATE_USER = "A00031618"
+
+
+@lru_cache(maxsize=1)
+def all_docs() -> list[hot_issues.Doc]:
+    return [hot_issues.Doc(int(r["id"]), r["title"], r["body"], datetime.fromisoformat(r["time"]), caller=r["user"])
+            for r in read_rows(SUPPORT)]
+
 
 @lru_cache(maxsize=1)
 def fixed_set() -> tuple[list[hot_issues.Doc], dict[str, set[int]]]:
-    rows = read_rows(SUPPORT)
-    docs = [hot_issues.Doc(int(r["id"]), r["title"], r["body"], datetime.fromisoformat(r["time"]))
-            for r in rows]
+    docs = all_docs()
     members = {g: {d.id for d in docs if f(d.title + d.content)} for g, f in GROUPS.items()}
     chosen = set().union(*members.values())
     rest = [d for d in docs if d.id not in chosen]
     random.Random(0).shuffle(rest)
     return [d for d in docs if d.id in chosen] + rest[:500], members
+
+
+@lru_cache(maxsize=1)
+def labelled_run() -> tuple[list[hot_issues.Cluster], dict[str, set[int]], set[int]]:
+    """Every labelled message, the template user's messages and 1,000 others, clustered together."""
+    docs = all_docs()
+    groups = {g: {d.id for d in docs if f(d.title + d.content)} for g, f in LABELLED.items()}
+    template = {d.id for d in docs if d.caller == TEMPLATE_USER}
+    chosen = set().union(*groups.values()) | template
+    rest = [d for d in docs if d.id not in chosen]
+    random.Random(1).shuffle(rest)
+    sample = [d for d in docs if d.id in chosen] + rest[:1000]
+    return hot_issues.cluster(sample, params=hot_issues.Params(alert_size=5)), groups, template
 
 
 def test_known_groups_form_their_own_named_clusters() -> None:
@@ -42,6 +82,50 @@ def test_known_groups_form_their_own_named_clusters() -> None:
     assert any("景园" in k or "滨河" in k for k in parking.keywords)
     assert clusters[0].size >= clusters[-1].size
     assert len(parking.examples) == 3 and all(e["title"] for e in parking.examples)
+
+
+def test_names_are_the_place_and_the_matter_of_the_cluster() -> None:
+    docs, members = fixed_set()
+    clusters = hot_issues.cluster(docs)
+    mixing = max(clusters, key=lambda c: len(members["mixing_plant"] & set(c.members)))
+    parking = max(clusters, key=lambda c: len(members["parking"] & set(c.members)))
+    assert mixing.name.startswith("丽发新城") and "搅拌站" in mixing.name  # not 加快、何具体 or 发新城、丽发
+    assert parking.name.startswith("伊景园滨河苑") and "捆绑" in parking.name
+    texts = [hot_issues.plain(t) for t in ("A2区丽发新城附近建搅拌站", "投诉丽发新城小区噪音", "丽发新城灰尘大")]
+    assert hot_issues.phrase("发新城", texts) == "丽发新城"
+
+
+def test_clusters_of_the_labelled_sample_are_one_matter_each() -> None:
+    """Precision: of the tickets in the cluster holding most of a labelled group, the share that belongs to
+    that group (pooled over the groups); a message outside the group's rule counts as wrong even when it is
+    related, so this is a lower bound. Measured 0.96 (171 of 178) on this sample; see BENCHMARKS.md."""
+    clusters, groups, _ = labelled_run()
+    right = total = 0
+    used: set[int] = set()
+    for ids in groups.values():
+        best = max(clusters, key=lambda c: len(ids & set(c.members)))
+        if len(ids & set(best.members)) < 3:
+            continue
+        assert id(best) not in used  # two matters never share one cluster (魅力之城 fumes vs cracks)
+        used.add(id(best))
+        right += len(ids & set(best.members))
+        total += best.size
+    assert total and right / total >= 0.9
+
+
+def test_one_callers_template_is_recognised_and_never_alerts() -> None:
+    clusters, _, template = labelled_run()
+    theirs = [c for c in clusters if len(template & set(c.members)) > 0.5 * c.size]
+    assert theirs and all(c.template and not c.alert and c.callers <= 2 for c in theirs)
+    assert all(c.name.startswith("同一来电人多次反映") for c in theirs)
+    # Many callers with one problem is no template: the two big issues alert (alert_size 5).
+    big = [c for c in clusters if c.size >= 40 and not c.template]
+    assert len(big) >= 2 and all(c.alert and c.callers >= 40 for c in big)
+    # The repeated clauses are found per caller, and only when repeated in three or more tickets.
+    docs = [hot_issues.Doc(i, f"问题{i}", f"在国家倡导以人民为中心的大背景下，第{i}件事情请处理", caller="x")
+            for i in range(3)]
+    assert hot_issues.template_clauses(docs) == {"x": {"在国家倡导以人民为中心的大背景下"}}
+    assert hot_issues.template_clauses(docs[:2]) == {}
 
 
 def test_growth_against_the_previous_period_and_alert() -> None:
