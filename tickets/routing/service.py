@@ -195,7 +195,7 @@ class RoutingService:
             prev: list[hot_issues.Doc] = []
             for t, code in rows:
                 doc = hot_issues.Doc(t.id, t.title, t.content, t.created_at, t.district, t.address, code or "",
-                                     t.number)
+                                     t.number, t.caller_phone or "")
                 (cur if t.created_at >= start else prev).append(doc)
             params = self.hot_params
             found = await asyncio.get_running_loop().run_in_executor(
