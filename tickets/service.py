@@ -269,11 +269,27 @@ class TicketStore:
                     "duplicate": ticket.number, "departments": moved or [], "note": entry.note}, who, now))
             if action == "reply":
                 after += await self._relay_reply(session, ticket, now)
+            if action == "follow_up" and isinstance(params.get("draft"), str) and params["draft"]:
+                after += await self._absorb_draft(session, ticket, params["draft"], entry.note, who, now)
             view = self._view(ticket, mask=False)
         self._notify(view, entry)
         for other_view, other_entry in after:
             self._notify(other_view, other_entry)
         return view
+
+    async def _absorb_draft(self, session: AsyncSession, case: SimpleNamespace, number: str, note: str,
+                            who: Principal, now: datetime) -> list[tuple[dict[str, Any], workflow.HistoryEntry]]:
+        """追加诉求 / 催办 from the agent's screen: the new call's draft joins the open case (merged: its call,
+        recording and caller stay on record) instead of becoming another ticket."""
+        draft = await self._load_row(session, number, who, for_update=True)
+        if draft.id == case.id or draft.status not in ("draft", "accepted"):
+            raise InvalidField("draft", f"工单 {number} 不是待处理的新来电")
+        params = {"master": case.number, "master_state": to_state(case), "note": f"追加诉求/催办：{note}"}
+        entry, changes = await self._apply(session, draft, "merge", params, who, now)
+        await self._save(session, draft, changes, now)
+        return [(self._view(draft, mask=False), entry),
+                await self._internal(session, case, "merged_in", {"duplicate": draft.number, "departments": [],
+                                                                   "note": params["note"]}, who, now)]
 
     async def _next_level(self, session: AsyncSession, ticket: SimpleNamespace) -> int | None:
         """The next level of the escalation chain above the ticket's lead department (None: not configured)."""

@@ -132,6 +132,7 @@ async def agent_page(request: web.Request, who: Principal) -> web.StreamResponse
         ticket = await store.get(number, who)
         ctx["ticket"] = ticket
         ctx["related"] = await store.related(number, who)
+        ctx["open_statuses"] = workflow.OPEN_STATUSES
         provider = request.app[OPTIONS].get("transcript_provider")
         transcript = await provider(ticket) if provider else None
         ctx["transcript"] = transcript

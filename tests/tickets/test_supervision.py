@@ -83,3 +83,18 @@ async def test_follow_up_adds_the_callers_call_to_the_open_case(center: Center) 
     assert mine["follow_up_count"] == 2
     history = await center.water.get(f"/api/v1/tickets/{n}/history")
     assert [h["data"]["kind"] for h in history if h["action"] == "follow_up"] == ["chaser", "added"]
+
+
+async def test_a_new_calls_draft_joins_the_open_case_instead_of_becoming_a_ticket(center: Center) -> None:
+    n = await dispatched_to(center, "swuj")
+    draft = (await center.new_ticket(caller_phone="13800138000", content="又打来催问施工噪音"))["number"]
+    t = await center.agent.act(n, "follow_up", kind="chaser", note="来电人再次催办", draft=draft)
+    assert t["follow_up_count"] == 1 and t["status"] == "dispatched"
+    d = await center.agent.get(f"/api/v1/tickets/{draft}")
+    assert (d["status"], d["duplicate_of"]) == ("merged", n)
+    case = await center.water.get(f"/api/v1/tickets/{n}")
+    assert [c["ticket"] for c in case["callers"]] == [draft]
+    history = await center.water.get(f"/api/v1/tickets/{n}/history")
+    assert [h["action"] for h in history if h["ticket"] == n][-2:] == ["follow_up", "merged_in"]
+    bad = await center.agent.act(n, "follow_up", note="x", draft=n, expect=400)
+    assert bad["field"] == "draft"

@@ -201,3 +201,39 @@ def test_provenance_marks_transcript_and_source_text() -> None:
     p = provenance({"address": {"value": "幸福路", "source_text": "住在幸福路", "start": 50, "end": 60}}, None)
     assert [s for s in p["fields"][0]["segments"] if s[1]] == [("幸福路", "address")]
     assert provenance(None, None) == {"fields": [], "transcript": []}
+
+
+async def test_pages_offer_follow_up_split_supervision_and_suspension(console: Console) -> None:
+    import asyncio
+    from datetime import datetime, timedelta, timezone
+
+    number = await dispatched(console)
+    store, users = console.store, console.users
+    await store.act(number, "sign", {}, users["water"])
+    # the agent's screen on a new call of the same caller offers to add it to the open case
+    new = await console.draft(content="又来催问工地夜间施工的事")
+    agent = await session_for(console, "agent1")
+    page = await (await agent.get(f"/agent?ticket={new['number']}")).text()
+    assert f"/api/v1/tickets/{number}/actions/follow_up" in page and f'value="{new["number"]}"' in page
+    await agent.close()
+
+    due = datetime.now(timezone.utc) + timedelta(seconds=1)
+    await store.act(number, "supervise", {"note": "请明日前书面反馈", "due": due}, users["super"])
+    await store.act(number, "suspend", {"note": "等待来电人补充材料"}, users["water"])
+    await asyncio.sleep(1.2)
+    water = await session_for(console, "water1")
+    inbox = await (await water.get("/dept")).text()
+    top = inbox[inbox.index('id="supervised"'):].split("</section>", 1)[0]
+    assert number in top and "请明日前书面反馈" in top and "督办超期" in top
+    await water.close()
+    sup = await session_for(console, "super1")
+    page = await (await sup.get("/supervisor")).text()
+    assert 'id="supervision-banner"' in page and number in page.split('id="supervision-banner"', 1)[1][:600]
+    pending = page[page.index('id="suspensions"'):].split("</section>", 1)[0]
+    assert f"/api/v1/tickets/{number}/actions/approve_suspend" in pending and "等待来电人补充材料" in pending
+    # a merged ticket offers the supervisor a split
+    dup = await console.draft(caller_phone="13700001111")
+    await store.act(dup["number"], "merge", {"master": number}, users["agent"])
+    page = await (await sup.get(f"/tickets/{dup['number']}")).text()
+    assert 'data-action="split"' in page or f"/api/v1/tickets/{dup['number']}/actions/split" in page
+    await sup.close()
