@@ -646,8 +646,9 @@ def _handlers(s: TicketState) -> list[int]:
 
 
 def moved_departments(duplicate: TicketState, master: TicketState) -> list[int]:
-    """Departments holding the duplicate that the master must take on as co-handlers (nobody loses a case)."""
-    if duplicate.status not in ("dispatched", "signed"):
+    """Departments holding the duplicate that the master must take on as co-handlers (nobody loses a case).
+    None once the master is replied: the case is answered, the duplicate's caller gets that answer."""
+    if duplicate.status not in ("dispatched", "signed") or master.status not in ("dispatched", "signed", "returned"):
         return []
     held = set(_handlers(master))
     return [d for d in _handlers(duplicate) if d not in held]

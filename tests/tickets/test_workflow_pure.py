@@ -71,6 +71,7 @@ def test_merge_never_makes_a_draft_the_master_of_a_held_case_and_split_restores_
     result = wf.apply(signed, "merge", {"master": "M1", "master_state": other}, SUPER, NOW, POLICY)
     assert isinstance(result, wf.Transition) and result.state.status == "merged"
     assert result.entry.data["moved_departments"] == [10]
+    assert wf.moved_departments(signed, replace(other, status="replied")) == []  # answered: no one to hand it to
     assert [type(e).__name__ for e in result.effects] == ["AssignmentClosed"]
     master = wf.apply_internal(other, "merged_in", {"duplicate": "X", "departments": [10]}, SUPER, NOW, POLICY)
     assert isinstance(master, wf.Transition) and master.state.co_handler_ids == (10,)
