@@ -94,6 +94,11 @@ class AmiSettings(_Section):
     # Asterisk's queue_log file (its log dir, shared or copied here), read after every (re)connect to record the
     # queue calls AMI missed during the gap; empty = no reconciliation (calls lost in a gap get a guessed outcome).
     queue_log_path: str = ""
+    # Or Asterisk's realtime queue_log table (extconfig.conf queue_log => ...): an async SQLAlchemy URL of that
+    # database (postgresql+asyncpg://..., read-only user); used instead of the file when set.
+    queue_log_url: str = ""
+    queue_log_table: str = Field("queue_log", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    queue_log_utc: bool = False  # the table's time is UTC (logger.conf queue_log_realtime_use_gmt = yes)
     # Transfer destinations the centre configured; each exten must exist in the [transfer] context.
     transfer_destinations: list[TransferDestination] = [
         TransferDestination(exten="110", name="110 公安报警"), TransferDestination(exten="119", name="119 消防"),

@@ -119,8 +119,23 @@ def _roll_day(state: LiveState, ts: float, cfg: ReducerConfig) -> LiveState:
         return replace(state, day_end=end)
     queues = {k: replace(q, stats=QueueStats(), alert=False) for k, q in state.queues.items()}
     keep = start.timestamp() - 86400  # yesterday's calls may still show up in a queue_log read after midnight
-    done = {k: t for k, t in state.done.items() if t >= keep}
-    return replace(state, day=day, day_end=end, queues=queues, done=done)
+    done = {k: t for d in (state.done, state.done_recent) for k, t in d.items() if t >= keep}
+    return replace(state, day=day, day_end=end, queues=queues, done=done, done_recent={})
+
+
+DONE_BATCH = 256
+
+
+def _is_done(state: LiveState, call_id: str) -> bool:
+    return call_id in state.done_recent or call_id in state.done
+
+
+def _mark_done(state: LiveState, call_id: str, at: float) -> LiveState:
+    """Remember a recorded call; folds the small recent dict into the big one every DONE_BATCH calls."""
+    recent = _put(state.done_recent, call_id, at)
+    if len(recent) < DONE_BATCH:
+        return replace(state, done_recent=recent)
+    return replace(state, done={**state.done, **recent}, done_recent={})
 
 
 def _call_of_channel(state: LiveState, uniqueid: str, linkedid: str = "") -> Call | None:
@@ -210,7 +225,7 @@ def _end_call(state: LiveState, call: Call, ts: float, cfg: ReducerConfig, lost:
         # MixMonitor starts before the queue: an abandoned caller leaves a 44-byte WAV with no talk in it.
         call = replace(call, recording="")
     if call.queue:
-        state = replace(state, done=_put(state.done, call.id, ts))
+        state = _mark_done(state, call.id, ts)
         q, call = _offer(_queue(state, call.queue), call)
         waiting = q.waiting
         if call.id in waiting:
@@ -708,7 +723,7 @@ def on_queue_log(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> 
     effects: list[Any] = []
     names = {m.name: m.interface for q in state.queues.values() for m in q.members.values() if m.name}
     for lc in sorted(logged.values(), key=lambda c: (c.ended or 0.0, c.call_id)):
-        if lc.call_id in state.done:
+        if _is_done(state, lc.call_id):
             continue
         live = state.calls.get(lc.call_id)
         if not lc.outcome:
@@ -735,7 +750,7 @@ def _logged_call_ended(state: LiveState, lc: queue_log.LoggedCall, seen: Call | 
                        cfg: ReducerConfig) -> tuple[LiveState, Effects]:
     ended = lc.ended or state.now
     joined = lc.joined if lc.joined is not None else (seen.joined if seen else None)
-    state = replace(state, unresolved=_drop(state.unresolved, lc.call_id), done=_put(state.done, lc.call_id, ended))
+    state = _mark_done(replace(state, unresolved=_drop(state.unresolved, lc.call_id)), lc.call_id, ended)
     effects: list[Any] = []
     answered = lc.outcome in ("answered", "transferred")
     wait = lc.wait if lc.wait is not None else (None if joined is None else max(0.0, ended - joined))
@@ -788,7 +803,7 @@ def on_day_calls(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> 
         cid, qname, outcome = str(row.get("call_id") or ""), str(row.get("queue") or ""), row.get("outcome")
         joined, ended = row.get("joined"), row.get("ended")
         when = joined if isinstance(joined, (int, float)) else ended
-        if not cid or not qname or cid in state.done or not isinstance(when, (int, float)) \
+        if not cid or not qname or _is_done(state, cid) or not isinstance(when, (int, float)) \
                 or not (day_start <= when < day_end):
             continue
         q = _queue(state, qname)
@@ -805,8 +820,7 @@ def on_day_calls(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> 
         else:
             s = replace(s, timed_out=s.timed_out + 1, longest_wait=max(s.longest_wait, w))
         q, _ = _check_alert(replace(q, stats=s), ts, cfg)
-        state = replace(_with_queue(state, q), done=_put(state.done, cid, float(ended) if isinstance(
-            ended, (int, float)) else ts))
+        state = _mark_done(_with_queue(state, q), cid, float(ended) if isinstance(ended, (int, float)) else ts)
     return state, NONE
 
 

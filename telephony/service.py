@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +25,7 @@ from config.settings import Settings
 from . import actions
 from .connection import AmiConnection, AmiNotConnected
 from .live import LiveHub
-from .queue_log_file import QueueLogFile
+from .queue_log_reader import QueueLogFile, QueueLogTable
 from .reducer import ReducerConfig, apply
 from .replay import AmiRecorder, replay
 from .state import (
@@ -58,8 +58,14 @@ class TelephonyService:
         self.settings = settings
         self.clock = clock
         # The first read of queue_log looks one day back (a server down overnight still records the evening).
-        self.queue_log = (QueueLogFile(settings.ami.queue_log_path, since=clock().timestamp() - 86400)
-                          if settings.ami.queue_log_path else None)
+        since = clock().timestamp() - 86400
+        a = settings.ami
+        self.queue_log: QueueLogFile | QueueLogTable | None = None
+        if a.queue_log_url:
+            self.queue_log = QueueLogTable(a.queue_log_url, UTC if a.queue_log_utc else ZoneInfo(settings.server.timezone),
+                                           since=since, table=a.queue_log_table)
+        elif a.queue_log_path:
+            self.queue_log = QueueLogFile(a.queue_log_path, since=since)
         self.config = ReducerConfig(tz=ZoneInfo(settings.server.timezone),
                                     answer_rate_target=settings.ami.answer_rate_target,
                                     reconcile=self.queue_log is not None)
@@ -228,7 +234,7 @@ class TelephonyService:
         ok = (not self.settings.ami.enabled) or bool(status.get("connected"))
         out = {"ok": ok, **status}
         if self.leading and self.settings.ami.enabled:
-            out["queue_log"] = self.settings.ami.queue_log_path or None
+            out["queue_log"] = self.queue_log.where if self.queue_log is not None else None
             out["coverage"] = [dict(c) for c in self.coverage]
         return out
 
@@ -240,7 +246,7 @@ class TelephonyService:
             self.coverage.append({"source": "ami", "from": status.get("since") or now, "to": None})
             if self.queue_log is not None:
                 # After the resync (already queued): what queue_log recorded while AMI was not listening.
-                entry = {"source": "queue_log", "path": str(self.queue_log.path), "from": gap_from,
+                entry = {"source": "queue_log", "path": self.queue_log.where, "from": gap_from,
                          "to": status.get("since") or now, "calls": 0, "error": ""}
                 self.coverage.append(entry)
                 asyncio.get_running_loop().create_task(self.reconcile(entry))
@@ -274,9 +280,9 @@ class TelephonyService:
         entries: list[Any] = []
         if self.queue_log is not None:
             try:
-                entries = await asyncio.get_running_loop().run_in_executor(None, self.queue_log.read_new)
-            except OSError as exc:
-                log.warning("queue_log %s not read: %s", self.queue_log.path, exc)
+                entries = await self.queue_log.read()
+            except Exception as exc:  # file gone, database down: the gap's calls get the guessed outcome
+                log.warning("queue_log %s not read: %s", self.queue_log.where, exc)
                 if entry is not None:
                     entry["error"] = f"{type(exc).__name__}: {exc}"
         self.submit({"Event": "_QueueLog", "entries": entries})
@@ -377,6 +383,8 @@ class TelephonyService:
             log.info("leader lock not released: %s", exc)
         if self.recorder is not None:
             self.recorder.close()
+        if self.queue_log is not None:
+            await self.queue_log.close()
 
     # ------------------------------------------------------------ agent and supervisor operations
     def agent_channel(self, interface: str) -> tuple[str, str]:

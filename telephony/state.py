@@ -166,7 +166,9 @@ class LiveState:
     agents: Mapping[str, Agent] = field(default_factory=dict)
     recording_by_channel: Mapping[str, str] = field(default_factory=dict)
     # Queue calls already recorded (call id -> end time), so queue_log never records or counts one twice.
+    # Two levels so that recording a call copies a small dict, not the whole day (see reducer._mark_done).
     done: Mapping[str, float] = field(default_factory=dict)
+    done_recent: Mapping[str, float] = field(default_factory=dict)
     # Calls that vanished during a link gap, held until queue_log says how they ended (``_QueueLog``).
     unresolved: Mapping[str, Call] = field(default_factory=dict)
 

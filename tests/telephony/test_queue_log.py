@@ -8,6 +8,8 @@ was never cut, is the truth the result is compared with.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 from fake_ami import CAPTURES, Capture, requires_captures
@@ -18,7 +20,7 @@ from test_bridge_captures import ev, waiting
 import migrations
 from telephony import queue_log
 from telephony.models import Callback, CallRecord
-from telephony.queue_log_file import QueueLogFile
+from telephony.queue_log_reader import QueueLogFile, QueueLogTable
 from telephony.reducer import ReducerConfig, apply, fold
 from telephony.replay import read_events
 from telephony.state import CallEnded
@@ -77,11 +79,49 @@ async def _until(cond, what: str, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_link_gap_is_reconciled_from_queue_log(bridge_factory, sessions, tmp_path):
-    log_path = tmp_path / "queue_log"
-    first = [line for line in LOG_LINES if int(line.split("|")[0]) <= 1796255561]
-    log_path.write_text("".join(first), encoding="utf-8")
-    b = await bridge_factory("link_gap.1", ami={"queue_log_path": str(log_path)}, sessions=sessions)
+class FileLog:
+    """queue_log as Asterisk's file."""
+
+    def __init__(self, tmp_path) -> None:
+        self.path = tmp_path / "queue_log"
+        self.path.write_text("", encoding="utf-8")
+        self.settings = {"queue_log_path": str(self.path)}
+        self.where = str(self.path)
+
+    def add(self, lines: list[str]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write("".join(lines))
+
+
+class TableLog:
+    """queue_log as Asterisk's realtime table (contrib/realtime schema), time in UTC (use_gmt)."""
+
+    def __init__(self, tmp_path) -> None:
+        db = tmp_path / "asterisk.db"
+        with sqlite3.connect(db) as c:
+            c.execute("CREATE TABLE queue_log (id INTEGER PRIMARY KEY AUTOINCREMENT, time TIMESTAMP, callid VARCHAR(80),"
+                      " queuename VARCHAR(256), agent VARCHAR(80), event VARCHAR(32), data1 VARCHAR(100),"
+                      " data2 VARCHAR(100), data3 VARCHAR(100), data4 VARCHAR(100), data5 VARCHAR(100))")
+        self.db = db
+        self.settings = {"queue_log_url": f"sqlite+aiosqlite:///{db}", "queue_log_utc": True}
+        self.where = f"queue_log @ sqlite+aiosqlite:///{db}"
+
+    def add(self, lines: list[str]) -> None:
+        with sqlite3.connect(self.db) as c:
+            for line in lines:
+                t, callid, queue, agent, event, *data = line.rstrip("\n").split("|")
+                stamp = datetime.fromtimestamp(int(t), UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+                data = (data + [""] * 5)[:5]
+                c.execute("INSERT INTO queue_log (time, callid, queuename, agent, event, data1, data2, data3, data4,"
+                          " data5) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (stamp, callid, queue, agent, event, *data))
+
+
+@pytest.mark.parametrize("source", [FileLog, TableLog], ids=["file", "table"])
+async def test_link_gap_is_reconciled_from_queue_log(bridge_factory, sessions, tmp_path, source):
+    log = source(tmp_path)
+    written = [line for line in LOG_LINES if int(line.split("|")[0]) <= 1796255561]
+    log.add(written)
+    b = await bridge_factory("link_gap.1", ami=log.settings, sessions=sessions)
     cap1 = b.fake.cap
     await b.at(len(cap1.msgs) - 1)  # everything session 1 saw: three callers waiting, nobody free
     await _until(lambda: b.svc.reconciled >= 1, "no queue_log read at start")
@@ -89,8 +129,7 @@ async def test_link_gap_is_reconciled_from_queue_log(bridge_factory, sessions, t
     assert [w.caller_num for w in waiting(b)] == ["13811110001", "13822220002", "13833330003"]
 
     # The gap: Asterisk goes on writing queue_log; the link comes back 14 s after the cut (session 2).
-    log_path.write_text("".join(line for line in LOG_LINES if int(line.split("|")[0]) <= RECONNECT),
-                        encoding="utf-8")
+    log.add([line for line in LOG_LINES if int(line.split("|")[0]) <= RECONNECT and line not in written])
     cap2 = Capture.load("link_gap.2")
     b.fake.cap = cap2
     b.fake.lists = {"queuestatus": cap2.list_reply("link_gap.2-002"),
@@ -107,8 +146,7 @@ async def test_link_gap_is_reconciled_from_queue_log(bridge_factory, sessions, t
 
     # Live again: caller 3 abandons on AMI; then Asterisk's line for it is in the file too (read again: no-op).
     await b.at(cap2.index(ev("Hangup", Channel="Local/13833330003@caller-00000002;1")))
-    with log_path.open("a", encoding="utf-8") as f:
-        f.write(LOG_LINES[-1])
+    log.add([LOG_LINES[-1]])
     await b.svc.reconcile()
     await b.sync()
     assert b.svc.state.calls == {} and b.svc.state.unresolved == {} and waiting(b) == []
@@ -134,7 +172,7 @@ async def test_link_gap_is_reconciled_from_queue_log(bridge_factory, sessions, t
     assert truth == {k: (r.outcome, r.agent_name) for k, r in rows.items()}
 
     h = b.svc.health()
-    assert h["queue_log"] == str(log_path)
+    assert h["queue_log"] == log.where
     sources = [(c["source"], c["to"] is None) for c in h["coverage"]]
     assert sources == [("ami", False), ("queue_log", False), ("ami", True), ("queue_log", False)]
     gap = h["coverage"][3]
@@ -159,7 +197,7 @@ def test_without_queue_log_a_lost_call_keeps_the_guess_and_with_it_waits_for_the
     done, eff = apply(held, {"Event": "_QueueLog", "_received": RECONNECT + 0.1, "entries": log}, cfg)
     assert {e.call_id: e.outcome for e in eff if isinstance(e, CallEnded)} == {
         "1796255560.0": "answered", "1796255561.2": "abandoned"}
-    assert done.unresolved == {} and set(done.done) == {"1796255560.0", "1796255561.2"}
+    assert done.unresolved == {} and set(done.done) | set(done.done_recent) == {"1796255560.0", "1796255561.2"}
     again, eff = apply(done, {"Event": "_QueueLog", "_received": RECONNECT + 0.2, "entries": log}, cfg)
     assert eff == () and again.queues["12345"].stats == done.queues["12345"].stats
     # an unreadable queue_log still closes the held calls (with the guess)
