@@ -8,7 +8,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0008_decisions"
 down_revision = "0007_report_history"
 branch_labels = None

@@ -3,6 +3,7 @@ attachment checks, report exports, and where draft fields came from."""
 from __future__ import annotations
 
 import io
+from datetime import UTC
 from typing import Any
 
 import aiohttp
@@ -205,7 +206,7 @@ def test_provenance_marks_transcript_and_source_text() -> None:
 
 async def test_pages_offer_follow_up_split_supervision_and_suspension(console: Console) -> None:
     import asyncio
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     number = await dispatched(console)
     store, users = console.store, console.users
@@ -217,7 +218,7 @@ async def test_pages_offer_follow_up_split_supervision_and_suspension(console: C
     assert f"/api/v1/tickets/{number}/actions/follow_up" in page and f'value="{new["number"]}"' in page
     await agent.close()
 
-    due = datetime.now(timezone.utc) + timedelta(seconds=1)
+    due = datetime.now(UTC) + timedelta(seconds=1)
     await store.act(number, "supervise", {"note": "请明日前书面反馈", "due": due}, users["super"])
     await store.act(number, "suspend", {"note": "等待来电人补充材料"}, users["water"])
     await asyncio.sleep(1.2)
