@@ -1,11 +1,15 @@
 """Routing, duplicate and lookup figures on the real messages of ../shared/datasets (never committed).
 
-    /work/main/.venv/bin/python benchmarks/routing_bench.py [--quick]
+    /work/main/.venv/bin/python benchmarks/routing_bench.py [--quick] [--part routing|hot|topics|duplicates]
 
 1. Routing: 30% of messages_labeled.csv held out (stratified, seed 7; raw text through the server's own
-   tokenizer); training = every row of messages_tokenized.csv that is not a held-out message (same row_no).
-   C chosen by 3-fold cross-validation on the training part only. Baseline in the same run: keyword lists
-   (the 30 most class-specific words of each label, learned from the same training part), one hit each.
+   tokenizer); development = every row of messages_tokenized.csv that is not a held-out message (same
+   row_no). 5-fold cross-validation on the development part and the held-out figure, each for the model and
+   for the baseline in the same run (TF-IDF over the same words + a linear SVM), with the exact McNemar test
+   on the held-out messages; ``route-eval --model`` timed in a new process.
+   Hot issues: precision and recall on the labelled sample of tests/tickets/routing/test_hot_issues.py, the
+   template user, and 7-day windows through messages_with_support.csv (clusters, alerts, time).
+   Topic groups: how many messages of each labelled group link to another of the group as duplicates.
 2. Duplicates: messages_with_support.csv; reference = exact character-3-gram Jaccard >= 0.8 over all pairs;
    the detector = LSH candidates + exact re-scoring. Baseline: the pairwise bigram scan the ticket store
    uses today in ``related`` (over its 2,000 most recent open tickets).
@@ -18,8 +22,8 @@ import random
 import re
 import resource
 import sys
+import tempfile
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -38,28 +42,24 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def keyword_baseline(train: list[tuple[str, str]], k: int = 30):  # type: ignore[no-untyped-def]
-    df: dict[str, Counter[str]] = defaultdict(Counter)
-    total: Counter[str] = Counter()
-    labels = Counter(label for _, label in train)
-    for text, label in train:
-        for w in set(text.split()):
-            if len(w) >= 2:
-                df[label][w] += 1
-                total[w] += 1
-    lists = {}
-    for label in labels:
-        scored = [(df[label][w] / total[w], w) for w in df[label] if total[w] >= 10]
-        lists[label] = {w for _, w in sorted(scored, reverse=True)[:k]}
-    default = labels.most_common(1)[0][0]
+def plain_baseline():  # type: ignore[no-untyped-def]
+    """The baseline the issue names: TF-IDF over the same jieba words (unigrams) and one linear SVM."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import LinearSVC
 
-    def predict(text: str) -> str:
-        words = set(text.split())
-        hits = {label: len(words & kw) for label, kw in lists.items()}
-        best = max(hits.values())
-        return max(hits, key=hits.get) if best else default  # type: ignore[arg-type]
+    return make_pipeline(TfidfVectorizer(tokenizer=str.split, token_pattern=None, lowercase=False,
+                                         sublinear_tf=True), LinearSVC(C=1.0))
 
-    return predict
+
+def mcnemar(truth: list[str], a: list[str], b: list[str]) -> tuple[int, int, float]:
+    """Exact McNemar test: messages only ``a`` got right, only ``b`` got right, two-sided p."""
+    from scipy.stats import binomtest
+
+    only_a = sum(1 for t, x, y in zip(truth, a, b) if x == t != y)
+    only_b = sum(1 for t, x, y in zip(truth, a, b) if y == t != x)
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return only_a, only_b, float(p)
 
 
 def bench_routing(quick: bool) -> dict[str, float]:
@@ -76,37 +76,51 @@ def bench_routing(quick: bool) -> dict[str, float]:
     print(f"train {len(train)} tokenized rows, test {len(test)} raw messages (tokenized in {time.perf_counter() - t0:.1f}s)")
     texts, labels = [t for t, _ in train], [label for _, label in train]
 
-    # C by cross-validation on the training part only (the vectoriser refitted inside each fold).
+    # Cross-validation on the development part (never the held-out messages): the model and the
+    # baseline on the same folds, vectorisers refitted inside each fold.
     from sklearn.model_selection import StratifiedKFold
 
-    best_c, best_acc = 0.5, -1.0
-    for C in ([0.5] if quick else [0.25, 0.5, 1.0]):
-        accs = []
-        for tr, va in StratifiedKFold(3, shuffle=True, random_state=0).split(texts, labels):
-            m = RouterModel.train([texts[i] for i in tr], [labels[i] for i in tr], C=C, calibrate=False)
-            p = m.predict([texts[i] for i in va])
-            accs.append(np.mean([a == labels[i] for a, i in zip(p, va)]))
-        print(f"  cv C={C}: accuracy {np.mean(accs):.4f}")
-        if np.mean(accs) > best_acc:
-            best_c, best_acc = C, float(np.mean(accs))
+    C = 1.0
+    folds = 3 if quick else 5
+    cv_model, cv_base = [], []
+    for tr, va in StratifiedKFold(folds, shuffle=True, random_state=0).split(texts, labels):
+        m = RouterModel.train([texts[i] for i in tr], [labels[i] for i in tr], C=C, calibrate=False)
+        cv_model.append(float(np.mean([a == labels[i] for a, i in zip(m.predict([texts[i] for i in va]), va)])))
+        base_cv = plain_baseline().fit([texts[i] for i in tr], [labels[i] for i in tr])
+        cv_base.append(float(np.mean([a == labels[i] for a, i in zip(base_cv.predict([texts[i] for i in va]), va)])))
+    print(f"  {folds}-fold cv accuracy, model:    median {np.median(cv_model):.4f} (folds {' '.join(f'{x:.4f}' for x in cv_model)})")
+    print(f"  {folds}-fold cv accuracy, baseline: median {np.median(cv_base):.4f} (folds {' '.join(f'{x:.4f}' for x in cv_base)})")
     t0 = time.perf_counter()
-    model = RouterModel.train(texts, labels, C=best_c, calibrate=True)
+    model = RouterModel.train(texts, labels, C=C, calibrate=True)
     train_s = time.perf_counter() - t0
     truth = [label for _, label in test]
     pred = model.predict([t for t, _ in test])
     acc = float(np.mean([a == b for a, b in zip(pred, truth)]))
     f1 = cli.macro_f1(truth, pred)
-    base = keyword_baseline(train)
-    bpred = [base(t) for t, _ in test]
+    base = plain_baseline().fit(texts, labels)
+    bpred = list(base.predict([t for t, _ in test]))
     bacc = float(np.mean([a == b for a, b in zip(bpred, truth)]))
     bf1 = cli.macro_f1(truth, bpred)
-    print(f"model (C={best_c}, trained in {train_s:.1f}s): accuracy={acc:.4f} macro_f1={f1:.4f} n={len(test)}")
-    print(f"baseline keyword lists:             accuracy={bacc:.4f} macro_f1={bf1:.4f}  (model/baseline accuracy x{acc / bacc:.2f})")
+    only_model, only_base, p = mcnemar(truth, pred, bpred)
+    print(f"held out, model (C={C}, trained in {train_s:.1f}s): accuracy={acc:.4f} macro_f1={f1:.4f} n={len(test)}")
+    print(f"held out, baseline TF-IDF words + linear SVM: accuracy={bacc:.4f} macro_f1={bf1:.4f}")
+    print(f"  McNemar: {only_model} messages only the model routes right, {only_base} only the baseline; exact p = {p:.3g}")
     for label in sorted(set(truth)):
         tp = sum(1 for a, b in zip(pred, truth) if a == b == label)
         prec = tp / max(1, sum(1 for a in pred if a == label))
         rec = tp / max(1, sum(1 for b in truth if b == label))
         print(f"  {label}: precision {prec:.3f} recall {rec:.3f}")
+    model_file = Path(tempfile.mkdtemp()) / "router_model.joblib"
+    model.save(model_file)
+    t0 = time.perf_counter()
+    # The command as an operator runs it, on every labelled raw message, with this trained model.
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", "import sys; from tickets.routing import cli; "
+                           "print(cli.evaluate([], sys.argv[1], model_file=sys.argv[2]))", str(LABELED),
+                           str(model_file)], cwd=ROOT, capture_output=True, text=True, check=True)
+    print(f"route-eval --model (new process, {len(read_rows(LABELED))} messages): {time.perf_counter() - t0:.1f}s wall; "
+          f"{done.stdout.strip()}")
     probs = model.probabilities([t for t, _ in test])
     conf = probs.max(axis=1)
     right = np.asarray(pred) == np.asarray(truth)
@@ -195,15 +209,113 @@ def bench_duplicates(n_total: int) -> None:
           f"p99 {pct(lat, 99) * 1000:.2f} ms; re-report found first in {hits / len(queries):.1%}")
 
 
+def bench_topic_groups() -> None:
+    """Same matter in different words: how many messages of a labelled topic group find another message of
+    their group among their duplicates, as ``/duplicates`` finds them (LSH candidates, score >= 0.3)."""
+    print("== same matter in other words (topic groups of the labelled sample)")
+    from tests.tickets.routing.test_hot_issues import LABELLED
+
+    msgs = [(int(r["id"]), textproc.ticket_text(r["title"], r["body"])) for r in read_rows(SUPPORT)]
+    texts = dict(msgs)
+    idx = duplicates.MinHashIndex()
+    idx.add_many(msgs)
+    total = linked_all = 0
+    for name, rule in LABELLED.items():
+        group = {i for i, t in msgs if rule(t)}
+        linked = 0
+        for i in group:
+            cands = idx.candidates(texts[i], limit=50, exclude=i)
+            ranked = duplicates.rank(duplicates.TicketFacts(i, texts[i]),
+                                     [duplicates.TicketFacts(c, texts[c]) for c, _ in cands], min_score=0.3)
+            linked += any(m.id in group for m in ranked)
+        total += len(group)
+        linked_all += linked
+        print(f"  {name}: {linked} of {len(group)} link to another message of the group ({linked / len(group):.0%})")
+    print(f"  all groups: {linked_all} of {total} ({linked_all / total:.1%})")
+
+
+def bench_hot_issues(show: bool, alert_size: int = 10) -> None:
+    print("== hot issues")
+    from datetime import datetime, timedelta
+
+    from tests.tickets.routing.test_hot_issues import TEMPLATE_USER
+    from tickets.routing import hot_issues
+
+    rows = read_rows(SUPPORT)
+    docs = [hot_issues.Doc(int(r["id"]), r["title"], r["body"], datetime.fromisoformat(r["time"]), caller=r["user"])
+            for r in rows]
+    # 1. The labelled sample as the test builds it: every labelled message, the template user, 1,000 others.
+    from tests.tickets.routing.test_hot_issues import labelled_run
+
+    t0 = time.perf_counter()
+    clusters, groups, template = labelled_run()
+    print(f"labelled sample ({sum(len(g) for g in groups.values())} messages in {len(groups)} groups, "
+          f"{len(template)} template messages, 1,000 others) clustered in {time.perf_counter() - t0:.1f}s")
+    right = total = 0
+    for name, ids in groups.items():
+        best = max(clusters, key=lambda c: len(ids & set(c.members)))
+        k = len(ids & set(best.members))
+        right, total = right + k, total + best.size
+        print(f"  {name}: {k}/{len(ids)} in the cluster '{best.name}' of {best.size}"
+              f"{' (template)' if best.template else ''}")
+    print(f"  precision (pooled) {right / total:.3f}; recall {right / sum(len(g) for g in groups.values()):.3f}")
+    theirs = [c for c in clusters if len(template & set(c.members)) > 0.5 * c.size]
+    print(f"  template user {TEMPLATE_USER}: {len(theirs)} clusters, all marked template: "
+          f"{all(c.template for c in theirs)}, alerting: {sum(c.alert for c in theirs)}")
+
+    # 2. The daily job's view: 7-day windows through the data, each against the 7 days before it.
+    start = min(d.created_at for d in docs if d.created_at).replace(hour=0, minute=0, second=0)
+    end = max(d.created_at for d in docs if d.created_at)
+    params = hot_issues.Params(alert_size=alert_size)
+    print(f"7-day windows, alert at {alert_size} tickets with growth >= {params.alert_growth:.0%}:")
+    windows = n_clusters = n_template = 0
+    alerts: list[tuple[str, hot_issues.Cluster]] = []
+    sampled: list[tuple[str, hot_issues.Cluster]] = []
+    took = []
+    day = start + timedelta(days=7)
+    while day <= end + timedelta(days=7):
+        cur = [d for d in docs if d.created_at and day - timedelta(days=7) <= d.created_at < day]
+        prev = [d for d in docs if d.created_at and day - timedelta(days=14) <= d.created_at < day - timedelta(days=7)]
+        t0 = time.perf_counter()
+        found = hot_issues.cluster(cur, prev, params)
+        took.append(time.perf_counter() - t0)
+        windows += 1
+        n_clusters += len(found)
+        n_template += sum(c.template for c in found)
+        alerts += [(day.date().isoformat(), c) for c in found if c.alert]
+        sampled += [(day.date().isoformat(), c) for c in found]
+        day += timedelta(days=7)
+    print(f"{windows} 7-day windows ({len(docs)} messages): {n_clusters} clusters ({n_template} template), "
+          f"{len(alerts)} alerts; clustering p50 {pct(took, 50) * 1000:.0f} ms, max {max(took) * 1000:.0f} ms")
+    by_id = {d.id: d for d in docs}
+    for when, c in alerts:
+        print(f"  alert {when}: {c.name} callers={c.callers} | " + " / ".join(
+            by_id[int(m)].title[:18] for m in c.members[:4]))
+    if show:
+        for when, c in random.Random(5).sample(sampled, min(20, len(sampled))):
+            print(f"  sample {when}: {c.name} | " + " / ".join(by_id[int(m)].title[:18] for m in c.members[:5]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="3,000 training rows, no C search, 200,000 tickets")
+    parser.add_argument("--quick", action="store_true", help="3,000 training rows, 3 folds, 200,000 tickets")
+    parser.add_argument("--part", action="append", choices=["routing", "hot", "topics", "duplicates"],
+                        help="run only these parts (repeatable; default all)")
+    parser.add_argument("--show-clusters", action="store_true", help="print 20 sampled clusters of the 7-day windows")
+    parser.add_argument("--alert-size", type=int, default=10, help="alert_size for the 7-day windows (default 10)")
     args = parser.parse_args()
     if not LABELED.exists():
         print(f"datasets not found in {LABELED.parent}; nothing to measure")
         return
-    bench_routing(args.quick)
-    bench_duplicates(200_000 if args.quick else 1_000_000)
+    parts = args.part or ["routing", "hot", "topics", "duplicates"]
+    if "routing" in parts:
+        bench_routing(args.quick)
+    if "hot" in parts:
+        bench_hot_issues(args.show_clusters, args.alert_size)
+    if "topics" in parts:
+        bench_topic_groups()
+    if "duplicates" in parts:
+        bench_duplicates(200_000 if args.quick else 1_000_000)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ class Params:
     core_share: float = 0.5  # a core word is in at least this share of the cluster's tickets ...
     core_concentration: float = 0.5  # ... and this share of the period's tickets using it are in the cluster
     template_share: float = 0.5  # one caller behind this share of a cluster: template, no alert
+    alert_place_share: float = 0.6  # an alert needs a place that this share of the cluster's tickets name
     max_docs: int = 6000  # pairwise distances are O(n^2) memory; newest tickets first beyond this
 
 
@@ -92,7 +93,8 @@ _CLAUSE = re.compile(r"[，。！？；、,.!?;:：\s\n]+")
 _PLACE_ENDS = ("小区", "花园", "家园", "新城", "新村", "公寓", "广场", "大厦", "市场", "学校", "中学", "小学",
                "幼儿园", "医院", "公园", "大道", "街道", "社区", "苑", "园", "城", "路", "街", "村", "镇")
 # Masked place codes of the anonymised data and generic administrative words are no name.
-_NO_PLACE = re.compile(r"^([a-z]\d*)?[省市区县镇乡村]?$|^[a-z]\d*[省市区县]")
+# The province or the city as a whole (西地省, a市) is no place of one matter either.
+_NO_PLACE = re.compile(r"^([a-z]\d*)?[省市区县镇乡村]?$|^[a-z]\d*[省市区县]|省$")
 
 
 def template_clauses(docs: Sequence[Doc], min_repeats: int = 3, min_length: int = 6) -> dict[str, set[str]]:
@@ -127,7 +129,10 @@ def _strip(doc: Doc, clauses: set[str]) -> Doc:
 
 
 def is_place(word: str) -> bool:
-    return len(word) >= 3 and word.endswith(_PLACE_ENDS) and not _NO_PLACE.search(word)
+    """A named place: a name before the kind of place (丽发新城, 伊景园滨河苑, 劳动东路), not the kind alone
+    (幼儿园, 小区) nor the province or city as a whole."""
+    end = next((e for e in _PLACE_ENDS if word.endswith(e)), "")
+    return bool(end) and len(word) >= len(end) + 2 and not _NO_PLACE.search(word)
 
 
 _CODE = re.compile(r"[a-z]+\d*[省市区县]|[a-z0-9]+|[^a-z0-9\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
@@ -277,9 +282,19 @@ def cluster(current: Sequence[Doc], previous: Sequence[Doc] = (), params: Params
         by_caller = Counter(d.caller for d in members if d.caller)
         callers = len(by_caller) + sum(1 for d in members if not d.caller)
         template = bool(by_caller) and by_caller.most_common(1)[0][1] >= max(2.0, params.template_share * size)
-        alert = not template and size >= params.alert_size and (growth is None or growth >= params.alert_growth)
         texts_of = [plain(f"{docs[i].title}|{docs[i].content}") for i in idx]
-        name = ("同一来电人多次反映：" if template else "") + (name_of(core[:6], texts_of) or "、".join(core[:3])) \
+        named = name_of(core[:6], texts_of)
+        # Alerts only for one matter (a core word besides the place) at one place that most of the tickets
+        # name (丽发新城 + 搅拌站, 伊景园滨河苑 + 捆绑):
+        # growing clusters of a kind of complaint across the city (交房 at various estates) were the
+        # false alarms of the 7-day windows.
+        phrases = [phrase(w, texts_of) for w in core[:6]]
+        place = next((p for p in phrases if is_place(p)), "")
+        at_place = bool(place) and sum(place in t for t in texts_of) >= params.alert_place_share * size
+        matter = any(len(p) >= 2 and not is_place(p) and p not in place and place not in p for p in phrases)
+        alert = not template and at_place and matter and size >= params.alert_size \
+            and (growth is None or growth >= params.alert_growth)
+        name = ("同一来电人多次反映：" if template else "") + (named or "、".join(core[:3])) \
             + f"（{size}件）"
         out.append(Cluster(name, keywords, size, prev, growth, districts, departments, examples,
                            [d.id for d in members], alert, template, callers))

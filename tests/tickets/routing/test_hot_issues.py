@@ -128,6 +128,24 @@ def test_one_callers_template_is_recognised_and_never_alerts() -> None:
     assert hot_issues.template_clauses(docs[:2]) == {}
 
 
+def test_alerts_need_one_matter_at_one_named_place() -> None:
+    """In 7-day windows of the data every alert of before was noise (交房 at various estates, 西地省, A7县
+    星沙 ...): an alert now needs a place most of the cluster's tickets name and a matter besides it."""
+    background = random.Random(2).sample(all_docs(), 120)
+    estates = ["锦绣华庭", "碧水蓝湾", "东方明珠苑", "金色家园", "阳光新城", "翠湖山庄", "书香名邸"]
+    kinds = [hot_issues.Doc(-i, f"{e}开发商延期交房", f"{e}开发商延期交房一年多了，业主要求按合同赔偿违约金",
+                            caller=f"k{i}") for i, e in enumerate(estates)]
+    place = [hot_issues.Doc(-100 - i, f"丽发新城附近搅拌站噪音扰民{i}", f"丽发新城小区旁边的搅拌站日夜施工，噪音和粉尘严重{i}",
+                            caller=f"p{i}") for i in range(7)]
+    clusters = hot_issues.cluster(background + kinds + place, params=hot_issues.Params(alert_size=5))
+    by_place = max(clusters, key=lambda c: len({d.id for d in place} & set(c.members)))
+    assert by_place.alert and by_place.name.startswith("丽发新城")
+    kind = [c for c in clusters if len({d.id for d in kinds} & set(c.members)) >= 3]
+    assert all(not c.alert for c in kind)
+    assert hot_issues.is_place("丽发新城") and hot_issues.is_place("劳动东路")
+    assert not hot_issues.is_place("幼儿园") and not hot_issues.is_place("西地省") and not hot_issues.is_place("a7县")
+
+
 def test_growth_against_the_previous_period_and_alert() -> None:
     docs, members = fixed_set()
     parking = sorted((d for d in docs if d.id in members["parking"]), key=lambda d: (d.created_at, d.id))
