@@ -127,3 +127,12 @@ async def test_split_only_within_the_case_life(center: Center) -> None:
     # internal actions are not reachable from the API
     refused = await center.super.act(live, "merged_in", expect=400)
     assert refused["field"] == "action"
+
+
+async def test_duplicates_say_which_way_a_merge_may_go(center: Center) -> None:
+    live = await signed_case(center)
+    draft = (await center.new_ticket(caller_phone="13900001111"))["number"]
+    into_live = (await center.agent.get(f"/api/v1/tickets/{draft}/duplicates"))["duplicates"]
+    assert [(d["number"], d["merge_into_allowed"]) for d in into_live] == [(live, True)]
+    into_draft = (await center.agent.get(f"/api/v1/tickets/{live}/duplicates"))["duplicates"]
+    assert [(d["number"], d["merge_into_allowed"]) for d in into_draft] == [(draft, False)]

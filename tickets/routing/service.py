@@ -174,7 +174,9 @@ class RoutingService:
                           "score": m.score, "text_similarity": m.text_similarity, "same_phone": m.same_phone,
                           "same_address": m.same_address, "reasons": list(m.reasons),
                           "mergeable": o.status in workflow.OPEN_STATUSES and m.score >= MERGE_THRESHOLD
-                          and o.duplicate_of is None})
+                          and o.duplicate_of is None,
+                          # this ticket may be merged into that one (never into a case less far along)
+                          "merge_into_allowed": workflow.merge_refusal(_state(me), _state(o)) is None})
         return {"number": number, "duplicates": items, "merge_threshold": MERGE_THRESHOLD}
 
     # ------------------------------------------------------------ hot issues
