@@ -27,7 +27,7 @@ from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, func
 
-from asr import audio, engine
+from asr import audio, backends, engine
 from asr.vad import VadParams
 
 log = logging.getLogger("hotline.asr")
@@ -49,6 +49,18 @@ class WorkerConfig:
     poll_delay: float = 0.5
     retry_delay: float = 5.0  # seconds before a failed try runs again (doubles each try)
     queue_name: str = QUEUE_NAME
+    backend: str = "auto"  # "vosk" | "whisper" | "auto": see asr.backends
+    whisper_model_path: str = ""
+    whisper_sha256: str = ""
+
+    @property
+    def backend_config(self) -> backends.BackendConfig:
+        return backends.BackendConfig(self.backend, self.model_path, self.whisper_model_path, self.whisper_sha256)
+
+
+# Exit status of a worker whose model cannot be loaded (sysexits EX_CONFIG): the supervisor stops
+# instead of restarting it every two seconds.
+EXIT_MODEL = 78
 
 
 def job_id_for(call_id: str, attempt_tag: str = "") -> str:
@@ -73,8 +85,13 @@ def recording_tracks(recording_path: str, speaker_paths: dict[str, str] | None) 
 
 def transcribe_files(backend: engine.SpeechBackend, recording_path: str, speaker_paths: dict[str, str] | None,
                      vad: bool) -> dict[str, Any]:
-    tracks, _duration = recording_tracks(recording_path, speaker_paths)
-    return engine.transcribe(backend, tracks, vad=VadParams() if vad else None).as_dict()
+    tracks, duration = recording_tracks(recording_path, speaker_paths)
+    transcript = engine.transcribe(backend, tracks, vad=VadParams() if vad else None)
+    if vad and transcript.decoded_seconds == 0:
+        # Nothing voiced in any track: a dead line or a recording of silence. A reason on the ticket
+        # says more than an empty transcript (and Whisper must not be given silence to invent text in).
+        raise audio.AudioError(f"录音中没有检测到语音（{duration:.1f} 秒静音或噪声）")
+    return transcript.as_dict()
 
 
 async def _keep_lease(redis: Any, job_id: str, lease_seconds: float) -> None:
@@ -173,9 +190,10 @@ def build_worker(cfg: WorkerConfig, *, backend: engine.SpeechBackend | None = No
         ctx["asr_worker"] = worker_name()
         ctx["asr_executor"] = ThreadPoolExecutor(1, thread_name_prefix="vosk")
         if backend is None:
-            loaded = await asyncio.get_running_loop().run_in_executor(ctx["asr_executor"], engine.VoskBackend,
-                                                                      cfg.model_path)
-            log.info("model %s loaded in %.1f s by %s", cfg.model_path, loaded.load_seconds, ctx["asr_worker"])
+            loaded = await asyncio.get_running_loop().run_in_executor(ctx["asr_executor"], backends.load,
+                                                                      cfg.backend_config)
+            log.info("model %s loaded in %.1f s by %s", cfg.backend_config.describe(),
+                     getattr(loaded, "load_seconds", 0.0), ctx["asr_worker"])
             ctx["asr_backend"] = loaded
         else:
             ctx["asr_backend"] = backend
@@ -203,8 +221,18 @@ def run_worker(cfg: WorkerConfig) -> None:
     """One worker process until SIGTERM/SIGINT (arq handles the signals and finishes cleanly)."""
     logging.basicConfig(level=os.environ.get("HOTLINE_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-    engine.check_model_dir(cfg.model_path)
-    worker = build_worker(cfg)
+    started = time.perf_counter()
+    try:
+        backends.preflight(cfg.backend_config)
+        backend = backends.load(cfg.backend_config)
+    except engine.ModelError as exc:
+        log.error("recognition model unusable, worker stops: %s", exc)
+        raise SystemExit(EXIT_MODEL) from None
+    if cfg.backend_config.kind == "vosk" and (problem := backends.vosk_language_problem(cfg.model_path)):
+        log.warning("Vosk model %s: %s; transcripts will not be Chinese", cfg.model_path, problem)
+    log.info("model %s loaded in %.1f s by %s", cfg.backend_config.describe(), time.perf_counter() - started,
+             worker_name())
+    worker = build_worker(cfg, backend=backend)
     worker.run()
 
 
@@ -216,5 +244,7 @@ def config_from_settings(settings: Any, *, redis_url: str | None = None, **overr
     """
     url = redis_url or settings.redis.url or f"unix://{Path(settings.data_path) / 'redis' / 'redis.sock'}"
     cfg = WorkerConfig(redis_url=url, database_url=settings.database_url, model_path=settings.asr.model_path,
-                       max_tries=settings.asr.max_tries, job_timeout=settings.asr.job_timeout, vad=settings.asr.vad)
+                       max_tries=settings.asr.max_tries, job_timeout=settings.asr.job_timeout, vad=settings.asr.vad,
+                       backend=settings.asr.backend, whisper_model_path=settings.asr.whisper_model_path,
+                       whisper_sha256=settings.asr.whisper_sha256)
     return replace(cfg, **overrides)

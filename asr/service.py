@@ -161,28 +161,59 @@ def register_cli(subparsers: Any) -> None:
     cmd.add_argument("--lease", type=float, default=30.0,
                      help="seconds after which a dead worker's job is taken by another (default 30)")
     cmd.set_defaults(func=_cmd_worker)
-    check = subparsers.add_parser("check-model", help="check a Vosk model directory (layout, checksums, loading)")
-    check.add_argument("path", nargs="?", help="default: settings asr.model_path")
+    check = subparsers.add_parser(
+        "check-model", help="check the recognition model of asr.backend (Vosk: layout, checksums, language; "
+                            "Whisper: files, sha256 of model.bin, Chinese), load it and decode 1 s of silence")
+    check.add_argument("path", nargs="?", help="a Vosk or Whisper model directory (default: from settings)")
+    check.add_argument("--backend", choices=("vosk", "whisper"), default=None,
+                       help="default: settings asr.backend (auto: vosk when asr.model_path is set, else whisper)")
+    check.add_argument("--sha256", default=None, help="Whisper: the published sha256 of model.bin")
     check.set_defaults(func=_cmd_check_model)
 
 
 def _cmd_check_model(settings: Any, args: Any) -> int:
-    from asr import engine
+    from dataclasses import replace
 
-    path = args.path or settings.asr.model_path
-    if not path:
-        print("check-model: no path given and asr.model_path is empty")
-        return 2
-    problems = engine.verify_model(path)
-    for problem in problems:
-        print(f"  ✗ {problem}")
-    if problems:
+    from asr import backends, engine
+
+    cfg = backends.from_settings(settings.asr)
+    if args.backend:
+        cfg = replace(cfg, backend=args.backend)
+    elif args.path and cfg.backend == "auto":
+        # A directory named on the command line says which engine by its layout.
+        is_vosk = os.path.exists(os.path.join(args.path, "am", "final.mdl"))
+        cfg = replace(cfg, backend="vosk" if is_vosk else "whisper")
+    if args.path:
+        cfg = replace(cfg, **({"model_path": args.path} if cfg.kind == "vosk" else {"whisper_model_path": args.path}))
+    if args.sha256:
+        cfg = replace(cfg, whisper_sha256=args.sha256)
+    print(f"check-model: {cfg.describe()}")
+    if cfg.kind == "vosk":
+        path = cfg.model_path
+        if not path:
+            print("  ✗ no path given and asr.model_path is empty")
+            return 2
+        problems = engine.verify_model(path)
+        if not problems and (language := backends.vosk_language_problem(path)):
+            problems.append(language)
+        for problem in problems:
+            print(f"  ✗ {problem}")
+        if problems:
+            return 1
+    try:
+        backends.preflight(cfg)
+        backend = backends.load(cfg)
+        words = backend.decode(b"\0\0" * 8000, 8000)
+    except engine.ModelError as exc:
+        print(f"  ✗ {exc}")
         return 1
-    backend = engine.VoskBackend(path)
-    words = backend.decode(b"\0\0" * 8000, 8000)
-    known = "known release, checksums match" if os.path.basename(os.path.normpath(path)) in engine.KNOWN_MODELS \
-        else "unknown release: layout only"
-    print(f"  ✓ {path}: {known}; loaded in {backend.load_seconds:.1f} s; 1 s of silence -> {len(words)} words")
+    if cfg.kind == "vosk":
+        known = "known release, checksums match" if os.path.basename(os.path.normpath(cfg.model_path)) \
+            in engine.KNOWN_MODELS else "unknown release: layout only"
+    else:
+        known = "sha256 of model.bin matches, multilingual (Chinese)"
+    load_seconds = getattr(backend, "load_seconds", 0.0)
+    print(f"  ✓ {backend.name}: {known}; loaded in {load_seconds:.1f} s; 1 s of silence -> {len(words)} words")
     return 0
 
 
@@ -191,9 +222,9 @@ def _cmd_worker(settings: Any, args: Any) -> int:
     n = args.processes if args.processes is not None else settings.asr.workers
     n = n or os.cpu_count() or 1
     try:
-        from asr.engine import check_model_dir
+        from asr.backends import preflight
 
-        check_model_dir(cfg.model_path)
+        preflight(cfg.backend_config)
     except Exception as exc:
         print(f"hotline worker: {exc}", flush=True)
         return 2
@@ -237,10 +268,17 @@ def supervise(cfg: jobs.WorkerConfig, n: int) -> int:
     signal.signal(signal.SIGINT, stop)
     for slot in range(n):
         start(slot)
-    print(f"hotline worker: {n} recognition processes, queue {cfg.queue_name}, model {cfg.model_path}", flush=True)
+    print(f"hotline worker: {n} recognition processes, queue {cfg.queue_name}, "
+          f"model {cfg.backend_config.describe()}", flush=True)
+    status = 0
     while not stopping:
         time.sleep(0.5)
         for slot, p in list(procs.items()):
+            if not p.is_alive() and p.exitcode == jobs.EXIT_MODEL:
+                # The model cannot be loaded (checksum, truncated file): restarting cannot help.
+                print(f"hotline worker: {p.name} could not load the model (see its log); stopping", flush=True)
+                stopping, status = True, 2
+                break
             if not p.is_alive() and not stopping:
                 log.warning("worker %s (pid %s) exited with %s; restarting", p.name, p.pid, p.exitcode)
                 time.sleep(2)
@@ -252,4 +290,4 @@ def supervise(cfg: jobs.WorkerConfig, n: int) -> int:
         p.join(30)
         if p.is_alive():
             p.kill()
-    return 0
+    return status

