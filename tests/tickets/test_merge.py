@@ -6,6 +6,8 @@ from datetime import datetime
 import aiohttp
 
 from tests.tickets.conftest import Center
+from tickets.http import STORE
+from tickets.routing.service import duplicate_groups
 from tickets.surveys.http import SURVEYS
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -35,6 +37,14 @@ async def test_the_damaging_merge_is_refused_and_the_right_one_loses_nothing(cen
     before = await center.super.get(f"/api/v1/tickets/{live}")
     assert before["status"] == "signed" and before["extension_days_granted"] == 5
 
+    # The supervisor page's suggestion: the same matter (text + phone/address), the live case as master.
+    store = center.client.app[STORE]
+    [group] = await duplicate_groups(store.read_sessions, center.clock())
+    assert group["master"] == live
+    assert {t["number"]: t["masters"] for t in group["tickets"]} == {live: [], draft: [live]}
+    assert not [g for g in await duplicate_groups(store.read_sessions, center.clock())
+                if any(t["number"] not in (live, draft) for t in g["tickets"])]
+
     # The click of the incident: the signed case into the draft. Refused, and nothing changed.
     refused = await center.super.act(live, "merge", master=draft, expect=409)
     assert refused["error"] == "master_not_eligible" and refused["status"] == "signed"
@@ -49,7 +59,9 @@ async def test_the_damaging_merge_is_refused_and_the_right_one_loses_nothing(cen
     for key in ("status", "reply_due", "sign_due", "signed_at", "extension_days_granted", "lead_department_id",
                 "first_dispatched_at", "progress_due"):
         assert after[key] == before[key], key  # the master's deadlines are not reset
-    assert [c["ticket"] for c in after["callers"]] == [draft] and after["callers"][0]["caller_phone"] == "13800138000"
+    assert [c["ticket"] for c in after["callers"]] == [draft]
+    callers = (await center.super.get(f"/api/v1/tickets/{live}"))["callers"]
+    assert [(c["ticket"], c["caller_phone"]) for c in callers] == [(draft, "13800138000")]
     # the duplicate's history and the case's photo are on the master, for the department too
     history = await center.water.get(f"/api/v1/tickets/{live}/history")
     assert ("create", draft) in [(h["action"], h["ticket"]) for h in history]
