@@ -728,12 +728,26 @@ def on_queue_log(state: LiveState, ev: Event, ts: float, cfg: ReducerConfig) -> 
         live = state.calls.get(lc.call_id)
         if not lc.outcome:
             if live is not None and lc.answered is not None and live.answered is None:
-                # Answered in the gap and still talking: the resync only saw bare channels.
+                # Answered in the gap and still talking: the resync only saw bare channels (and maybe a waiter).
                 iface = names.get(lc.agent, lc.agent)
-                state = _with_call(state, replace(live, queue=live.queue or lc.queue, joined=lc.joined,
-                                                  answered=lc.answered, left_queue=lc.answered,
-                                                  agent_interface=iface, agent_name=lc.agent,
-                                                  caller_num=live.caller_num or lc.caller_num))
+                leg = lc.agent_leg if lc.agent_leg in live.channels else ""
+                call = replace(live, queue=live.queue or lc.queue, joined=live.joined or lc.joined,
+                               answered=lc.answered, left_queue=lc.answered, agent_interface=iface,
+                               agent_name=lc.agent, agent_channel=leg, caller_channel=live.caller_channel or lc.call_id,
+                               caller_num=live.caller_num or lc.caller_num, ringing="")
+                q = _remove_waiter(_queue(state, call.queue), call.id)
+                joined = call.joined
+                if joined is not None and state.day_end - 86400 <= joined < state.day_end:
+                    q, call = _offer(q, call)
+                    w = lc.wait if lc.wait is not None else max(0.0, lc.answered - joined)
+                    s = q.stats
+                    q = replace(q, stats=replace(
+                        s, answered=s.answered + 1, answered_15=s.answered_15 + (w <= 15),
+                        answered_30=s.answered_30 + (w <= 30), wait_answered_total=s.wait_answered_total + w,
+                        longest_wait=max(s.longest_wait, w)))
+                state = _with_queue(_with_call(state, call), q)
+                if any(iface in qq.members for qq in state.queues.values()):
+                    state = _agent_state(state, iface, ts, call_id=call.id, ringing="")
             continue
         if live is not None:
             continue  # AMI still follows this call (its end is newer than the resync): AMI records it

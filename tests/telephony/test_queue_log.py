@@ -208,3 +208,43 @@ def test_without_queue_log_a_lost_call_keeps_the_guess_and_with_it_waits_for_the
 def _parse(raw: bytes) -> dict:
     from telephony.framing import parse_message
     return parse_message(raw.decode("utf-8").rstrip("\r\n"))
+
+
+def test_a_call_answered_in_the_gap_and_still_talking_gets_its_agent():
+    # The link comes back at 1796255568, while 王小明 talks to agent-8001 (observer session). The resync's lists
+    # for that moment were not captured: they are built from the observer's own Newchannel events (renamed
+    # CoreShowChannel, with Duration) and session 2's QueueStatus items (QueueEntry copied for 李四, who still
+    # waits then: Uniqueid/Channel/CallerIDNum/Position changed). Then the observer's live events go on.
+    back = 1796255568.5
+    observer = [e for _, e in read_events(CAPTURES / "link_gap.observer.jsonl")]
+    state, _ = fold(e for _, e in read_events(CAPTURES / "link_gap.1.jsonl"))
+    alive = {"1796255560.0", "1796255560.1", "1796255561.2", "1796255561.3", "1796255561.4", "1796255561.5",
+             "1796255565.6", "1796255565.7"}
+    channels = [{**e, "Event": "CoreShowChannel", "Duration": "00:00:03"} for e in observer
+                if e.get("Event") == "Newchannel" and e.get("Uniqueid") in alive]
+    cap2 = Capture.load("link_gap.2")
+    items = [_parse(raw) for raw in cap2.list_reply("link_gap.2-002")[1:-1]]
+    entry = next(i for i in items if i["Event"] == "QueueEntry")
+    li_si = {**entry, "Uniqueid": "1796255561.2", "Channel": "Local/13822220002@caller-00000001;1",
+             "CallerIDNum": "13822220002", "Position": "1", "Wait": "7"}
+    items = [i for i in items if i["Event"] != "QueueEntry"] + [li_si, {**entry, "Position": "2", "Wait": "7"}]
+    cfg = ReducerConfig(reconcile=True)
+    state, eff = apply(state, {"Event": "_Resync", "_received": back, "queue_status": items, "channels": channels},
+                       cfg)
+    assert eff == ()
+    log = queue_log.parse("".join(line for line in LOG_LINES if int(line.split("|")[0]) <= back))
+    state, eff = apply(state, {"Event": "_QueueLog", "_received": back, "entries": log}, cfg)
+    call = state.calls["1796255560.0"]
+    assert (call.state, call.agent_name, call.agent_interface, call.agent_channel) == \
+        ("talking", "agent-8001", "Local/8001@agents/n", "1796255565.6")
+    assert state.agents["Local/8001@agents/n"].call_id == "1796255560.0"
+    s = state.queues["12345"].stats
+    assert (s.offered, s.answered) == (3, 1)
+    later = [e for e in observer if float(e.get("Timestamp") or 0) > back]
+    state, effects = fold(later, state, cfg)
+    ended = {e.call_id: (e.outcome, e.member_name) for e in effects if isinstance(e, CallEnded)}
+    assert ended == {"1796255560.0": ("answered", "agent-8001"), "1796255561.2": ("abandoned", ""),
+                     "1796255561.4": ("abandoned", "")}
+    s = state.queues["12345"].stats
+    assert (s.offered, s.answered, s.abandoned) == (3, 1, 2) and s.finished == s.offered
+    assert state.calls == {}
