@@ -155,8 +155,8 @@ class TelephonyService:
                 # Never keep folding on a state we cannot trust: start clean and ask the PBX for the truth.
                 log.exception("telephony reducer failed; resetting live state and resyncing")
                 self.state = LiveState()
-                if self.connection is not None and self.connection.connected:
-                    asyncio.get_running_loop().create_task(self._safe_resync())
+                # The day's counters come back from the call store, the rest from the PBX's lists.
+                asyncio.get_running_loop().create_task(self._safe_resync())
             finally:
                 for _ in batch:
                     self.events.task_done()
@@ -171,8 +171,10 @@ class TelephonyService:
                 self.effects.put_nowait(e)
 
     async def _safe_resync(self) -> None:
+        await self.seed_day()
+        if self.connection is None or not self.connection.connected:
+            return
         try:
-            assert self.connection is not None
             await self.connection.resync()
         except Exception as exc:
             log.warning("resync after reducer failure failed: %s", exc)

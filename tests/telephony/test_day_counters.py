@@ -49,3 +49,23 @@ async def test_restart_keeps_todays_counters(bridge_factory, sessions):
     [row] = await CallStore(sessions, again.fake.clock).report(day, day, tz, by=("queue",))
     assert (row["offered"], row["answered"], row["abandoned"]) == (after.offered, after.answered, after.abandoned)
     assert row["answered_15s"] == after.answered_15
+
+
+async def test_a_reducer_failure_resets_the_live_state_but_not_the_day(bridge_factory, sessions, monkeypatch):
+    from telephony import reducer
+
+    b = await bridge_factory("burst", sessions=sessions)
+    await b.at(len(b.fake.cap.msgs) - 2)
+    await _until(lambda: len(b.of("CallEnded")) == 32, "burst not finished")
+    before = b.svc.state.queues["12345"].stats
+
+    def boom(*args):
+        raise RuntimeError("a bug in a handler")
+
+    monkeypatch.setitem(reducer.HANDLERS, "_Boom", boom)  # a synthetic event: no AMI event makes a handler fail
+    b.svc.submit({"Event": "_Boom"})
+    await _until(lambda: b.svc.state.queues.get("12345") is not None
+                 and b.svc.state.queues["12345"].stats.offered == 32, "counters not rebuilt after the reset")
+    await b.sync()
+    after = b.svc.state.queues["12345"].stats
+    assert (after.answered, after.abandoned) == (before.answered, before.abandoned)
