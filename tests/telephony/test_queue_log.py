@@ -20,7 +20,7 @@ from test_bridge_captures import ev, waiting
 import migrations
 from telephony import queue_log
 from telephony.models import Callback, CallRecord
-from telephony.queue_log_reader import QueueLogFile, QueueLogTable
+from telephony.queue_log_reader import QueueLogFile
 from telephony.reducer import ReducerConfig, apply, fold
 from telephony.replay import read_events
 from telephony.state import CallEnded
@@ -188,7 +188,7 @@ def test_without_queue_log_a_lost_call_keeps_the_guess_and_with_it_waits_for_the
     chans = [dict(read) for read in (_parse(raw) for raw in cap2.list_reply("link_gap.2-003")[1:-1])]
     resync = {"Event": "_Resync", "_received": RECONNECT, "queue_status": items, "channels": chans}
     state, _ = fold(events)
-    guessed, eff = apply(state, resync)
+    _, eff = apply(state, resync)
     assert sorted(e.outcome for e in eff if isinstance(e, CallEnded)) == ["abandoned", "abandoned"]  # the old guess
     cfg = ReducerConfig(reconcile=True)
     held, eff = apply(state, resync, cfg)

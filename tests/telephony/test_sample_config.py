@@ -10,7 +10,7 @@ ASTERISK = ROOT / "config" / "asterisk"
 
 
 def _context(text: str, name: str) -> str:
-    m = re.search(rf"^\[{re.escape(name)}\][^\n]*\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    m = re.search(rf"^\[{re.escape(name)}\][^\n]*\n(.*?)(?=^\[|\Z)", text, re.MULTILINE | re.DOTALL)
     assert m, name
     return m.group(1)
 
@@ -18,7 +18,7 @@ def _context(text: str, name: str) -> str:
 def test_transfer_context_holds_every_destination_and_never_drops_the_caller():
     ext = (ASTERISK / "extensions.conf").read_text(encoding="utf-8")
     transfer = _context(ext, "transfer")
-    extens = set(re.findall(r"^exten => ([^,]+),1,", transfer, re.M))
+    extens = set(re.findall(r"^exten => ([^,]+),1,", transfer, re.MULTILINE))
     assert {d.exten for d in Settings().ami.transfer_destinations} <= extens
     # transfer_unknown_exten: without an `i` extension Asterisk hangs up on a caller sent to 999
     assert "i" in extens
@@ -29,7 +29,7 @@ def test_transfer_context_holds_every_destination_and_never_drops_the_caller():
 
 def test_manager_filter_lets_queue_timeouts_through():
     conf = (ASTERISK / "manager.conf").read_text(encoding="utf-8")
-    filters = re.findall(r"^eventfilter = (.*)$", conf, re.M)
+    filters = re.findall(r"^eventfilter = (.*)$", conf, re.MULTILINE)
     assert any(re.search(f, "Variable: QUEUESTATUS") for f in filters)
     assert any(re.search(f, "Variable: MIXMONITOR_FILENAME") for f in filters)
 
