@@ -293,6 +293,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
         app[READ_SESSIONS] = read_sessions
         users = UserStore(sessions, clock, settings, read_sessions)
         store = TicketStore(sessions, settings, clock, read_sessions)
+        users.marker = app[REDIS]  # the cross-process revocation mark: disabling an account holds at once
         app[accounts_http.USERS] = users
         app[tickets_http.STORE] = store
         await users.sync_departments(settings.config_file(settings.tickets.departments_file))
@@ -466,7 +467,10 @@ def _wire_asr(app: web.Application, settings: Settings, clock: Clock, interval: 
 
     asr_service.setup(app, settings, sessions=lambda: app[SESSIONS], redis_url=lambda: app[REDIS_URL],
                       clock=clock, on_draft_ready=on_draft_ready, interval=interval)
-    asr_http.setup_routes(app, visibility)
+    async def access_log(user: Any, action: str, subject: str, detail: Any, address: str | None) -> None:
+        await app[accounts_http.USERS].audit.access(user, action, subject, detail, address)
+
+    asr_http.setup_routes(app, visibility, access_log)
     add_openapi_paths(app, asr_http.openapi_paths())
 
 

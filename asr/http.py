@@ -8,7 +8,9 @@
 Who reads transcripts: they hold what citizens said (names, addresses, numbers). Without an injected
 ``visibility`` rule only agents, supervisors and admins may read them; with it, department users too,
 limited to the calls the rule returns (e.g. calls whose tickets were dispatched to their department),
-and the rule also filters what agents and supervisors see.
+and the rule also filters what agents and supervisors see. Every transcript read (one call's, or the
+snippets of a search) goes to an injected ``access_log`` callable (server.py wires the tickets' record of
+access): ``access_log(user, action, subject, detail, address)``.
 """
 from __future__ import annotations
 
@@ -23,10 +25,12 @@ from asr.models import JOB_STATES
 from asr.service import SERVICE, AsrService
 
 Visibility = Callable[[Mapping[str, Any], Sequence[str]], Awaitable[set[str]]]
+AccessLog = Callable[[Mapping[str, Any], str, str, Mapping[str, Any], str | None], Awaitable[None]]
 
 READ_ROLES = ("agent", "supervisor", "admin")
 SUPERVISE_ROLES = ("supervisor", "admin")
 VISIBILITY = web.AppKey("asr_visibility", object)
+ACCESS_LOG = web.AppKey("asr_access_log", object)
 
 
 class AsrError(Exception):
@@ -74,6 +78,13 @@ async def _visible(request: web.Request, user: Mapping[str, Any], call_ids: Sequ
     return set(await rule(user, list(call_ids)))  # type: ignore[operator]
 
 
+async def _record(request: web.Request, user: Mapping[str, Any], action: str, subject: str,
+                  detail: Mapping[str, Any]) -> None:
+    log = request.app.get(ACCESS_LOG)
+    if log is not None:
+        await log(user, action, subject, detail, request.remote)  # type: ignore[operator]
+
+
 def _service(request: web.Request) -> AsrService:
     return request.app[SERVICE]
 
@@ -109,7 +120,10 @@ async def get_call(request: web.Request) -> web.Response:
     job = await store.job(call_id)
     if job is None:
         raise AsrError("not_found", "没有这通电话的转写，或您无权查看", 404)
-    return ok({"job": job, "transcript": await store.transcript(call_id)})
+    transcript = await store.transcript(call_id)
+    if transcript is not None:
+        await _record(request, user, "read_transcript", f"call:{call_id}", {"path": request.path})
+    return ok({"job": job, "transcript": transcript})
 
 
 async def retry_call(request: web.Request) -> web.Response:
@@ -154,6 +168,9 @@ async def search(request: web.Request) -> web.Response:
     allowed = await _visible(request, user, [r["call_id"] for r in rows])
     items = [{"call_id": r["call_id"], "transcript_id": r["id"], "duration": r["duration"],
               "created_at": r["created_at"], "match": _snippet(r, terms)} for r in rows if r["call_id"] in allowed]
+    if items:
+        await _record(request, user, "search_transcripts", "transcripts", {
+            "q": " ".join(terms), "calls": [i["call_id"] for i in items]})
     return ok({"items": items, "terms": terms})
 
 
@@ -181,10 +198,13 @@ def openapi_paths() -> dict[str, Any]:
     }
 
 
-def setup_routes(app: web.Application, visibility: Visibility | None = None) -> None:
+def setup_routes(app: web.Application, visibility: Visibility | None = None,
+                 access_log: AccessLog | None = None) -> None:
     """The routes; the service itself is ``app[SERVICE]``, added at start-up by ``asr.service.setup``."""
     if visibility is not None:
         app[VISIBILITY] = visibility
+    if access_log is not None:
+        app[ACCESS_LOG] = access_log
     app.router.add_get("/api/v1/asr/jobs", list_jobs)
     app.router.add_get("/api/v1/asr/calls/{call_id}", get_call)
     app.router.add_post("/api/v1/asr/calls/{call_id}/retry", retry_call)

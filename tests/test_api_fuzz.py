@@ -17,8 +17,9 @@ from tests.services import free_port
 
 EXAMPLES = 20  # per operation and generation mode
 TIME_CAP = 50.0  # seconds for the whole run; each operation still gets at least one example
-# Logging out or revoking tokens (the admin is user 1) would revoke the token the fuzzer uses.
-SKIP = {("POST", "/api/v1/auth/logout"), ("DELETE", "/api/v1/users/{id}/tokens")}
+# Logging out, revoking tokens or resetting a password (the admin is user 1) would revoke the token the fuzzer uses.
+SKIP = {("POST", "/api/v1/auth/logout"), ("DELETE", "/api/v1/users/{id}/tokens"),
+        ("POST", "/api/v1/users/{id}/password")}
 
 
 @pytest.fixture

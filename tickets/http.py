@@ -11,8 +11,8 @@ from pydantic import Field
 
 from config.settings import REQUEST_TYPES
 from tickets import workflow
-from tickets.accounts.http import COOKIE, principal
-from tickets.accounts.service import ROLES
+from tickets.accounts.http import COOKIE, USERS, principal
+from tickets.accounts.service import ROLES, Principal
 from tickets.errors import InvalidField
 from tickets.json_http import (
     OPENAPI_PATHS,
@@ -28,7 +28,7 @@ from tickets.json_http import (
     query_number,
     read_json,
 )
-from tickets.service import CHANNELS, TicketQuery, TicketStore
+from tickets.service import CHANNELS, TicketQuery, TicketStore, shown_to
 
 STORE = web.AppKey("ticket_store", TicketStore)
 MAX_WITHIN_HOURS = 24 * 31  # "near due" looks at most a month ahead
@@ -61,7 +61,7 @@ async def create_ticket(request: web.Request) -> web.Response:
     data = body.model_dump(exclude={"accept", "call_id"})
     ticket = await request.app[STORE].create(data, who, accept=body.accept, call_id=body.call_id)
     # Only now, after the commit, does the client learn the number.
-    return ok(ticket, status=201)
+    return ok(shown_to(ticket, who), status=201)
 
 
 async def list_tickets(request: web.Request) -> web.Response:
@@ -98,8 +98,33 @@ async def due_tickets(request: web.Request) -> web.Response:
     return ok(await request.app[STORE].due_list(who, kind, within))
 
 
+async def record_phone_read(request: web.Request, ticket: dict[str, Any], who: Principal,
+                            action: str = "view_phone") -> None:
+    """The access log's entry for a ticket shown with a caller's whole number (an agent's or supervisor's view,
+    a department's 显示号码); nothing when every number shown was masked or there was none."""
+    numbers = [n for n in [ticket.get("caller_phone"), *(c.get("caller_phone") for c in ticket.get("callers", []))]
+               if n and "*" not in n]
+    if numbers and USERS in request.app:
+        await request.app[USERS].audit.access(who, action, f"ticket:{ticket['number']}",
+                                              {"numbers": len(numbers), "path": request.path}, request.remote)
+
+
 async def get_ticket(request: web.Request) -> web.Response:
-    return ok(await request.app[STORE].get(request.match_info["number"], principal(request)))
+    who = principal(request)
+    ticket = await request.app[STORE].get(request.match_info["number"], who)
+    await record_phone_read(request, ticket, who)
+    return ok(ticket)
+
+
+async def reveal_phone(request: web.Request) -> web.Response:
+    """显示号码: the caller's whole number (and merged callers'), for anyone who may see the ticket; recorded in
+    the access log."""
+    who = principal(request)
+    ticket = await request.app[STORE].get(request.match_info["number"], who, reveal=True)
+    await record_phone_read(request, ticket, who, "reveal_phone")
+    return ok({"number": ticket["number"], "caller_phone": ticket["caller_phone"],
+               "callers": [{"ticket": c["ticket"], "caller_name": c["caller_name"], "caller_phone": c["caller_phone"]}
+                           for c in ticket.get("callers", [])]})
 
 
 async def ticket_history(request: web.Request) -> web.Response:
@@ -118,7 +143,7 @@ async def ticket_action(request: web.Request) -> web.Response:
         params["due"] = parse_datetime(params["due"], "due", request.app[TZ])
     if action not in workflow.RULES:
         raise InvalidField("action", f"未知操作：{action}；可用操作：{', '.join(workflow.ACTIONS)}")
-    return ok(await request.app[STORE].act(request.match_info["number"], action, params, who))
+    return ok(shown_to(await request.app[STORE].act(request.match_info["number"], action, params, who), who))
 
 
 async def ledger(request: web.Request) -> web.Response:
@@ -211,6 +236,9 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "list"}, **std}}},
             "/api/v1/tickets/{number}": {"get": {"summary": "工单详情（含可执行操作）", "parameters": [number],
                                                  "responses": {"200": {"description": "ticket"}, **std}}},
+            "/api/v1/tickets/{number}/reveal-phone": {"post": {
+                "summary": "显示号码：来电人完整电话（承办单位默认只见脱敏号码；记入访问日志）", "parameters": [number],
+                "responses": {"200": {"description": "caller_phone and merged callers' numbers"}, **std}}},
             "/api/v1/tickets/{number}/history": {"get": {"summary": "办理记录（只读）", "parameters": [number],
                                                          "responses": {"200": {"description": "list"}, **std}}},
             "/api/v1/tickets/{number}/related": {"get": {"summary": "重复来电与相似工单", "parameters": [number],
@@ -255,6 +283,7 @@ def setup_routes(app: web.Application, tz: ZoneInfo) -> None:
     r.add_get("/api/v1/tickets/due", due_tickets)
     r.add_get("/api/v1/tickets/{number}", get_ticket)
     r.add_get("/api/v1/tickets/{number}/history", ticket_history)
+    r.add_post("/api/v1/tickets/{number}/reveal-phone", reveal_phone)
     r.add_get("/api/v1/tickets/{number}/related", related_tickets)
     r.add_post("/api/v1/tickets/{number}/actions/{action}", ticket_action)
     r.add_get("/api/v1/ledger", ledger)

@@ -49,6 +49,25 @@ class AuthToken(Base):
     expires_at: Mapped[datetime | None]
 
 
+class AuditEntry(Base):
+    """The record of access: account changes by admins and every read of a caller's personal data (phone,
+    transcript, recording) and every export. Appended only; no route updates or deletes a row."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_category_at", "category", "at"),
+                      Index("ix_audit_log_actor_at", "actor_id", "at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    category: Mapped[str] = mapped_column(String(10))  # "account" (admin changes) or "access" (reads, exports)
+    action: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[int | None] = mapped_column(Integer)  # no foreign key: the record outlives any account change
+    actor_username: Mapped[str] = mapped_column(String(64), default="")
+    actor_role: Mapped[str] = mapped_column(String(20), default="")
+    subject: Mapped[str] = mapped_column(String(200), default="", index=True)  # "user:5", "ticket:2026...", "call:..."
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    address: Mapped[str] = mapped_column(String(100), default="")
+
+
 class TicketCounter(Base):
     """Per-day sequence behind numbers such as 20261122-000123 (one atomic upsert per ticket)."""
 

@@ -502,7 +502,9 @@ class TicketStore:
             listener(view, entry)
 
     # ------------------------------------------------------------ read
-    async def get(self, number: str, who: Principal) -> dict[str, Any]:
+    async def get(self, number: str, who: Principal, *, reveal: bool = False) -> dict[str, Any]:
+        """One ticket as ``who`` may see it (see ``shown_to``); ``reveal`` keeps the caller's number whole, for
+        the 显示号码 action that the access log records."""
         async with self.read_sessions() as session:
             ticket = await self._load(session, number, who)
             view = self._view(ticket, mask=False)
@@ -513,7 +515,7 @@ class TicketStore:
         view["callers"] = [{"ticket": t.number, "caller_name": t.caller_name, "caller_phone": t.caller_phone,
                             "anonymous": t.anonymous, "created_at": t.created_at, "title": t.title,
                             "satisfaction": t.satisfaction, "resolved": t.resolved} for t in merged]
-        return view
+        return view if reveal else shown_to(view, who)
 
     async def history(self, number: str, who: Principal) -> list[dict[str, Any]]:
         async with self.read_sessions() as session:
@@ -744,6 +746,24 @@ class TicketStore:
         missed = workflow.missed_deadlines(t.status, t.sign_due, t.reply_due, t.suspended_at, self.clock())
         return {"overdue": bool(missed), "missed": [
             {"deadline": kind, "label": workflow.DEADLINE_LABELS[kind], "due": due} for kind, due in missed]}
+
+
+# Roles that see callers' numbers masked on a ticket (138****8000) and must ask for the whole number (显示号码,
+# recorded in the access log). Agents and supervisors keep seeing it: they call citizens back.
+PHONE_MASKED_ROLES = ("department",)
+
+
+def shown_to(view: dict[str, Any], who: Principal) -> dict[str, Any]:
+    """A ticket view as ``who`` sees it: for department users the caller's number and those of merged callers
+    masked, with ``phone_masked`` true; everyone else gets the view unchanged."""
+    if who.role not in PHONE_MASKED_ROLES:
+        return view
+    out = {**view, "caller_phone": phones.mask(view["caller_phone"]) if view.get("caller_phone") else "",
+           "phone_masked": True}
+    if "callers" in out:
+        out["callers"] = [{**c, "caller_phone": phones.mask(c["caller_phone"]) if c.get("caller_phone") else ""}
+                          for c in out["callers"]]
+    return out
 
 
 def _supervision_state(t: Any, now: datetime) -> str | None:

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, time, timedelta
 from typing import Any, Awaitable, Callable, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import Field
 
-from tickets.accounts.service import LoginThrottle, Principal, UserStore
+from tickets.accounts.service import AUDIT_CATEGORIES, LoginThrottle, Principal, UserStore
 from tickets.errors import Forbidden, InvalidField, Unauthorized, UnsupportedMediaType
 from tickets.json_http import (
     STANDARD_ERRORS,
@@ -17,7 +19,10 @@ from tickets.json_http import (
     body_schema,
     ok,
     parse,
+    parse_day,
     path_id,
+    query_id,
+    query_int,
     read_json,
 )
 
@@ -161,6 +166,17 @@ class UserCreate(Body):
     member_name: str | None = Field(default=None, max_length=100)
 
 
+class UserUpdate(Body):
+    active: bool | None = None
+    role: Literal["agent", "department", "supervisor", "admin"] | None = None
+    department: str | None = Field(default=None, min_length=1, max_length=64)
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class PasswordReset(Body):
+    password: str | None = Field(default=None, min_length=8, max_length=200)  # none: a generated one, shown once
+
+
 class UnlockBody(Body):
     username: str | None = Field(default=None, min_length=1, max_length=64)
     address: str | None = Field(default=None, min_length=1, max_length=100)
@@ -200,6 +216,9 @@ async def unlock(request: web.Request) -> web.Response:
         raise InvalidField("username", "须指定 username 或 address")
     removed = await request.app[THROTTLE].unlock(body.username, body.address) if THROTTLE in request.app else 0
     log.warning("login lock-out lifted by %s: username=%r address=%r", who.username, body.username, body.address)
+    await request.app[USERS].audit.record(who, "account", "unlock", f"user:{body.username}" if body.username
+                                          else f"address:{body.address}", {"username": body.username,
+                                          "address": body.address, "cleared": removed}, request.remote)
     return ok({"username": body.username, "address": body.address, "cleared": removed})
 
 
@@ -210,7 +229,7 @@ async def revoke_tokens(request: web.Request) -> web.Response:
     if kind not in (None, "session", "api"):
         raise InvalidField("kind", "kind 须为 session 或 api")
     user_id = path_id(request, "id")
-    revoked = await request.app[USERS].revoke_tokens(user_id, kind)
+    revoked = await request.app[USERS].revoke_tokens(user_id, kind, by=who, address=request.remote)
     log.warning("tokens revoked by %s: user %d, kind %s, %d tokens", who.username, user_id, kind or "all", revoked)
     return ok({"user_id": user_id, "kind": kind, "revoked": revoked})
 
@@ -244,21 +263,67 @@ async def create_department(request: web.Request) -> web.Response:
 
 
 async def create_user(request: web.Request) -> web.Response:
-    require_role(request, "admin")
+    who = require_role(request, "admin")
     body = parse(UserCreate, await read_json(request))
     user = await request.app[USERS].create_user(body.username, body.password, body.role,
                                                  display_name=body.display_name, department_code=body.department,
-                                                 interface=body.interface, member_name=body.member_name)
+                                                 interface=body.interface, member_name=body.member_name,
+                                                 by=who, address=request.remote)
     return ok(user.as_dict(), status=201)
+
+
+async def update_user(request: web.Request) -> web.Response:
+    """Disable/enable an account, change its role, department or name (admins; audited)."""
+    who = require_role(request, "admin")
+    body = parse(UserUpdate, await read_json(request))
+    user = await request.app[USERS].update_user(path_id(request, "id"), who, active=body.active, role=body.role,
+                                                 department_code=body.department, display_name=body.display_name,
+                                                 address=request.remote)
+    log.warning("account %d changed by %s: %s", user["id"], who.username, body.model_dump(exclude_none=True))
+    return ok(user)
+
+
+async def reset_password(request: web.Request) -> web.Response:
+    """A new password for an account (admins; audited); ends its sessions and tokens. A generated password is
+    in the answer, once."""
+    who = require_role(request, "admin")
+    body = parse(PasswordReset, await read_json(request))
+    password, user = await request.app[USERS].reset_password(path_id(request, "id"), who, body.password,
+                                                              address=request.remote)
+    log.warning("password of account %d reset by %s", user.id, who.username)
+    return ok({"user": user.as_dict(), **({"password": password} if body.password is None else {})})
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    """The record of access (admins, read only): ``category`` account|access, ``user_id`` (who acted),
+    ``subject`` (``ticket:NUMBER``, ``user:ID``, ``call:ID``), ``action``, ``from``/``to`` (days, inclusive)."""
+    require_role(request, "admin")
+    q = request.query
+    category = q.get("category") or None
+    if category is not None and category not in AUDIT_CATEGORIES:
+        raise InvalidField("category", f"category 须为 {', '.join(AUDIT_CATEGORIES)} 之一")
+    for name in ("subject", "action"):
+        if len(q.get(name, "")) > 200:
+            raise InvalidField(name, f"{name} 过长")
+    users = request.app[USERS]
+    tz = ZoneInfo(users.settings.server.timezone)
+    day_from, day_to = parse_day(q.get("from"), "from"), parse_day(q.get("to"), "to")
+    return ok(await users.audit.list(
+        category=category, actor_id=query_id(q, "user_id"), subject=q.get("subject") or None,
+        action=q.get("action") or None,
+        since=datetime.combine(day_from, time(0), tz) if day_from else None,
+        until=datetime.combine(day_to + timedelta(days=1), time(0), tz) if day_to else None,
+        limit=query_int(q, "limit", 50, 1, 500), offset=query_int(q, "offset", 0, 0, 10_000_000)))
 
 
 async def list_users(request: web.Request) -> web.Response:
     require_role(request, "admin", "supervisor")
-    return ok([u.as_dict() for u in await request.app[USERS].list_users()])
+    return ok(await request.app[USERS].list_accounts())
 
 
 def openapi_paths() -> dict[str, Any]:
     std = STANDARD_ERRORS
+    user_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
     return {
         "/api/v1/auth/login": {"post": {"summary": "登录", "requestBody": body_schema(LoginBody), "security": [],
                                         "responses": {"200": {"description": "token"}, **std}}},
@@ -278,6 +343,22 @@ def openapi_paths() -> dict[str, Any]:
                 {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
                 {"name": "kind", "in": "query", "schema": {"enum": ["session", "api"]}}],
             "responses": {"200": {"description": "revoked"}, **std}}},
+        "/api/v1/users/{id}": {"patch": {
+            "summary": "停用/启用账号，修改角色、所属单位、姓名（管理员；记入审计日志；停用即刻生效）",
+            "parameters": [user_id], "requestBody": body_schema(UserUpdate),
+            "responses": {"200": {"description": "user"}, **std}}},
+        "/api/v1/users/{id}/password": {"post": {
+            "summary": "重置密码（管理员；记入审计日志；该账号的会话和令牌全部失效）", "parameters": [user_id],
+            "requestBody": body_schema(PasswordReset),
+            "responses": {"200": {"description": "user (and the generated password, once)"}, **std}}},
+        "/api/v1/audit": {"get": {"summary": "审计日志：账号变更与个人信息查看、导出记录（管理员，只读）", "parameters": [
+            {"name": "category", "in": "query", "schema": {"enum": list(AUDIT_CATEGORIES)}},
+            {"name": "user_id", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            *({"name": n, "in": "query", "schema": {"type": "string", "maxLength": 200}} for n in ("subject", "action")),
+            *({"name": n, "in": "query", "schema": {"type": "string", "format": "date"}} for n in ("from", "to")),
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+            "responses": {"200": {"description": "entries, newest first"}, **std}}},
     }
 
 
@@ -292,4 +373,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/v1/users", list_users)
     r.add_post("/api/v1/users", create_user)
     r.add_delete("/api/v1/users/{id}/tokens", revoke_tokens)
+    r.add_patch("/api/v1/users/{id}", update_user)
+    r.add_post("/api/v1/users/{id}/password", reset_password)
+    r.add_get("/api/v1/audit", audit_log)
     add_openapi_paths(app, openapi_paths())

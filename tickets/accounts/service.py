@@ -11,22 +11,28 @@ import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import ServerSettings, Settings
 from tickets.errors import Conflict, InvalidField, NotFound, TooManyRequests, Unauthorized
-from tickets.models import AuthToken, Department, User
+from tickets.models import AuditEntry, AuthToken, Department, User
 from tickets.workflow import Actor
 
 log = logging.getLogger("hotline.accounts")
 TOKEN_CACHE_SECONDS = 30.0
 ROLES = ("agent", "department", "supervisor", "admin")
 ROLE_LABELS = {"agent": "话务员", "department": "承办单位", "supervisor": "班长", "admin": "管理员"}
+# Bumped in Redis whenever an account is disabled, changed or loses tokens: every server process compares it
+# on each request and drops its token cache when it moved, so the change holds at once everywhere.
+REVOKED_KEY = "hotline:accounts:revoked"
+REVOKED_KEY_SECONDS = 7 * 24 * 3600
+_MARK_UNKNOWN = b"?unknown"  # Redis did not answer: the cache is not trusted
+AUDIT_CATEGORIES = ("account", "access")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,70 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _actor(who: Principal | Mapping[str, Any] | None) -> tuple[int | None, str, str]:
+    if who is None:
+        return None, "", ""
+    if isinstance(who, Principal):
+        return who.id, who.username, who.role
+    return who.get("id"), str(who.get("username") or ""), str(who.get("role") or "")
+
+
+class AuditLog:
+    """The record of access (``audit_log``): account changes by admins and every read of a caller's personal
+    data or export, who, when, what. Only appends and reads; nothing here (nor any route) edits a row."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], datetime],
+                 read_sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
+        self.sessions = sessions
+        self.read_sessions = read_sessions or sessions
+        self.clock = clock
+
+    def entry(self, who: Principal | Mapping[str, Any] | None, category: str, action: str, subject: str,
+              detail: Mapping[str, Any] | None = None, address: str | None = "") -> AuditEntry:
+        """A new row, for a caller that adds it in its own transaction (the change and its record commit together)."""
+        actor_id, username, role = _actor(who)
+        return AuditEntry(at=self.clock(), category=category, action=action, actor_id=actor_id,
+                          actor_username=username[:64], actor_role=role[:20], subject=subject[:200],
+                          detail=dict(detail or {}), address=(address or "")[:100])
+
+    async def record(self, who: Principal | Mapping[str, Any] | None, category: str, action: str, subject: str,
+                     detail: Mapping[str, Any] | None = None, address: str | None = "") -> None:
+        async with self.sessions.begin() as session:
+            session.add(self.entry(who, category, action, subject, detail, address))
+
+    async def access(self, who: Principal | Mapping[str, Any] | None, action: str, subject: str,
+                     detail: Mapping[str, Any] | None = None, address: str | None = "") -> None:
+        """A read of personal data or an export (``category`` access)."""
+        await self.record(who, "access", action, subject, detail, address)
+
+    async def list(self, *, category: str | None = None, actor_id: int | None = None, subject: str | None = None,
+                   action: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                   limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        """Newest first; ``subject`` matches exactly (``ticket:20261123-000001``, ``user:5``)."""
+        conditions = []
+        if category:
+            conditions.append(AuditEntry.category == category)
+        if actor_id is not None:
+            conditions.append(AuditEntry.actor_id == actor_id)
+        if subject:
+            conditions.append(AuditEntry.subject == subject)
+        if action:
+            conditions.append(AuditEntry.action == action)
+        if since is not None:
+            conditions.append(AuditEntry.at >= since)
+        if until is not None:
+            conditions.append(AuditEntry.at < until)
+        async with self.read_sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(AuditEntry).where(*conditions))
+            rows = (await session.scalars(select(AuditEntry).where(*conditions)
+                                          .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+                                          .limit(limit).offset(offset))).all()
+        return {"total": int(total or 0), "items": [
+            {"id": r.id, "at": r.at, "category": r.category, "action": r.action, "actor_id": r.actor_id,
+             "actor_username": r.actor_username, "actor_role": r.actor_role, "subject": r.subject,
+             "detail": r.detail, "address": r.address} for r in rows]}
+
+
 class UserStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], datetime],
                  settings: Settings, read_sessions: async_sessionmaker[AsyncSession] | None = None) -> None:
@@ -62,7 +132,10 @@ class UserStore:
         self.clock = clock
         self.settings = settings
         self._departments: dict[int, Department] = {}
-        self._token_cache: dict[str, tuple[Principal, datetime | None, float]] = {}
+        self._token_cache: dict[str, tuple[Principal, datetime | None, float, bytes | None]] = {}
+        self.audit = AuditLog(sessions, clock, self.read_sessions)
+        # A Redis client, set by server.py once Redis is up: the cross-process revocation mark (REVOKED_KEY).
+        self.marker: Any = None
         self._hasher = PasswordHasher(time_cost=settings.server.password_time_cost,
                                       memory_cost=settings.server.password_memory_kib)
         # Verifying against this keeps a login for an unknown user as slow as one with a wrong password.
@@ -112,7 +185,8 @@ class UserStore:
     # ------------------------------------------------------------ users
     async def create_user(self, username: str, password: str, role: str, *, display_name: str = "",
                           department_code: str | None = None, interface: str | None = None,
-                          member_name: str | None = None) -> Principal:
+                          member_name: str | None = None, by: Principal | None = None,
+                          address: str | None = "") -> Principal:
         if role not in ROLES:
             raise InvalidField("role", f"角色须为 {', '.join(ROLES)} 之一")
         if not username or len(username) > 64:
@@ -138,6 +212,9 @@ class UserStore:
                         interface=interface, member_name=member_name, active=True, created_at=self.clock())
             session.add(user)
             await session.flush()
+            if by is not None:
+                session.add(self.audit.entry(by, "account", "create_user", f"user:{user.id}", {
+                    "username": username, "role": role, "department": department_code}, address))
             return self._principal(user)
 
     async def ensure_admin(self, username: str, password: str) -> str | None:
@@ -152,6 +229,12 @@ class UserStore:
     async def list_users(self) -> list[Principal]:
         async with self.read_sessions() as session:
             return [self._principal(u) for u in (await session.scalars(select(User).order_by(User.id))).all()]
+
+    async def list_accounts(self) -> list[dict[str, Any]]:
+        """Every account as the admins see it: the principal's fields and whether it is active."""
+        async with self.read_sessions() as session:
+            return [{**self._principal(u).as_dict(), "active": u.active}
+                    for u in (await session.scalars(select(User).order_by(User.id))).all()]
 
     async def user_by_interface(self, interface: str) -> Principal | None:
         async with self.read_sessions() as session:
@@ -196,9 +279,11 @@ class UserStore:
         """The user behind a token. Answers from a 30-second in-process cache: every API call needs this,
         and a logout or deactivation reaches other server processes within those 30 seconds."""
         key = token_hash(token)
+        mark = await self._revocation_mark()
         cached = self._token_cache.get(key)
         now_mono = time.monotonic()
-        if cached is not None and now_mono - cached[2] < TOKEN_CACHE_SECONDS:
+        if cached is not None and now_mono - cached[2] < TOKEN_CACHE_SECONDS and cached[3] == mark \
+                and mark != _MARK_UNKNOWN:
             principal, expires = cached[0], cached[1]
             if expires is None or expires > self.clock():
                 return principal
@@ -208,8 +293,32 @@ class UserStore:
             return None
         if len(self._token_cache) > 10_000:
             self._token_cache.clear()
-        self._token_cache[key] = (principal, expires, now_mono)
+        self._token_cache[key] = (principal, expires, now_mono, mark)
         return principal
+
+    async def _revocation_mark(self) -> bytes | None:
+        """The cross-process revocation mark, read before the database so that a change committed meanwhile
+        moves it after our read (and the next request looks again). None without Redis (one process)."""
+        if self.marker is None:
+            return None
+        try:
+            value = await self.marker.get(REVOKED_KEY)
+        except Exception as exc:  # Redis away: no cache, every request asks the database
+            log.warning("revocation mark unreadable (%s): token cache bypassed", exc)
+            return _MARK_UNKNOWN
+        return value if isinstance(value, bytes) else (str(value).encode() if value is not None else None)
+
+    async def _revoked(self) -> None:
+        """Tokens or accounts changed: this process forgets its cache now, the others at their next request."""
+        self._token_cache.clear()
+        if self.marker is None:
+            return
+        try:
+            await self.marker.incr(REVOKED_KEY)
+            await self.marker.expire(REVOKED_KEY, REVOKED_KEY_SECONDS)
+        except Exception:
+            log.exception("could not move the revocation mark in Redis: other processes may accept the old tokens "
+                          "for up to %d s", TOKEN_CACHE_SECONDS)
 
     async def _authenticate(self, key: str) -> tuple[Principal | None, datetime | None]:
         async with self.read_sessions() as session:
@@ -230,10 +339,12 @@ class UserStore:
             tok = await session.scalar(select(AuthToken).where(AuthToken.token_hash == token_hash(token)))
             if tok is not None:
                 await session.delete(tok)
+        await self._revoked()
 
-    async def revoke_tokens(self, user_id: int, kind: str | None = None) -> int:
-        """Delete a user's login tokens (all, or only ``session`` or ``api`` ones); returns how many. Other
-        server processes stop accepting them within their 30-second token cache."""
+    async def revoke_tokens(self, user_id: int, kind: str | None = None, *, by: Principal | None = None,
+                            address: str | None = "") -> int:
+        """Delete a user's login tokens (all, or only ``session`` or ``api`` ones); returns how many. Every
+        server process stops accepting them at its next request (the revocation mark)."""
         stmt = delete(AuthToken).where(AuthToken.user_id == user_id)
         if kind is not None:
             stmt = stmt.where(AuthToken.kind == kind)
@@ -241,8 +352,95 @@ class UserStore:
             if await session.get(User, user_id) is None:
                 raise NotFound("user_not_found", "用户不存在")
             result = await session.execute(stmt)
-        self._token_cache.clear()
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            revoked = int(result.rowcount or 0)  # type: ignore[attr-defined]
+            if by is not None:
+                session.add(self.audit.entry(by, "account", "revoke_tokens", f"user:{user_id}",
+                                             {"kind": kind or "all", "revoked": revoked}, address))
+        await self._revoked()
+        return revoked
+
+    # ------------------------------------------------------------ administration (admins; every change audited)
+    async def update_user(self, user_id: int, by: Principal, *, active: bool | None = None, role: str | None = None,
+                          department_code: str | None = None, display_name: str | None = None,
+                          address: str | None = "") -> dict[str, Any]:
+        """Disable or enable an account (disabling deletes its tokens: it stops at once in every process),
+        change its role or department or name. Each change is one ``account`` entry of the audit log,
+        committed with it. The last active admin can be neither disabled nor demoted. Returns the account as
+        ``list_accounts`` shows it."""
+        if role is not None and role not in ROLES:
+            raise InvalidField("role", f"角色须为 {', '.join(ROLES)} 之一")
+        if not self._departments:
+            await self.load_departments()
+        async with self.sessions.begin() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise NotFound("user_not_found", "用户不存在")
+            subject = f"user:{user.id}"
+            new_role = role or user.role
+            department_id = user.department_id if new_role == "department" else None
+            if department_code is not None:
+                if new_role != "department":
+                    raise InvalidField("department", "只有承办单位账号属于单位")
+                dept = self.department_by_code(department_code)
+                if dept is None:
+                    raise InvalidField("department", f"没有编码为 {department_code} 的单位")
+                department_id = dept.id
+            if new_role == "department" and department_id is None:
+                raise InvalidField("department", "承办单位账号须指定所属单位")
+            stays_admin = new_role == "admin" and (user.active if active is None else active)
+            if user.role == "admin" and user.active and not stays_admin:
+                others = await session.scalar(select(func.count()).select_from(User).where(
+                    User.role == "admin", User.active.is_(True), User.id != user.id))
+                if not others:
+                    raise Conflict("last_admin", "这是唯一可用的管理员账号，不能停用或改为其他角色")
+            entries: list[tuple[str, dict[str, Any]]] = []
+            if active is not None and active != user.active:
+                entries.append(("enable" if active else "disable", {"username": user.username}))
+                user.active = active
+            if new_role != user.role:
+                entries.append(("change_role", {"username": user.username, "from": user.role, "to": new_role}))
+                user.role = new_role
+            if department_id != user.department_id:
+                old = self._departments.get(user.department_id) if user.department_id else None
+                new = self._departments.get(department_id) if department_id else None
+                entries.append(("change_department", {"username": user.username, "from": old.code if old else None,
+                                                      "to": new.code if new else None}))
+                user.department_id = department_id
+            if display_name is not None and display_name != user.display_name:
+                entries.append(("rename", {"username": user.username, "from": user.display_name,
+                                           "to": display_name}))
+                user.display_name = display_name
+            if active is False and entries and entries[0][0] == "disable":
+                result = await session.execute(delete(AuthToken).where(AuthToken.user_id == user.id))
+                entries[0][1]["tokens_revoked"] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+            for action, detail in entries:
+                session.add(self.audit.entry(by, "account", action, subject, detail, address))
+            account = {**self._principal(user).as_dict(), "active": user.active}
+        if entries:
+            await self._revoked()  # cached principals carry the old role, department and state
+        return account
+
+    async def reset_password(self, user_id: int, by: Principal, password: str | None = None,
+                             address: str | None = "") -> tuple[str, Principal]:
+        """Set a new password (the given one, or a generated one returned once) and end every session and token
+        of the account: whoever knew the old password is out at once."""
+        generated = password is None
+        password = password if password is not None else secrets.token_urlsafe(12)
+        if len(password) < 8:
+            raise InvalidField("password", "密码至少8个字符")
+        password_hash = await asyncio.get_running_loop().run_in_executor(None, self._hasher.hash, password)
+        async with self.sessions.begin() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise NotFound("user_not_found", "用户不存在")
+            user.password_hash = password_hash
+            result = await session.execute(delete(AuthToken).where(AuthToken.user_id == user.id))
+            session.add(self.audit.entry(by, "account", "reset_password", f"user:{user.id}", {
+                "username": user.username, "generated": generated,
+                "tokens_revoked": int(result.rowcount or 0)}, address))  # type: ignore[attr-defined]
+            principal = self._principal(user)
+        await self._revoked()
+        return password, principal
 
     async def get_department(self, department_id: int) -> Department:
         if department_id not in self._departments:
