@@ -109,6 +109,7 @@ def setup(app: web.Application, *, telephony_ws: str = "/ws/telephony", wallboar
     r.add_get("/reports/print", pages.report_print)
     r.add_get("/reports/export.{fmt:xlsx|csv}", pages.report_export)
     r.add_get("/knowledge", pages.knowledge_page)
+    r.add_get("/admin/audit", pages.audit_page)
     app.on_startup.append(_start_scheduler)
     app.on_cleanup.append(_stop_scheduler)
 

@@ -13,10 +13,10 @@ from aiohttp import web
 
 from tickets import deadlines, workflow
 from tickets.accounts.http import USERS
-from tickets.accounts.service import Principal
+from tickets.accounts.service import AUDIT_CATEGORIES, ROLE_LABELS, Principal
 from tickets.attachments.http import ATTACHMENTS
 from tickets.errors import InvalidField, NotFound
-from tickets.http import STORE, TZ
+from tickets.http import STORE, TZ, record_phone_read
 from tickets.json_http import ID_MAX, parse_day
 from tickets.knowledge.http import KNOWLEDGE
 from tickets.reports import export
@@ -36,7 +36,7 @@ NAV = {
     "supervisor": [("/supervisor", "班长工作台"), ("/agent", "座席工作台"), ("/reports", "统计报表"),
                    ("/knowledge", "知识库")],
 }
-NAV["admin"] = NAV["supervisor"]
+NAV["admin"] = [*NAV["supervisor"], ("/admin/audit", "账号与审计")]
 CENTER = ("agent", "supervisor", "admin")
 SUPERVISORS = ("supervisor", "admin")
 Handler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
@@ -130,11 +130,16 @@ async def agent_page(request: web.Request, who: Principal) -> web.StreamResponse
     number = request.query.get("ticket")
     if number:
         ticket = await store.get(number, who)
+        await record_phone_read(request, ticket, who)
         ctx["ticket"] = ticket
         ctx["related"] = await store.related(number, who)
         ctx["open_statuses"] = workflow.OPEN_STATUSES
         provider = request.app[OPTIONS].get("transcript_provider")
         transcript = await provider(ticket) if provider else None
+        if transcript is not None:
+            await request.app[USERS].audit.access(who, "read_transcript", f"ticket:{number}",
+                                                  {"call_id": ticket.get("call_id"), "path": request.path},
+                                                  request.remote)
         ctx["transcript"] = transcript
         ctx["provenance"] = provenance(ticket.get("draft_fields"), transcript)
     return render(request, "agent.html", ctx)
@@ -238,6 +243,7 @@ async def ticket_page(request: web.Request, who: Principal) -> web.StreamRespons
     store = request.app[STORE]
     number = request.match_info["number"]
     ticket = await store.get(number, who)  # NotFound (also for another department's ticket) -> 404 page
+    await record_phone_read(request, ticket, who)  # departments see the number masked: nothing to record
     history = await store.history(number, who)
     attachments = await request.app[ATTACHMENTS].list(number, who)
     depts = await departments(request)
@@ -359,8 +365,50 @@ async def report_export(request: web.Request, who: Principal) -> web.StreamRespo
             raise InvalidField("section", f"没有名为 {section} 的报表") from None
         stem += f"-{section}"
         ctype = "text/csv; charset=utf-8"
+    await request.app[USERS].audit.access(who, "export_report", f"report:{report['kind']}", {
+        "format": fmt, "file": f"{stem}.{fmt}", "start": report["start"].isoformat(),
+        "end": report["end"].isoformat(), "query": request.query_string}, request.remote)
     return web.Response(body=body, headers={
         "Content-Type": ctype, "Content-Disposition": f"attachment; filename*=UTF-8''{quote(stem)}.{fmt}"})
+
+
+# ---------------------------------------------------------------- admin: accounts and the record of access
+AUDIT_ACTIONS = {"create_user": "新建账号", "disable": "停用账号", "enable": "启用账号", "change_role": "修改角色",
+                 "change_department": "修改所属单位", "rename": "修改姓名", "reset_password": "重置密码",
+                 "revoke_tokens": "吊销令牌", "unlock": "解除登录锁定", "view_phone": "查看来电号码",
+                 "reveal_phone": "显示号码", "read_transcript": "查看通话转写", "search_transcripts": "检索通话转写",
+                 "export_report": "导出报表"}
+AUDIT_PAGE = 50
+
+
+@page("admin")
+async def audit_page(request: web.Request, who: Principal) -> web.StreamResponse:
+    """Accounts (停用/启用, role, department, password) and the audit log, newest first, read only."""
+    q = request.query
+    tz = request.app[TZ]
+    category = q.get("category", "") if q.get("category", "") in AUDIT_CATEGORIES else ""
+    user_id = q.get("user_id", "")
+    actor = int(user_id) if user_id.isdigit() and 0 < int(user_id) <= ID_MAX else None
+    subject = q.get("subject", "")[:200]
+    d_from, d_to = parse_day(q.get("from"), "from"), parse_day(q.get("to"), "to")
+    page_no = int(q["page"]) if q.get("page", "").isdigit() and int(q["page"]) <= MAX_PAGE else 1
+    users = request.app[USERS]
+    log = await users.audit.list(
+        category=category or None, actor_id=actor, subject=subject or None,
+        since=datetime.combine(d_from, datetime.min.time(), tz) if d_from else None,
+        until=datetime.combine(d_to + timedelta(days=1), datetime.min.time(), tz) if d_to else None,
+        limit=AUDIT_PAGE, offset=(page_no - 1) * AUDIT_PAGE)
+    depts = await departments(request)
+    accounts = await users.list_accounts()
+    return render(request, "audit.html", {
+        "log": log, "accounts": accounts, "actions": AUDIT_ACTIONS, "role_labels": ROLE_LABELS,
+        "departments": [d for d in depts.values() if d.active],
+        "filters": {"category": category, "user_id": user_id if actor else "", "subject": subject,
+                    "from": q.get("from", ""), "to": q.get("to", "")},
+        "page": page_no, "pages": max(1, -(-log["total"] // AUDIT_PAGE)),
+        "base_qs": "&".join(f"{k}={quote(v)}" for k, v in (("category", category), ("user_id", user_id if actor else ""),
+                                                           ("subject", subject), ("from", q.get("from", "")),
+                                                           ("to", q.get("to", ""))) if v)})
 
 
 # ---------------------------------------------------------------- knowledge

@@ -84,6 +84,22 @@ const Hotline = (() => {
   // No inline event handlers (the Content-Security-Policy forbids them): markup asks with data attributes.
   document.addEventListener("submit", ev => { if (ev.target.matches("form[data-no-submit]")) ev.preventDefault(); });
   document.addEventListener("click", ev => { if (ev.target.closest("[data-print]")) window.print(); });
+  // 显示号码: departments see callers' numbers masked; the whole number is asked for (and the access log records it).
+  document.addEventListener("click", async ev => {
+    const btn = ev.target.closest("[data-reveal-phone]");
+    if (!btn) return;
+    btn.disabled = true;
+    try {
+      const r = await api("POST", "/api/v1/tickets/" + encodeURIComponent(btn.dataset.revealPhone) + "/reveal-phone");
+      const own = document.getElementById("caller-phone");
+      if (own) own.textContent = r.caller_phone;
+      for (const c of r.callers || []) {
+        document.querySelectorAll("[data-caller-phone]").forEach(el => { if (el.dataset.callerPhone === c.ticket) el.textContent = c.caller_phone; });
+      }
+      btn.remove();
+      toast("已显示完整号码（已记入访问日志）");
+    } catch (e) { toast(e.message, true); btn.disabled = false; }
+  });
   document.addEventListener("DOMContentLoaded", () => {
     bindActionForms(document);
     const lo = document.getElementById("logout"); if (lo) lo.addEventListener("click", logout);
