@@ -755,11 +755,12 @@ PHONE_MASKED_ROLES = ("department",)
 
 def shown_to(view: dict[str, Any], who: Principal) -> dict[str, Any]:
     """A ticket view as ``who`` sees it: for department users the caller's number and those of merged callers
-    masked, with ``phone_masked`` true; everyone else gets the view unchanged."""
+    masked, with ``phone_masked`` true, and no ``draft_fields`` (words of the call recording, numbers said aloud
+    among them: the transcript is not theirs to read); everyone else gets the view unchanged."""
     if who.role not in PHONE_MASKED_ROLES:
         return view
     out = {**view, "caller_phone": phones.mask(view["caller_phone"]) if view.get("caller_phone") else "",
-           "phone_masked": True}
+           "phone_masked": True, "draft_fields": None}
     if "callers" in out:
         out["callers"] = [{**c, "caller_phone": phones.mask(c["caller_phone"]) if c.get("caller_phone") else ""}
                           for c in out["callers"]]

@@ -2,7 +2,12 @@
 the whole number and the access log records it, as it records every view of a whole number by the centre."""
 from __future__ import annotations
 
+from tickets.accounts.service import Principal
+from tickets.http import STORE
+
 from .conftest import Center
+
+SYSTEM = Principal(0, "asr", "语音转写", "system", None, None, None)
 
 
 async def dispatched(center: Center, dept: str = "swuj") -> str:
@@ -33,6 +38,22 @@ async def test_departments_see_the_number_masked_and_reveal_it_on_the_record(cen
     assert entry["category"] == "access" and entry["at"] and entry["detail"]["numbers"] == 1
     # still masked on the next view: revealing is one look, on the record each time
     assert (await center.water.get(f"/api/v1/tickets/{number}"))["caller_phone"] == "138****8000"
+
+
+async def test_departments_get_no_words_of_the_recording(center: Center) -> None:
+    """Draft fields carry the words of the call (a number said aloud among them): not for departments."""
+    store = center.client.app[STORE]
+    spoken = "我的电话是幺三八零零幺三八零零零"
+    draft = await store.create({"caller_phone": "13800138000", "title": "路灯不亮", "request_type": "help"}, SYSTEM,
+                               call_id="1732280000.42", draft_fields={
+                                   "caller_phone": {"value": "13800138000", "source_text": spoken}})
+    number = draft["number"]
+    await center.agent.act(number, "accept")
+    await center.agent.act(number, "dispatch", lead_department_id=center.departments["swuj"])
+    agent_view = await center.agent.get(f"/api/v1/tickets/{number}")
+    assert agent_view["draft_fields"]["caller_phone"]["source_text"] == spoken
+    seen = await center.water.get(f"/api/v1/tickets/{number}")
+    assert seen["draft_fields"] is None and "13800138000" not in str(seen) and spoken not in str(seen)
 
 
 async def test_another_department_can_neither_see_nor_reveal(center: Center) -> None:
