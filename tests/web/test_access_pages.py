@@ -91,3 +91,19 @@ async def test_admins_read_the_log_and_manage_accounts_on_their_page(console: Co
     assert (await admin.get("/admin/audit?from=9999-12-31")).status == 400
     assert (await admin.get("/admin/audit?page=abc&user_id=-1&category=x")).status == 200
     await admin.close()
+
+
+async def test_the_admin_page_takes_hostile_values_without_a_5xx(console: Console) -> None:
+    from urllib.parse import quote
+
+    from .test_page_fuzz import HOSTILE
+
+    admin = await admin_session(console)
+    failures = []
+    for name in ("category", "user_id", "subject", "from", "to", "page"):
+        for value in HOSTILE:
+            resp = await admin.get(f"/admin/audit?{name}={quote(value, safe='')}")
+            if resp.status >= 500:
+                failures.append(f"{name}={value[:20]!r}: {resp.status}")
+    assert failures == []
+    await admin.close()
