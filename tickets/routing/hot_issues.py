@@ -59,6 +59,7 @@ class Params:
     examples: int = 3
     core_share: float = 0.5  # a core word is in at least this share of the cluster's tickets ...
     core_concentration: float = 0.5  # ... and this share of the period's tickets using it are in the cluster
+    matter_share: float = 0.6  # one matter: a phrase of 4 characters or more in this share of the tickets
     template_share: float = 0.5  # one caller behind this share of a cluster: template, no alert
     alert_place_share: float = 0.6  # an alert needs a place that this share of the cluster's tickets name
     max_docs: int = 6000  # pairwise distances are O(n^2) memory; newest tickets first beyond this
@@ -239,6 +240,7 @@ def cluster(current: Sequence[Doc], previous: Sequence[Doc] = (), params: Params
     readable = np.asarray([len(n) >= 2 and not _NO_PLACE.search(n) for n in names])
 
     prev_X = vec.transform([_text(d) for d in previous]) if previous else None
+    all_plain = [plain(f"{d.title}|{d.content}") for d in docs]
     out: list[Cluster] = []
     for label in np.unique(labels):
         idx = np.flatnonzero((labels == label) & ~empty)
@@ -264,13 +266,28 @@ def cluster(current: Sequence[Doc], previous: Sequence[Doc] = (), params: Params
             w = str(names[j])
             if not any(w in k or k in w for k in core):
                 core.append(w)
+        texts_of = [all_plain[i] for i in idx]
+        phrases = [phrase(w, texts_of) for w in core[:6]]
+        # One matter, not a kind of words: a phrase of four characters or more that most tickets (and at
+        # least ``min_size``: in a cluster of three, all three) write
+        # (南塘城轨公交站, 丽发新城, 人才购房补贴) and few others of the period do (not 附近居民). Small
+        # clusters of the 7-day windows that shared generic words (咨询, 西地省, 满意 + 牵强) were most of
+        # the noise.
+        size = len(idx)
+
+        def distinctive(p: str) -> bool:
+            inside_n = sum(p in t for t in texts_of)
+            return len(p) >= 4 and inside_n >= max(params.min_size, params.matter_share * size) \
+                and inside_n >= params.core_concentration * sum(p in t for t in all_plain)
+
+        if not any(distinctive(p) for p in phrases):
+            continue
         keywords = core[:5]
         prev = 0
         if prev_X is not None and prev_X.shape[0]:
             norm = np.linalg.norm(centroid) or 1.0
             sims = np.asarray(prev_X @ (centroid / norm)).ravel()
             prev = int((sims >= params.previous_similarity).sum())
-        size = len(idx)
         growth = (size - prev) / prev if prev else None
         members = [docs[i] for i in idx]
         # Examples: the tickets closest to the centroid read as the clearest statement of the matter.
@@ -282,13 +299,11 @@ def cluster(current: Sequence[Doc], previous: Sequence[Doc] = (), params: Params
         by_caller = Counter(d.caller for d in members if d.caller)
         callers = len(by_caller) + sum(1 for d in members if not d.caller)
         template = bool(by_caller) and by_caller.most_common(1)[0][1] >= max(2.0, params.template_share * size)
-        texts_of = [plain(f"{docs[i].title}|{docs[i].content}") for i in idx]
         named = name_of(core[:6], texts_of)
         # Alerts only for one matter (a core word besides the place) at one place that most of the tickets
         # name (丽发新城 + 搅拌站, 伊景园滨河苑 + 捆绑):
         # growing clusters of a kind of complaint across the city (交房 at various estates) were the
         # false alarms of the 7-day windows.
-        phrases = [phrase(w, texts_of) for w in core[:6]]
         place = next((p for p in phrases if is_place(p)), "")
         at_place = bool(place) and sum(place in t for t in texts_of) >= params.alert_place_share * size
         matter = any(len(p) >= 2 and not is_place(p) and p not in place and place not in p for p in phrases)
