@@ -133,8 +133,14 @@ async def test_abandoned_caller_is_called_back_in_one_click(live_server, browser
     page = await login(browser, console, "zuoxi8001")
     await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('未签入')",
                                  timeout=30000)
-    # up to the caller hanging up in the queue (the socket stays open: no Logoff yet)
-    fake.hold_at(cap.index(lambda m: m.get("Event") == "QueueCallerAbandon"))
+    # up to the end of the abandoned call: the hotline-side channel's Hangup after QueueCallerAbandon (the
+    # missed call is listed when the call ends, when it is known to be an abandon and not a queue timeout);
+    # the socket stays open: no Logoff yet
+    abandon = cap.index(lambda m: m.get("Event") == "QueueCallerAbandon")
+    ended = cap.index(lambda m: m.get("Event") == "Hangup" and m.get("Uniqueid") == m.get("Linkedid")
+                      and m.get("Channel", "").endswith(";1"))
+    assert ended > abandon
+    fake.hold_at(ended)
     fake.go()
     # the capture's agents are all paused for paperwork, this one included
     await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('busy-with-paperwork')",
