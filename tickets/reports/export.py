@@ -71,6 +71,11 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
                 ["已解决", report["satisfaction"]["resolved"]], ["解决率", report["satisfaction"]["resolution_rate"]],
                 ["不满意台账新增", t["ledger"]], ["期内超期（件）", report["overdue"]["late_total"]],
                 ["当前超期未办结（件）", report["overdue"]["open_total"]], ["排名规则", report["ranking_rule"]]]
+    sv, fb, ld = report["supervision"], report["fallback"], report["ledger_decisions"]
+    overview += [["督办件", sv["count"]], ["督办按时反馈", sv["on_time"]], ["督办逾期反馈", sv["late"]],
+                 ["督办超期未反馈", sv["overdue"]], ["督办超期提醒（截至生成时）", len(sv["alert"])],
+                 ["提级件", report["escalated"]["count"]], ["兜底件", fb["count"]], ["台账决定：期内新增台账", ld["total"]]]
+    overview += [[f"台账决定：{d['label']}", d["count"]] for d in ld["by_decision"]]
     answer = {r.get("queue"): r for r in report.get("answer_rates") or []}.get("合计")
     if answer is not None:
         sl = answer.get("service_level_seconds", 15)
@@ -93,6 +98,22 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
     out.append(("超期工单", ["工单编号", "标题", "主办单位", "状态", "超期环节", "时限", "超期小时", "督办"],
                 [[r["number"], r["title"], r["department"], r["status_label"], r["missed"], _local(r["due"]),
                   r["overdue_hours"], "是" if r["supervised"] else ""] for r in report["overdue"]["open"]], set()))
+    out.append(("督办件", ["单位", "督办件", "按时反馈", "逾期反馈", "超期未反馈", "未到期"],
+                [[r["department"], r["count"], r["on_time"], r["late"], r["overdue"], r["pending"]]
+                 for r in sv["by_department"]], set()))
+    out.append(("督办超期提醒", ["工单编号", "标题", "主办单位", "督办时限", "督办意见", "状态"],
+                [[x["number"], x["title"], x["department"], _local(x["supervision_due"]), x["supervision_note"] or "",
+                  x["status_label"]] for x in sv["alert"]], set()))
+    out.append(("提级件", ["工单编号", "标题", "现主办单位", "提级次数", "状态", "派单时间"],
+                [[x["number"], x["title"], x["department"], x["escalation_level"], x["status_label"],
+                  _local(x["dispatched_at"])] for x in report["escalated"]["items"]], set()))
+    out.append(("兜底件", ["单位", "兜底件数"], [[r["department"], r["count"]] for r in fb["by_department"]], set()))
+    out.append(("兜底件清单", ["工单编号", "标题", "主办单位", "答复时间", "答复内容"],
+                [[x["number"], x["title"], x["department"], _local(x["replied_at"]), x["answer"] or ""]
+                 for x in fb["items"]], set()))
+    decided = {d["key"]: d["count"] for d in ld["decided"]}
+    out.append(("台账决定", ["决定", "期内新增台账（按现决定）", "期内作出的决定"],
+                [[d["label"], d["count"], decided.get(d["key"])] for d in ld["by_decision"]], set()))
     if report.get("answer_rates") is not None:
         sl = next((r.get("service_level_seconds") for r in report["answer_rates"]), None) or 15
         out.append(("接通率", ["队列", "呼入", "接通", "放弃", "接通率", f"{sl}秒内接通", f"{sl}秒接通率"],

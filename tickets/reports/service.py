@@ -20,6 +20,13 @@ What each figure counts (the README's "Rates" paragraph says the same):
 - 满意率 / 解决率 centre-wide ``satisfaction``: every survey answer given in the period, on dispatched and
   on-spot tickets alike; per department only its lead assignments (``rates``). 解决率 = answers "resolved" /
   answers to the resolved question, everywhere.
+- 督办件 ``supervision``: 督办 whose response deadline falls in the period, per lead department, answered on time,
+  late, overdue or pending; ``alert`` the open 督办 past due without a response when the report is made.
+- 提级件 ``escalated``: tickets escalated and dispatched to the higher level in the period.
+- 兜底件 ``fallback``: replies classed 无法办理（兜底） in the period, by department (the weekly 专报).
+- 台账决定 ``ledger_decisions``: ledger items recorded in the period by decision; ``decided``: decisions taken in it.
+These four read the ticket store's lists (``TicketStore.supervision``, ``fallback_cases``, ``ledger_counts``),
+so they count exactly what ``/api/v1/supervision``, ``/api/v1/fallback`` and ``/api/v1/ledger/summary`` count.
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ from sqlalchemy import Index, String, and_, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tickets import workflow
+from tickets.accounts.service import Principal
 from tickets.models import Assignment, Department, LedgerItem, Ticket, TicketHistory
 from tickets.reports import rates
 from tickets.service import TicketStore
@@ -67,6 +75,10 @@ TYPE_LABELS = {"inquiry": "咨询", "help": "求助", "complaint": "投诉", "re
                "praise": "表扬"}
 CHANNEL_LABELS = {"phone": "电话", "web": "网站", "wechat": "微信", "app": "APP", "mailbox": "信箱", "walk_in": "来访"}
 SATISFACTION_LABELS = {"satisfied": "满意", "basically_satisfied": "基本满意", "dissatisfied": "不满意"}
+# Who the reports read the ticket store as (督办, 提级, 兜底 lists): the centre, every department.
+REPORTER = Principal(id=0, username="reports", name="统计报表", role="supervisor", department_id=None,
+                     department_code=None, interface=None)
+SUPERVISION_STATES = ("on_time", "late", "overdue", "pending")
 # Provided by telephony (wired in server.py): (start, end) -> one row per queue, then a "合计" row, each
 # {queue, offered, answered, abandoned, answer_rate, service_level_seconds, answered_within, answer_rate_within}.
 AnswerRates = Callable[[datetime, datetime], "Awaitable[list[dict[str, Any]]] | list[dict[str, Any]]"]
@@ -368,6 +380,85 @@ class Reports:
         return {"late_by_department": by_dept, "late_total": sum(r["count"] for r in by_dept),
                 "open": open_list, "open_total": open_total}
 
+    # ------------------------------------------------------------ 督办, 提级, 兜底, 台账决定 (from the store)
+    @staticmethod
+    def _department(departments: Mapping[int, Department], department_id: int | None) -> str:
+        department = departments.get(department_id) if department_id is not None else None
+        return department.name if department is not None else "未派单"
+
+    def _case(self, t: Mapping[str, Any], departments: Mapping[int, Department], *fields: str) -> dict[str, Any]:
+        """The few fields of a ticket view a report lists (never the caller or the whole text)."""
+        return {"number": t["number"], "title": t["title"], "department_id": t["lead_department_id"],
+                "department": self._department(departments, t["lead_department_id"]), "status": t["status"],
+                "status_label": t["status_label"], **{f: t[f] for f in fields}}
+
+    async def supervision(self, p: Period, departments: Mapping[int, Department]
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The 督办 section and the 提级件 section, from one ``TicketStore.supervision`` read.
+
+        督办件 whose response deadline falls in the period, per lead department: answered on time, late,
+        overdue (deadline passed, no response) or pending (``TicketStore.supervision``), the overdue ones of the
+        period, and ``alert``: every open 督办 past its deadline without a response when the report is made
+        (``TicketStore.supervision_overdue``; the bulletin's 督办超期提醒). 提级件: see ``escalated``."""
+        data = await self.store.supervision(REPORTER, p.start, p.end)
+        alert: list[dict[str, Any]] = await self.store.supervision_overdue(REPORTER)
+        fields = ("supervision_due", "supervision_answered_at", "supervision_state", "supervision_note")
+        by_dept = [{"department_id": r["department_id"],
+                    "department": self._department(departments, r["department_id"]), "count": r["supervised"],
+                    **{s: r.get(s, 0) for s in SUPERVISION_STATES}}
+                   for r in data["by_department"] if r["supervised"]]
+        by_dept.sort(key=lambda r: (-r["overdue"], -r["count"], r["department"]))
+        section = {"count": sum(r["count"] for r in by_dept),
+                   **{s: sum(r[s] for r in by_dept) for s in SUPERVISION_STATES},
+                   "by_department": by_dept,
+                   "overdue_items": [self._case(t, departments, *fields) for t in data["overdue"]],
+                   "alert": [self._case(t, departments, *fields) for t in alert]}
+        return self.escalated(data, departments), section
+
+    def escalated(self, data: Mapping[str, Any], departments: Mapping[int, Department]) -> dict[str, Any]:
+        """提级件: tickets escalated (提级) and dispatched to the higher level in the period, under their lead now."""
+        items = [self._case(t, departments, "escalation_level", "dispatched_at") for t in data["escalated"]]
+        by_dept: dict[str, int] = {}
+        for t in items:
+            by_dept[t["department"]] = by_dept.get(t["department"], 0) + 1
+        ranked = sorted(by_dept.items(), key=lambda kv: (-kv[1], kv[0]))
+        return {"count": len(items), "items": items,
+                "by_department": [{"department": d, "count": n} for d, n in ranked]}
+
+    async def fallback(self, p: Period, departments: Mapping[int, Department]) -> dict[str, Any]:
+        """兜底件: replies classed 无法办理（兜底） in the period, by lead department, with the cases; the weekly
+        周研判 is the supervisors' weekly 专报 of them (``special_report``)."""
+        data = await self.store.fallback_cases(REPORTER, p.start, p.end)
+        return {"count": data["total"], "special_report": p.kind == "weekly",
+                "by_department": [{"department_id": r["department_id"],
+                                   "department": self._department(departments, r["department_id"]),
+                                   "count": r["count"]} for r in data["by_department"]],
+                "items": [self._case(t, departments, "replied_at", "answer") for t in data["items"]]}
+
+    async def ledger_decisions(self, p: Period) -> dict[str, Any]:
+        """不满意台账 items recorded in the period (``totals.ledger``) counted by their decision (重办,
+        解释说明后办结, 依法分流, still waiting) and their 回访 after re-handling, by ``TicketStore.ledger_counts``
+        (the same count as ``/api/v1/ledger/summary``); ``decided``: the supervisors' decisions taken in the
+        period, whenever the item was recorded."""
+        L = LedgerItem
+        revisited = L.revisit_at.is_not(None)
+        rows = await self._scalar_rows(
+            select(L.decision, revisited, L.revisit_satisfaction, L.revisit_resolved, func.count())
+            .where(L.at >= p.start, L.at < p.end)
+            .group_by(L.decision, revisited, L.revisit_satisfaction, L.revisit_resolved))
+        items = [{"decision": d, "revisit_at": True if was else None, "revisit_satisfaction": sat,
+                  "revisit_resolved": res} for d, was, sat, res, n in rows for _ in range(int(n))]
+        counts = self.store.ledger_counts(items)
+        decided = dict(await self._scalar_rows(select(L.decision, func.count()).where(
+            L.decided_at >= p.start, L.decided_at < p.end).group_by(L.decision)))
+        labels = workflow.LEDGER_DECISIONS
+        return {"total": counts["total"], "revisited": counts["revisited"],
+                "revisit_satisfied": counts["revisit_satisfied"],
+                "by_decision": [{"key": k, "label": labels.get(k, k), "count": n}
+                                for k, n in counts["by_decision"].items()],
+                "decided": [{"key": k, "label": labels.get(k, k), "count": int(decided.get(k, 0))}
+                            for k in labels if k != "pending_supervisor"]}
+
     async def department_counts(self, start: datetime, end: datetime) -> dict[int, rates.Counts]:
         """Counts behind the core rates, aggregated in SQL over lead assignments dispatched in [start, end).
 
@@ -429,6 +520,7 @@ class Reports:
         ranking = await self.rates(p.start, p.end, departments)
         cube = await self.ticket_cube(p)
         places = await self.place_cube(p)
+        escalated, supervision = await self.supervision(p, departments)
         report = {
             "kind": p.kind, "kind_label": KIND_LABELS.get(p.kind, "统计报表"), "label": p.label,
             "start": p.start, "end": p.end, "generated_at": now,
@@ -445,6 +537,9 @@ class Reports:
             "satisfaction": await self.satisfaction(p),
             "overdue": await self.overdue(p, now, departments),
             "answer_rates": await self.answer_rate_section(p),
+            "escalated": escalated, "supervision": supervision,
+            "fallback": await self.fallback(p, departments),
+            "ledger_decisions": await self.ledger_decisions(p),
         }
         return report
 
@@ -503,24 +598,3 @@ async def pending_extensions(sessions: async_sessionmaker[AsyncSession]) -> list
                                       .order_by(Ticket.reply_due).limit(200))).all()
     return [{"number": n, "title": t, "lead_department_id": d, "days": days, "reply_due": due}
             for n, t, d, days, due in rows]
-
-
-async def duplicate_candidates(sessions: async_sessionmaker[AsyncSession], now: datetime,
-                               days: int = 30) -> list[dict[str, Any]]:
-    """Open tickets sharing a normalised address within ``days``: the usual shape of 重复件 to merge."""
-    open_states = tuple(workflow.OPEN_STATUSES) + ("draft",)
-    since = now - timedelta(days=days)
-    cond = and_(Ticket.status.in_(open_states), Ticket.created_at >= since, Ticket.address_key != "")
-    async with sessions() as session:
-        keys = (await session.execute(select(Ticket.address_key, func.count()).where(cond)
-                                      .group_by(Ticket.address_key).having(func.count() > 1)
-                                      .order_by(func.count().desc()).limit(30))).all()
-        groups = []
-        for key, _ in keys:
-            rows = (await session.execute(select(Ticket.number, Ticket.title, Ticket.address, Ticket.status,
-                                                 Ticket.created_at).where(cond, Ticket.address_key == key)
-                                          .order_by(Ticket.id).limit(20))).all()
-            groups.append({"address": rows[0][2] if rows else key, "tickets": [
-                {"number": n, "title": t, "status": s, "status_label": workflow.STATUS_LABELS.get(s, s),
-                 "created_at": c} for n, t, _a, s, c in rows]})
-    return groups
