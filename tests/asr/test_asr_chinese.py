@@ -3,7 +3,7 @@ the Vosk model at $VOSK_MODEL_PATH (default ../shared/models/vosk-model-small-cn
 otherwise Whisper base from PyPI, so these tests run on every machine.
 
 Floors (issue 16): CER over the whole real set <= 0.25 at 16 kHz and <= 0.42 on the phone-line 8 kHz
-copies. Measured with Whisper base here: 0.246 and 0.394 (BENCHMARKS.md). Upstream publishes 23.5 %
+copies. Measured with Whisper base here: 0.246 and 0.387 (BENCHMARKS.md). Upstream publishes 23.5 %
 (speechio_02) and 38.3 % (speechio_06) for Vosk small-cn-0.22, the same class. The whole set is decoded
 once per session (``chinese_transcripts``) and shared by every assertion below.
 """

@@ -83,6 +83,9 @@ def test_long_speech_is_cut_into_windows_whisper_can_take(speech_dir: Path) -> N
 def test_numbers_as_whisper_writes_them_reach_the_phone_field_and_the_cer_reads_them_out() -> None:
     for said in ("我的电话是13800138000", "我的电话是138 0013 8000", "我的电话是幺三八零零幺三八零零零"):
         assert drafts.extract(said, [])["caller_phone"]["value"] == "13800138000", said
+    for said in ("地址在海淀区学院路18号", "地址在海淀区学院路十八号"):
+        fields = drafts.extract(said, [])
+        assert fields["address"]["value"].startswith("海淀区学院路") and fields["district"]["value"] == "海淀区"
     assert cer.normalize("早上9点至下午5点，共10个") == "早上九点至下午五点共十个"
     assert cer.normalize("2023年拨打12345") == "二零二三年拨打一二三四五"
 
