@@ -234,7 +234,7 @@ def cluster(current: Sequence[Doc], previous: Sequence[Doc] = (), params: Params
     del dist
     labels = fcluster(Z, t=params.distance, criterion="distance")
     names = np.asarray([str(n).replace(" ", "") for n in vec.get_feature_names_out()], dtype=object)
-    present = (X > 0).astype(np.float32).tocsc()
+    present = (X > 0).astype(np.float32).tocsr()
     df_all = np.asarray(present.sum(axis=0)).ravel()
     idf = np.log((1 + len(docs)) / (1 + df_all)) + 1.0
     readable = np.asarray([len(n) >= 2 and not _NO_PLACE.search(n) for n in names])
