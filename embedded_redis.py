@@ -6,13 +6,17 @@ Used only when no Redis URL is configured. It listens on a unix socket under the
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+log = logging.getLogger("hotline.redis")
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -74,6 +78,45 @@ class EmbeddedRedis:
 
     async def astop(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.stop)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    async def supervise(self, on_restart: Callable[[], Awaitable[None]] | None = None, *,
+                        check_every: float = 0.2, backoff_min: float = 0.1, backoff_max: float = 10.0) -> None:
+        """Restart redis-server whenever it dies (OOM killer, a stray kill), backing off while starts fail.
+
+        It keeps nothing on disk, so a restarted server is empty: ``on_restart`` puts back what the hotline
+        shares through it (the live view); locks and leases are taken again by their own loops. Runs until
+        cancelled (``astop`` after cancelling stops the server for good).
+        """
+        delay = backoff_min
+        while True:
+            await asyncio.sleep(check_every)
+            if self.process is None or self.process.poll() is None:
+                continue
+            code = self.process.returncode
+            err = b""
+            if self.process.stderr is not None:
+                err = await asyncio.get_running_loop().run_in_executor(None, self.process.stderr.read)
+            log.error("the private redis-server died (exit %s)%s; restarting it", code,
+                      f": {err.decode(errors='replace').strip()[-500:]}" if err.strip() else "")
+            while True:
+                try:
+                    await self.astart()
+                    break
+                except EmbeddedRedisError as exc:
+                    log.error("restarting the private redis-server failed (next try in %.2f s): %s", delay, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, backoff_max)
+            log.warning("the private redis-server is back at %s", self.url)
+            delay = backoff_min
+            if on_restart is not None:
+                try:
+                    await on_restart()
+                except Exception:
+                    log.exception("restoring shared state after the redis-server restart failed")
 
 
 def _die_with_parent() -> None:

@@ -53,6 +53,7 @@ log = logging.getLogger("hotline")
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 REDIS = web.AppKey("redis", Redis)
+EMBEDDED_REDIS = web.AppKey("embedded_redis", EmbeddedRedis)  # only when no redis.url is configured
 CLOCK = web.AppKey("clock", object)
 READ_ENGINE = web.AppKey("read_engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker)
@@ -272,9 +273,24 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
         app[REDIS] = client
         app[accounts_http.THROTTLE] = LoginThrottle(client, settings.server)
         app[REDIS_URL] = url
+        supervisor: asyncio.Task[None] | None = None
+        if embedded:
+            app[EMBEDDED_REDIS] = embedded
+
+            async def reconnect() -> None:
+                # Pooled connections still point at the dead server: drop them rather than fail a request each.
+                await client.connection_pool.disconnect()
+
+            # A dead private redis-server is restarted (empty); the live view's subscriber publishes the view
+            # again, the leader lock and survey leases are taken again by their loops.
+            supervisor = asyncio.get_running_loop().create_task(embedded.supervise(reconnect),
+                                                                name="embedded-redis-supervisor")
         try:
             yield
         finally:
+            if supervisor is not None:
+                supervisor.cancel()
+                await asyncio.gather(supervisor, return_exceptions=True)
             await client.aclose()
             if embedded:
                 await embedded.astop()

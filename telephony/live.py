@@ -170,7 +170,11 @@ class LiveHub:
                 self._dirty = False
                 async with self._pub_lock:  # the snapshot must match its sequence number
                     data = _dumps({"type": "snapshot", "seq": self.pub_seq, "data": self.snapshot_source()})
-                await self.redis.set(self.k_snapshot, data)
+                try:
+                    await self.redis.set(self.k_snapshot, data)
+                except Exception as exc:  # Redis away: write it again once it answers
+                    self._dirty = True
+                    log.warning("live snapshot not written: %s", exc)
 
     async def try_lead(self, ttl: float) -> bool:
         """Take or keep the leader lock (one AMI connection for all processes)."""
@@ -201,20 +205,51 @@ class LiveHub:
             self.pub_seq = max(self.pub_seq, int(json.loads(raw).get("seq", 0)), self.seq)
 
     # ------------------------------------------------------------ every process
-    async def run_subscriber(self) -> None:
+    async def run_subscriber(self, backoff_min: float = 0.1, backoff_max: float = 5.0) -> None:
+        """Follow the shared view; when Redis goes away (restart, network), subscribe again with backoff.
+
+        A Redis that comes back may be empty (the private redis-server keeps nothing on disk): the leader then
+        publishes its whole view again, a follower reads the snapshot or asks for it, and every local
+        WebSocket client gets a fresh snapshot, so no client keeps patching a view that missed messages.
+        """
         if self.redis is None:
             self._ready.set()
             await asyncio.Event().wait()
             return
+        delay = backoff_min
+        lost = False
+        while True:
+            try:
+                await self._follow(resubscribed=lost)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # ConnectionError, TimeoutError, a server restarting (LOADING ...)
+                if not lost:
+                    log.warning("live view: Redis subscription lost (%s: %s); subscribing again",
+                                type(exc).__name__, exc)
+                lost = True
+                self._ready.set()  # start-up must not wait for a Redis that is down
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, backoff_max)
+                continue
+            delay = backoff_min
+
+    async def _follow(self, resubscribed: bool) -> None:
         pubsub = self.redis.pubsub()
-        await pubsub.subscribe(self.k_changes, self.k_agent)
         try:
+            await pubsub.subscribe(self.k_changes, self.k_agent)
             # Subscribe first, then read the snapshot: patches newer than it are then never missed.
-            raw = await self.redis.get(self.k_snapshot)
-            if raw:
-                self._receive(json.loads(raw))
+            if resubscribed and self.leader and self.snapshot_source is not None:
+                await self.publish_full(self.snapshot_source())
+                log.warning("live view: subscribed again; published the whole view")
             else:
-                await self.redis.publish(self.k_changes, _dumps({"type": "hello", "node": self.node}))
+                raw = await self.redis.get(self.k_snapshot)
+                if raw:
+                    self._receive(json.loads(raw))
+                else:
+                    await self.redis.publish(self.k_changes, _dumps({"type": "hello", "node": self.node}))
+                if resubscribed:
+                    log.warning("live view: subscribed again")
             self._ready.set()
             while True:
                 m = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -233,7 +268,10 @@ class LiveHub:
                         self._receive(json.loads(raw))
                 self._receive(msg, raw_text)
         finally:
-            await pubsub.aclose()
+            try:
+                await pubsub.aclose()
+            except Exception:  # the connection is already gone
+                pass
 
     async def wait_ready(self, timeout: float = 5.0) -> None:
         await asyncio.wait_for(self._ready.wait(), timeout)
