@@ -99,6 +99,7 @@ def setup(app: web.Application, *, telephony_ws: str = "/ws/telephony", wallboar
     app.on_startup.append(build)
     r = app.router
     r.add_static("/static/", HERE / "static", name="static", append_version=True)
+    r.add_get("/favicon.ico", pages.favicon)  # browsers ask for it on pages that name none (the wallboard)
     r.add_get("/login", pages.login_page)
     r.add_get("/", pages.home)
     r.add_get("/agent", pages.agent_page)

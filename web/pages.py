@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlsplit
 
@@ -110,6 +111,11 @@ def is_local_path(target: str) -> bool:
         return False
     parts = urlsplit(target)
     return not parts.scheme and not parts.netloc
+
+
+async def favicon(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(Path(__file__).resolve().parent / "static" / "favicon.svg",
+                            headers={"Content-Type": "image/svg+xml", "Cache-Control": "max-age=86400"})
 
 
 async def home(request: web.Request) -> web.StreamResponse:

@@ -29,7 +29,7 @@ from tickets.json_http import (
 USERS = web.AppKey("user_store", UserStore)
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)  # set by the server once Redis is up
 COOKIE = "hotline_session"
-PUBLIC_PATHS = {"/health", "/metrics", "/api/v1/auth/login", "/api/v1/openapi.json", "/login"}
+PUBLIC_PATHS = {"/health", "/metrics", "/api/v1/auth/login", "/api/v1/openapi.json", "/login", "/favicon.ico"}
 PUBLIC_PREFIXES = ("/static/",)
 log = logging.getLogger("hotline.accounts")
 

@@ -596,5 +596,17 @@ async def pending_extensions(sessions: async_sessionmaker[AsyncSession]) -> list
                                              Ticket.extension_pending_days, Ticket.reply_due)
                                       .where(Ticket.extension_pending_days.is_not(None), Ticket.status == "signed")
                                       .order_by(Ticket.reply_due).limit(200))).all()
-    return [{"number": n, "title": t, "lead_department_id": d, "days": days, "reply_due": due}
+        # The department's reason is the note of its latest 申请延期 (the ticket keeps only the days).
+        asked: dict[str, tuple[str, str, datetime | None]] = {}
+        if rows:
+            found = (await session.execute(
+                select(Ticket.number, TicketHistory.note, TicketHistory.actor_name, TicketHistory.at)
+                .join(TicketHistory, TicketHistory.ticket_id == Ticket.id)
+                .where(Ticket.number.in_([r[0] for r in rows]), TicketHistory.action == "request_extension")
+                .order_by(TicketHistory.at, TicketHistory.id))).all()
+            asked = {n: (note, by, at) for n, note, by, at in found}
+    none: tuple[str, str, datetime | None] = ("", "", None)
+    return [{"number": n, "title": t, "lead_department_id": d, "days": days, "reply_due": due,
+             "reason": asked.get(n, none)[0], "requested_by": asked.get(n, none)[1],
+             "requested_at": asked.get(n, none)[2]}
             for n, t, d, days, due in rows]
