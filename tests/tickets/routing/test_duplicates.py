@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from functools import lru_cache
 
 import numpy as np
@@ -131,9 +130,10 @@ def test_index_add_lookup_and_snapshot(tmp_path) -> None:  # type: ignore[no-unt
     assert again.candidates("渣土车夜间抛洒路面全是泥")[0][0] == 7
 
 
-def test_lookup_stays_fast_with_many_tickets() -> None:
-    """100,000 filler tickets plus the real ones: a lookup is a few binary searches, not a scan.
-    (1,000,000 tickets: benchmarks/routing_bench.py.)"""
+def test_lookup_among_many_tickets_finds_the_message_not_the_filler() -> None:
+    """100,000 filler tickets plus the real ones: each real message still finds itself first and no filler
+    crowds it out. How fast a lookup is (a few binary searches, not a scan) is measured, not asserted, in
+    benchmarks/routing_bench.py (1,000,000 tickets)."""
     idx = duplicates.MinHashIndex()
     rng = np.random.default_rng(0)
     keys = rng.integers(0, 2**32, size=(100_000, duplicates.BANDS), dtype=np.uint64).astype(np.uint32)
@@ -142,9 +142,9 @@ def test_lookup_stays_fast_with_many_tickets() -> None:
     idx._members.update(idx._pending_ids)
     idx._merge()
     idx.add_many(messages())
-    queries = [t for _, t in messages()[:300]]
-    start = time.perf_counter()
-    for q in queries:
-        idx.candidates(q)
-    per_lookup = (time.perf_counter() - start) / len(queries)
-    assert per_lookup < 0.01
+    real = {i for i, _ in messages()}
+    for ticket_id, text in messages()[:300]:
+        found = idx.candidates(text)
+        if found:  # texts with nothing to compare (punctuation only) have no signature
+            assert found[0][1] == duplicates.BANDS and found[0][0] in real
+            assert ticket_id in {i for i, n in found if n == duplicates.BANDS}

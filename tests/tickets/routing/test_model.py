@@ -154,9 +154,8 @@ def test_route_eval_command_prints_one_line(tmp_path: Path) -> None:
 
 def test_route_eval_with_a_trained_model_scores_it_without_retraining(tmp_path: Path) -> None:
     """``hotline route-eval --model M TEST``: the model the servers use, loaded and scored as it is, on all
-    3,078 labelled messages (the held-out 924 among them, so the figure is not the held-out one): well
-    under the 20 s that the 2-core box allows (it took 38-166 s when every run retrained)."""
-    import time
+    3,078 labelled messages (the held-out 924 among them, so the figure is not the held-out one). Its
+    time (under 20 s on 2 cores; 38-166 s when every run retrained) is measured in benchmarks/routing_bench.py."""
 
     model_file = tmp_path / "m.joblib"
     trained_model().save(model_file)
@@ -164,12 +163,10 @@ def test_route_eval_with_a_trained_model_scores_it_without_retraining(tmp_path: 
     cli.register_cli(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["route-eval", "--model", str(model_file), str(need(LABELED))])
     out, err = io.StringIO(), io.StringIO()
-    t0 = time.monotonic()
     import contextlib
 
     with redirect_stdout(out), contextlib.redirect_stderr(err):
         assert args.func(None, args) == 0
-    assert time.monotonic() - t0 < 20
     fields = dict(part.split("=") for part in out.getvalue().split())
     assert fields["n"] == "3078" and float(fields["accuracy"]) > 0.9
     assert "trained on" not in err.getvalue() and "loaded" in err.getvalue()
