@@ -99,12 +99,12 @@ async def test_no_route_answers_5xx_to_schemathesis(live: Any) -> None:
 
     async with aiohttp.ClientSession() as s:
         doc = await (await s.get(base + "/api/v1/openapi.json")).json()
-    started = time.monotonic()
+    # TIME_CAP bounds the run (every operation still gets at least one example after it); how long that
+    # takes on a loaded machine is not the server's behaviour, so it is not asserted.
     failures, counts = await asyncio.to_thread(fuzz, base, doc, token)
     assert failures == [], "\n".join(failures)
     assert all(n > 0 for label, n in counts.items()
                if tuple(label.split(" ", 1)) not in SKIP), [k for k, n in counts.items() if not n]
-    assert time.monotonic() - started < TIME_CAP + 30
 
 
 def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
