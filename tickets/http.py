@@ -221,7 +221,11 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/tickets": {
                 "get": {"summary": "工单查询（电话号码脱敏）", "parameters": [
                     *({"name": n, "in": "query", "schema": {"type": "string"}}
-                      for n in ("status", "request_type", "district", "phone", "q", "overdue")),
+                      for n in ("status", "request_type", "district", "overdue")),
+                    {"name": "phone", "in": "query", "schema": {"type": "string"},
+                     "description": "来电号码：完整号码（任意写法），或4位数字＝号码后四位"},
+                    {"name": "q", "in": "query", "schema": {"type": "string"},
+                     "description": "关键词：标题、内容、地址，或工单编号（完整或其中一段）"},
                     {"name": "department_id", "in": "query", "schema": {"type": "integer", "minimum": 1}},
                     *({"name": n, "in": "query", "schema": {"type": "string", "format": "date"}} for n in ("from", "to")),
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},

@@ -543,11 +543,15 @@ class TicketStore:
         if query.district:
             stmt = stmt.where(Ticket.district == query.district)
         if query.phone:
-            stmt = stmt.where(Ticket.caller_phone == phones.normalize(query.phone))
+            tail = query.phone.strip()
+            if len(tail) == 4 and tail.isascii() and tail.isdigit():  # the last 4 digits, as callers read them out
+                stmt = stmt.where(Ticket.caller_phone.like(f"%{tail}"))
+            else:
+                stmt = stmt.where(Ticket.caller_phone == phones.normalize(query.phone))
         if query.text:
             like = f"%{query.text}%"
             stmt = stmt.where(or_(Ticket.title.like(like), Ticket.content.like(like), Ticket.address.like(like),
-                                  Ticket.number == query.text))
+                                  Ticket.number.like(like)))  # a whole number or part of one (20261203-0000)
         if query.created_from:
             stmt = stmt.where(Ticket.created_at >= query.created_from)
         if query.created_to:
