@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from . import actions
 from .service import SERVICE, TelephonyService
 
 STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("hotline.telephony.http")
 
 SUPERVISORS = ("supervisor", "admin")
 AGENTS = ("agent", "supervisor", "admin")
@@ -249,7 +251,19 @@ async def call_back(request: web.Request) -> web.Response:
     await svc.originate(actions.originate(iface, context=svc.callback_context, exten=cb["caller_num"],
                                           caller_id=f'"12345回拨" <{cb["caller_num"]}>',
                                           variables={"CALLBACK_ID": str(cb_id), "CITIZEN_NUM": cb["caller_num"]}))
-    return ok(await store.update_callback(cb_id, status="calling", agent_interface=iface, attempt=True))
+    entry = await store.update_callback(cb_id, status="calling", agent_interface=iface, attempt=True)
+    await _push_callback(svc, entry)
+    return ok(entry)
+
+
+async def _push_callback(svc: Any, entry: dict[str, Any] | None) -> None:
+    """Every agent console shows the entry's new status from the socket (no list reload)."""
+    if entry is None:
+        return
+    try:
+        await svc.hub.broadcast({"type": "callback", "callback": entry})
+    except Exception as exc:  # the change is committed; consoles catch up at their next (re)connect
+        log.warning("callback %s change not pushed: %s", entry.get("id"), exc)
 
 
 async def callback_result(request: web.Request) -> web.Response:
@@ -262,6 +276,7 @@ async def callback_result(request: web.Request) -> web.Response:
                                                  note=_text(body, "note", required=False, max_len=500))
     if res is None:
         raise HttpError(404, "not_found", "回拨记录不存在")
+    await _push_callback(_svc(request), res)
     return ok(res)
 
 
@@ -342,7 +357,7 @@ def openapi_paths() -> dict[str, Any]:
                                                              "mode": {"enum": ["listen", "whisper", "barge"]}},
                                        ("agent_interface",)),
         "/api/v1/telephony/callbacks": {"get": {"summary": "漏接来电回拨清单", "parameters": [
-            {"name": "status", "in": "query", "schema": {"enum": ["pending", "calling", "done", "failed", "all"]}}],
+            {"name": "status", "in": "query", "schema": {"enum": ["pending", "calling", "open", "done", "failed", "all"]}}],
             "responses": {"200": {"description": "callbacks"}, **_ERRORS}}},
         "/api/v1/telephony/callbacks/{id}/call": _post("回拨（先振铃座席，再呼市民）", {}, params=cb_id),
         "/api/v1/telephony/callbacks/{id}/result": _post("回拨结果", {

@@ -209,9 +209,13 @@ class TelephonyService:
             if self.on_call_ended is not None:
                 await self.on_call_ended(e)
         elif isinstance(e, CallMissed):
+            entry = None
             if self.store is not None:
                 await self.store.add_callback(e)
-            await self.hub.broadcast({"type": "missed", "data": effect_dict(e)})
+                entry = await self.store.open_entry(e.call_id)
+            # The console updates its list from the message alone (one entry per number per day, as the HTTP
+            # list has it): 200 abandoned calls must not become 200 list requests from every agent console.
+            await self.hub.broadcast({"type": "missed", "data": effect_dict(e), "callback": entry})
         elif isinstance(e, QueueAlert):
             await self.hub.broadcast({"type": "alert", "data": effect_dict(e)})
         elif isinstance(e, OriginateResult):

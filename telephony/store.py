@@ -71,9 +71,12 @@ class CallStore:
         return list((await s.scalars(q)).all())
 
     async def callbacks(self, status: str | None = "pending", limit: int = 200) -> list[dict[str, Any]]:
+        """The list; ``status="open"`` is what an agent still has to do (pending and calling, one entry each)."""
         async with self.sessions() as s:
             q = select(Callback).order_by(Callback.missed_at, Callback.id)
-            if status:
+            if status == "open":
+                q = q.where(Callback.status.in_(OPEN))
+            elif status:
                 q = q.where(Callback.status == status)
             groups: dict[tuple[str, str], list[Callback]] = {}
             for c in (await s.scalars(q)).all():
@@ -81,6 +84,15 @@ class CallStore:
                 if len(groups) > limit:
                     break
             return [callback_dict(g[0], g) for g in list(groups.values())[:limit]]
+
+    async def open_entry(self, call_id: str) -> dict[str, Any] | None:
+        """The ``status=open`` list's entry holding the missed call ``call_id`` (pushed to the agent consoles)."""
+        async with self.sessions() as s:
+            c = await s.scalar(select(Callback).where(Callback.call_id == call_id))
+            if c is None:
+                return None
+            group = [g for g in await self._group(s, c) if g.status in OPEN]
+            return callback_dict(group[0], group) if group else callback_dict(c)
 
     async def get_callback(self, callback_id: int) -> dict[str, Any] | None:
         async with self.sessions() as s:
@@ -190,6 +202,9 @@ class Counters:
             "avg_wait": round(self.wait_total / self.answered, 1) if self.answered else None,
             "avg_talk": round(self.talk_total / self.answered, 1) if self.answered else None,
         }
+
+
+OPEN = ("pending", "calling")  # an agent still has to call back (the console lists these)
 
 
 def callback_dict(c: Callback, group: list[Callback] | None = None) -> dict[str, Any]:

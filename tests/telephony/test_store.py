@@ -85,3 +85,27 @@ async def test_callback_list_one_entry_per_number_per_day(store):
     assert done["status"] == "done" and done["missed_count"] == 3 and done["attempts"] == 1
     assert [i["call_ids"] for i in await store.callbacks()] == [["3.1"], ["4.1"], ["4.2"], ["2.1"]]
     assert [i["missed_count"] for i in await store.callbacks("done")] == [3]
+
+
+async def test_open_list_and_the_entry_pushed_for_a_missed_call(store):
+    # The console loads ``status=open`` (pending and calling) once and then takes the entry pushed with each
+    # missed call: it must be the entry that list would show.
+    def missed(call_id: str, num: str, hour: int) -> CallMissed:
+        at = datetime(2026, 11, 23, hour, 0, tzinfo=TZ).timestamp()
+        return CallMissed(call_id, num, "", "12345", at - 30, at, 30.0, "abandoned")
+
+    await store.add_callback(missed("1.1", "13900139000", 8))
+    await store.add_callback(missed("2.1", "13700137000", 9))
+    calling = await store.update_callback((await store.callbacks())[1]["id"], status="calling", attempt=True)
+    await store.add_callback(missed("1.2", "13900139000", 10))
+    pushed = await store.open_entry("1.2")
+    listed = await store.callbacks("open")
+    assert [(i["caller_num"], i["status"], i["call_ids"]) for i in listed] == [
+        ("13900139000", "pending", ["1.1", "1.2"]), ("13700137000", "calling", ["2.1"])]
+    assert pushed == listed[0] and calling == listed[1]
+    # a caller called back already who misses again is a new open entry
+    await store.update_callback(listed[0]["id"], status="done")
+    await store.add_callback(missed("1.3", "13900139000", 11))
+    pushed = await store.open_entry("1.3")
+    assert pushed["call_ids"] == ["1.3"] and pushed in await store.callbacks("open")
+    assert await store.open_entry("no-such-call") is None

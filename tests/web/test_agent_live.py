@@ -177,3 +177,62 @@ async def test_console_without_calls_or_interface(console_factory, browser) -> N
     await page2.wait_for_selector("#agent-status")
     assert await page2.locator("#agent-controls").count() == 0
     assert "没有绑定分机" in await page2.inner_text("#agent-status")
+
+
+def abandoned(uid: str, caller: str, queue: str = "12345-main") -> list[dict[str, str]]:
+    """One caller giving up in the queue, in the abandoned_call capture's order (listed at the Hangup)."""
+    chan = f"PJSIP/trunk-{uid}"
+    return [{"Event": "Newchannel", "Channel": chan, "ChannelState": "4", "ChannelStateDesc": "Ring",
+             "CallerIDNum": caller, "CallerIDName": caller, "Context": "incoming", "Exten": "12345",
+             "Priority": "1", "Uniqueid": uid, "Linkedid": uid},
+            Pbx.join(queue, uid, caller),
+            {"Event": "QueueCallerAbandon", "Queue": queue, "Uniqueid": uid, "Linkedid": uid, "Position": "1",
+             "OriginalPosition": "1", "HoldTime": "30"},
+            {"Event": "QueueCallerLeave", "Queue": queue, "Uniqueid": uid, "Linkedid": uid, "Channel": chan,
+             "Position": "1", "Count": "0"},
+            {"Event": "Hangup", "Channel": chan, "Uniqueid": uid, "Linkedid": uid, "CallerIDNum": caller,
+             "Cause": "16", "Cause-txt": "Normal Clearing"}]
+
+
+async def test_missed_calls_reach_the_console_on_the_socket_without_list_requests(console_factory, browser) -> None:
+    """200 abandoned calls: the console's list follows the socket alone (no request per missed call)."""
+    import aiohttp
+
+    console = await console_factory(None, telephony_ws=WS)
+    await agent_user(console)
+    pbx = Pbx(console.app)
+    # 10:00 in the centre's day (Asia/Shanghai) of a fixed date: the 200 calls never straddle a midnight,
+    # so a caller's repeated misses are one entry whatever the day the test runs
+    pbx.t = 1795399200.0  # 2026-11-23 10:00 +08:00
+    page = await login(browser, console, "agent8001")
+    await page.wait_for_selector("#callbacks-card:not(.hidden)")  # the initial load over HTTP answered
+    list_requests: list[str] = []
+    page.on("request", lambda r: list_requests.append(r.url)
+            if r.method == "GET" and "/api/v1/telephony/callbacks" in r.url else None)
+
+    numbers = [f"1380000{n:04d}" for n in range(150)]
+    events = [ev for i in range(200) for ev in abandoned(f"1795399.{i}", numbers[i % 150])]
+    await pbx.send(*events)
+    await page.wait_for_function("() => document.querySelectorAll('#callbacks li.callback').length === 150",
+                                 timeout=60_000)
+    text = await page.inner_text("#callbacks")
+    assert all(n in text for n in numbers)
+    # numbers 0-49 tried twice: one entry each, with the count
+    first = page.locator("#callbacks li.callback", has_text=numbers[0])
+    assert await first.count() == 1 and "2次" in await first.inner_text()
+    assert "2次" not in await page.locator("#callbacks li.callback", has_text=numbers[149]).inner_text()
+
+    # another agent records a result over the API: this console drops the entry from the socket's message
+    async with aiohttp.ClientSession(console.base) as http:
+        r = await http.post("/api/v1/auth/login", json={"username": "super1", "password": PASSWORD, "kind": "api"})
+        token = (await r.json())["token"]
+        entry_id = await first.get_attribute("data-id")
+        r = await http.post(f"/api/v1/telephony/callbacks/{entry_id}/result", json={"status": "done"},
+                            headers={"Authorization": f"Bearer {token}"})
+        assert r.status == 200 and (await r.json())["missed_count"] == 2
+    await page.wait_for_function("() => document.querySelectorAll('#callbacks li.callback').length === 149")
+    assert numbers[0] not in await page.inner_text("#callbacks")
+    assert list_requests == []  # nothing beyond the initial load
+    # the HTTP list (the initial load) agrees with what the socket built
+    page2 = await login(browser, console, "agent8001")
+    await page2.wait_for_function("() => document.querySelectorAll('#callbacks li.callback').length === 149")

@@ -71,7 +71,7 @@
     }
   }
   shortcut("alt+n", () => { location.href = "/agent"; });
-  shortcut("/", () => $("kb-q").focus());
+  shortcut("alt+k", () => $("kb-q").focus(), "搜索知识库");  // "/" finds a ticket (search.js)
   shortcut("alt+arrowdown", () => {
     const links = Array.from(document.querySelectorAll("#work-list a"));
     const i = links.findIndex(a => a.href.endsWith("=" + C.ticket));
@@ -124,18 +124,41 @@
   routing();
 
   // ------------------------------------------------------------ missed calls (漏接回拨, telephony callbacks API)
+  // The list is loaded over HTTP once per socket connection (the first and every reconnect, which may have
+  // missed messages); after that the socket carries every change: "missed" with the caller's entry (one per
+  // number per day), "callback" when an agent calls back or records the result.
   const REASONS = { abandoned: "放弃", timed_out: "排队超时" };
+  const OPEN = ["pending", "calling"];
+  let cbItems = null;  // null until the first load answered
+  let cbEarly = [];  // entries pushed while the list was loading (applied on top of it)
   async function callbacks() {
-    let pending, calling;
-    try {
-      [pending, calling] = await Promise.all([optional("/api/v1/telephony/callbacks?status=pending"),
-                                              optional("/api/v1/telephony/callbacks?status=calling")]);
-    } catch (e) { return; }  // 503 without a call database: the card stays hidden
-    if (!pending) return;
-    const items = (pending.items || []).concat((calling && calling.items) || []);
+    cbItems = null; cbEarly = [];
+    let open;
+    try { open = await optional("/api/v1/telephony/callbacks?status=open"); }
+    catch (e) { return; }  // 503 without a call database: the card stays hidden
+    if (!open) return;
+    cbItems = open.items || [];
+    const early = cbEarly; cbEarly = [];
+    early.forEach(upsertCallback);
+    renderCallbacks();
+  }
+  function upsertCallback(entry) {
+    if (!entry) return;
+    if (!cbItems) { cbEarly.push(entry); return; }
+    // An entry absorbs the caller's earlier misses of the day (their ids are in call_ids).
+    const calls = new Set(entry.call_ids || []);
+    cbItems = cbItems.filter(c => String(c.id) !== String(entry.id) && !(c.call_ids || []).some(x => calls.has(x)));
+    if (OPEN.includes(entry.status)) {
+      cbItems.push(entry);
+      cbItems.sort((a, b) => String(a.missed_at).localeCompare(String(b.missed_at)) || a.id - b.id);
+    }
+    renderCallbacks();
+  }
+  function renderCallbacks() {
+    const items = cbItems;
     $("callbacks-card").classList.remove("hidden");
     $("callbacks").innerHTML = items.length ? items.map(c => `<li class="callback" data-id="${esc(c.id)}" data-status="${esc(c.status)}">
-      <b>${esc(c.caller_num || "未知号码")}</b>${c.caller_name && c.caller_name !== c.caller_num ? " " + esc(c.caller_name) : ""}
+      <b>${esc(c.caller_num || "未知号码")}</b>${c.caller_name && c.caller_name !== c.caller_num ? " " + esc(c.caller_name) : ""}${c.missed_count > 1 ? ` <span class="tag amber">${esc(c.missed_count)}次</span>` : ""}
       <div class="muted">${esc(fmtTime(c.missed_at))} · ${esc(REASONS[c.reason] || c.reason || "")} · 等待${esc(Math.round(c.wait_seconds || 0))}秒${c.attempts ? " · 已拨" + esc(c.attempts) + "次" : ""}</div>
       <div style="margin-top:4px">${c.status === "calling"
         ? `<span class="tag amber">回拨中</span> <button type="button" class="cb-result" data-id="${esc(c.id)}" data-result="done" style="padding:2px 8px">已回访</button>
@@ -144,18 +167,19 @@
       : '<li class="muted">暂无未接来电</li>';
     $("callbacks").querySelectorAll("button.cb-call").forEach(b => b.addEventListener("click", guard(async () => {
       b.disabled = true;
-      try { await api("POST", `/api/v1/telephony/callbacks/${encodeURIComponent(b.dataset.id)}/call`, {}); }
+      let entry;
+      try { entry = await api("POST", `/api/v1/telephony/callbacks/${encodeURIComponent(b.dataset.id)}/call`, {}); }
       catch (e) { b.disabled = false; showAgentError(e); throw e; }
       toast("正在回拨：请先接听您的话机，接通后自动呼叫市民");
-      callbacks();
+      upsertCallback(entry);
     })));
     $("callbacks").querySelectorAll("button.cb-result").forEach(b => b.addEventListener("click", guard(async () => {
-      await api("POST", `/api/v1/telephony/callbacks/${encodeURIComponent(b.dataset.id)}/result`, { status: b.dataset.result });
+      const entry = await api("POST", `/api/v1/telephony/callbacks/${encodeURIComponent(b.dataset.id)}/result`, { status: b.dataset.result });
       toast(b.dataset.result === "done" ? "已标记回访完成" : "已标记未接通");
-      callbacks();
+      upsertCallback(entry);
     })));
   }
-  callbacks(); setInterval(callbacks, 30000);
+  if (!C.ws) callbacks();  // without a socket: load once (with one, each connection loads it)
 
   // ------------------------------------------------------------ telephony live view: my status across queues
   // The socket sends {"type":"snapshot","data":view} first, then numbered patches (as the wallboard applies
@@ -296,14 +320,14 @@
     if (m.type === "snapshot") { view = m.data; renderStatus(); }
     else if (m.type === "patch") { if (view) { applyPatches(m.patches || []); renderStatus(); } }
     else if (m.type === "screen_pop") screenPop(m);
-    else if (m.type === "missed") callbacks();
+    else if (m.type === "missed" || m.type === "callback") upsertCallback(m.callback);
   }
   function connect() {
     if (!C.ws) { text.textContent = "未配置话务系统"; return; }
     const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + C.ws;
     let ws;
     try { ws = new WebSocket(url); } catch (e) { return; }
-    ws.onopen = () => { delay = 1000; };
+    ws.onopen = () => { delay = 1000; callbacks(); };
     ws.onmessage = ev => { let m; try { m = JSON.parse(ev.data); } catch (e) { return; } onMessage(m); };
     ws.onclose = () => {
       view = null;
