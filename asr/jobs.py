@@ -161,9 +161,11 @@ def make_engine(database_url: str) -> Any:
         @event.listens_for(eng.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
+            # busy_timeout first: switching to WAL takes a lock, and a worker starting while the server
+            # writes got "database is locked" at once on its first job (which then sat "queued").
+            cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
         return eng

@@ -242,9 +242,10 @@ class Queue:
         started = time.perf_counter()
         for call_id, (path, _ref) in zip(calls, files):
             await service.enqueue_transcription(call_id, str(path))
+        deadline = time.monotonic() + 900
         while True:
             states = [(await store.job(c))["state"] for c in calls]
-            if all(s in ("done", "failed") for s in states):
+            if all(s in ("done", "failed") for s in states) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
         wall = time.perf_counter() - started
@@ -254,11 +255,12 @@ class Queue:
             job = await store.job(call_id)
             t = await store.transcript(call_id)
             texts.append(t["text"] if t else "")
-            per_file.append((job["finished_at"] - job["started_at"]).total_seconds() / duration(path))
+            if job["finished_at"] and job["started_at"]:
+                per_file.append((job["finished_at"] - job["started_at"]).total_seconds() / duration(path))
         await pool.aclose()
         await engine.dispose()
         return {"wall": wall, "cpu": cpu, "texts": texts, "rtf_median": statistics.median(per_file),
-                "failed": states.count("failed")}
+                "failed": len(states) - states.count("done")}
 
     def close(self) -> None:
         for proc, _ in self.workers:
