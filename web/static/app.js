@@ -69,8 +69,34 @@ const Hotline = (() => {
     });
   }
   const keys = [];
-  function shortcut(spec, fn) { keys.push([spec, fn]); }
+  // Pages name each shortcut; "?" lists them (the page's own line of shortcuts shows the same).
+  const LABELS = { "ctrl+s": "保存", "alt+a": "受理", "alt+d": "受理并派单", "alt+j": "直接办结", "alt+n": "新建工单",
+                   "alt+arrowdown": "下一件" };
+  function shortcut(spec, fn, label) { keys.push([spec, fn, label || LABELS[spec.toLowerCase()] || ""]); }
+  function keyName(spec) {
+    return spec.split("+").map(k => ({ ctrl: "Ctrl", alt: "Alt", shift: "Shift", arrowdown: "↓", arrowup: "↑" }[k.toLowerCase()]
+      || (k.length === 1 ? k.toUpperCase() : k))).join("+");
+  }
+  function toggleHelp(show) {
+    let box = document.getElementById("shortcut-help");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "shortcut-help"; box.className = "hidden";
+      box.setAttribute("role", "dialog"); box.setAttribute("aria-label", "快捷键");
+      document.body.appendChild(box);
+    }
+    if (show === undefined) show = box.classList.contains("hidden");
+    const seen = new Set();
+    const rows = keys.filter(([spec]) => !seen.has(spec) && seen.add(spec))
+      .map(([spec, , label]) => `<tr><td><kbd>${esc(keyName(spec))}</kbd></td><td>${esc(label)}</td></tr>`);
+    rows.push('<tr><td><kbd>?</kbd></td><td>显示 / 关闭本列表</td></tr><tr><td><kbd>Esc</kbd></td><td>关闭</td></tr>');
+    box.innerHTML = `<h2>快捷键</h2><table>${rows.join("")}</table><p class="small muted">在输入框中时，单键快捷键（/ 和 ?）不生效。</p>`;
+    box.classList.toggle("hidden", !show);
+  }
   document.addEventListener("keydown", ev => {
+    const inField = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    if (ev.key === "?" && !ev.ctrlKey && !ev.altKey && !inField) { ev.preventDefault(); toggleHelp(); return; }
+    if (ev.key === "Escape") toggleHelp(false);
     for (const [spec, fn] of keys) {
       const parts = spec.toLowerCase().split("+"); const key = parts.pop();
       const want = { ctrl: parts.includes("ctrl"), alt: parts.includes("alt"), shift: parts.includes("shift") };
@@ -103,6 +129,14 @@ const Hotline = (() => {
   document.addEventListener("DOMContentLoaded", () => {
     bindActionForms(document);
     const lo = document.getElementById("logout"); if (lo) lo.addEventListener("click", logout);
+    const who = document.querySelector("header.top .who");
+    if (who) {
+      const help = document.createElement("button");
+      help.type = "button"; help.id = "shortcut-btn"; help.textContent = "?"; help.title = "快捷键（?）";
+      help.setAttribute("aria-label", "快捷键");
+      help.addEventListener("click", () => toggleHelp());
+      who.prepend(help);
+    }
   });
   return { api, optional, toast, esc, fmtTime, formJSON, bindActionForms, shortcut };
 })();
