@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -24,7 +25,7 @@ from panoramisk.message import Message
 
 from config.settings import AmiSettings
 
-from .framing import Framer, parse_message
+from .framing import MAX_MESSAGE_BYTES, Framer, parse_message
 
 log = logging.getLogger("hotline.telephony.ami")
 
@@ -73,6 +74,50 @@ class LoginFailed(Exception):
     pass
 
 
+class MalformedLog:
+    """Malformed AMI input is logged with its bytes and skipped, but a corrupt stream must not flood the log
+    (1 MB of garbage is ~10,000 messages): the first ``burst`` of each ``window`` seconds are logged in full,
+    the rest are counted and summarised in one line (when the window has passed, or the connection ends)."""
+
+    def __init__(self, burst: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst = burst
+        self.window = window
+        self.clock = clock
+        self.total = 0  # this connection, logged or not
+        self._started: float | None = None
+        self._logged = 0
+        self._suppressed = 0
+        self._suppressed_bytes = 0
+
+    def skip(self, what: str, raw: bytes, size: int | None = None) -> None:
+        """One malformed message: ``raw`` is what is logged, ``size`` what is counted (default ``len(raw)``)."""
+        self.total += 1
+        self.tick()
+        if self._started is None:
+            self._started = self.clock()
+        if self._logged < self.burst:
+            self._logged += 1
+            more = (f" (further ones are counted and summarised every {self.window:g} s)"
+                    if self._logged == self.burst else "")
+            log.warning("skipping malformed AMI message, %s: %r%s", what, raw[:200], more)
+        else:
+            self._suppressed += 1
+            self._suppressed_bytes += len(raw) if size is None else size
+
+    def tick(self) -> None:
+        """Summarise a window that has passed (called on every read, so a quiet stream still gets its line)."""
+        if self._started is not None and self.clock() - self._started >= self.window:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._suppressed:
+            log.warning("skipped %d more malformed AMI messages (%d characters) without logging each, %d in all "
+                        "on this connection", self._suppressed, self._suppressed_bytes, self.total,
+                        extra={"ami_malformed_suppressed": self._suppressed})
+        self._started = None
+        self._logged = self._suppressed = self._suppressed_bytes = 0
+
+
 class BridgeProtocol(AMIProtocol):
     """panoramisk's protocol with framing on bytes; events bypass panoramisk's fnmatch dispatch."""
 
@@ -83,6 +128,7 @@ class BridgeProtocol(AMIProtocol):
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self.framer = Framer()
+        self.malformed = MalformedLog()
         # panoramisk sets ``factory`` only in a later callback: bytes read before it (the banner) were neither
         # recorded nor seen. Know the manager from the start.
         if self.owner is not None:
@@ -96,6 +142,9 @@ class BridgeProtocol(AMIProtocol):
         sink = getattr(factory, "raw_sink", None)
         if sink is not None:
             sink(data)
+        malformed = self.malformed
+        malformed.tick()
+        dropped = self.framer.dropped
         for text in self.framer.feed(data):
             if self.version is None and self.framer.banner:
                 self.version = self.framer.banner
@@ -103,11 +152,13 @@ class BridgeProtocol(AMIProtocol):
                 msg = Message.from_line(text)
                 if msg is not None:
                     self.handle_message(msg)
+                else:
+                    malformed.skip("unreadable Response", text.encode(), len(text))
                 continue
             headers = parse_message(text)
             name = headers.get("Event")
             if not isinstance(name, str):
-                log.warning("skipping AMI message without Event/Response: %r", text[:200].encode())
+                malformed.skip("no Event or Response", text.encode(), len(text))
                 continue
             aid = headers.get("ActionID")
             if isinstance(aid, str) and aid in self.responses:
@@ -127,6 +178,15 @@ class BridgeProtocol(AMIProtocol):
                 self.connection_lost(None)
         if self.version is None and self.framer.banner:
             self.version = self.framer.banner
+        if self.framer.dropped > dropped:
+            malformed.skip(f"no message end within {MAX_MESSAGE_BYTES} bytes, dropped", b"",
+                           self.framer.dropped - dropped)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        malformed = getattr(self, "malformed", None)
+        if malformed is not None:
+            malformed.flush()
+        super().connection_lost(exc)
 
 
 class BridgeManager(Manager):

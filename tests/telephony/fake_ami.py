@@ -152,6 +152,15 @@ class FakeAmi:
         self.paused.clear()
         self.resume.set()
 
+    async def send_raw(self, data: bytes, chunk: int = 65536) -> None:
+        """Write ``data`` as it is (garbage, a corrupt stream) to every connected client."""
+        for w in self._writers:
+            if w.transport.is_closing():
+                continue
+            for i in range(0, len(data), chunk):
+                w.write(data[i:i + chunk])
+                await w.drain()
+
     def kill_socket(self) -> None:
         for w in self._writers:
             w.transport.abort()
