@@ -427,7 +427,7 @@ async def knowledge_page(request: web.Request, who: Principal) -> web.StreamResp
     editing = None
     edit = request.query.get("edit", "")
     if editor and edit.isdigit() and int(edit) <= ID_MAX:
-        editing = await kb.get(int(edit))
+        editing = await kb.get(int(edit), who)
     depts = await departments(request)
     return render(request, "knowledge.html", {
         "q": q, "results": results, "editor": editor, "editing": editing,

@@ -35,8 +35,7 @@ async def update(request: web.Request) -> web.Response:
 
 
 async def get(request: web.Request) -> web.Response:
-    principal(request)
-    return ok(await request.app[KNOWLEDGE].get(_entry_id(request)))
+    return ok(await request.app[KNOWLEDGE].get(_entry_id(request), principal(request)))
 
 
 async def review(request: web.Request) -> web.Response:
@@ -64,7 +63,7 @@ def openapi_paths() -> dict[str, Any]:
         "/api/v1/knowledge/review": {"get": {"summary": "待复核（已过期）的条目",
                                              "responses": {"200": {"description": "entries"}, **std}}},
         "/api/v1/knowledge/{id}": {
-            "get": {"summary": "知识条目", "parameters": [eid], "responses": {"200": {"description": "entry"}, **std}},
+            "get": {"summary": "知识条目（话务员只能读今日有效且启用的条目；承办单位另可读本单位全部条目）", "parameters": [eid], "responses": {"200": {"description": "entry"}, **std}},
             "put": {"summary": "修改知识条目", "parameters": [eid], "requestBody": body,
                     "responses": {"200": {"description": "entry"}, **std}}},
     }

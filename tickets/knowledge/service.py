@@ -223,10 +223,25 @@ class KnowledgeStore:
             entry.updated_at, entry.updated_by, entry.updated_by_name = self.clock(), who.id, who.name
             return self.view(entry)
 
-    async def get(self, entry_id: int) -> dict[str, Any]:
+    def can_read(self, who: Principal, e: KnowledgeEntry) -> bool:
+        """Reading one entry by id shows no more than search and the review list do.
+
+        Supervisors and admins keep the whole base (they review and renew it); a department its own entries in
+        any state (it answers for them and renews them) and other departments' entries only while agents may
+        read them out; agents (and every other role) only entries valid today and switched on, so an outdated
+        or withdrawn answer is never read to a caller by following an old link or guessing an id.
+        """
+        if who.role in ("supervisor", "admin"):
+            return True
+        if who.role == "department" and e.department_id is not None and e.department_id == who.department_id:
+            return True
+        return e.active and is_valid_on(e.valid_from, e.valid_to, self.today())
+
+    async def get(self, entry_id: int, who: Principal) -> dict[str, Any]:
         async with self.read_sessions() as session:
             entry = await session.get(KnowledgeEntry, entry_id)
-            if entry is None:
+            # Hidden and missing answer alike: 404 does not tell that a withdrawn entry exists.
+            if entry is None or not self.can_read(who, entry):
                 raise NotFound("knowledge_not_found", "知识条目不存在")
             return self.view(entry)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -80,3 +81,52 @@ async def test_editing_rights(kb: Center) -> None:
     body = await kb.super.post("/api/v1/knowledge", {"question": "q", "answer": "a", "valid_to": "明天"}, expect=400)
     assert body["field"] == "valid_to"
     await kb.agent.get("/api/v1/knowledge/999", expect=404)
+
+
+async def test_reading_by_id_shows_no_more_than_search(kb: Center) -> None:
+    """GET /knowledge/{id}: agents only what they may read out today; a department its own entries in any state
+    and others' valid ones; supervisors everything. Hidden is 404, like a missing id."""
+    water, env = kb.departments["swuj"], kb.departments["sthj"]
+
+    async def entry(who: Any, question: str, **fields: Any) -> int:
+        return (await who.post("/api/v1/knowledge", {"question": question, "answer": "口径", **fields},
+                               expect=201))["id"]
+
+    today = "2026-11-23"  # the fixture's clock: 09:00 in the centre's day
+    valid = await entry(kb.water, "停水通知在哪里看")
+    ends_today = await entry(kb.water, "今日到期的口径", valid_to=today)
+    expired = await entry(kb.water, "去年的阶梯水价", valid_to="2026-11-22")
+    future = await entry(kb.water, "明年的阶梯水价", valid_from="2026-11-24")
+    off = await entry(kb.water, "已撤回的口径", active=False)
+    shared_expired = await entry(kb.super, "全市通用的旧口径", valid_to="2026-01-01")
+    env_expired = await entry(kb.super, "生态环境局的旧口径", valid_to="2026-01-01", department_id=env)
+    readable_by_all = {valid, ends_today}
+    hidden = {expired, future, off, shared_expired, env_expired}
+
+    for i in readable_by_all:
+        assert (await kb.agent.get(f"/api/v1/knowledge/{i}"))["valid"]
+    for i in hidden:
+        body = await kb.agent.get(f"/api/v1/knowledge/{i}", expect=404)
+        assert body["error"] == "knowledge_not_found" and "口径" not in str(body)
+    # another department reads water's entries only while they are valid, and no one's withdrawn ones
+    for i in readable_by_all:
+        await kb.env.get(f"/api/v1/knowledge/{i}")
+    for i in (expired, future, off, shared_expired):
+        await kb.env.get(f"/api/v1/knowledge/{i}", expect=404)
+    assert (await kb.env.get(f"/api/v1/knowledge/{env_expired}"))["expired"]  # its own, for review
+    # water reads all of its own (to renew them), but not others' expired ones
+    for i in (valid, ends_today, expired, future, off):
+        assert (await kb.water.get(f"/api/v1/knowledge/{i}"))["department_id"] == water
+    for i in (shared_expired, env_expired):
+        await kb.water.get(f"/api/v1/knowledge/{i}", expect=404)
+    # supervisors see everything (they review and renew the whole base)
+    for i in readable_by_all | hidden:
+        await kb.super.get(f"/api/v1/knowledge/{i}")
+    # the knowledge page's edit form asks the same question
+    await kb.env.get(f"/knowledge?edit={expired}", expect=404)
+    page = await kb.water.get(f"/knowledge?edit={expired}")
+    assert "去年的阶梯水价" in page
+    # what a search shows can always be opened by id
+    for who in (kb.agent, kb.env, kb.water):
+        for e in await who.get("/api/v1/knowledge?limit=100"):
+            await who.get(f"/api/v1/knowledge/{e['id']}")
