@@ -24,7 +24,7 @@ from tickets.accounts.http import principal
 from tickets.errors import Forbidden, InvalidField, NotFound
 from tickets.http import STORE
 from tickets.json_http import add_openapi_paths, ok, parse, parse_day, path_id, read_json
-from tickets.surveys.service import SurveyService, worker
+from tickets.surveys.service import SurveyService, keep_running, worker
 from tickets.surveys.store import SurveyStore, view
 
 log = logging.getLogger("hotline.surveys")
@@ -187,7 +187,7 @@ def setup(app: web.Application, settings: Settings, clock: Callable[[], datetime
                 pool = redis.connection_pool
                 arq_worker = worker(service, ArqRedis(connection_pool=type(pool)(
                     connection_class=pool.connection_class, **pool.connection_kwargs)))
-                tasks.append(asyncio.create_task(arq_worker.async_run(), name="survey-worker"))
+                tasks.append(asyncio.create_task(keep_running(arq_worker), name="survey-worker"))
         try:
             yield
         finally:

@@ -415,5 +415,28 @@ def worker(service: SurveyService, redis_pool: Any, **kw: Any) -> Any:
                   ctx={"surveys": service}, poll_delay=kw.pop("poll_delay", 1.0), max_jobs=kw.pop("max_jobs", 20), **kw)
 
 
+async def keep_running(arq_worker: Any, backoff_min: float = 0.1, backoff_max: float = 10.0) -> None:
+    """Run the arq worker until cancelled; start it again when it stops on an error.
+
+    arq's poll loop ends at the first Redis error (a restarted redis-server, a network cut): without this the
+    process would never take a survey job again. Jobs are in Redis and the scheduler's sweep queues due
+    attempts again, so nothing is lost but the pause.
+    """
+    delay = backoff_min
+    while True:
+        started = asyncio.get_running_loop().time()
+        try:
+            await arq_worker.async_run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if asyncio.get_running_loop().time() - started > 60:
+                delay = backoff_min  # it had been running: a new failure, not the same one again
+            log.warning("survey worker stopped (%s: %s); starting it again in %.2f s", type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, backoff_max)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
