@@ -1,6 +1,6 @@
 """``hotline screenshots OUTDIR``: start a throw-away server with demonstration data (temporary SQLite and
 a private redis-server), log in as each role in headless Chromium and save each main page at 1366x768
-(the viewport an agent sees) and as a full page.
+(the viewport an agent sees) and as a full page; the department's inbox and ticket also at a phone's 390x844.
 
 server.py registers the command and passes its application factory in (``register_cli(sub, create_app)``):
 this module never imports ``server``."""
@@ -88,6 +88,24 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
             target = outdir / "13-reports-2560x1440.png"
             await page.screenshot(path=str(target))
             shots.append(target)
+            await ctx.close()
+            # Department pages on a phone (390x844, touch): handlers sign and reply from theirs.
+            ctx = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                            locale="zh-CN")
+            page = await ctx.new_page()
+            await page.goto(base + "/login")
+            await page.fill("#username", "zjj01")
+            await page.fill("#password", demo.PASSWORD)
+            await page.tap("button[type=submit]")
+            await page.wait_for_url(lambda url: "/login" not in url)
+            for name, path in (("14-dept-inbox-390", "/dept"),
+                               ("15-dept-ticket-390", f"/tickets/{n.get('dept_ticket') or n['draft']}")):
+                await page.goto(base + path)
+                await page.wait_for_load_state("networkidle")
+                for suffix, full in (("", False), ("-full", True)):
+                    target = outdir / f"{name}{suffix}.png"
+                    await page.screenshot(path=str(target), full_page=full)
+                    shots.append(target)
             await ctx.close()
             await browser.close()
     finally:

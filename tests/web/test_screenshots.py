@@ -35,9 +35,13 @@ def test_screenshots_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     names = sorted(p.stem for p in out.glob("*.png") if not p.stem.endswith("-full"))
     assert names == ["01-login", "02-agent-draft", "03-agent-new", "04-knowledge-agent", "05-dept-inbox",
                      "06-dept-ticket", "07-supervisor", "08-reports-monthly", "09-reports-weekly",
-                     "10-report-print", "11-knowledge-editor", "12-ticket-supervisor", "13-reports-2560x1440"]
-    for name in names[:-1]:
+                     "10-report-print", "11-knowledge-editor", "12-ticket-supervisor", "13-reports-2560x1440",
+                     "14-dept-inbox-390", "15-dept-ticket-390"]
+    for name in names[:-3]:
         assert png_size(out / f"{name}.png") == (1366, 768)
         width, height = png_size(out / f"{name}-full.png")
         assert width == 1366 and height >= 768
+    for name in names[-2:]:
+        assert png_size(out / f"{name}.png") == (390, 844)
+        assert png_size(out / f"{name}-full.png")[0] == 390  # no horizontal scroll: the full page is as wide
     assert png_size(out / "13-reports-2560x1440.png") == (2560, 1440)
