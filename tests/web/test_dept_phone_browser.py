@@ -44,6 +44,9 @@ async def open_ticket(page: Any, console: Console, number: str) -> None:
     await fits(page)
     text = await page.locator("#ticket-content").bounding_box()
     assert text is not None and text["width"] > WIDTH * 0.6  # lines of text, not one character per line
+    actions = await page.locator("#actions").bounding_box()
+    history = await page.locator("#history").bounding_box()
+    assert actions is not None and history is not None and text["y"] < actions["y"] < history["y"]  # text, actions
 
 
 async def act(page: Any, action: str, fields: dict[str, str], status: str) -> None:
