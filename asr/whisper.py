@@ -44,8 +44,10 @@ RATE = 16000  # Whisper's input rate; 8 kHz phone audio is resampled up once, he
 MAX_STRETCH = 28.0  # seconds: under Whisper's 30 s window, so one stretch is one decoding window
 # Stretches for Whisper: the pipeline's 2 s pauses with 0.5 s context (cutting at 0.6 s pauses cost
 # 1-2 points of CER on ../shared/speech: the decoder loses the sentence), but always cut: a window of
-# silence costs as much as one of speech, and Whisper invents text in it.
-STRETCH_VAD = vad_mod.VadParams(mode=2, pad=0.5, min_silence=2.0, min_saving=0.0, min_speech=0.09)
+# silence costs as much as one of speech, and Whisper invents text in it. min_speech 0.12 s: webrtcvad
+# marks the first 90 ms of a stream as voiced while it adapts, and each such blip would cost a whole
+# 30-second encoder pass (half the extra CPU on the benchmark's padded files); a syllable is longer.
+STRETCH_VAD = vad_mod.VadParams(mode=2, pad=0.5, min_silence=2.0, min_saving=0.0, min_speech=0.12)
 TOKENS_PER_SECOND = 8  # output cap: Mandarin runs at 4-6 characters a second, each 1-2 tokens
 NO_SPEECH = 0.6
 MIN_AVG_LOGPROB = -1.0
