@@ -66,3 +66,22 @@ async def test_no_console_error_on_any_page(console: Console, browser, role: str
     icon = await page.request.get(console.base + "/favicon.ico")
     assert icon.status == 200 and icon.headers["content-type"].startswith("image/")
     assert problems == []
+
+
+async def test_hot_issues_panel_lists_the_clusters(console: Console, browser) -> None:
+    agent = console.users["agent"]
+    texts = [("幸福路18号工地夜间打桩噪音扰民", f"幸福路18号工地夜间打桩噪音扰民，晚上{h}点还在施工，孩子睡不着。")
+             for h in (10, 11, 12, 1, 2)]
+    texts += [("路灯不亮", "人民路路灯坏了三天没人修。"), ("公交晚点", "12路公交车早高峰经常晚点半小时。"),
+              ("垃圾清运", "光明小区垃圾桶满了两天没有清运。")]
+    for i, (title, content) in enumerate(texts):
+        t = await console.draft(title=title, content=content, caller_phone=f"1391234{i:04d}",
+                                address="南湖区幸福路18号" if i < 5 else "")
+        await console.store.act(t["number"], "accept", {}, agent)
+    page = await login(browser, console, "super1")
+    problems = watch(page)
+    await settled(page, console.base + "/supervisor")
+    hot = page.locator("#hot-issues li.hot")
+    assert await hot.count() >= 1, await page.locator("#hot-issues").inner_text()
+    assert "5 件" in await hot.first.inner_text()
+    assert problems == []
