@@ -136,10 +136,10 @@ async def test_status_pop_callbacks_refusals_and_answer_on_spot(console_factory,
     await page.wait_for_selector("#routing-card:not(.hidden)")
     assert "关键词：夜间施工" in await page.inner_text("#routing")
     assert await page.input_value("#d-lead") == str(console.departments["sthj"])
-    # knowledge: "/" focuses the search; only the valid entry is found; quoting fills the answer
+    # knowledge: Alt+K focuses the search ("/" finds a ticket); only the valid entry is found; quoting fills the answer
     await page.fill("[name=content]", "楼下工地夜间施工噪音。")
     await page.evaluate("document.activeElement.blur()")
-    await page.keyboard.press("/")
+    await page.keyboard.press("Alt+k")
     await page.keyboard.type("噪音")
     await page.wait_for_selector("#kb-results .kb-item")
     results = await page.inner_text("#kb-results")
