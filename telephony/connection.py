@@ -83,7 +83,7 @@ class MalformedLog:
         self.burst = burst
         self.window = window
         self.clock = clock
-        self.total = 0  # this connection, logged or not
+        self.total = 0  # since the bridge started, logged or not
         self._started: float | None = None
         self._logged = 0
         self._suppressed = 0
@@ -112,7 +112,7 @@ class MalformedLog:
     def flush(self) -> None:
         if self._suppressed:
             log.warning("skipped %d more malformed AMI messages (%d characters) without logging each, %d in all "
-                        "on this connection", self._suppressed, self._suppressed_bytes, self.total,
+                        "since the bridge started", self._suppressed, self._suppressed_bytes, self.total,
                         extra={"ami_malformed_suppressed": self._suppressed})
         self._started = None
         self._logged = self._suppressed = self._suppressed_bytes = 0
@@ -128,11 +128,11 @@ class BridgeProtocol(AMIProtocol):
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self.framer = Framer()
-        self.malformed = MalformedLog()
         # panoramisk sets ``factory`` only in a later callback: bytes read before it (the banner) were neither
         # recorded nor seen. Know the manager from the start.
         if self.owner is not None:
             self.factory = self.owner
+        self.malformed = getattr(self.factory, "malformed", None) or MalformedLog()
         start = getattr(self.factory, "raw_start", None)
         if start is not None:
             start()  # a new recording file before the first byte (the banner) of this connection
@@ -197,6 +197,9 @@ class BridgeManager(Manager):
         self.on_event: EventSink | None = config.get("on_event")
         self.raw_sink: Callable[[bytes], None] | None = config.get("raw_sink")
         self.raw_start: Callable[[], None] | None = config.get("raw_start")
+        # One limiter for the whole bridge: a PBX that keeps sending garbage and reconnecting is not logged
+        # in full again at every connection.
+        self.malformed: MalformedLog = config.get("malformed") or MalformedLog()
         self.config["protocol_factory"] = lambda: BridgeProtocol(self)
         self.lost: asyncio.Future[Any] | None = None
         self.connect_error: BaseException | None = None
@@ -253,6 +256,7 @@ class AmiConnection:
         self.on_resync = on_resync
         self.raw_sink = raw_sink
         self.raw_start = raw_start
+        self.malformed = MalformedLog()
         self.on_status = on_status
         self.clock = clock
         self.manager: BridgeManager | None = None
@@ -377,7 +381,7 @@ class AmiConnection:
         m = BridgeManager(host=s.host, port=s.port, username=s.username, secret=s.secret, loop=loop,
                           protocol_factory=BridgeProtocol, ping_delay=10 ** 6, ping_interval=10 ** 6,
                           events="on", on_event=self._on_event, raw_sink=self.raw_sink,
-                          raw_start=self.raw_start)
+                          raw_start=self.raw_start, malformed=self.malformed)
         m.lost = loop.create_future()
         m.login_done = loop.create_future()
         self.manager = m

@@ -64,6 +64,8 @@ async def test_a_megabyte_of_garbage_is_summarised_and_the_bridge_keeps_going(br
     # the real stream after the garbage is still folded
     await b.at(len(b.fake.cap.msgs) - 1)
     assert b.svc.state.queues
+    # the limiter belongs to the bridge, not the connection: a reconnect does not start a new full burst
+    assert b.fake.connections == 2 and b.svc.connection.malformed.total == expected
 
 
 def test_windows_log_the_first_few_and_summarise_the_rest(caplog) -> None:
