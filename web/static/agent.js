@@ -144,7 +144,7 @@
   }
   function upsertCallback(entry) {
     if (!entry) return;
-    if (!cbItems) { cbEarly.push(entry); return; }
+    if (!cbItems) { if (cbEarly.length < 1000) cbEarly.push(entry); return; }  // bounded while the list cannot load
     // An entry absorbs the caller's earlier misses of the day (their ids are in call_ids).
     const calls = new Set(entry.call_ids || []);
     cbItems = cbItems.filter(c => String(c.id) !== String(entry.id) && !(c.call_ids || []).some(x => calls.has(x)));
