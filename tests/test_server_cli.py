@@ -58,8 +58,15 @@ def test_serve_on_embedded_defaults_prints_admin_login_and_cleans_up(tmp_path: P
 def _redis_children(pid: int) -> list[int]:
     """redis-server processes started by ``pid`` (from /proc, so other tests' servers never count)."""
     # A child started from a worker thread is listed under that thread's task.
-    children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-    return [int(c) for c in children if b"redis-server" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:  # a thread or child may end while we read (a killed redis-server is reaped)
+            for c in (task / "children").read_text().split():
+                if b"redis-server" in Path(f"/proc/{c}/cmdline").read_bytes():
+                    found.append(int(c))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
 
 
 def test_second_start_keeps_the_admin_and_create_user_works(tmp_path: Path) -> None:
@@ -78,3 +85,48 @@ def test_wrong_setting_stops_with_the_key_name(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "server.py", "serve"], cwd=ROOT, capture_output=True, text=True,
                          env=_env(tmp_path, HOTLINE_SERVER_PORT="http"), timeout=60)
     assert out.returncode == 2 and "HOTLINE_SERVER_PORT" in out.stderr
+
+
+def test_killed_private_redis_comes_back_and_still_stops_with_the_server(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "server.py", "serve", "--port", str(port)], cwd=ROOT,
+                            env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+
+    def health() -> dict | None:
+        try:
+            return json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5))
+        except (OSError, ValueError):  # 503 while Redis is down, or not listening yet
+            return None
+
+    def wait(pred, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < deadline and proc.poll() is None, what + "\n" + "".join(output)
+            time.sleep(0.1)
+
+    restarted: list[int] = []
+    try:
+        while proc.poll() is None:
+            line = proc.stdout.readline() if proc.stdout else ""
+            output.append(line)
+            if "Running on" in line:
+                break
+        wait(lambda: (h := health()) is not None and h["ok"], "the server answers /health")
+        first = _redis_children(proc.pid)
+        assert len(first) == 1
+        os.kill(first[0], signal.SIGKILL)
+
+        def new_redis() -> bool:
+            restarted.extend(p for p in _redis_children(proc.pid) if p not in first + restarted)
+            return bool(restarted)
+
+        wait(new_redis, "a new redis-server is started")
+        wait(lambda: (h := health()) is not None and h["ok"] and h["checks"]["redis"] == "ok",
+             "/health is ok again")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    assert [pid for pid in restarted if Path(f"/proc/{pid}").exists()
+            and b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()] == [], \
+        "the restarted redis-server must stop with the server"
