@@ -187,10 +187,14 @@ async def login(request: web.Request) -> web.Response:
     body = parse(LoginBody, await read_json(request))
     throttle = request.app.get(THROTTLE)
     address = request.remote or "unknown"
+    gate = None
     if throttle is not None:
         await throttle.check(body.username, address)  # 429 before any hashing
+
+        async def gate() -> None:  # again once this attempt's turn at the hasher comes
+            await throttle.check(body.username, address)
     try:
-        token, who = await users.login(body.username, body.password, body.kind, body.label)
+        token, who = await users.login(body.username, body.password, body.kind, body.label, gate=gate)
     except Unauthorized:
         if throttle is not None:
             await throttle.failed(body.username, address)

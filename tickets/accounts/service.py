@@ -5,13 +5,14 @@ import asyncio
 import hashlib
 import logging
 import math
+import os
 import secrets
 import time
 import tomllib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -140,6 +141,9 @@ class UserStore:
                                       memory_cost=settings.server.password_memory_kib)
         # Verifying against this keeps a login for an unknown user as slow as one with a wrong password.
         self._dummy_hash = self._hasher.hash("not-a-password")
+        # At most this many argon2 verifications at once per process: a flood of 50 parallel guesses would
+        # otherwise run 50 hashes before the first failure is even counted, starving every other request.
+        self._hashing = asyncio.Semaphore(max(1, (os.cpu_count() or 2) // 2))
 
     # ------------------------------------------------------------ departments
     async def sync_departments(self, path: Path) -> None:
@@ -247,13 +251,20 @@ class UserStore:
                          dept.code if dept else None, user.interface)
 
     # ------------------------------------------------------------ login
-    async def login(self, username: str, password: str, kind: str = "session", label: str = "") -> tuple[str, Principal]:
+    async def login(self, username: str, password: str, kind: str = "session", label: str = "", *,
+                    gate: Callable[[], Awaitable[None]] | None = None) -> tuple[str, Principal]:
+        """``gate`` runs just before the password is hashed (the login throttle): an attempt that queued
+        behind others for the hasher is refused there if the failures counted meanwhile say so."""
         async with self.read_sessions() as session:
             user = await session.scalar(select(User).where(User.username == username))
         # argon2 takes tens of milliseconds of CPU by design: on the event loop, a few logins a second would
         # stall every other request of this process. (argon2-cffi releases the GIL while hashing.)
-        if not await asyncio.get_running_loop().run_in_executor(
-                None, self._verify, user.password_hash if user else self._dummy_hash, password):
+        async with self._hashing:
+            if gate is not None:
+                await gate()
+            verified = await asyncio.get_running_loop().run_in_executor(
+                None, self._verify, user.password_hash if user else self._dummy_hash, password)
+        if not verified:
             user = None
         if user is None or not user.active:
             raise Unauthorized("bad_credentials", "用户名或密码错误")

@@ -144,3 +144,28 @@ async def test_login_from_a_foreign_origin_is_refused_and_bearer_clients_need_no
     assert session.status == 200
     resp = await client.post("/api/v1/tickets", json={"title": "无来源"})
     assert resp.status == 403
+
+
+async def test_a_parallel_flood_is_refused_before_hashing_once_the_failures_are_counted(
+        aiohttp_client: Any, settings_factory: Any, redis_url: str, tmp_path: Any) -> None:
+    """40 guesses sent at once: without the gate at the hasher, every one of them would run argon2 (the
+    failures are only counted after each hash). With it, the attempts queued behind the first ones are
+    refused once the account's free failures are used up."""
+    client = await app_client(aiohttp_client, settings_factory, redis_url, tmp_path)
+    users = client.app[USERS]
+    hashed = 0
+    verify = users._verify
+
+    def counting(password_hash: str, password: str) -> bool:
+        nonlocal hashed
+        hashed += 1
+        return verify(password_hash, password)
+
+    users._verify = counting
+    answers = await asyncio.gather(*(attempt(client, "agent", f"guess-{i}") for i in range(40)))
+    statuses = [a.status for a in answers]
+    assert set(statuses) <= {401, 429} and statuses.count(401) == hashed
+    # The free failures, plus at most one attempt per hashing slot already past the gate when the
+    # limit was reached.
+    assert hashed <= LIMITS["login_free_failures"] + 1 + users._hashing._value + 1, statuses
+    assert statuses.count(429) >= 40 - hashed
