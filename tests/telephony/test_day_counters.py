@@ -64,6 +64,7 @@ async def test_a_reducer_failure_resets_the_live_state_but_not_the_day(bridge_fa
 
     monkeypatch.setitem(reducer.HANDLERS, "_Boom", boom)  # a synthetic event: no AMI event makes a handler fail
     b.svc.submit({"Event": "_Boom"})
+    await b.svc.drain()  # folded: the state is reset now (the old counters would satisfy the wait below at once)
     await _until(lambda: b.svc.state.queues.get("12345") is not None
                  and b.svc.state.queues["12345"].stats.offered == 32, "counters not rebuilt after the reset")
     await b.sync()
