@@ -228,12 +228,14 @@ class Queue:
     async def run(self, tag: str, files: list[tuple[Path, str]]) -> dict:
         from arq import create_pool
         from arq.connections import RedisSettings
-        from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+        from sqlalchemy.ext.asyncio import async_sessionmaker
 
         from asr.service import AsrService
         from asr.store import AsrStore
 
-        engine = create_async_engine(self.db_url)
+        # The workers' own settings (WAL, busy timeout): with a plain connection polling in rollback-journal
+        # mode, a worker's first write could fail at once with "database is locked".
+        engine = jobs.make_engine(self.db_url)
         pool = await create_pool(RedisSettings.from_dsn(self.redis_url), default_queue_name=jobs.QUEUE_NAME)
         store = AsrStore(async_sessionmaker(engine, expire_on_commit=False), lambda: datetime.now(timezone.utc))
         service = AsrService(store, pool)
