@@ -8,6 +8,7 @@ Nothing here dispatches anything: these are suggestions for a draft a person con
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -205,12 +206,22 @@ def _trim_address_end(clause: str, start: int) -> int:
     return end
 
 
+_missing_cpca_told = False
+
+
 def _admin_hits(texts: Sequence[str]) -> list[dict[str, Any]]:
+    global _missing_cpca_told
     try:
         import cpca
-    except ImportError:  # the address library is optional; fall back to patterns
+
+        # cpca loads its division table on first use, through pkg_resources (gone from setuptools 82).
+        frame = cpca.transform(list(texts), pos_sensitive=True)
+    except ImportError as exc:  # the address library is optional; fall back to patterns, but say so once
+        if not _missing_cpca_told:
+            _missing_cpca_told = True
+            logging.getLogger("hotline.asr").warning(
+                "districts come from street patterns only: the division table (cpca) cannot load: %s", exc)
         return [{} for _ in texts]
-    frame = cpca.transform(list(texts), pos_sensitive=True)
     out = []
     for row in frame.to_dict("records"):
         hit: dict[str, Any] = {}
