@@ -131,10 +131,15 @@ class FakeAmi:
         return self.port
 
     async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()  # no new connections from here on
+        # A connection accepted just before has its transport but its handler may not have run yet (so it is
+        # not in _writers); on Python 3.11.7+ wait_closed waits for every connection, so let those handlers
+        # start before aborting them all.
+        await asyncio.sleep(0)
         for w in self._writers:
             w.transport.abort()
         if self.server is not None:
-            self.server.close()
             await self.server.wait_closed()
 
     def clock(self) -> datetime:
