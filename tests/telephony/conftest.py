@@ -80,3 +80,16 @@ async def bridge_factory(settings_factory: Callable[..., Any]) -> AsyncIterator[
     for b in made:
         await b.svc.stop()
         await b.fake.close()
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[Any]:
+    """A migrated database (SQLite or PostgreSQL, as ``database_url`` is parametrised) for the call store."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    import migrations
+
+    await asyncio.get_running_loop().run_in_executor(None, migrations.upgrade, database_url)
+    engine = create_async_engine(database_url)
+    yield async_sessionmaker(engine, expire_on_commit=False)
+    await engine.dispose()

@@ -336,3 +336,11 @@ class FakeAmi:
             pass
         finally:
             streaming["active"] = False
+
+
+async def until(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Wait for ``cond`` (checked every 10 ms); fail naming ``what`` after ``timeout`` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.01)

@@ -1,32 +1,16 @@
 """Today's wallboard counters survive a restart: rebuilt from telephony_calls, equal to the report."""
 from __future__ import annotations
 
-import asyncio
 from zoneinfo import ZoneInfo
 
-import pytest
 from fake_ami import requires_captures
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from fake_ami import until as _until
 
-import migrations
 from telephony.store import CallStore
 
 pytestmark = requires_captures
 
 
-@pytest.fixture
-async def sessions(database_url):
-    await asyncio.get_running_loop().run_in_executor(None, migrations.upgrade, database_url)
-    engine = create_async_engine(database_url)
-    yield async_sessionmaker(engine, expire_on_commit=False)
-    await engine.dispose()
-
-
-async def _until(cond, what: str, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 async def test_restart_keeps_todays_counters(bridge_factory, sessions):

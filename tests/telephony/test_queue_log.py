@@ -7,17 +7,15 @@ was never cut, is the truth the result is compared with.
 """
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 from fake_ami import CAPTURES, Capture, requires_captures
+from fake_ami import until as _until
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from test_bridge_captures import ev, waiting
 
-import migrations
 from telephony import queue_log
 from telephony.models import Callback, CallRecord
 from telephony.queue_log_reader import QueueLogFile
@@ -64,19 +62,6 @@ def test_file_reader_returns_whole_new_lines_and_restarts_after_rotation(tmp_pat
     assert [e.event for e in reader.read_new()] == ["ABANDON"]
 
 
-@pytest.fixture
-async def sessions(database_url):
-    await asyncio.get_running_loop().run_in_executor(None, migrations.upgrade, database_url)
-    engine = create_async_engine(database_url)
-    yield async_sessionmaker(engine, expire_on_commit=False)
-    await engine.dispose()
-
-
-async def _until(cond, what: str, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 class FileLog:
