@@ -38,6 +38,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.http_accounts import PASSWORD, agent_and_handler
 from tests import services
 
 OFF = 1_000_000_000  # "throttle off": limits no flood reaches
@@ -178,25 +179,9 @@ async def scenario(base: str, pid: int, args: argparse.Namespace, mode: str, see
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(limit=args.agents + 5),
                                      timeout=timeout) as http:
-        async def login(user: str, password: str) -> dict[str, str]:
-            async with http.post("/api/v1/auth/login", json={"username": user, "password": password,
-                                                              "kind": "api"}) as r:
-                body = await r.json()
-                assert r.status == 200, body
-                return {"Authorization": f"Bearer {body['token']}"}
-
-        admin = await login("admin", ADMIN_PW)
-        async with http.get("/api/v1/departments", headers=admin) as r:
-            dept = next(d for d in await r.json() if d["code"] == "cgj")["id"]
-        for user, role, code in (("bench-agent", "agent", None), ("bench-dept", "department", "cgj")):
-            body = {"username": user, "password": "bench-password", "role": role}
-            if code:
-                body["department"] = code
-            async with http.post("/api/v1/users", json=body, headers=admin) as r:
-                assert r.status == 201, await r.text()
-        agent = await login("bench-agent", "bench-password")
+        dept, agent, _ = await agent_and_handler(http, ADMIN_PW)
         counter = [0]
-        legit = ("bench-dept", "bench-password")
+        legit = ("bench-dept", PASSWORD)
         await measure(http, agent, dept, min(3.0, args.seconds), args.agents, args.health_interval, counter, legit)
 
         cpu0 = cpu_seconds(pid)

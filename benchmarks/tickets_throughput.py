@@ -26,6 +26,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.http_accounts import agent_and_handler  # noqa: E402
 from tests import services  # noqa: E402
 
 ACTIONS = ("create", "accept", "dispatch", "sign", "reply")
@@ -53,23 +54,7 @@ def ticket_body(i: int) -> dict[str, object]:
 async def http_run(base: str, admin_password: str, tickets: int, clients: int) -> dict[str, object]:
     connector = aiohttp.TCPConnector(limit=clients + 5)
     async with aiohttp.ClientSession(base, connector=connector) as http:
-        async def login(user: str, password: str) -> dict[str, str]:
-            async with http.post("/api/v1/auth/login", json={"username": user, "password": password,
-                                                              "kind": "api"}) as r:
-                body = await r.json()
-                assert r.status == 200, body
-                return {"Authorization": f"Bearer {body['token']}"}
-
-        admin = await login("admin", admin_password)
-        async with http.get("/api/v1/departments", headers=admin) as r:
-            dept = next(d for d in await r.json() if d["code"] == "cgj")["id"]
-        for user, role, code in (("bench-agent", "agent", None), ("bench-dept", "department", "cgj")):
-            body = {"username": user, "password": "bench-password", "role": role}
-            if code:
-                body["department"] = code
-            async with http.post("/api/v1/users", json=body, headers=admin) as r:
-                assert r.status == 201, await r.text()
-        agent, handler = await login("bench-agent", "bench-password"), await login("bench-dept", "bench-password")
+        dept, agent, handler = await agent_and_handler(http, admin_password)
         latencies: dict[str, list[float]] = {a: [] for a in ACTIONS}
         counter = iter(range(tickets))
 

@@ -15,10 +15,6 @@ KNOWLEDGE = web.AppKey("knowledge_store", KnowledgeStore)
 WARM_UP = web.AppKey("knowledge_warm_up", asyncio.Task)
 
 
-def _entry_id(request: web.Request) -> int:
-    return path_id(request, "id")
-
-
 async def search(request: web.Request) -> web.Response:
     principal(request)
     q = request.query
@@ -31,11 +27,11 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def update(request: web.Request) -> web.Response:
-    return ok(await request.app[KNOWLEDGE].update(_entry_id(request), await read_json(request), principal(request)))
+    return ok(await request.app[KNOWLEDGE].update(path_id(request, "id"), await read_json(request), principal(request)))
 
 
 async def get(request: web.Request) -> web.Response:
-    return ok(await request.app[KNOWLEDGE].get(_entry_id(request), principal(request)))
+    return ok(await request.app[KNOWLEDGE].get(path_id(request, "id"), principal(request)))
 
 
 async def review(request: web.Request) -> web.Response:

@@ -25,29 +25,20 @@ from tickets.routing.service import HOT_ROLES, RoutingService, hot_params, model
 log = logging.getLogger("hotline.routing")
 
 ROUTING = web.AppKey("routing_service", RoutingService)
-TICKET_STORE_KEY = web.AppKey("routing_ticket_store_key", object)
-
-
-def _who(request: web.Request) -> Any:
-    return principal(request)
-
-
-def _store(request: web.Request) -> Any:
-    return request.app[STORE]
 
 
 async def get_routing(request: web.Request) -> web.Response:
-    who = _who(request)
-    return ok(await request.app[ROUTING].suggestions(_store(request), request.match_info["number"], who))
+    who = principal(request)
+    return ok(await request.app[ROUTING].suggestions(request.app[STORE], request.match_info["number"], who))
 
 
 async def get_duplicates(request: web.Request) -> web.Response:
-    who = _who(request)
-    return ok(await request.app[ROUTING].duplicates(_store(request), request.match_info["number"], who))
+    who = principal(request)
+    return ok(await request.app[ROUTING].duplicates(request.app[STORE], request.match_info["number"], who))
 
 
 async def get_hot_issues(request: web.Request) -> web.Response:
-    who = _who(request)
+    who = principal(request)
     if who.role not in HOT_ROLES:
         raise Forbidden("forbidden", "热点分析仅限班长和管理员查看")
     service = request.app[ROUTING]

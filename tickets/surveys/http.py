@@ -56,10 +56,6 @@ def _who(request: web.Request) -> Any:
     return who
 
 
-def _survey_id(request: web.Request) -> int:
-    return path_id(request, "id")
-
-
 async def campaign(request: web.Request) -> web.Response:
     _who(request)
     svc = _service(request)
@@ -104,7 +100,7 @@ async def list_for_ticket(request: web.Request) -> web.Response:
 
 async def get_survey(request: web.Request) -> web.Response:
     _who(request)
-    got = await _service(request).surveys.get_with_attempts(_survey_id(request))
+    got = await _service(request).surveys.get_with_attempts(path_id(request, "id"))
     if got is None:
         raise NotFound("survey_not_found", "回访不存在")
     return ok(view(got[0], mask=False, attempts=got[1]))
@@ -122,7 +118,7 @@ async def manual(request: web.Request) -> web.Response:
         params.update(satisfaction=body.satisfaction, resolved=body.resolved)
     elif body.resolved is not None:
         raise InvalidField("satisfaction", "请填写满意度（满意、基本满意、不满意）")
-    return ok(await _service(request).manual(_survey_id(request), who, params))
+    return ok(await _service(request).manual(path_id(request, "id"), who, params))
 
 
 def openapi_paths() -> dict[str, Any]:
