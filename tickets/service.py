@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Select, Table, and_, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -116,6 +116,11 @@ class TicketStore:
         self.escalation = load_escalation(settings.config_file(settings.tickets.departments_file))
         # Other packages subscribe here (server.py wires them): called after commit with (ticket dict, entry).
         self.listeners: list[Callable[[dict[str, Any], workflow.HistoryEntry], Any]] = []
+        # Rows that must commit with the workflow change or not at all (an SMS outbox): each hook gets the
+        # ticket's new view and the history entry of every successful creation/action, before the commit, and
+        # returns (table, values) rows inserted in the same transaction. A hook that raises refuses the action.
+        self.row_hooks: list[Callable[[Mapping[str, Any], workflow.HistoryEntry],
+                                      Iterable[tuple[Table, dict[str, Any]]]]] = []
 
     # ------------------------------------------------------------ visibility
     def _visible(self, stmt: Select[Any], who: Principal) -> Select[Any]:
@@ -199,15 +204,17 @@ class TicketStore:
                        transcript_id=transcript_id)
             ticket_id = (await session.execute(insert(T).values(**row).returning(T.c.id))).scalar_one()
             ticket = SimpleNamespace(id=ticket_id, **row)
-            await session.execute(insert(H).values(
-                ticket_id=ticket_id, action="create", at=now, actor_id=who.id, actor_role=who.role,
-                actor_name=who.name, from_status="", to_status="draft", note="", data={"channel": ticket.channel}))
+            created = workflow.HistoryEntry(action="create", at=now, actor_id=who.id, actor_role=who.role,
+                                            actor_name=who.name, from_status="", to_status="draft", note="",
+                                            data={"channel": ticket.channel})
+            await session.execute(insert(H).values(ticket_id=ticket_id, **_entry_row(created)))
             entries = []
             if accept:
                 entry, changes = await self._apply(session, ticket, "accept", {}, who, now)
                 await self._save(session, ticket, changes, now)
                 entries.append(entry)
             view = self._view(ticket, mask=False)
+            await self._hook_rows(session, [(view, created)] + [(view, e) for e in entries])
         for entry in entries:
             self._notify(view, entry)
         return view
@@ -272,6 +279,7 @@ class TicketStore:
             if action == "follow_up" and isinstance(params.get("draft"), str) and params["draft"]:
                 after += await self._absorb_draft(session, ticket, params["draft"], entry.note, who, now)
             view = self._view(ticket, mask=False)
+            await self._hook_rows(session, [(view, entry), *after])
         self._notify(view, entry)
         for other_view, other_entry in after:
             self._notify(other_view, other_entry)
@@ -496,6 +504,16 @@ class TicketStore:
             rows += [{"ticket_id": ticket.id, "department_id": co, "role": "co"}
                      for co in ticket.co_handler_ids or [] if co != ticket.lead_department_id]
             await session.execute(insert(TicketHandler), rows)
+
+    async def _hook_rows(self, session: AsyncSession,
+                         changed: Iterable[tuple[dict[str, Any], workflow.HistoryEntry]]) -> None:
+        """Insert the rows the ``row_hooks`` ask for, inside the caller's transaction (before its commit)."""
+        if not self.row_hooks:
+            return
+        for view, entry in changed:
+            for hook in self.row_hooks:
+                for table, values in hook(view, entry):
+                    await session.execute(insert(table).values(**values))
 
     def _notify(self, view: dict[str, Any], entry: workflow.HistoryEntry) -> None:
         for listener in self.listeners:
@@ -780,6 +798,13 @@ def _supervision_state(t: Any, now: datetime) -> str | None:
     if t.status not in workflow.OPEN_STATUSES:
         return "on_time" if (t.replied_at or now) <= t.supervision_due else "late"
     return "overdue" if t.supervision_due < now else "pending"
+
+
+def _entry_row(entry: workflow.HistoryEntry) -> dict[str, Any]:
+    """A history entry as the ``ticket_history`` columns (without ``ticket_id``)."""
+    return {"action": entry.action, "at": entry.at, "actor_id": entry.actor_id, "actor_role": entry.actor_role,
+            "actor_name": entry.actor_name, "from_status": entry.from_status, "to_status": entry.to_status,
+            "note": entry.note, "data": _jsonable(entry.data)}
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
