@@ -138,6 +138,7 @@ class BridgeProtocol(AMIProtocol):
             start()  # a new recording file before the first byte (the banner) of this connection
 
     def data_received(self, data: bytes) -> None:  # type: ignore[override]
+        self.last_read = time.monotonic()  # the pinger's proof of life while a Pong waits behind unread events
         factory = self.factory
         sink = getattr(factory, "raw_sink", None)
         if sink is not None:
@@ -272,6 +273,7 @@ class AmiConnection:
         self.paused_reading = False
         self.waits: list[float] = []
         self.healthy = 0  # sessions that logged in and resynced  # the last reconnect waits chosen (diagnostics, tests)
+        self.late_pongs = 0  # pings answered late while the PBX kept sending: a busy loop, not a dead link
 
     # ------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -466,12 +468,15 @@ class AmiConnection:
         misses = 0
         while True:
             await asyncio.sleep(s.ping_interval)
+            sent = time.monotonic()
             try:
                 resp = await self.send({"Action": "Ping"}, timeout=s.ping_timeout)
                 misses = 0 if resp.get("Ping") == "Pong" or resp.get("Response") == "Success" else misses + 1
             except AmiTimeout:
-                # While we stopped reading on purpose (backpressure) the Pong is simply not read yet.
-                misses += 0 if self.paused_reading else 1
+                if _link_alive(m.protocol, self.paused_reading, sent, s.ping_timeout):
+                    self.late_pongs += 1
+                    continue
+                misses += 1
             except AmiError:
                 misses += 1
             if misses >= 1:
@@ -481,6 +486,21 @@ class AmiConnection:
                 if m.lost is not None and not m.lost.done():
                     m.lost.set_result(OSError("ping unanswered"))
                 return
+
+
+def _link_alive(protocol: Any, paused_reading: bool, sent: float, timeout: float) -> bool:
+    """Whether a Ping still unanswered after ``timeout`` leaves the link proven alive.
+
+    Asterisk answers in stream order, so past saturation the Pong waits behind every event not yet read: the
+    bridge reads slower than the PBX writes and the answer is late, not missing. Bytes read after the Ping was
+    sent prove the PBX is there; so does reading paused on purpose (backpressure). A loop so busy that our own
+    timer fired far too late gave the Ping no fair chance either. A dead link sends nothing at all.
+    """
+    if paused_reading:
+        return True
+    if getattr(protocol, "last_read", 0.0) > sent:
+        return True
+    return time.monotonic() - sent > 2 * timeout
 
 
 def _items(resp: Any) -> list[Any]:
