@@ -486,7 +486,14 @@ def _wire_asr(app: web.Application, settings: Settings, clock: Clock, interval: 
     async def access_log(user: Any, action: str, subject: str, detail: Any, address: str | None) -> None:
         await app[accounts_http.USERS].audit.access(user, action, subject, detail, address)
 
-    asr_http.setup_routes(app, visibility, access_log)
+    async def recording_access(user: Any, call_id: str) -> bool:
+        # The caller's voice: supervisors (质检, complaints about an agent) and the agent who accepted a ticket
+        # of this call (首接负责), nobody else; asr refuses department accounts before asking.
+        if user.get("role") == "supervisor":
+            return True
+        return user.get("role") == "agent" and user.get("id") in await app[tickets_http.STORE].call_acceptors(call_id)
+
+    asr_http.setup_routes(app, visibility, access_log, recording_access, settings.asr.recordings_dir)
     add_openapi_paths(app, asr_http.openapi_paths())
 
 

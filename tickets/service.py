@@ -249,6 +249,14 @@ class TicketStore:
         data.setdefault("content", "（语音转写未识别出内容）")
         return await self.create(data, who, call_id=call_id, draft_fields=draft_fields, transcript_id=transcript_id)
 
+    async def call_acceptors(self, call_id: str) -> set[int]:
+        """Ids of the agents who accepted a ticket of this call (首接负责): besides supervisors, the only people
+        who may hear its recording."""
+        async with self.read_sessions() as session:
+            rows = await session.execute(select(T.c.accepted_by).where(T.c.call_id == call_id,
+                                                                       T.c.accepted_by.is_not(None)))
+            return {int(r) for r in rows.scalars()}
+
     # ------------------------------------------------------------ act
     async def act(self, number: str, action: str, params: Mapping[str, Any], who: Principal) -> dict[str, Any]:
         if action in workflow.INTERNAL_RULES:
