@@ -225,6 +225,7 @@ class TicketSettings(_Section):
     deadlines_file: str = "deadlines.toml"
     holidays_file: str = "holidays.toml"  # "" = chinesecalendar only
     routing_file: str = "routing.toml"
+    catalogue_file: str = "catalogue.toml"  # 派单目录 (category x place -> department); "" = none
     repeat_caller_days: int = Field(90, ge=1)
     # 综合评分 weights; one district publishes 30/35/35, cities weight resolution and satisfaction above response.
     weight_response: float = Field(0.30, ge=0)

@@ -3,6 +3,7 @@
 - GET /api/v1/tickets/{number}/routing     suggestions (rules, then model; dispatcher below the threshold)
 - GET /api/v1/tickets/{number}/duplicates  open tickets that look like the same matter, with a score
 - GET /api/v1/hot-issues?days=7&end=...    clusters of recent tickets (supervisors)
+- GET /api/v1/dispatch-catalogue           the 派单目录 (category x place -> department) loaded at start
 """
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ ROUTING = web.AppKey("routing_service", RoutingService)
 async def get_routing(request: web.Request) -> web.Response:
     who = principal(request)
     return ok(await request.app[ROUTING].suggestions(request.app[STORE], request.match_info["number"], who))
+
+
+async def get_catalogue(request: web.Request) -> web.Response:
+    principal(request)  # every account may read who handles what; 401 without login
+    return ok(request.app[ROUTING].catalogue())
 
 
 async def get_duplicates(request: web.Request) -> web.Response:
@@ -69,6 +75,9 @@ def openapi_paths() -> dict[str, Any]:
             "responses": {"200": {"description": "suggestions"}, **std}}},
         "/api/v1/tickets/{number}/duplicates": {"get": {"summary": "疑似重复工单", "parameters": [number],
                                                         "responses": {"200": {"description": "candidates"}, **std}}},
+        "/api/v1/dispatch-catalogue": {"get": {
+            "summary": "派单目录：分类 x 地点 -> 主办、协办单位（市、区、街道三级单位）",
+            "responses": {"200": {"description": "units, categories, items"}, **std}}},
         "/api/v1/hot-issues": {"get": {"summary": "热点问题（一类事）聚类（班长、管理员）", "parameters": [
             {"name": "days", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 90}},
             {"name": "end", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
@@ -80,6 +89,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/tickets/{number}/routing", get_routing)
     app.router.add_get("/api/v1/tickets/{number}/duplicates", get_duplicates)
     app.router.add_get("/api/v1/hot-issues", get_hot_issues)
+    app.router.add_get("/api/v1/dispatch-catalogue", get_catalogue)
     add_openapi_paths(app, openapi_paths())
 
 
@@ -89,8 +99,10 @@ def setup(app: web.Application, settings: Any, clock: Callable[[], datetime], *,
 
     Call after the tickets store is set up (its ``database_ctx`` must run before this cleanup_ctx).
     """
+    catalogue_file = settings.tickets.catalogue_file
     config = routing.load_config(settings.config_file(settings.tickets.routing_file),
-                                 settings.config_file(settings.tickets.departments_file))
+                                 settings.config_file(settings.tickets.departments_file),
+                                 settings.config_file(catalogue_file) if catalogue_file else None)
     hot = hot_params(settings.config_file(settings.tickets.routing_file))
     tz = ZoneInfo(settings.server.timezone)
 

@@ -8,6 +8,11 @@ I/O here (``load_config``), done once at start by the shell.
   confidence 1.0 and its co-handlers come with it.
 - The model's labels are department codes (trained from the center's own archive) or first-level
   domains (trained from a labelled file); domains map to departments through ``departments.toml``.
+- Then the 派单目录 (``catalogue.toml``, see ``catalogue.py``): the ticket's category (its category field or
+  a category's keywords in its text) at its place (district and street from the address) names the lead
+  department and co-handlers, confidence 1.0, with the reason "派单目录：<category> @ <place> -> <dept>".
+  The model's first-level labels are looked up there too, so a domain goes to the department the catalogue
+  names for the ticket's place (a street office, a district department) instead of the city department.
 - Departments that already returned this ticket (退单) are never suggested for it again.
 - Without a matching rule and with the best model confidence below the threshold, the ticket goes to a
   human dispatcher with the top candidates (``needs_dispatcher``).
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tickets.routing import catalogue as cat
 from tickets.routing import textproc
 
 DEFAULT_THRESHOLD = 0.6
@@ -48,6 +54,7 @@ class RoutingConfig:
     departments: Mapping[str, Department]
     threshold: float = DEFAULT_THRESHOLD
     top: int = 3
+    catalogue: cat.Catalogue | None = None
 
     @property
     def domain_to_department(self) -> dict[str, str]:
@@ -72,6 +79,7 @@ class TicketInput:
     request_type: str = ""
     district: str = ""
     returned_by: tuple[str, ...] = ()  # department codes that returned this ticket
+    category: str = ""  # the agent's 诉求分类, a path or a node name of the catalogue's tree
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,7 @@ class Suggestion:
     department: str
     name: str
     confidence: float
-    source: str  # "rule" or "model"
+    source: str  # "rule", "catalogue" or "model"
     reasons: tuple[str, ...]
     co_handlers: tuple[str, ...] = ()
     rule: str | None = None
@@ -137,24 +145,56 @@ def parse_rules(data: Mapping[str, Any], departments: Mapping[str, Department]) 
     return tuple(rules)
 
 
-def parse_config(routing: Mapping[str, Any], departments: Mapping[str, Any]) -> RoutingConfig:
+def parse_config(routing: Mapping[str, Any], departments: Mapping[str, Any],
+                 catalogue: Mapping[str, Any] | None = None,
+                 taxonomy: Sequence[tuple[str, ...]] = ()) -> RoutingConfig:
     depts = parse_departments(departments)
     dispatch = routing.get("dispatch", {})
     threshold = float(dispatch.get("confidence_threshold", DEFAULT_THRESHOLD))
     if not 0 <= threshold <= 1:
         raise ConfigError(f"dispatch.confidence_threshold must be within 0..1, got {threshold}")
-    return RoutingConfig(parse_rules(routing, depts), depts, threshold, int(dispatch.get("top", 3)))
-
-
-def load_config(routing_path: Path, departments_path: Path) -> RoutingConfig:
-    def read(path: Path) -> dict[str, Any]:
-        if not path.exists():
-            return {}
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-
     try:
-        return parse_config(read(routing_path), read(departments_path))
+        units = cat.parse_units(departments)
+        parsed = cat.parse_catalogue(catalogue or {}, units, taxonomy)
+    except cat.CatalogueError as exc:
+        raise ConfigError(str(exc)) from None
+    return RoutingConfig(parse_rules(routing, depts), depts, threshold, int(dispatch.get("top", 3)), parsed)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    with path.open("rb") as fh:
+        try:
+            return tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_config(routing_path: Path, departments_path: Path, catalogue_path: Path | None = None) -> RoutingConfig:
+    """Rules, departments and the 派单目录, checked together: a wrong entry names its file and item."""
+    routing, departments = _read_toml(routing_path), _read_toml(departments_path)
+    try:  # checked here first so that the error names the file at fault
+        units = cat.parse_units(departments)
+    except cat.CatalogueError as exc:
+        raise ConfigError(f"{departments_path}: {exc}") from None
+    catalogue: dict[str, Any] = {}
+    taxonomy: list[tuple[str, ...]] = []
+    if catalogue_path is not None and catalogue_path.exists():
+        catalogue = _read_toml(catalogue_path)
+        name = catalogue.get("categories_file")
+        if name:
+            csv_path = Path(name) if Path(name).is_absolute() else catalogue_path.parent / name
+            if not csv_path.exists():
+                raise ConfigError(f"{catalogue_path}: categories_file {str(csv_path)!r} does not exist")
+            with csv_path.open(encoding="utf-8-sig") as fh:
+                taxonomy = cat.taxonomy_from_csv(fh)
+        try:
+            cat.parse_catalogue(catalogue, units, taxonomy)
+        except cat.CatalogueError as exc:
+            raise ConfigError(f"{catalogue_path}: {exc}") from None
+    try:
+        return parse_config(routing, departments, catalogue, taxonomy)
     except ConfigError as exc:
         raise ConfigError(f"{routing_path}: {exc}") from None
 
@@ -205,16 +245,54 @@ def suggest(ticket: TicketInput, config: RoutingConfig,
                        tuple(c for c in rule.co_handlers if c not in excluded), rule.name))
         rule_hit = True
 
+    # 派单目录: the ticket's category at its place; the agent's category field first, then keywords.
+    book = config.catalogue
+    place = cat.Place()
+    catalogue_hit = False
+    names = {code: d.name for code, d in config.departments.items()}
+    if book is not None and book.items:
+        place = cat.resolve_place(book, ticket.district, ticket.address)
+        if not place.street:  # the address field may stop at the district; callers name the road in the text
+            said = cat.resolve_place(book, ticket.district, f"{ticket.title} {ticket.content}")
+            if said.street and place.district in ("", said.district):
+                place = said
+        wanted: list[tuple[tuple[str, ...], str]] = []
+        chosen = cat.category_of(book, ticket.category)
+        if chosen is not None:
+            wanted.append((chosen, "诉求分类：" + "/".join(chosen)))
+        text = textproc.normalize(f"{ticket.title} {ticket.content}")
+        wanted += [(path, "分类关键词：" + "、".join(hits)) for path, hits in cat.categories_in(book, text)]
+        for path, found_by in wanted:
+            found = cat.lookup(book, path, place, excluded)
+            if found is None or found.lead not in config.departments:
+                continue
+            reasons = [found.reason(names), found_by] + ([found.item.note] if found.item.note else [])
+            add(Suggestion(found.lead, names[found.lead], 1.0, "catalogue", tuple(reasons),
+                           tuple(c for c in found.co_handlers if c in config.departments)))
+            catalogue_hit = True
+            break
+
+    def department_of(label: str) -> tuple[str | None, str | None]:
+        """A model label as a department: a first-level category through the catalogue at the ticket's place."""
+        if book is not None and book.items and label not in config.departments and (label,) in book.categories:
+            found = cat.lookup(book, (label,), place, excluded)
+            if found is not None and found.lead in config.departments:
+                return found.lead, found.reason(names)
+        return config.department_of(label), None
+
     best_model = 0.0
     if model_ranking:
         # Probability mass of labels that map to the same department adds up; excluded ones drop out.
         merged: dict[str, tuple[float, list[str]]] = {}
+        via: dict[str, str] = {}
         for label, prob, words in model_ranking:
-            code = config.department_of(label)
+            code, catalogue_reason = department_of(label)
             if code is None or code in excluded:
                 continue
             p, w = merged.get(code, (0.0, []))
             merged[code] = (p + prob, w + [x for x in words if x not in w])
+            if catalogue_reason and code not in via:
+                via[code] = catalogue_reason
         kept = sum(p for p, _ in merged.values())
         dropped = sum(prob for _, prob, _ in model_ranking) - kept
         for code, (prob, words) in sorted(merged.items(), key=lambda kv: -kv[1][0]):
@@ -222,11 +300,15 @@ def suggest(ticket: TicketInput, config: RoutingConfig,
             conf = prob / kept if dropped > 1e-9 and kept > 0 else prob
             best_model = max(best_model, conf)
             why: tuple[str, ...] = ("模型判断，依据词语：" + "、".join(words[:5]),) if words else ("模型判断",)
+            if code in via:
+                why = (*why, via[code])
             add(Suggestion(code, config.departments[code].name, conf, "model", why))
 
     suggestions = tuple(by_code[c] for c in order[:max(config.top, 1)])
     if rule_hit:
         return Decision(suggestions, False, "命中派单规则", tuple(sorted(excluded)))
+    if catalogue_hit:
+        return Decision(suggestions, False, f"派单目录（{place.label}）", tuple(sorted(excluded)))
     if not suggestions:
         return Decision((), True, "无派单规则命中，且尚无可用的派单模型：请人工派单", tuple(sorted(excluded)))
     if best_model < config.threshold:

@@ -121,7 +121,7 @@ class RoutingService:
                 .join(Ticket, Ticket.id == Assignment.ticket_id)
                 .where(Ticket.number == number, Assignment.outcome == "returned"))).all()
         ticket = routing.TicketInput(view["title"], view["content"], view["address"], view["request_type"],
-                                     view["district"], tuple(sorted(set(returned))))
+                                     view["district"], tuple(sorted(set(returned))), view.get("category") or "")
         await self._reload_model()
         ranking = None
         if self.model is not None:
@@ -137,6 +137,13 @@ class RoutingService:
             suggestion["co_handler_ids"] = [ids[c] for c in suggestion.get("co_handlers", []) if c in ids]
         return {"number": number, **decision, "threshold": self.config.threshold,
                 "model": (self.model.meta if self.model else None)}
+
+    def catalogue(self) -> dict[str, Any]:
+        """The 派单目录 as loaded at start: units of the city by level, the category tree and the items."""
+        book = self.config.catalogue
+        if book is None:
+            return {"units": [], "categories": [], "items": [], "districts": []}
+        return {**book.as_dict(), "districts": list(book.districts)}
 
     # ------------------------------------------------------------ duplicates
     async def duplicates(self, store: Any, number: str, who: Any, limit: int = 10) -> dict[str, Any]:
