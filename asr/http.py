@@ -208,8 +208,8 @@ async def _listener(request: web.Request) -> tuple[Mapping[str, Any], str]:
 
 async def _recording(request: web.Request, call_id: str) -> recording_file.RecordingFile:
     job = await _service(request).store.job(call_id)
-    if job is None:
-        raise AsrError("not_found", NO_RECORDING, 404)
+    if job is None:  # a call not recorded (never reached an agent), or whose recording telephony has not handed over
+        return recording_file.RecordingFile(None, "not_recorded", "这通电话没有录音（未录音，或通话结束后录音尚未登记）。")
     return recording_file.locate(job["recording_path"], request.app.get(RECORDINGS_DIR, ""))
 
 

@@ -20,7 +20,7 @@ HEADER_BYTES = 64 * 1024
 @dataclass(frozen=True)
 class RecordingFile:
     path: Path | None  # the file to serve; None when ``problem`` is set
-    problem: str  # "" | "outside_dir" | "missing" | "empty" | "corrupt"
+    problem: str  # "" | "not_recorded" (no recording known) | "outside_dir" | "missing" | "empty" | "corrupt"
     message: str  # what the page tells the listener (Chinese)
     size: int = 0
 
