@@ -548,7 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     cu.add_argument("username")
     cu.add_argument("--role", required=True, choices=["agent", "department", "supervisor", "admin"])
     cu.add_argument("--name", help="display name")
-    cu.add_argument("--department", help="department code (for role department)")
+    cu.add_argument("--department", help="department code (for role department; for agent or supervisor a "
+                                        "district unit: that district's sub-center)")
     cu.add_argument("--interface", help="agent's Asterisk interface, e.g. PJSIP/8001")
     cu.add_argument("--password", help="default: $HOTLINE_NEW_USER_PASSWORD or a generated one")
     cu.set_defaults(func=_cmd_create_user)

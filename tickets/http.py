@@ -59,6 +59,11 @@ async def create_ticket(request: web.Request) -> web.Response:
     who = principal(request)
     body = parse(TicketCreate, await read_json(request))
     data = body.model_dump(exclude={"accept", "call_id"})
+    if who.district:  # a district sub-center registers its own district's cases (and could not see others)
+        if not data.get("district"):
+            data["district"] = who.district
+        elif data["district"] != who.district:
+            raise InvalidField("district", f"区分中心只能登记本区（{who.district}）的工单")
     ticket = await request.app[STORE].create(data, who, accept=body.accept, call_id=body.call_id)
     # Only now, after the commit, does the client learn the number.
     return ok(shown_to(ticket, who), status=201)

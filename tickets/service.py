@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import REQUEST_TYPES, Settings
-from tickets import deadlines, phones, workflow
+from tickets import deadlines, phones, visibility, workflow
 from tickets.accounts.service import Principal
 from tickets.errors import Conflict, InvalidField, NotFound, Refused
 from tickets.models import (
@@ -124,11 +124,9 @@ class TicketStore:
 
     # ------------------------------------------------------------ visibility
     def _visible(self, stmt: Select[Any], who: Principal) -> Select[Any]:
-        """Department handlers see only tickets their department handles; the centre sees all."""
-        if who.role == "department":
-            return stmt.where(exists().where(TicketHandler.ticket_id == Ticket.id,
-                                             TicketHandler.department_id == who.department_id))
-        return stmt
+        """Department handlers see only tickets their department handles, a district sub-center only its
+        district's; the city centre sees all (``tickets/visibility.py``)."""
+        return visibility.restrict(stmt, who)
 
     async def _load(self, session: AsyncSession, number: str, who: Principal, for_update: bool = False) -> Ticket:
         stmt = self._visible(select(Ticket).where(Ticket.number == number), who)

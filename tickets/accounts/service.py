@@ -27,6 +27,7 @@ from tickets.workflow import Actor
 log = logging.getLogger("hotline.accounts")
 TOKEN_CACHE_SECONDS = 30.0
 ROLES = ("agent", "department", "supervisor", "admin")
+SUB_CENTER_ROLES = ("agent", "supervisor")  # may belong to a district unit: that district's sub-center
 ROLE_LABELS = {"agent": "话务员", "department": "承办单位", "supervisor": "班长", "admin": "管理员"}
 # Bumped in Redis whenever an account is disabled, changed or loses tokens: every server process compares it
 # on each request and drops its token cache when it moved, so the change holds at once everywhere.
@@ -47,6 +48,9 @@ class Principal:
     department_id: int | None
     department_code: str | None
     interface: str | None
+    # A district sub-center (区分中心) account: an agent or supervisor attached to a district unit sees that
+    # district's tickets only (tickets/visibility.py); None for the city center and for departments.
+    district: str | None = None
 
     def as_actor(self) -> Actor:
         return Actor(self.id, self.role, self.name, self.department_id)  # type: ignore[arg-type]
@@ -54,7 +58,7 @@ class Principal:
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "username": self.username, "name": self.name, "role": self.role,
                 "role_label": ROLE_LABELS.get(self.role, self.role), "department_id": self.department_id,
-                "department_code": self.department_code, "interface": self.interface}
+                "department_code": self.department_code, "interface": self.interface, "district": self.district}
 
 
 def token_hash(token: str) -> str:
@@ -133,6 +137,9 @@ class UserStore:
         self.clock = clock
         self.settings = settings
         self._departments: dict[int, Department] = {}
+        # Department code -> district, for the district units of departments.toml (level = "district"): the
+        # units a center account may belong to, making it that district's sub-center.
+        self._unit_districts: dict[str, str] = {}
         self._token_cache: dict[str, tuple[Principal, datetime | None, float, bytes | None]] = {}
         self.audit = AuditLog(sessions, clock, self.read_sessions)
         # A Redis client, set by server.py once Redis is up: the cross-process revocation mark (REVOKED_KEY).
@@ -152,6 +159,8 @@ class UserStore:
             return
         with path.open("rb") as fh:
             entries = tomllib.load(fh).get("department", [])
+        self._unit_districts = {str(e["code"]): str(e["district"]) for e in entries
+                                if e.get("code") and e.get("level") == "district" and e.get("district")}
         async with self.sessions.begin() as session:
             existing = {d.code: d for d in (await session.scalars(select(Department))).all()}
             for entry in entries:
@@ -198,15 +207,12 @@ class UserStore:
         if len(password) < 8:
             raise InvalidField("password", "密码至少8个字符")
         department_id = None
-        if role == "department":
-            if not department_code:
-                raise InvalidField("department", "承办单位账号须指定所属单位")
+        if role == "department" and not department_code:
+            raise InvalidField("department", "承办单位账号须指定所属单位")
+        if department_code:
             if not self._departments:
                 await self.load_departments()
-            dept = self.department_by_code(department_code)
-            if dept is None:
-                raise InvalidField("department", f"没有编码为 {department_code} 的单位")
-            department_id = dept.id
+            department_id = self._unit_for(role, department_code).id
         async with self.sessions.begin() as session:
             if await session.scalar(select(User.id).where(User.username == username)):
                 raise Conflict("username_taken", f"用户名 {username} 已存在")
@@ -245,10 +251,24 @@ class UserStore:
             user = await session.scalar(select(User).where(User.interface == interface, User.active.is_(True)))
             return self._principal(user) if user else None
 
+    def _unit_for(self, role: str, department_code: str) -> Department:
+        """The unit an account of this role may belong to: any department for a department account, a
+        district unit (区分中心) for an agent or supervisor; admins belong to none."""
+        dept = self.department_by_code(department_code)
+        if dept is None:
+            raise InvalidField("department", f"没有编码为 {department_code} 的单位")
+        if role in SUB_CENTER_ROLES and department_code not in self._unit_districts:
+            raise InvalidField("department", f"话务员、班长只能属于区级单位（区分中心），{department_code} 不是 "
+                                             f"departments.toml 中 level = \"district\" 的单位")
+        if role not in SUB_CENTER_ROLES and role != "department":
+            raise InvalidField("department", "管理员账号不属于任何单位")
+        return dept
+
     def _principal(self, user: User) -> Principal:
         dept = self._departments.get(user.department_id) if user.department_id else None
+        district = self._unit_districts.get(dept.code) if dept and user.role in SUB_CENTER_ROLES else None
         return Principal(user.id, user.username, user.display_name, user.role, user.department_id,
-                         dept.code if dept else None, user.interface)
+                         dept.code if dept else None, user.interface, district)
 
     # ------------------------------------------------------------ login
     async def login(self, username: str, password: str, kind: str = "session", label: str = "", *,
@@ -388,14 +408,12 @@ class UserStore:
                 raise NotFound("user_not_found", "用户不存在")
             subject = f"user:{user.id}"
             new_role = role or user.role
-            department_id = user.department_id if new_role == "department" else None
+            current = self._departments.get(user.department_id) if user.department_id else None
+            keeps = new_role == "department" or (new_role in SUB_CENTER_ROLES and current is not None
+                                                 and current.code in self._unit_districts)
+            department_id = user.department_id if keeps else None
             if department_code is not None:
-                if new_role != "department":
-                    raise InvalidField("department", "只有承办单位账号属于单位")
-                dept = self.department_by_code(department_code)
-                if dept is None:
-                    raise InvalidField("department", f"没有编码为 {department_code} 的单位")
-                department_id = dept.id
+                department_id = self._unit_for(new_role, department_code).id if department_code else None
             if new_role == "department" and department_id is None:
                 raise InvalidField("department", "承办单位账号须指定所属单位")
             stays_admin = new_role == "admin" and (user.active if active is None else active)

@@ -22,11 +22,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from tickets import workflow
-from tickets.models import Assignment, Department, Ticket, TicketHandler
+from tickets import visibility, workflow
+from tickets.models import Assignment, Department, Ticket
 from tickets.routing import duplicates, hot_issues, textproc
 from tickets.routing import rules as routing
 from tickets.routing.model import RouterModel
@@ -165,10 +165,7 @@ class RoutingService:
                 ids |= set((await session.scalars(select(Ticket.id).where(
                     or_(*same), Ticket.id != me.id, Ticket.status.in_(open_statuses))
                     .order_by(Ticket.id.desc()).limit(50))).all())
-            stmt = select(Ticket).where(Ticket.id.in_(ids)) if ids else None
-            if stmt is not None and who.role == "department":
-                stmt = stmt.where(exists().where(TicketHandler.ticket_id == Ticket.id,
-                                                 TicketHandler.department_id == who.department_id))
+            stmt = visibility.restrict(select(Ticket).where(Ticket.id.in_(ids)), who) if ids else None
             others = list((await session.scalars(stmt)).all()) if stmt is not None else []
         new = duplicates.TicketFacts(me.id, text, me.caller_phone, me.address_key)
         facts = [duplicates.TicketFacts(o.id, _text(o), o.caller_phone, o.address_key) for o in others]
