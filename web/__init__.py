@@ -24,6 +24,7 @@ from tickets.knowledge import http as knowledge_http
 from tickets.reports import http as reports_http
 from tickets.reports.service import AnswerRates, generate_scheduled
 from web import pages, security
+from web.catalogue_page import catalogue_page
 
 log = logging.getLogger("hotline.web")
 HERE = Path(__file__).resolve().parent
@@ -110,6 +111,7 @@ def setup(app: web.Application, *, telephony_ws: str = "/ws/telephony", wallboar
     r.add_get("/reports/print", pages.report_print)
     r.add_get("/reports/export.{fmt:xlsx|csv}", pages.report_export)
     r.add_get("/knowledge", pages.knowledge_page)
+    r.add_get("/catalogue", catalogue_page)
     r.add_get("/admin/audit", pages.audit_page)
     app.on_startup.append(_start_scheduler)
     app.on_cleanup.append(_stop_scheduler)
