@@ -32,6 +32,7 @@ from asr import http as asr_http
 from asr import service as asr_service
 from config.settings import Settings, SettingsError, load_settings
 from embedded_redis import EmbeddedRedis
+from telephony import callbacks_http as telephony_callbacks_http
 from telephony import http as telephony_http
 from telephony import state as telephony_state
 from telephony.survey_dialer import SurveyDialer
@@ -413,10 +414,32 @@ def _wire_telephony(app: web.Application, settings: Settings, clock: Clock) -> A
         if call.recording and call.outcome in ("answered", "transferred"):
             await app[asr_service.SERVICE].enqueue_transcription(call.call_id, call.recording)
 
+    async def on_callback_dial(callback: dict[str, Any], agent: dict[str, Any]) -> dict[str, Any]:
+        """Calling a missed caller back pops the same screen as an inbound call; one draft per callback entry."""
+        users, store = app[accounts_http.USERS], app[tickets_http.STORE]
+        user = await users.user_by_interface(agent.get("interface") or "")
+        if user is None:
+            return {}
+        num = callback["caller_num"]
+        since = clock() - timedelta(days=settings.tickets.repeat_caller_days)
+        earlier = await store.list(TicketQuery(phone=num, created_from=since, limit=20), user) \
+            if num else {"items": [], "total": 0}
+        draft = {"number": callback["draft"], "title": f"回拨 {num}"} if callback.get("draft") else \
+            await store.create({"channel": "phone", "caller_phone": _dialable(num), "title": f"回拨 {num}",
+                                "caller_name": callback["caller_name"] if callback["caller_name"] != num else ""},
+                               user, call_id=callback["call_id"])
+        items = [t for t in earlier["items"] if t.get("number") != draft["number"]]
+        return {"agent": user.as_dict(), "earlier_tickets": items, "repeat_caller": bool(items), "draft": draft}
+
+    async def agent_names() -> dict[str, str]:
+        return {u.interface: u.name or u.username for u in await app[accounts_http.USERS].list_users() if u.interface}
+
     tel = telephony_service.setup(app, settings, clock, redis=lambda: app[REDIS], sessions=lambda: app[SESSIONS],
                                   on_call_connected=on_call_connected, on_call_ended=on_call_ended)
-    telephony_http.setup_routes(app, tel)
+    telephony_http.setup_routes(app, tel, agent_names=agent_names)
+    telephony_callbacks_http.setup_routes(app, on_dial=on_callback_dial)
     add_openapi_paths(app, telephony_http.openapi_paths())
+    add_openapi_paths(app, telephony_callbacks_http.openapi_paths())
     app[TELEPHONY] = tel
     app[HEALTH_PROBES]["ami"] = tel.health
     return tel

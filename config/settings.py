@@ -258,6 +258,25 @@ class SurveySettings(_Section):
     lease_seconds: float = Field(90, gt=0)  # call-slot lease: a crashed process frees its slots after it
 
 
+class WallboardSettings(_Section):
+    """The wall screen's colours. Green from the targets (``ami.answer_rate_target`` 95 %, answered within
+    ``ami.service_level_seconds[0]`` = 15 s at ``ami.service_level_target``: GB/T 33358), red below the ``*_red``
+    figures, amber in between; the waiting time of a caller turns amber / red after these many seconds."""
+
+    answer_rate_red: float = Field(0.85, ge=0, le=1)
+    service_level_red: float = Field(0.6, ge=0, le=1)
+    wait_amber_seconds: int = Field(15, ge=1)
+    wait_red_seconds: int = Field(60, ge=1)
+    alert_min_calls: int = Field(5, ge=1)  # no banner on the first calls of the morning
+    mask_numbers: bool = True  # a wall screen is seen by visitors: 139****9000
+
+    @model_validator(mode="after")
+    def _amber_before_red(self) -> "WallboardSettings":
+        if self.wait_red_seconds < self.wait_amber_seconds:
+            raise ValueError("wait_red_seconds must not be below wait_amber_seconds")
+        return self
+
+
 class Settings(_Section):
     config_dir: str = str(CONFIG_DIR)
     server: ServerSettings = ServerSettings()
@@ -269,6 +288,7 @@ class Settings(_Section):
     deadlines: DeadlineSettings = DeadlineSettings()
     holidays: HolidaySettings = HolidaySettings()
     survey: SurveySettings = SurveySettings()
+    wallboard: WallboardSettings = WallboardSettings()
 
     @property
     def data_path(self) -> Path:

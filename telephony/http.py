@@ -1,10 +1,12 @@
-"""Telephony HTTP: live view (REST + WebSocket), wallboard page, agent and supervisor actions, callbacks, reports."""
+"""Telephony HTTP: live view (REST + WebSocket), wallboard page and figures, agent and supervisor actions, reports
+(missed-call callbacks: ``callbacks_http.py``)."""
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from datetime import date, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -123,6 +125,40 @@ async def wallboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "wallboard.html")
 
 
+# interface -> the agent's name as the centre knows it (server.py: from the accounts); telephony only knows
+# Asterisk's MemberName ("agent-8001").
+AgentNames = Callable[[], Awaitable[dict[str, str]]]
+AGENT_NAMES = web.AppKey("telephony_agent_names", object)
+
+
+def wallboard_thresholds(settings: Any) -> dict[str, Any]:
+    """The colours' limits as the centre configured them ([wallboard], targets from [ami])."""
+    a, w = settings.ami, settings.wallboard
+    sl = a.service_level_seconds[0] if a.service_level_seconds else 15
+    return {"answer_rate_target": a.answer_rate_target, "answer_rate_red": min(w.answer_rate_red, a.answer_rate_target),
+            "service_level_seconds": sl, "service_level_target": a.service_level_target,
+            "service_level_red": min(w.service_level_red, a.service_level_target),
+            "wait_amber_seconds": w.wait_amber_seconds, "wait_red_seconds": w.wait_red_seconds,
+            "alert_min_calls": w.alert_min_calls, "mask_numbers": w.mask_numbers}
+
+
+async def wallboard_data(request: web.Request) -> web.Response:
+    """What the live view does not carry: thresholds, agents' names, and each agent's answered calls and
+    average talk time today (finished calls in the call records, the same as the report's)."""
+    _user(request, *AGENTS)
+    svc = _svc(request)
+    tz = ZoneInfo(svc.settings.server.timezone)
+    names_of = request.app.get(AGENT_NAMES)
+    names: dict[str, str] = await names_of() if names_of is not None else {}  # type: ignore[operator]
+    figures: dict[str, dict[str, Any]] = {}
+    if svc.store is not None:
+        start = datetime.combine(svc.clock().astimezone(tz).date(), datetime.min.time(), tz)
+        figures = await svc.store.agent_day(start, start + timedelta(days=1))
+    agents = {i: {"name": names.get(i, ""), "answered": 0, "avg_talk": None, **figures.get(i, {})}
+              for i in set(names) | set(figures)}
+    return ok({"thresholds": wallboard_thresholds(svc.settings), "agents": agents})
+
+
 # ---------------------------------------------------------------- agent actions
 async def _ami(coro: Any) -> web.Response:
     # An AmiError propagates: the error middleware renders it with Asterisk's own Message (409/503/504).
@@ -215,69 +251,12 @@ async def supervisor_spy(request: web.Request) -> web.Response:
     return ok({"ok": True})
 
 
-# ---------------------------------------------------------------- callbacks (漏接回拨) and reports
+# ---------------------------------------------------------------- reports (callbacks: callbacks_http.py)
 def _store(request: web.Request) -> Any:
     store = _svc(request).store
     if store is None:
         raise HttpError(503, "no_database", "通话记录库不可用")
     return store
-
-
-def _callback_id(request: web.Request) -> int:
-    cb_id = int(request.match_info["id"])  # the route allows digits only
-    if not 1 <= cb_id <= 2**63 - 1:  # beyond any SQL integer: no such record
-        raise HttpError(404, "not_found", "回拨记录不存在")
-    return cb_id
-
-
-async def list_callbacks(request: web.Request) -> web.Response:
-    _user(request, *AGENTS)
-    status_ = request.query.get("status", "pending")
-    return ok({"items": await _store(request).callbacks(None if status_ == "all" else status_)})
-
-
-async def call_back(request: web.Request) -> web.Response:
-    user = _user(request, *AGENTS)
-    svc = _svc(request)
-    store = _store(request)
-    cb_id = _callback_id(request)
-    cb = await store.get_callback(cb_id)
-    if cb is None:
-        raise HttpError(404, "not_found", "回拨记录不存在")
-    if cb["status"] == "done":
-        raise HttpError(409, "already_done", "该来电已回拨完成")
-    iface = _interface(user)
-    # The agent's phone rings first; once answered the dialplan dials the citizen (agent first, then citizen).
-    await svc.originate(actions.originate(iface, context=svc.callback_context, exten=cb["caller_num"],
-                                          caller_id=f'"12345回拨" <{cb["caller_num"]}>',
-                                          variables={"CALLBACK_ID": str(cb_id), "CITIZEN_NUM": cb["caller_num"]}))
-    entry = await store.update_callback(cb_id, status="calling", agent_interface=iface, attempt=True)
-    await _push_callback(svc, entry)
-    return ok(entry)
-
-
-async def _push_callback(svc: Any, entry: dict[str, Any] | None) -> None:
-    """Every agent console shows the entry's new status from the socket (no list reload)."""
-    if entry is None:
-        return
-    try:
-        await svc.hub.broadcast({"type": "callback", "callback": entry})
-    except Exception as exc:  # the change is committed; consoles catch up at their next (re)connect
-        log.warning("callback %s change not pushed: %s", entry.get("id"), exc)
-
-
-async def callback_result(request: web.Request) -> web.Response:
-    _user(request, *AGENTS)
-    body = await _body(request)
-    st = body.get("status")
-    if st not in ("done", "failed", "pending"):
-        raise HttpError(400, "invalid_field", "status 只能是 done、failed 或 pending")
-    res = await _store(request).update_callback(_callback_id(request), status=st,
-                                                 note=_text(body, "note", required=False, max_len=500))
-    if res is None:
-        raise HttpError(404, "not_found", "回拨记录不存在")
-    await _push_callback(_svc(request), res)
-    return ok(res)
 
 
 async def report(request: web.Request) -> web.Response:
@@ -334,11 +313,12 @@ def _post(summary: str, props: dict[str, Any], required: tuple[str, ...] = (), s
 def openapi_paths() -> dict[str, Any]:
     """The telephony routes for the OpenAPI document (server.py adds them; telephony never imports tickets)."""
     text = {"type": "string"}
-    cb_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}]
     day = {"type": "string", "format": "date"}
     return {
         "/api/v1/telephony/live": {"get": {"summary": "实时话务（队列、排队来电、座席）",
                                            "responses": {"200": {"description": "view"}, **_ERRORS}}},
+        "/api/v1/telephony/wallboard": {"get": {"summary": "大屏：颜色阈值、座席姓名、各座席今日接听与平均通话",
+                                                "responses": {"200": {"description": "wallboard"}, **_ERRORS}}},
         "/api/v1/telephony/status": {"get": {"summary": "AMI 连接状态（班长）",
                                              "responses": {"200": {"description": "status"}, **_ERRORS}}},
         "/api/v1/telephony/agent/login": _post("座席签入队列", {"queue": text, "paused": {"type": "boolean"},
@@ -356,13 +336,6 @@ def openapi_paths() -> dict[str, Any]:
         "/api/v1/telephony/spy": _post("监听/耳语/强插（班长）", {"agent_interface": text,
                                                              "mode": {"enum": ["listen", "whisper", "barge"]}},
                                        ("agent_interface",)),
-        "/api/v1/telephony/callbacks": {"get": {"summary": "漏接来电回拨清单", "parameters": [
-            {"name": "status", "in": "query", "schema": {"enum": ["pending", "calling", "open", "done", "failed", "all"]}}],
-            "responses": {"200": {"description": "callbacks"}, **_ERRORS}}},
-        "/api/v1/telephony/callbacks/{id}/call": _post("回拨（先振铃座席，再呼市民）", {}, params=cb_id),
-        "/api/v1/telephony/callbacks/{id}/result": _post("回拨结果", {
-            "status": {"enum": ["done", "failed", "pending"]}, "note": {"type": "string", "maxLength": 500}},
-            ("status",), params=cb_id),
         "/api/v1/telephony/report": {"get": {"summary": "话务报表（呼入、接通、放弃、接通率、15秒接通率）", "parameters": [
             {"name": "from", "in": "query", "schema": day}, {"name": "to", "in": "query", "schema": day},
             {"name": "by", "in": "query", "schema": {"type": "string"}}],
@@ -372,14 +345,17 @@ def openapi_paths() -> dict[str, Any]:
     }
 
 
-def setup_routes(app: web.Application, service: TelephonyService) -> None:
+def setup_routes(app: web.Application, service: TelephonyService, agent_names: AgentNames | None = None) -> None:
     """The routes; ``service`` is the one ``service.setup`` added (or a standalone one: the benchmark)."""
     app[SERVICE] = service
+    if agent_names is not None:
+        app[AGENT_NAMES] = agent_names
     r = app.router
     r.add_get("/api/v1/telephony/live", live)
     r.add_get("/api/v1/telephony/status", status)
     r.add_get("/ws/telephony", ws_live)
     r.add_get("/wallboard", wallboard)
+    r.add_get("/api/v1/telephony/wallboard", wallboard_data)
     r.add_static("/telephony/static/", STATIC)
     r.add_post("/api/v1/telephony/agent/login", agent_login)
     r.add_post("/api/v1/telephony/agent/logout", agent_logout)
@@ -388,8 +364,5 @@ def setup_routes(app: web.Application, service: TelephonyService) -> None:
     r.add_post("/api/v1/telephony/agent/transfer", agent_transfer)
     r.add_get("/api/v1/telephony/transfer-destinations", transfer_destinations)
     r.add_post("/api/v1/telephony/spy", supervisor_spy)
-    r.add_get("/api/v1/telephony/callbacks", list_callbacks)
-    r.add_post("/api/v1/telephony/callbacks/{id:\\d+}/call", call_back)
-    r.add_post("/api/v1/telephony/callbacks/{id:\\d+}/result", callback_result)
     r.add_get("/api/v1/telephony/report", report)
     r.add_post("/api/v1/telephony/replay", replay_endpoint)

@@ -54,5 +54,10 @@ class Callback(Base):
     last_attempt_at: Mapped[datetime | None]
     done_at: Mapped[datetime | None]
     note: Mapped[str] = mapped_column(String(500), default="")
+    # The agent who took it (username; empty = anyone may): one agent calls a caller back, never two at once.
+    owner: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    owner_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    claimed_at: Mapped[datetime | None]
+    draft: Mapped[str] = mapped_column(String(40), default="", server_default="")  # ticket number of its screen pop
 
     __table_args__ = (Index("ix_telephony_callbacks_status", "status", "missed_at"),)

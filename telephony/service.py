@@ -68,6 +68,7 @@ class TelephonyService:
             self.queue_log = QueueLogFile(a.queue_log_path, since=since)
         self.config = ReducerConfig(tz=ZoneInfo(settings.server.timezone),
                                     answer_rate_target=settings.ami.answer_rate_target,
+                                    alert_min_calls=settings.wallboard.alert_min_calls,
                                     reconcile=self.queue_log is not None)
         # Which source covered which interval (for /health): AMI sessions, queue_log reads over the gaps.
         self.coverage: list[dict[str, Any]] = []

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -71,7 +71,13 @@ class CallStore:
         return list((await s.scalars(q)).all())
 
     async def callbacks(self, status: str | None = "pending", limit: int = 200) -> list[dict[str, Any]]:
-        """The list; ``status="open"`` is what an agent still has to do (pending and calling, one entry each)."""
+        """The list, oldest first; ``status="open"`` is what an agent still has to do (pending and calling,
+        one entry each)."""
+        return (await self.callback_page(status, limit))[0]
+
+    async def callback_page(self, status: str | None = "pending", limit: int = 200
+                            ) -> tuple[list[dict[str, Any]], int]:
+        """The first ``limit`` entries, oldest first, and how many entries there are in all."""
         async with self.sessions() as s:
             q = select(Callback).order_by(Callback.missed_at, Callback.id)
             if status == "open":
@@ -81,9 +87,65 @@ class CallStore:
             groups: dict[tuple[str, str], list[Callback]] = {}
             for c in (await s.scalars(q)).all():
                 groups.setdefault(self._group_key(c), []).append(c)
-                if len(groups) > limit:
-                    break
-            return [callback_dict(g[0], g) for g in list(groups.values())[:limit]]
+            return [callback_dict(g[0], g) for g in list(groups.values())[:limit]], len(groups)
+
+    async def claim(self, callback_id: int, username: str, name: str) -> dict[str, Any] | None:
+        """Make ``username`` the owner of the entry (every row of it) unless another agent holds it: then
+        ``CallbackTaken``. One conditional UPDATE, so of two agents claiming at once exactly one wins."""
+        now = self.clock()
+        async with self.sessions() as s:
+            first = await s.get(Callback, callback_id)
+            if first is None:
+                return None
+            ids = [c.id for c in await self._group(s, first)]
+            res = await s.execute(update(Callback).where(Callback.id.in_(ids),
+                                                         Callback.owner.in_(("", username)))
+                                  .values(owner=username, owner_name=name, claimed_at=now)
+                                  .execution_options(synchronize_session=False))
+            if res.rowcount != len(ids):  # type: ignore[attr-defined]
+                await s.rollback()
+                holder = await s.scalar(select(Callback).where(Callback.id.in_(ids), Callback.owner != "",
+                                                               Callback.owner != username))
+                raise CallbackTaken(holder.owner if holder else "", holder.owner_name if holder else "")
+            await s.commit()
+        return await self.get_callback(callback_id)
+
+    async def release(self, callback_id: int) -> dict[str, Any] | None:
+        """Nobody owns the entry any more: any agent may take it."""
+        async with self.sessions() as s:
+            first = await s.get(Callback, callback_id)
+            if first is None:
+                return None
+            for c in await self._group(s, first):
+                c.owner, c.owner_name, c.claimed_at = "", "", None
+            await s.commit()
+        return await self.get_callback(callback_id)
+
+    async def set_draft(self, callback_id: int, number: str) -> None:
+        """The draft ticket its first callback opened (later callbacks pop the same draft)."""
+        async with self.sessions() as s:
+            first = await s.get(Callback, callback_id)
+            if first is None:
+                return
+            for c in await self._group(s, first):
+                c.draft = number
+            await s.commit()
+
+    async def agent_day(self, start: datetime, end: datetime) -> dict[str, dict[str, Any]]:
+        """Per agent interface, the queue calls it answered that joined in [start, end) and have ended:
+        ``answered``, ``talk_total`` and ``avg_talk`` (seconds)."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in await self.calls(start - timedelta(hours=12), end + timedelta(hours=12)):
+            when = r.joined or r.ended
+            if r.outcome not in ("answered", "transferred") or not r.agent_interface or not (start <= when < end):
+                continue
+            a = out.setdefault(r.agent_interface, {"answered": 0, "talk_total": 0.0})
+            a["answered"] += 1
+            a["talk_total"] += r.talk_seconds or 0.0
+        for a in out.values():
+            a["talk_total"] = round(a["talk_total"], 1)
+            a["avg_talk"] = round(a["talk_total"] / a["answered"], 1)
+        return out
 
     async def open_entry(self, call_id: str) -> dict[str, Any] | None:
         """The ``status=open`` list's entry holding the missed call ``call_id`` (pushed to the agent consoles)."""
@@ -207,6 +269,15 @@ class Counters:
 OPEN = ("pending", "calling")  # an agent still has to call back (the console lists these)
 
 
+class CallbackTaken(Exception):
+    """Another agent already took this missed call."""
+
+    def __init__(self, owner: str, owner_name: str) -> None:
+        super().__init__(owner)
+        self.owner = owner
+        self.owner_name = owner_name
+
+
 def callback_dict(c: Callback, group: list[Callback] | None = None) -> dict[str, Any]:
     group = group or [c]
     return {"id": c.id, "call_id": c.call_id, "caller_num": c.caller_num, "caller_name": c.caller_name,
@@ -215,4 +286,6 @@ def callback_dict(c: Callback, group: list[Callback] | None = None) -> dict[str,
             "queue": c.queue, "missed_at": c.missed_at.isoformat(), "wait_seconds": round(c.wait_seconds, 1),
             "reason": c.reason, "status": c.status, "attempts": c.attempts, "agent_interface": c.agent_interface,
             "last_attempt_at": c.last_attempt_at.isoformat() if c.last_attempt_at else None,
-            "done_at": c.done_at.isoformat() if c.done_at else None, "note": c.note}
+            "done_at": c.done_at.isoformat() if c.done_at else None, "note": c.note,
+            "owner": c.owner, "owner_name": c.owner_name,
+            "claimed_at": c.claimed_at.isoformat() if c.claimed_at else None, "draft": c.draft}

@@ -123,62 +123,13 @@
   }
   routing();
 
-  // ------------------------------------------------------------ missed calls (漏接回拨, telephony callbacks API)
+  // ------------------------------------------------------------ missed calls (漏接回拨): callbacks.js
   // The list is loaded over HTTP once per socket connection (the first and every reconnect, which may have
   // missed messages); after that the socket carries every change: "missed" with the caller's entry (one per
-  // number per day), "callback" when an agent calls back or records the result.
-  const REASONS = { abandoned: "放弃", timed_out: "排队超时" };
-  const OPEN = ["pending", "calling"];
-  let cbItems = null;  // null until the first load answered
-  let cbEarly = [];  // entries pushed while the list was loading (applied on top of it)
-  async function callbacks() {
-    cbItems = null; cbEarly = [];
-    let open;
-    try { open = await optional("/api/v1/telephony/callbacks?status=open"); }
-    catch (e) { return; }  // 503 without a call database: the card stays hidden
-    if (!open) return;
-    cbItems = open.items || [];
-    const early = cbEarly; cbEarly = [];
-    early.forEach(upsertCallback);
-    renderCallbacks();
-  }
-  function upsertCallback(entry) {
-    if (!entry) return;
-    if (!cbItems) { if (cbEarly.length < 1000) cbEarly.push(entry); return; }  // bounded while the list cannot load
-    // An entry absorbs the caller's earlier misses of the day (their ids are in call_ids).
-    const calls = new Set(entry.call_ids || []);
-    cbItems = cbItems.filter(c => String(c.id) !== String(entry.id) && !(c.call_ids || []).some(x => calls.has(x)));
-    if (OPEN.includes(entry.status)) {
-      cbItems.push(entry);
-      cbItems.sort((a, b) => String(a.missed_at).localeCompare(String(b.missed_at)) || a.id - b.id);
-    }
-    renderCallbacks();
-  }
-  function renderCallbacks() {
-    const items = cbItems;
-    $("callbacks-card").classList.remove("hidden");
-    $("callbacks").innerHTML = items.length ? items.map(c => `<li class="callback" data-id="${esc(c.id)}" data-status="${esc(c.status)}">
-      <b>${esc(c.caller_num || "未知号码")}</b>${c.caller_name && c.caller_name !== c.caller_num ? " " + esc(c.caller_name) : ""}${c.missed_count > 1 ? ` <span class="tag amber">${esc(c.missed_count)}次</span>` : ""}
-      <div class="muted">${esc(fmtTime(c.missed_at))} · ${esc(REASONS[c.reason] || c.reason || "")} · 等待${esc(Math.round(c.wait_seconds || 0))}秒${c.attempts ? " · 已拨" + esc(c.attempts) + "次" : ""}</div>
-      <div style="margin-top:4px">${c.status === "calling"
-        ? `<span class="tag amber">回拨中</span> <button type="button" class="cb-result" data-id="${esc(c.id)}" data-result="done" style="padding:2px 8px">已回访</button>
-           <button type="button" class="cb-result" data-id="${esc(c.id)}" data-result="failed" style="padding:2px 8px">未接通</button>`
-        : `<button type="button" class="cb-call" data-id="${esc(c.id)}" style="padding:2px 8px">回拨</button>`}</div></li>`).join("")
-      : '<li class="muted">暂无未接来电</li>';
-    $("callbacks").querySelectorAll("button.cb-call").forEach(b => b.addEventListener("click", guard(async () => {
-      b.disabled = true;
-      let entry;
-      try { entry = await api("POST", `/api/v1/telephony/callbacks/${encodeURIComponent(b.dataset.id)}/call`, {}); }
-      catch (e) { b.disabled = false; showAgentError(e); throw e; }
-      toast("正在回拨：请先接听您的话机，接通后自动呼叫市民");
-      upsertCallback(entry);
-    })));
-    $("callbacks").querySelectorAll("button.cb-result").forEach(b => b.addEventListener("click", guard(async () => {
-      const entry = await api("POST", `/api/v1/telephony/callbacks/${encodeURIComponent(b.dataset.id)}/result`, { status: b.dataset.result });
-      toast(b.dataset.result === "done" ? "已标记回访完成" : "已标记未接通");
-      upsertCallback(entry);
-    })));
-  }
+  // number per day), "callback" when an agent takes one, calls back or records the result.
+  const cbList = window.HotlineCallbacks || { load() {}, upsert() {} };
+  const callbacks = () => cbList.load();
+  const upsertCallback = entry => cbList.upsert(entry);
   if (!C.ws) callbacks();  // without a socket: load once (with one, each connection loads it)
 
   // ------------------------------------------------------------ telephony live view: my status across queues
