@@ -1,0 +1,155 @@
+"""Live transcription in the worker: AudioSocket streams over real TCP -> partial and final lines per speaker
+on a real Redis (channel + the call's backlog), draft fields as heard, the per-worker bound, and a stream cut
+mid-call. Whisper base (the default backend) and the Korean Vosk model (streaming natively) both run."""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Self
+
+import pytest
+from redis.asyncio import Redis
+
+from asr import audiosocket, live
+from tests.asr.audiosocket_streams import ANSWERED_CALL, GREETING, recorded, send, speech_stream, with_uuid
+from tests.asr.test_asr_audiosocket import until
+
+LEAK = "hotline_01_leak.wav"  # 我家楼上漏水已经一个星期了物业不管地址是朝阳区幸福小区三号楼
+
+
+class Listener:
+    """What a server process hears on the live channel (decoded)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.messages: list[dict[str, Any]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(live.CHANNEL)
+
+        async def run() -> None:
+            async for m in pubsub.listen():
+                if m["type"] == "message":
+                    self.messages.append(json.loads(m["data"]))
+
+        self.task = asyncio.get_running_loop().create_task(run())
+        self.pubsub = pubsub
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.pubsub.aclose()
+
+    def of(self, call_id: str, event: str | None = None) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["call_id"] == call_id and (event is None or m["event"] == event)]
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> Any:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def _transcriber(backend: Any, redis: Redis, **kw: Any) -> live.LiveTranscriber:
+    t = live.LiveTranscriber(backend, live.RedisPublisher(redis), **kw)
+    await t.start()
+    return t
+
+
+async def test_whisper_partials_then_a_final_with_the_address_heard(whisper_backend: Any, redis: Redis) -> None:
+    t = await _transcriber(whisper_backend, redis)
+    caller = audiosocket.stream_uuid(ANSWERED_CALL, "caller")
+    try:
+        async with Listener(redis) as heard:
+            await send(t.server.port, speech_stream(LEAK, caller), real_speed=True)
+            await until(lambda: heard.of(ANSWERED_CALL, "stopped"), timeout=180)
+    finally:
+        await t.close()
+    msgs = heard.of(ANSWERED_CALL)
+    events = [m["event"] for m in msgs]
+    assert events[0] == "started" and events[-1] == "stopped" and msgs[-1]["reason"] == "closed"
+    assert all(m["speaker"] == "caller" and m["label"] == "市民" for m in msgs)
+    partials = [m for m in msgs if m["event"] == "partial"]
+    finals = [m for m in msgs if m["event"] == "final"]
+    assert partials and finals
+    # partials of a stretch come before its final, each at a whole second of speech (one waits at most:
+    # a slow decode skips partials, never a final), growing
+    assert events.index("final") > events.index("partial")
+    spans = [round(p["end"] - p["start"], 2) for p in partials if p["stretch"] == 1]
+    assert spans == sorted(set(spans)) and all(abs(x - round(x)) <= 0.02 for x in spans)
+    text = "".join(f["text"] for f in finals)
+    assert "朝阳" in text
+    words = [w for f in finals for w in f["words"]]
+    assert words and all(f["start"] <= w[1] <= w[2] <= f["end"] + 0.05 for f in finals for w in f["words"])
+    fields = finals[-1]["fields"]
+    assert fields["district"]["value"].startswith("朝阳") and any("朝阳" in h for h in fields["district"]["heard"])
+    # the backlog holds the same lines in the same order, for a page opened mid-call
+    backlog = [json.loads(x) for x in await redis.lrange(live.BACKLOG_PREFIX + ANSWERED_CALL, 0, -1)]
+    assert backlog == msgs
+
+
+async def test_vosk_streams_natively_with_timed_words(backend: Any, redis: Redis) -> None:
+    """The Korean model (the only Vosk model here) reads Mandarin as Korean: this checks the streaming, not
+    the words."""
+    t = await _transcriber(backend, redis)
+    agent = audiosocket.stream_uuid(ANSWERED_CALL, "agent")
+    try:
+        async with Listener(redis) as heard:
+            await send(t.server.port, speech_stream(LEAK, agent), real_speed=True)
+            await until(lambda: heard.of(ANSWERED_CALL, "stopped"), timeout=120)
+    finally:
+        await t.close()
+    msgs = heard.of(ANSWERED_CALL)
+    assert {m["label"] for m in msgs} == {"座席"}
+    assert [m for m in msgs if m["event"] == "partial" and m["text"]]
+    finals = [m for m in msgs if m["event"] == "final"]
+    assert finals and all("fields" not in f for f in finals)  # the agent's words fill no draft
+    for f in finals:
+        assert all(f["start"] - 0.05 <= w[1] <= w[2] <= f["end"] + 0.05 for w in f["words"])
+
+
+async def test_above_the_bound_a_call_falls_back_to_after_call_text_and_says_so(backend: Any, redis: Redis) -> None:
+    t = await _transcriber(backend, redis, max_calls=1)
+    first, second = "1795383048.0", "1795383075.0"
+    try:
+        async with Listener(redis) as heard:
+            # the first call's caller leg holds the worker's one slot; its agent leg still gets in
+            a = asyncio.ensure_future(send(t.server.port, speech_stream(LEAK, audiosocket.stream_uuid(first, "caller")),
+                                           real_speed=True))
+            await until(lambda: heard.of(first, "started"))
+            await send(t.server.port, with_uuid(recorded(GREETING), audiosocket.stream_uuid(first, "agent")))
+            await send(t.server.port, with_uuid(recorded(GREETING), audiosocket.stream_uuid(second, "caller")))
+            await until(lambda: heard.of(second))
+            await a
+            await until(lambda: len(heard.of(first, "stopped")) == 2, timeout=120)
+    finally:
+        await t.close()
+    fallback = heard.of(second)
+    assert [m["event"] for m in fallback] == ["fallback"]
+    assert fallback[0]["reason"] == "capacity" and "挂机后转写" in fallback[0]["message"]
+    assert {m["speaker"] for m in heard.of(first, "started")} == {"caller", "agent"}
+    assert t.stats["capacity"] == 1
+
+
+async def test_a_stream_cut_mid_call_keeps_what_was_heard_and_says_why_it_stopped(backend: Any, redis: Redis) -> None:
+    t = await _transcriber(backend, redis)
+    data = speech_stream(LEAK, audiosocket.stream_uuid(ANSWERED_CALL, "caller"))
+    try:
+        async with Listener(redis) as heard:
+            # four seconds of speech at real speed, then a TCP reset inside a frame
+            await send(t.server.port, data[:4 * 50 * 323 + 7], reset=True, real_speed=True)
+            await until(lambda: heard.of(ANSWERED_CALL, "stopped"), timeout=120)
+            # the worker goes on serving: an unknown call is refused without a word on the channel
+            await send(t.server.port, recorded(GREETING))
+            await until(lambda: t.stats.get("unknown_call") == 1)
+    finally:
+        await t.close()
+    stopped = heard.of(ANSWERED_CALL, "stopped")[0]
+    assert stopped["reason"] == "dropped" and stopped["message"] == "音频连接中断"
+    assert heard.of(ANSWERED_CALL, "final")  # the stretch heard before the cut is still given its final
+    assert {m["call_id"] for m in heard.messages} == {ANSWERED_CALL}
