@@ -657,6 +657,7 @@ class TicketStore:
         stmt = select(LedgerItem, Ticket.number, Ticket.title).join(Ticket, Ticket.id == LedgerItem.ticket_id)
         if who.role == "department":
             stmt = stmt.where(LedgerItem.department_id == who.department_id)
+        stmt = visibility.in_district(stmt, who)
         if since:
             stmt = stmt.where(LedgerItem.at >= since)
         async with self.read_sessions() as session:

@@ -22,6 +22,12 @@ def restrict(stmt: Select[Any], who: Principal) -> Select[Any]:
     if who.role == "department":
         stmt = stmt.where(exists().where(TicketHandler.ticket_id == Ticket.id,
                                          TicketHandler.department_id == who.department_id))
+    return in_district(stmt, who)
+
+
+def in_district(stmt: Select[Any], who: Principal) -> Select[Any]:
+    """Only the level part: for queries over ``Ticket`` that treat departments their own way (the ledger
+    counts a department's own items, not every ticket it handles)."""
     if who.district:
         stmt = stmt.where(Ticket.district == who.district)
     return stmt

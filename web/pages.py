@@ -321,7 +321,7 @@ async def supervisor_page(request: web.Request, who: Principal) -> web.StreamRes
         "pages": max(1, -(-int(result["total"] or 0) // PAGE)),
         "statuses": workflow.STATUS_LABELS, "type_labels": TYPE_LABELS,
         "departments": [d for d in depts.values()], "dept_names": {i: d.name for i, d in depts.items()},
-        "extensions": await pending_extensions(store.read_sessions), "returns": returns, "overdue": overdue[:50],
+        "extensions": await pending_extensions(store.read_sessions, who.district), "returns": returns, "overdue": overdue[:50],
         "overdue_total": len(overdue), "ledger": ledger[:100],
         "ledger_pending": sum(1 for item in ledger if item["decision"] == "pending_supervisor"),
         "ledger_counts": store.ledger_counts(ledger),
@@ -330,7 +330,7 @@ async def supervisor_page(request: web.Request, who: Principal) -> web.StreamRes
         "caller_overdue": await store.due_list(who, "caller_overdue"),
         "suspend_requests": (await store.list(TicketQuery(status=("signed",), suspend_requested=True, limit=100),
                                               who))["items"],
-        "duplicates": await duplicate_groups(store.read_sessions, now),
+        "duplicates": await duplicate_groups(store.read_sessions, now, district=who.district),
         "search_qs": request.query_string,
         # Years in the next 60 days whose holidays nobody entered: deadlines there are counted Monday-Friday.
         "holidays_missing": deadlines.missing_ahead(store.policy.calendar, now.astimezone(request.app[TZ]).date()),

@@ -65,3 +65,23 @@ async def test_center_accounts_belong_only_to_district_units(center: Center) -> 
     other = (await center.new_ticket(who="agent2", district="东城区"))["number"]
     again = await center.login("agent", PASSWORD)
     await again.get(f"/api/v1/tickets/{other}", expect=404)
+
+
+async def test_sub_center_supervisor_page_shows_its_district_only(center: Center) -> None:
+    await add_accounts(center)
+    text = "滨河花园小区门口垃圾堆放一周没人清运，臭气熏天，请尽快处理。"
+    numbers = {}
+    for district in ("南湖区", "东城区"):  # the same matter twice in each district: a duplicate group each
+        for _ in range(2):
+            t = await center.new_ticket(title="垃圾没人清理", content=text, address=f"{district}滨河花园",
+                                        district=district)
+            numbers.setdefault(district, []).append(t["number"])
+    headers = {"Authorization": f"Bearer {center.users['nh_super'].token}"}
+    resp = await center.client.get("/supervisor", headers=headers)
+    page = await resp.text()
+    assert resp.status == 200, page
+    assert all(n in page for n in numbers["南湖区"])
+    assert not any(n in page for n in numbers["东城区"])
+    resp = await center.client.get("/supervisor", headers={"Authorization": f"Bearer {center.super.token}"})
+    city = await resp.text()
+    assert all(n in city for n in numbers["南湖区"] + numbers["东城区"])

@@ -590,12 +590,15 @@ async def generate_scheduled(reports: Reports, out_dir: Path, now: datetime,
 
 
 # ---------------------------------------------------------------- supervisor work lists
-async def pending_extensions(sessions: async_sessionmaker[AsyncSession]) -> list[dict[str, Any]]:
+async def pending_extensions(sessions: async_sessionmaker[AsyncSession], district: str | None = None
+                             ) -> list[dict[str, Any]]:
+    """延期待审批; ``district``: a district sub-center's own only."""
+    stmt = select(Ticket.number, Ticket.title, Ticket.lead_department_id, Ticket.extension_pending_days,
+                  Ticket.reply_due).where(Ticket.extension_pending_days.is_not(None), Ticket.status == "signed")
+    if district:
+        stmt = stmt.where(Ticket.district == district)
     async with sessions() as session:
-        rows = (await session.execute(select(Ticket.number, Ticket.title, Ticket.lead_department_id,
-                                             Ticket.extension_pending_days, Ticket.reply_due)
-                                      .where(Ticket.extension_pending_days.is_not(None), Ticket.status == "signed")
-                                      .order_by(Ticket.reply_due).limit(200))).all()
+        rows = (await session.execute(stmt.order_by(Ticket.reply_due).limit(200))).all()
         # The department's reason is the note of its latest 申请延期 (the ticket keeps only the days).
         asked: dict[str, tuple[str, str, datetime | None]] = {}
         if rows:

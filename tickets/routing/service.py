@@ -296,7 +296,7 @@ GROUP_MIN_TEXT = 0.3  # the same matter: the text must match, a shared phone or 
 
 
 async def duplicate_groups(sessions: async_sessionmaker[AsyncSession], now: datetime, days: int = 30,
-                           limit: int = 2000) -> list[dict[str, Any]]:
+                           limit: int = 2000, district: str | None = None) -> list[dict[str, Any]]:
     """Open tickets of the last ``days`` that are the same matter, grouped, each group with its master.
 
     Two tickets pair up when their text is similar *and* they share the caller's phone or the address,
@@ -305,10 +305,12 @@ async def duplicate_groups(sessions: async_sessionmaker[AsyncSession], now: date
     master of a case a department already holds.
     """
     open_states = tuple(workflow.OPEN_STATUSES) + ("draft",)
+    stmt = select(Ticket).where(Ticket.status.in_(open_states), Ticket.created_at >= now - timedelta(days=days),
+                                Ticket.duplicate_of.is_(None))
+    if district:  # a district sub-center's supervisor: its own district only
+        stmt = stmt.where(Ticket.district == district)
     async with sessions() as session:
-        rows = list((await session.scalars(select(Ticket).where(
-            Ticket.status.in_(open_states), Ticket.created_at >= now - timedelta(days=days),
-            Ticket.duplicate_of.is_(None)).order_by(Ticket.id.desc()).limit(limit))).all())
+        rows = list((await session.scalars(stmt.order_by(Ticket.id.desc()).limit(limit))).all())
     facts = {t.id: duplicates.TicketFacts(t.id, _text(t), t.caller_phone, t.address_key) for t in rows}
     blocks: dict[tuple[str, str], list[int]] = {}
     for t in rows:  # only tickets sharing a phone or an address are compared
