@@ -42,11 +42,13 @@ from tickets.accounts import http as accounts_http
 from tickets.accounts.service import LoginThrottle, Principal, UserStore
 from tickets.json_http import add_openapi_paths, input_middleware
 from tickets.knowledge import service as knowledge_service
+from tickets.channels import http as channels_http
 from tickets.routing import http as routing_http
 from tickets.routing import textproc
 from tickets.routing.cli import register_cli as register_routing_cli
 from tickets.service import TicketQuery, TicketStore
 from tickets.surveys import http as survey_http
+from web import citizen as console_citizen
 from web import screenshots as console_screenshots
 
 log = logging.getLogger("hotline")
@@ -340,8 +342,10 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
     accounts_http.setup_routes(app)
     tickets_http.setup_routes(app, tz)
     routing_http.setup(app, settings, clock)
+    channels_http.setup(app, settings, redis=lambda: app[REDIS])  # Open311 and the citizen page (#21)
     console.setup(app, telephony_ws="/ws/telephony", wallboard_url="/wallboard",
                   answer_rates=report_answer_rates(settings, tel, tz))
+    console_citizen.setup(app)  # the public pages: 我要反映, 进度查询
     return app
 
 

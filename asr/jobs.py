@@ -52,6 +52,10 @@ class WorkerConfig:
     backend: str = "auto"  # "vosk" | "whisper" | "auto": see asr.backends
     whisper_model_path: str = ""
     whisper_sha256: str = ""
+    live_port: int = 0  # AudioSocket port for live transcription (asr/live.py); 0 = off
+    live_host: str = "127.0.0.1"
+    live_max_calls: int = 2
+    city: str | None = None
 
     @property
     def backend_config(self) -> backends.BackendConfig:
@@ -200,7 +204,12 @@ def build_worker(cfg: WorkerConfig, *, backend: engine.SpeechBackend | None = No
         else:
             ctx["asr_backend"] = backend
 
+        if cfg.live_port:
+            await start_live(ctx, cfg)
+
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if ctx.get("asr_live") is not None:
+            await ctx["asr_live"].close()
         ctx["asr_executor"].shutdown(wait=False, cancel_futures=True)
         await ctx["asr_db"].dispose()
 
@@ -217,6 +226,23 @@ def build_worker(cfg: WorkerConfig, *, backend: engine.SpeechBackend | None = No
     # The short lease explained at the top of this module (arq sets it from the job timeout).
     worker.in_progress_timeout_s = cfg.lease_seconds
     return worker
+
+
+async def start_live(ctx: dict[str, Any], cfg: WorkerConfig) -> None:
+    """Live transcription beside the job queue (asr/live.py), with a model of its own: Whisper decodes one
+    request at a time per model, and a live partial must not wait behind a whole recording. Vosk shares
+    its model between recognizers, so the loaded one serves both."""
+    from asr import live
+
+    backend = ctx["asr_backend"]
+    if cfg.backend_config.kind == "whisper":
+        backend = await asyncio.get_running_loop().run_in_executor(None, backends.load, cfg.backend_config)
+    transcriber = live.LiveTranscriber(backend, live.RedisPublisher(ctx["redis"]), max_calls=cfg.live_max_calls,
+                                       city=cfg.city, host=cfg.live_host, port=cfg.live_port, reuse_port=True)
+    port = await transcriber.start()
+    ctx["asr_live"] = transcriber
+    log.info("live transcription: AudioSocket on %s:%d, at most %d calls in %s", cfg.live_host, port,
+             cfg.live_max_calls, ctx["asr_worker"])
 
 
 def run_worker(cfg: WorkerConfig) -> None:
@@ -248,5 +274,6 @@ def config_from_settings(settings: Any, *, redis_url: str | None = None, **overr
     cfg = WorkerConfig(redis_url=url, database_url=settings.database_url, model_path=settings.asr.model_path,
                        max_tries=settings.asr.max_tries, job_timeout=settings.asr.job_timeout, vad=settings.asr.vad,
                        backend=settings.asr.backend, whisper_model_path=settings.asr.whisper_model_path,
-                       whisper_sha256=settings.asr.whisper_sha256)
+                       whisper_sha256=settings.asr.whisper_sha256, live_port=settings.asr.live_port,
+                       live_host=settings.asr.live_host, live_max_calls=settings.asr.live_max_calls)
     return replace(cfg, **overrides)

@@ -123,6 +123,11 @@ class AsrSettings(_Section):
     job_timeout: float = Field(1800.0, gt=0)
     vad: bool = True
     recordings_dir: str = "/var/spool/asterisk/monitor"
+    # Live transcription: every `hotline worker` process listens for Asterisk's AudioSocket streams on this
+    # port (SO_REUSEPORT spreads the calls); 0 = off. See config/asterisk/extensions.conf [live-audio].
+    live_port: int = Field(0, ge=0, le=65535)
+    live_host: str = "127.0.0.1"
+    live_max_calls: int = Field(2, ge=1)  # calls one worker follows live; more fall back to after-call text
 
 
 class DeadlineSettings(_Section):

@@ -14,7 +14,7 @@ from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
 MODEL_MODULES = ("tickets.models", "tickets.knowledge.service", "tickets.attachments.service", "tickets.reports.service",
-                 "tickets.surveys.store",
+                 "tickets.surveys.store", "tickets.channels.store",
                  "telephony.models",
                  "asr.models")
 

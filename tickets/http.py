@@ -37,7 +37,7 @@ TZ = web.AppKey("tickets_tz", ZoneInfo)
 
 # ---------------------------------------------------------------- request bodies
 class TicketCreate(Body):
-    channel: Literal["phone", "web", "wechat", "app", "mailbox", "walk_in"] = "phone"
+    channel: Literal["phone", "web", "wechat", "app", "mailbox", "walk_in", "sms", "email"] = "phone"
     caller_name: str = Field(default="", max_length=100)
     caller_phone: str = Field(default="", max_length=32)
     anonymous: bool = False
@@ -205,7 +205,7 @@ async def meta(request: web.Request) -> web.Response:
         "request_types": {"inquiry": "咨询", "help": "求助", "complaint": "投诉", "report": "举报",
                           "suggestion": "建议", "praise": "表扬"},
         "urgencies": {"urgent": "紧急", "normal": "一般"},
-        "channels": dict(zip(CHANNELS, ("电话", "网站", "微信", "APP", "信箱", "来访"))),
+        "channels": dict(zip(CHANNELS, ("电话", "网站", "微信", "APP", "信箱", "来访", "短信", "电子邮件"))),
         "return_reasons": settings.deadlines.return_reasons,
         "satisfaction": {"satisfied": "满意", "basically_satisfied": "基本满意", "dissatisfied": "不满意"},
         "roles": list(ROLES),

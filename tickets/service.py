@@ -35,7 +35,7 @@ from tickets.models import (
 
 T = Ticket.__table__
 H = TicketHistory.__table__
-CHANNELS = ("phone", "web", "wechat", "app", "mailbox", "walk_in")
+CHANNELS = ("phone", "web", "wechat", "app", "mailbox", "walk_in", "sms", "email")
 URGENCIES = ("urgent", "normal")
 EDITABLE_FIELDS = ("channel", "caller_name", "caller_phone", "anonymous", "survey_opt_out", "request_type",
                    "urgency", "title", "content", "address", "district", "category")

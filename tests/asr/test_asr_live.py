@@ -153,3 +153,41 @@ async def test_a_stream_cut_mid_call_keeps_what_was_heard_and_says_why_it_stoppe
     assert stopped["reason"] == "dropped" and stopped["message"] == "音频连接中断"
     assert heard.of(ANSWERED_CALL, "final")  # the stretch heard before the cut is still given its final
     assert {m["call_id"] for m in heard.messages} == {ANSWERED_CALL}
+
+
+async def test_the_recognition_worker_serves_audiosocket_beside_its_job_queue(
+        backend: Any, ko_model: Any, redis: Redis, redis_url: str, sqlite_url: str, sqlite_template: Any) -> None:
+    import shutil
+
+    from asr import jobs
+    from tests.services import free_port
+
+    shutil.copyfile(sqlite_template, sqlite_url.split("///", 1)[1])
+    port = free_port()
+    cfg = jobs.WorkerConfig(redis_url=redis_url, database_url=sqlite_url, model_path=str(ko_model), backend="vosk",
+                            live_port=port, live_max_calls=1)
+    worker = jobs.build_worker(cfg, backend=backend, handle_signals=False, poll_delay=0.05)
+    task = asyncio.ensure_future(worker.async_run())
+    try:
+        async with Listener(redis) as heard:
+            async def listening() -> bool:
+                try:
+                    _r, w = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    return False
+                w.close()
+                return True
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while not await listening():
+                assert loop.time() < deadline and not task.done(), "the worker never listened"
+                await asyncio.sleep(0.1)
+            await send(port, with_uuid(recorded(GREETING), audiosocket.stream_uuid(ANSWERED_CALL, "agent")))
+            await until(lambda: heard.of(ANSWERED_CALL, "stopped"))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await worker.close()
+    assert heard.of(ANSWERED_CALL)[0]["event"] == "started"
+    assert heard.of(ANSWERED_CALL, "stopped")[0]["reason"] == "closed"

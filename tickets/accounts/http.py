@@ -31,6 +31,11 @@ THROTTLE = web.AppKey("login_throttle", LoginThrottle)  # set by the server once
 COOKIE = "hotline_session"
 PUBLIC_PATHS = {"/health", "/metrics", "/api/v1/auth/login", "/api/v1/openapi.json", "/login", "/favicon.ico"}
 PUBLIC_PREFIXES = ("/static/",)
+# Pages and forms for citizens, without login (web/citizen.py); their POSTs still come only from our own origin.
+PUBLIC_PAGES = frozenset({"/citizen", "/citizen/status", "/citizen/status/unresolved"})
+# Open311 GeoReport v2: partners authenticate with the api_key in the request itself, which a browser never
+# adds on its own, so a foreign Origin is no forgery there; no session cookie is ever read on these paths.
+KEY_AUTH_PREFIX = "/open311/v2/"
 log = logging.getLogger("hotline.accounts")
 
 
@@ -91,7 +96,7 @@ def check_origin(request: web.Request) -> None:
     """
     if request.method not in UNSAFE_METHODS and not request.path.startswith("/ws/"):
         return
-    if bearer_of(request):
+    if bearer_of(request) or request.path.startswith(KEY_AUTH_PREFIX):
         return
     origin = request_origin(request)
     with_cookie = COOKIE in request.cookies
@@ -117,6 +122,8 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
     request["principal"] = None
     request["user"] = None
     check_origin(request)
+    if request.path.startswith(KEY_AUTH_PREFIX):  # the partner's api_key decides, never a session
+        return await handler(request)
     token = token_of(request)
     if token and USERS in request.app:
         principal = await request.app[USERS].authenticate(token)

@@ -73,7 +73,8 @@ MAX_REPORT_DAYS = 366
 KIND_LABELS = {"daily": "日通报", "weekly": "周研判", "monthly": "月分析"}
 TYPE_LABELS = {"inquiry": "咨询", "help": "求助", "complaint": "投诉", "report": "举报", "suggestion": "建议",
                "praise": "表扬"}
-CHANNEL_LABELS = {"phone": "电话", "web": "网站", "wechat": "微信", "app": "APP", "mailbox": "信箱", "walk_in": "来访"}
+CHANNEL_LABELS = {"phone": "电话", "web": "网站", "wechat": "微信", "app": "APP", "mailbox": "信箱", "walk_in": "来访",
+                  "sms": "短信", "email": "电子邮件"}
 SATISFACTION_LABELS = {"satisfied": "满意", "basically_satisfied": "基本满意", "dissatisfied": "不满意"}
 # Who the reports read the ticket store as (督办, 提级, 兜底 lists): the centre, every department.
 REPORTER = Principal(id=0, username="reports", name="统计报表", role="supervisor", department_id=None,
