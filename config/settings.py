@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 CONFIG_DIR = Path(__file__).resolve().parent
 REQUEST_TYPES = ("inquiry", "help", "complaint", "report", "suggestion", "praise")
 SECRET_KEYS = {("ami", "secret"), ("server", "admin_password"), ("server", "cookie_secret"),
-               ("server", "metrics_token")}
+               ("server", "metrics_token"), ("sms", "password")}
 
 
 class SettingsError(Exception):
@@ -243,6 +243,42 @@ class TicketSettings(_Section):
     dissatisfied_rule: Literal["reopen", "supervisor"] = "reopen"
 
 
+class SmsSettings(_Section):
+    """SMS to the citizen through an SMS gateway speaking SMPP 3.4. No ``host``: no SMS is written or sent."""
+
+    host: str = ""
+    port: int = Field(2775, ge=1, le=65535)
+    system_id: str = ""
+    password: str = ""  # environment only: HOTLINE_SMS_PASSWORD
+    system_type: str = ""
+    source_addr: str = "12345"  # the number citizens see the texts come from
+    templates_file: str = "sms.toml"
+    link_base: str = ""  # public address of the citizen pages; "" = server.allowed_origins[0], else host:port
+    quiet_hours: str = "21:00-08:00"  # local time, no texts sent (they wait); "" = any hour
+    retry_min_seconds: float = Field(5, gt=0)  # gateway down / refusals: doubling waits between these
+    retry_max_seconds: float = Field(600, gt=0)
+    max_attempts: int = Field(8, ge=1)  # temporary refusals (throttled, queue full) before a text is given up
+    lease_seconds: float = Field(120, gt=0)  # a claimed text whose sender died becomes "uncertain" after this
+    timeout_seconds: float = Field(10, gt=0)  # waiting for the gateway's answer
+    tick_seconds: float = Field(5, gt=0)  # the sender looks for due texts at least this often
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        spec = value.strip()
+        if spec:
+            parts = spec.split("-")
+            if len(parts) != 2:
+                raise ValueError("quiet_hours must look like 21:00-08:00")
+            try:
+                start, end = (datetime.strptime(p.strip(), "%H:%M").time() for p in parts)
+            except ValueError:
+                raise ValueError("quiet_hours must look like 21:00-08:00") from None
+            if start == end:
+                raise ValueError("quiet_hours start and end must differ")
+        return value
+
+
 class SurveySettings(_Section):
     enabled: bool = True
     delay_hours: float = Field(24, ge=0)
@@ -290,6 +326,7 @@ class Settings(_Section):
     ami: AmiSettings = AmiSettings()
     asr: AsrSettings = AsrSettings()
     tickets: TicketSettings = TicketSettings()
+    sms: SmsSettings = SmsSettings()
     deadlines: DeadlineSettings = DeadlineSettings()
     holidays: HolidaySettings = HolidaySettings()
     survey: SurveySettings = SurveySettings()
