@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 import migrations
 import telephony.service as telephony_service
 import web as console
+from asr import demo as asr_demo
 from asr import drafts as asr_drafts
 from asr import http as asr_http
 from asr import service as asr_service
@@ -589,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_COMMANDS: list[Callable[[Any], None]] = [
     asr_service.register_cli,
     # server.py hands in what a command needs (the app factory, the clock): no package imports server
-    lambda sub: console_screenshots.register_cli(sub, create_app),
+    lambda sub: console_screenshots.register_cli(sub, create_app, asr_demo.seed_recording),
     lambda sub: telephony_service.register_cli(sub, system_clock),
     register_routing_cli,
 ]

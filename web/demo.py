@@ -16,6 +16,7 @@ from tickets.knowledge.http import KNOWLEDGE
 from tickets.service import TicketQuery, TicketStore
 
 PASSWORD = "demo-密码-2026"
+RECORDED_CALL = "1732283000.7"  # the demo call whose recording and transcript the screenshots show
 DISTRICTS = ["东城区", "西城区", "南湖区", "北山区", "高新区", "经开区"]
 CASES = [
     ("complaint", "夜间施工噪音扰民", "反映{addr}工地夜间十一点后仍在施工，噪音很大，影响休息，希望尽快处理。", "城乡建设", "zjj"),
@@ -108,6 +109,16 @@ async def seed(app: web.Application, now: datetime | None = None, seed_value: in
             "content": {"value": "夜间施工噪音", "source_text": transcript, "start": 20, "end": 39},
             "request_type": {"value": "complaint", "source_text": "", "start": None, "end": None}})
     numbers["draft"] = draft["number"]
+    # A recorded call, accepted by the agent and dispatched: its ticket page shows her and the supervisor the
+    # player (the audio and transcript are the asr side's; ``hotline screenshots`` has server.py store them).
+    taken = now - timedelta(hours=3)
+    recorded = await at(taken).create(
+        {"title": "工地夜间打桩噪音", "content": "南湖区幸福路18号楼下工地每天晚上十一点多还在打桩，围挡上写的是城建三公司。",
+         "address": "南湖区幸福路18号", "district": "南湖区", "caller_name": "刘女士", "caller_phone": "13912348888",
+         "request_type": "complaint", "category": "城乡建设"}, accounts["agent"], accept=True, call_id=RECORDED_CALL)
+    await at(taken + timedelta(minutes=6)).act(recorded["number"], "dispatch", {"lead_department_id": depts["zjj"].id},
+                                               accounts["agent"])
+    numbers["recorded"] = recorded["number"]
     kb = app[KNOWLEDGE]
     today = now.date()
     for q, a, kw, code, vt in [
@@ -124,7 +135,8 @@ async def seed(app: web.Application, now: datetime | None = None, seed_value: in
         mine = await store.list(TicketQuery(status=(status,), limit=5), accounts["zjj"])
         if mine["items"]:
             numbers.setdefault("dept_ticket", mine["items"][0]["number"])
-    return {"accounts": {k: v.username for k, v in accounts.items()}, "password": PASSWORD, "numbers": numbers}
+    return {"accounts": {k: v.username for k, v in accounts.items()}, "password": PASSWORD, "numbers": numbers,
+            "recorded_call": RECORDED_CALL}
 
 
 async def _dept_user(users: Any, code: str, depts: dict[str, Any]) -> Principal:

@@ -382,8 +382,8 @@ async def report_export(request: web.Request, who: Principal) -> web.StreamRespo
 AUDIT_ACTIONS = {"create_user": "新建账号", "disable": "停用账号", "enable": "启用账号", "change_role": "修改角色",
                  "change_department": "修改所属单位", "rename": "修改姓名", "reset_password": "重置密码",
                  "revoke_tokens": "吊销令牌", "unlock": "解除登录锁定", "view_phone": "查看来电号码",
-                 "reveal_phone": "显示号码", "read_transcript": "查看通话转写", "play_recording": "收听通话录音", "search_transcripts": "检索通话转写",
-                 "export_report": "导出报表"}
+                 "reveal_phone": "显示号码", "read_transcript": "查看通话转写", "search_transcripts": "检索通话转写",
+                 "play_recording": "收听通话录音", "export_report": "导出报表"}
 AUDIT_PAGE = 50
 
 

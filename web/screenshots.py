@@ -1,16 +1,17 @@
 """``hotline screenshots OUTDIR``: start a throw-away server with demonstration data (temporary SQLite and
 a private redis-server), log in as each role in headless Chromium and save each main page at 1366x768
-(the viewport an agent sees) and as a full page; the department's inbox and ticket also at a phone's 390x844.
+(the viewport an agent sees) and as a full page; the department's inbox and ticket also at a phone's 390x844,
+the wallboard at a TV's 1920x1080.
 
-server.py registers the command and passes its application factory in (``register_cli(sub, create_app)``):
-this module never imports ``server``."""
+server.py registers the command and passes its application factory in (``register_cli(sub, create_app)``),
+and the asr side's demo call (``asr.demo.seed_recording``: this module imports neither ``server`` nor ``asr``)."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
                  "--disable-component-update", "--disable-sync"]
 
 AppFactory = Callable[[Any], aioweb.Application]  # server.create_app: settings -> the whole server
+# asr.demo.seed_recording: (app, call_id, recordings_dir) -> the recording it wrote, with its transcript stored
+SeedRecording = Callable[[aioweb.Application, str, str], Awaitable[Any]]
 
 
 def _free_port() -> int:
@@ -29,7 +32,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable: str = CHROMIUM) -> list[Path]:
+async def _play_from_a_line(page: Any) -> None:
+    """The recording panel as a listener leaves it: loaded, a transcript line clicked, paused there."""
+    await page.wait_for_function("() => { const p = document.getElementById('recording');"
+                                 " return !p || p.dataset.state === 'ready' || p.dataset.state === 'error'; }")
+    if await page.get_attribute("#recording", "data-state") != "ready":
+        raise RuntimeError("the recording player did not load: " + await page.inner_text("#recording"))
+    lines = page.locator("#rec-lines .rec-line")
+    if await lines.count() > 2:
+        await lines.nth(2).click()
+        await page.eval_on_selector("#rec-audio", "a => { a.pause(); a.dispatchEvent(new Event('timeupdate')); }")
+
+
+async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable: str = CHROMIUM,
+               seed_recording: SeedRecording | None = None) -> list[Path]:
     from playwright.async_api import async_playwright
 
     import web
@@ -47,15 +63,21 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
     try:
         info = await demo.seed(app)
         n = info["numbers"]
+        if seed_recording is not None:
+            await seed_recording(app, info["recorded_call"], settings.asr.recordings_dir)
+        prepare = {"16-ticket-recording": _play_from_a_line}
         plan = [
             (None, [("01-login", "/login")]),
             ("wangli", [("02-agent-draft", f"/agent?ticket={n['draft']}"), ("03-agent-new", "/agent"),
-                        ("04-knowledge-agent", "/knowledge?q=供暖")]),
-            ("zjj01", [("05-dept-inbox", "/dept"), ("06-dept-ticket", f"/tickets/{n.get('dept_ticket') or n['draft']}")]),
+                        ("04-knowledge-agent", "/knowledge?q=供暖"),
+                        ("16-ticket-recording", f"/tickets/{n['recorded']}")]),
+            ("zjj01", [("05-dept-inbox", "/dept"), ("06-dept-ticket", f"/tickets/{n.get('dept_ticket') or n['draft']}"),
+                       ("17-knowledge-dept", "/knowledge")]),
             ("zhaomin", [("07-supervisor", "/supervisor"), ("08-reports-monthly", "/reports?kind=monthly"),
                          ("09-reports-weekly", "/reports?kind=weekly"), ("10-report-print", "/reports/print?kind=monthly"),
                          ("11-knowledge-editor", "/knowledge"), ("12-ticket-supervisor",
                                                                  f"/tickets/{n.get('extension') or n['draft']}")]),
+            (settings.server.admin_username, [("18-admin-audit", "/admin/audit")]),
         ]
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
@@ -65,12 +87,15 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
                 if user:
                     await page.goto(base + "/login")
                     await page.fill("#username", user)
-                    await page.fill("#password", demo.PASSWORD)
+                    await page.fill("#password", settings.server.admin_password
+                                    if user == settings.server.admin_username else demo.PASSWORD)
                     await page.click("button[type=submit]")
                     await page.wait_for_url(lambda url: "/login" not in url)
                 for name, path in pages:
                     await page.goto(base + path)
                     await page.wait_for_load_state("networkidle")
+                    if name in prepare:
+                        await prepare[name](page)
                     for suffix, full in (("", False), ("-full", True)):
                         target = outdir / f"{name}{suffix}.png"
                         await page.screenshot(path=str(target), full_page=full)
@@ -86,6 +111,13 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
             await page.wait_for_url(lambda url: "/login" not in url)
             await page.goto(base + "/reports?kind=monthly")
             target = outdir / "13-reports-2560x1440.png"
+            await page.screenshot(path=str(target))
+            shots.append(target)
+            # The wallboard on the TV it is made for (1920x1080, read from across the room).
+            await page.set_viewport_size({"width": 1920, "height": 1080})
+            await page.goto(base + "/wallboard")
+            await page.wait_for_load_state("networkidle")
+            target = outdir / "19-wallboard-1920x1080.png"
             await page.screenshot(path=str(target))
             shots.append(target)
             await ctx.close()
@@ -113,19 +145,22 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
     return shots
 
 
-def _cmd(settings: Any, args: argparse.Namespace, app_factory: AppFactory) -> int:
+def _cmd(settings: Any, args: argparse.Namespace, app_factory: AppFactory,
+         seed_recording: SeedRecording | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hotline-screens-") as tmp:
         demo_settings = settings.with_overrides(server={"data_dir": tmp, "admin_password": "screens-admin-1"},
-                                                database={"url": ""}, redis={"url": ""}, ami={"enabled": False})
-        shots = asyncio.run(take(Path(args.outdir), demo_settings, app_factory, args.chromium))
+                                                database={"url": ""}, redis={"url": ""}, ami={"enabled": False},
+                                                asr={"recordings_dir": str(Path(tmp) / "recordings")})
+        shots = asyncio.run(take(Path(args.outdir), demo_settings, app_factory, args.chromium, seed_recording))
     for path in shots:
         print(path)
     return 0
 
 
-def register_cli(subparsers: Any, app_factory: AppFactory) -> None:
-    """Add ``hotline screenshots OUTDIR``; ``app_factory`` is ``server.create_app``."""
+def register_cli(subparsers: Any, app_factory: AppFactory, seed_recording: SeedRecording | None = None) -> None:
+    """Add ``hotline screenshots OUTDIR``; ``app_factory`` is ``server.create_app``, ``seed_recording`` the asr
+    side's demo call (without it the recorded ticket's player says there is no recording)."""
     cmd = subparsers.add_parser("screenshots", help="save screenshots of the console's main pages (demo data)")
     cmd.add_argument("outdir")
     cmd.add_argument("--chromium", default=CHROMIUM, help="Chromium executable (default /usr/bin/chromium)")
-    cmd.set_defaults(func=lambda settings, args: _cmd(settings, args, app_factory))
+    cmd.set_defaults(func=lambda settings, args: _cmd(settings, args, app_factory, seed_recording))
