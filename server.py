@@ -48,6 +48,7 @@ from tickets.routing import http as routing_http
 from tickets.routing import textproc
 from tickets.routing.cli import register_cli as register_routing_cli
 from tickets.service import TicketQuery, TicketStore
+from tickets.sms import http as sms_http
 from tickets.surveys import http as survey_http
 from web import citizen as console_citizen
 from web import screenshots as console_screenshots
@@ -338,6 +339,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
     _wire_asr(app, settings, clock, background_interval, asr_visibility)
     tel = _wire_telephony(app, settings, clock)
     _wire_surveys(app, settings, clock, tel, survey_originate, survey_worker, survey_tick)
+    sms_http.setup(app, settings, clock, app[HEALTH_PROBES])  # texts to citizens; off without sms.host
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
     accounts_http.setup_routes(app)

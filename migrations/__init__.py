@@ -15,6 +15,7 @@ from alembic.config import Config
 HERE = Path(__file__).resolve().parent
 MODEL_MODULES = ("tickets.models", "tickets.knowledge.service", "tickets.attachments.service", "tickets.reports.service",
                  "tickets.surveys.store", "tickets.channels.store",
+                 "tickets.sms.store",
                  "telephony.models",
                  "asr.models")
 

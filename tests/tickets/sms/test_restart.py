@@ -1,0 +1,77 @@
+"""A sender process killed in the middle of a burst and started again: every text reaches the SMPP server
+exactly once. The kill comes while the gateway holds back its answer to one submit (the one moment a sender
+cannot know whether a text went out): that text is never sent again, and every other one goes once."""
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+from datetime import timedelta
+
+from tests.conftest import ROOT
+from tests.tickets.sms.conftest import until
+from tickets.sms.store import OUTBOX
+
+BURST = 20
+HELD = 8  # the gateway answers this many submits, takes the next one and never answers it
+
+
+async def start_sender(database_url: str, port: int, start) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.tickets.sms.sender_process", database_url, str(port), start.isoformat(),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 120)
+    assert line.strip() == b"started", line + (await proc.stderr.read() if proc.stderr else b"")
+    return proc
+
+
+async def test_sender_killed_mid_burst_and_restarted_sends_every_text_exactly_once(sms_world, database_url):
+    # The app's own sender is held by quiet hours all day: the burst is left to the sender processes.
+    world = await sms_world(quiet_hours="00:00-23:59")
+    c, smsc = world.center, world.smsc
+    phones = [f"139{i:08d}" for i in range(BURST)]
+    numbers = []
+    for phone in phones:
+        t = await c.new_ticket(caller_phone=phone)
+        await c.agent.act(t["number"], "accept")
+        numbers.append(t["number"])
+    engine = world.app[__import__("server").ENGINE]
+
+    async def states() -> Counter:
+        async with engine.connect() as conn:
+            return Counter(r[0] for r in await conn.execute(OUTBOX.select().with_only_columns(OUTBOX.c.state)))
+    assert await states() == Counter({"pending": BURST})
+
+    smsc.hold_after = HELD
+    first = await start_sender(database_url, smsc.port, c.clock.now)
+    try:
+        await until(lambda: len(smsc.parts) == HELD + 1, what="the burst to reach the held submit")
+    finally:
+        first.kill()  # SIGKILL: no unbind, no cleanup
+        await first.wait()
+    smsc.hold_after = None
+    assert (await states())["sending"] == 1  # the claim was committed before the submit
+
+    # Restarted later (its lease of 60 s is over): the held text is "uncertain", never sent again.
+    second = await start_sender(database_url, smsc.port, c.clock.now + timedelta(hours=1))
+    try:
+        async def done() -> bool:
+            s = await states()
+            return s["pending"] == 0 and s["sending"] == 0
+        await until(done, what="the outbox to drain")
+    finally:
+        second.terminate()
+        await second.wait()
+
+    received = Counter(m.destination for m in smsc.messages())
+    assert received == Counter(phones)  # every text, each exactly once
+    assert len(smsc.parts) == BURST
+    assert await states() == Counter({"sent": BURST - 1, "uncertain": 1})
+    attention = await c.agent.get("/api/v1/sms/attention")
+    assert [r["phone"] for r in attention] == [smsc.parts[HELD].destination]
+    assert [r["state"] for r in attention] == ["uncertain"]
+    for number in numbers:
+        [row] = await world.outbox(number)
+        part = next(p for p in smsc.parts if p.destination == row["phone"])
+        assert row["message_ids"] == ([part.message_id] if row["state"] == "sent" else [])

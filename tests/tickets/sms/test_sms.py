@@ -1,0 +1,168 @@
+"""SMS to the citizen, against a real SMPP 3.4 server on loopback (smppy) through smpplib: who is texted what,
+once; opt-out; quiet hours on the injected clock; a gateway that is down and comes back."""
+from __future__ import annotations
+
+from collections import Counter
+
+from tests.tickets.sms.conftest import LINK_BASE, until
+
+PHONE = "13800138000"
+
+
+async def handled(world, **fields):
+    """A ticket accepted, dispatched to 生态环境局, signed and replied."""
+    c = world.center
+    answer = fields.pop("answer", "经核查，施工单位已承诺22点后停止施工，并已处罚。")
+    t = await c.new_ticket(caller_phone=fields.pop("caller_phone", PHONE), **fields)
+    n = t["number"]
+    await c.agent.act(n, "accept")
+    await c.agent.act(n, "dispatch", lead_department_id=c.departments["sthj"])
+    await c.env.act(n, "sign")
+    await c.env.act(n, "reply", answer=answer)
+    return n
+
+
+async def test_citizen_is_texted_on_acceptance_reply_failed_survey_and_reopening_each_once(sms_world):
+    world = await sms_world()
+    c, smsc = world.center, world.smsc
+    n = await handled(world)
+    await c.agent.act(n, "survey_unreachable", note="三次未接通")
+    await c.super.act(n, "reopen", note="来电人反映仍有夜间施工")
+    await until(lambda: len(smsc.messages()) >= 4, what="four texts")
+    await world.passes()
+
+    texts = smsc.messages()
+    assert [m.destination for m in texts] == [PHONE] * 4
+    accepted, replied, invite, reopened = (m.text for m in texts)
+    assert accepted.startswith("【12345热线】") and f"工单编号{n}" in accepted and accepted.endswith("回复TD退订")
+    link = f"{LINK_BASE}/citizen/status?n={n}"
+    assert "经核查，施工单位已承诺22点后停止施工" in replied and link in replied
+    assert "回访未能联系到您" in invite and link in invite
+    assert "已重新交办" in reopened
+    # Chinese as UCS-2 (data_coding 8), byte for byte what the template made
+    assert {p.data_coding for m in texts for p in m.parts} == {8}
+    outbox = await world.outbox(n)
+    assert [(m["kind"], m["state"]) for m in outbox] == [
+        ("accepted", "sent"), ("replied", "sent"), ("survey_invite", "sent"), ("reopened", "sent")]
+    assert [m["text"] for m in outbox] == [m.text for m in texts]
+    assert [m["message_ids"] for m in outbox] == [[p.message_id for p in m.parts] for m in texts]
+    # nothing for a draft that is never accepted, nor for a landline
+    draft = await c.new_ticket(caller_phone="13900139000")
+    landline = await c.new_ticket(caller_phone="010-62345678")
+    await c.agent.act(landline["number"], "accept")
+    await world.passes()
+    assert len(smsc.parts) == sum(len(m.parts) for m in texts)
+    assert await world.outbox(draft["number"]) == [] and await world.outbox(landline["number"]) == []
+    assert Counter(p.message_id for p in smsc.parts).most_common(1)[0][1] == 1
+
+
+async def test_long_reply_goes_in_parts_with_udh_that_the_phone_joins(sms_world, tmp_path):
+    templates = tmp_path / "sms.toml"
+    templates.write_text('answer_chars = 400\n[templates]\nreplied = "工单{number}答复：{answer} 详情：{link}"\n',
+                         encoding="utf-8")
+    world = await sms_world(templates_file=str(templates))
+    answer = "经现场核查，" + "施工单位已调整作业时间并加装隔音屏障，" * 8 + "请您监督。"
+    n = await handled(world, answer=answer)
+    await until(lambda: len(world.smsc.messages()) >= 1, what="the reply text")
+    await world.passes()
+    [msg] = world.smsc.messages()  # acceptance has no template here: only the reply is sent
+    assert msg.text == f"【12345热线】工单{n}答复：{answer} 详情：{LINK_BASE}/citizen/status?n={n}回复TD退订"
+    assert len(msg.parts) >= 3
+    assert all(p.udhi and p.data_coding == 8 and len(p.short_message) <= 140 for p in msg.parts)
+    assert [p.udh[5] for p in msg.parts] == list(range(1, len(msg.parts) + 1))
+    [row] = await world.outbox(n)
+    assert row["state"] == "sent" and row["message_ids"] == [p.message_id for p in msg.parts]
+
+
+async def test_opted_out_number_gets_nothing_until_it_opts_in_again_and_td_reply_opts_out(sms_world):
+    world = await sms_world()
+    c, smsc = world.center, world.smsc
+    bad = await c.agent.call("PUT", "/api/v1/sms/opt-out/abc", json={}, expect=400)
+    assert bad["field"] == "phone"
+    await c.agent.call("PUT", f"/api/v1/sms/opt-out/{PHONE}", json={"note": "来电人要求不再接收短信"}, expect=201)
+    assert (await c.agent.get(f"/api/v1/sms/opt-out/{PHONE}"))["opted_out"] is True
+    t = await c.new_ticket()
+    await c.agent.act(t["number"], "accept")
+
+    async def settled() -> bool:
+        return [r["state"] for r in await world.outbox(t["number"])] == ["opted_out"]
+    await until(settled, what="the text to be dropped for the opted-out number")
+    assert smsc.parts == []
+
+    await c.agent.call("DELETE", f"/api/v1/sms/opt-out/{PHONE}")
+    t2 = await c.new_ticket()
+    await c.agent.act(t2["number"], "accept")
+    await until(lambda: len(smsc.messages()) == 1, what="the text after opting in")
+    assert t2["number"] in smsc.messages()[0].text
+
+    # The citizen replies TD to the last text: the number is on the list, the next text is not sent.
+    await smsc.reply_from(PHONE, "TD")
+
+    async def opted_out() -> bool:
+        world.service.poke()
+        return (await c.agent.get(f"/api/v1/sms/opt-out/{PHONE}"))["opted_out"]
+    await until(opted_out, what="the TD reply to be taken")
+    assert (await c.agent.get(f"/api/v1/sms/opt-out/{PHONE}"))["source"] == "reply"
+    t3 = await c.new_ticket()
+    await c.agent.act(t3["number"], "accept")
+    await world.passes()
+    assert [r["state"] for r in await world.outbox(t3["number"])] == ["opted_out"]
+    assert len(smsc.messages()) == 1
+
+
+async def test_quiet_hours_hold_texts_until_morning_on_the_injected_clock(sms_world):
+    world = await sms_world(quiet_hours="21:00-08:00")
+    c, smsc = world.center, world.smsc
+    c.clock.set_local(2026, 11, 23, 22, 30)
+    t = await c.new_ticket()
+    await c.agent.act(t["number"], "accept")
+    await world.passes()
+    assert smsc.parts == []
+    [row] = await world.outbox(t["number"])
+    assert row["state"] == "pending"
+    health = await (await c.client.get("/health")).json()
+    assert health["checks"]["sms"]["backlog"] == 1 and health["checks"]["sms"]["quiet_until"] is not None
+    c.clock.set_local(2026, 11, 24, 7, 59)
+    await world.passes()
+    assert smsc.parts == []
+    c.clock.set_local(2026, 11, 24, 8, 0)
+    world.service.poke()
+    await until(lambda: len(smsc.messages()) == 1, what="the morning text")
+    assert t["number"] in smsc.messages()[0].text
+
+
+async def test_gateway_down_texts_wait_health_says_so_then_each_goes_once(sms_world):
+    world = await sms_world()
+    c, smsc = world.center, world.smsc
+    await smsc.stop()
+    numbers = []
+    for i in range(3):
+        t = await c.new_ticket(caller_phone=f"1390013900{i}")
+        await c.agent.act(t["number"], "accept")
+        numbers.append(t["number"])
+
+    async def sms_health() -> dict:
+        return (await (await c.client.get("/health")).json())["checks"]["sms"]
+
+    async def down_with_backlog() -> bool:
+        h = await sms_health()
+        return h["gateway"] == "down" and h["backlog"] == 3
+    await until(down_with_backlog, what="/health to show the gateway down with 3 waiting")
+    h = await sms_health()
+    assert h["degraded"] is True and h["last_error"]
+    body = await (await c.client.get("/health")).json()
+    assert "sms" in body["degraded"]
+    for n in numbers:
+        assert [r["state"] for r in await world.outbox(n)] == ["pending"]
+
+    await smsc.start()  # same port
+    await world.passes()
+    assert smsc.parts == []  # the backoff follows the injected clock: not yet
+    c.clock.advance(minutes=15)
+    world.service.poke()
+    await until(lambda: len(smsc.messages()) == 3, what="the three waiting texts")
+    await world.passes()
+    assert sorted(m.destination for m in smsc.messages()) == [f"1390013900{i}" for i in range(3)]
+    assert len(smsc.parts) == 3  # an acceptance text fits in one SMS
+    h = await sms_health()
+    assert h["gateway"] == "up" and h["backlog"] == 0 and h["degraded"] is False
