@@ -14,8 +14,9 @@ IO_MODULES = {"asyncio", "aiohttp", "redis", "sqlalchemy", "panoramisk", "arq", 
 PURE = [
     "tickets/workflow.py", "tickets/deadlines.py", "tickets/phones.py", "tickets/reports/rates.py",
     "tickets/surveys/schedule.py", "tickets/routing/rules.py", "tickets/routing/duplicates.py",
-    "tickets/routing/hot_issues.py", "tickets/routing/textproc.py", "tickets/sms/timing.py", "tickets/sms/messages.py", "tickets/routing/catalogue.py",
-    "tickets/channels/open311.py", "tickets/channels/citizen.py",
+    "tickets/routing/hot_issues.py", "tickets/routing/textproc.py", "tickets/channels/open311.py",
+    "tickets/channels/citizen.py", "tickets/sms/timing.py",
+    "tickets/sms/messages.py", "tickets/routing/catalogue.py",
     "telephony/framing.py", "telephony/state.py", "telephony/reducer.py", "telephony/queue_log.py",
     "asr/drafts.py", "asr/spoken_digits.py", "asr/cer.py",
 ]
