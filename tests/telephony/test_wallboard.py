@@ -188,3 +188,39 @@ async def test_burst_on_a_1920_screen_names_masked_numbers_and_one_answer_rate(a
         finally:
             await browser.close()
             await fake.close()
+
+
+async def test_paused_agents_show_reason_and_how_long(aiohttp_client, settings_factory, redis_url):
+    """abandoned_call: every agent of queue 12345 paused for paperwork before the call."""
+    from playwright.async_api import async_playwright
+
+    events = list(stamp(e for _, e in read_events(CAPTURES / "abandoned_call.ami")))
+    started = datetime.fromtimestamp(next(float(e["Timestamp"]) for e in events if e.get("Timestamp")), UTC)
+    app, svc = make_app(settings_factory(redis_url=redis_url), lambda: started)
+    client = await aiohttp_client(app)
+    users = app[accounts_http.USERS]
+    await users.create_user("zx8001", "password-123", "agent", display_name="周晓", interface="Local/8001@agents/n")
+    sup = await login(client, users, "banzhang", "supervisor")
+    async with async_playwright() as pw:
+        browser, page, errors = await open_wallboard(pw, client, sup["Authorization"].split()[1], 1920, 1080)
+        try:
+            await page.wait_for_function("() => document.body.dataset.loaded === '1'", timeout=30000)
+            for e in events:
+                svc.submit(e)
+            await svc.drain()
+            paused = {i for i, a in svc.state.agents.items() if a.state == "paused"}
+            assert paused and all(svc.state.agents[i].pause_reason == "busy-with-paperwork" for i in paused)
+            await page.wait_for_function(f"() => document.querySelectorAll('#agents .agent[data-state=paused]')"
+                                         f".length === {len(paused)}", timeout=30000)
+            for iface in paused:
+                card = page.locator(f"#agents .agent[data-interface='{iface}']")
+                assert "示忙" in await card.inner_text()
+                assert await card.locator(".reason").inner_text() == "busy-with-paperwork"
+                m, s = (await card.locator(".since").inner_text()).split(":")
+                # paused since the PBX said so, counted on from the PBX's time
+                assert int(m) * 60 + int(s) >= int(svc.state.now - svc.state.agents[iface].since)
+            card = page.locator("#agents .agent[data-interface='Local/8001@agents/n']")
+            assert await card.locator(".name").inner_text() == "周晓"
+            assert errors == []
+        finally:
+            await browser.close()
