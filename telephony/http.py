@@ -89,35 +89,66 @@ async def status(request: web.Request) -> web.Response:
     return ok(_svc(request).health())
 
 
+class _WsSink:
+    """A WebSocket as the live hub sees it: frames written straight to the socket, never awaited.
+
+    The hub encodes each message once and hands the same bytes to every client; aiohttp has no way to send one
+    encoded frame to many sockets, and ``send_str`` per client re-frames (and, with permessage-deflate,
+    compresses) the same text 50 times, which was a third of the event loop (issue #19). An unmasked text frame
+    (RFC 6455 5.2) is written whole, in one call, so it never interleaves with aiohttp's own ping/close frames.
+    """
+
+    _last: tuple[bytes, bytes] | None = None  # (payload, frame): the frame for the payload every client gets
+
+    def __init__(self, ws: web.WebSocketResponse, transport: Any) -> None:
+        self.ws = ws
+        self.transport = transport
+
+    def send(self, payload: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        last = _WsSink._last
+        if last is None or last[0] is not payload:
+            last = _WsSink._last = (payload, _text_frame(payload))
+        self.transport.write(last[1])
+
+    def buffered(self) -> int:
+        if self.transport is None or self.transport.is_closing():
+            return 0
+        return int(self.transport.get_write_buffer_size())
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()  # it reads nothing: a close handshake would only wait for it
+
+
+def _text_frame(payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
 async def ws_live(request: web.Request) -> web.WebSocketResponse:
+    """The live feed (format: ``telephony.live``): a snapshot, then patches, fanned out by the hub."""
     user = _user(request, *AGENTS)
     svc = _svc(request)
-    ws = web.WebSocketResponse(heartbeat=30)
+    # No permessage-deflate: the hub's frames are shared bytes, and small JSON patches gain little from it.
+    ws = web.WebSocketResponse(heartbeat=30, compress=False)
     await ws.prepare(request)
-    q = svc.hub.subscribe(interface=user.get("interface") or None)
-
-    async def reader() -> None:
-        async for msg in ws:
+    client = svc.hub.attach(_WsSink(ws, request.transport), interface=user.get("interface") or None)
+    try:
+        async for msg in ws:  # nothing to read from the client; aiohttp answers its pings here
             if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                 break
-
-    read_task = asyncio.get_running_loop().create_task(reader())
-    try:
-        while not ws.closed:
-            get = asyncio.ensure_future(q.get())
-            done, _ = await asyncio.wait({get, read_task}, return_when=asyncio.FIRST_COMPLETED)
-            if get not in done:
-                get.cancel()
-                break
-            item = get.result()
-            # patches from Redis arrive as JSON text already: forward them without decoding twice
-            await ws.send_str(item if isinstance(item, str) else _dumps(item))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        svc.hub.unsubscribe(q)
-        read_task.cancel()
-        await ws.close()
+        svc.hub.detach(client)
+        if not ws.closed:
+            await ws.close()
     return ws
 
 

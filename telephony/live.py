@@ -4,6 +4,31 @@ The process that owns the AMI connection (the leader, chosen by a Redis lock) pu
 numbered patch message and writes the whole snapshot now and then. Every process (the leader too) keeps a
 local copy of the view, fed by the subscription, and fans it out to its own WebSocket clients; so any process
 can serve any supervisor. Without Redis (``redis=None``) the hub is local to one process.
+
+The feed a WebSocket client receives (``/ws/telephony``; every message is one JSON text frame):
+
+- ``{"type": "snapshot", "seq": N, "data": view}``: the whole view (``queues``, ``agents``, ``calls``, ``now``,
+  ``day``, ``ami``), first on every connection and again whenever the client must start over.
+- ``{"type": "patch", "seq": N, "patches": [...]}``: the changes of one fold, numbered one after the other
+  (a patch whose ``seq`` is not above the client's last one is an old one: skip it). Each patch is one of
+    ``{"op": "put", "kind": "queue"|"call"|"agent", "key": K, "value": whole entity}`` (a new one),
+    ``{"op": "del", "kind": "queue"|"call"|"agent", "key": K}``,
+    ``{"op": "set", "kind": "queue"|"call"|"agent", "key": K, "value": {only the changed fields}}``
+      (for a queue, ``value.stats`` holds only the changed counters: merge it into ``stats``),
+    ``{"op": "put", "kind": "member"|"waiter", "queue": Q, "key": K, "value": ...}`` one member (key: its
+      interface) or waiting caller (key: call id) of queue Q, added or replaced: keep ``members`` sorted by
+      ``name || interface`` and ``waiting`` by ``position``,
+    ``{"op": "del", "kind": "member"|"waiter", "queue": Q, "key": K}``,
+    ``{"op": "now", "now": T, "day": D}``, ``{"op": "ami", "value": AMI status}``.
+- ``{"type": "batch", "messages": [m1, m2, ...]}``: several of these messages (any type) in order, sent as one
+  frame when they arrive faster than one frame each would be worth; handle each in turn.
+- ``alert``, ``missed``, ``callback`` (every client) and ``screen_pop`` (only the agent whose interface took
+  the call), as before.
+
+A client that cannot keep up (its socket's send buffer over ``max_buffer``) is skipped, not waited for; once its
+buffer has drained it gets a fresh snapshot and the patches after it, and if it has not drained within
+``drop_after`` seconds its socket is closed (it reconnects and starts from a snapshot). Messages other than
+patches sent while it was skipped are not repeated. Every client's frames are the same bytes, encoded once.
 """
 from __future__ import annotations
 
@@ -12,7 +37,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("hotline.telephony.live")
 
@@ -23,14 +48,50 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def _put_part(parts: list[dict[str, Any]], field: str, key: str, value: dict[str, Any]) -> None:
+    for i, x in enumerate(parts):
+        if x.get(field) == key:
+            parts[i] = value
+            return
+    parts.append(value)
+
+
+def _member_order(m: dict[str, Any]) -> str:
+    return str(m.get("name") or m.get("interface") or "")
+
+
 def apply_patches(view: dict[str, Any], patches: list[dict[str, Any]]) -> None:
-    """Apply ``state.diff`` patches to a snapshot dict in place."""
+    """Apply ``state.diff`` patches to a snapshot dict in place (the clients do the same in JavaScript)."""
     for p in patches:
         op = p.get("op")
-        if op == "put":
-            view.setdefault(p["kind"] + "s", {})[p["key"]] = p["value"]
+        kind = p.get("kind")
+        if kind in ("member", "waiter"):
+            q = view.get("queues", {}).get(p.get("queue"))
+            if q is None:
+                continue
+            field, listed = ("interface", "members") if kind == "member" else ("call_id", "waiting")
+            parts = q.setdefault(listed, [])
+            if op == "put":
+                _put_part(parts, field, p["key"], p["value"])
+            elif op == "del":
+                parts[:] = [x for x in parts if x.get(field) != p["key"]]
+            if kind == "member":
+                parts.sort(key=_member_order)
+            else:
+                parts.sort(key=lambda w: w.get("position", 0))
+        elif op == "put":
+            view.setdefault(kind + "s", {})[p["key"]] = p["value"]
         elif op == "del":
-            view.setdefault(p["kind"] + "s", {}).pop(p["key"], None)
+            view.setdefault(kind + "s", {}).pop(p["key"], None)
+        elif op == "set":
+            entity = view.setdefault(kind + "s", {}).get(p["key"])
+            if entity is None:
+                continue
+            for k, v in p["value"].items():
+                if k == "stats" and isinstance(entity.get("stats"), dict):
+                    entity["stats"].update(v)
+                else:
+                    entity[k] = v
         elif op == "now":
             view["now"] = p["now"]
             view["day"] = p["day"]
@@ -43,22 +104,50 @@ def empty_view() -> dict[str, Any]:
             "ami": {"enabled": False, "connected": False, "since": None, "last_error": "", "reconnects": 0}}
 
 
+class Sink(Protocol):
+    """Where one client's messages go (``telephony.http`` wraps a WebSocket): never blocks."""
+
+    def send(self, payload: bytes) -> None: ...
+
+    def buffered(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class LiveClient:
+    """One connected client: its sink, its interface (for screen pops) and whether it is being skipped."""
+
+    def __init__(self, sink: Sink, interface: str | None) -> None:
+        self.sink = sink
+        self.interface = interface
+        self.stale_since: float | None = None  # skipped since (loop time): its buffer was over the limit
+        self.resnapshots = 0
+        self.dropped = False
+
+
 class LiveHub:
-    def __init__(self, redis: Any | None, *, prefix: str = PREFIX, snapshot_interval: float = 0.5) -> None:
+    def __init__(self, redis: Any | None, *, prefix: str = PREFIX, snapshot_interval: float = 0.5,
+                 max_buffer: int = 1 << 20, drop_after: float = 10.0) -> None:
         self.redis = redis
         self.prefix = prefix
         self.snapshot_interval = snapshot_interval
         self.view: dict[str, Any] = empty_view()
         self.seq = 0  # last applied sequence number
         self.pub_seq = 0  # leader: last published
-        self.clients: set[asyncio.Queue[dict[str, Any]]] = set()
-        self.agent_clients: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
+        self.clients: set[LiveClient] = set()
+        self.max_buffer = max_buffer  # bytes a client's socket may hold unsent before it is skipped
+        self.drop_after = drop_after  # seconds a skipped client gets to drain before its socket is closed
         self.snapshot_source: Callable[[], dict[str, Any]] | None = None  # leader: full view
         self._dirty = False
         self.leader = False  # set by the service while it owns the AMI connection
         self._pub_lock = asyncio.Lock()  # sequence numbers must reach Redis in order
         self._ready = asyncio.Event()
         self.node = uuid.uuid4().hex[:12]
+        self._outbox: list[str] = []  # messages for every client, sent together at the next flush
+        self._flush_handle: asyncio.Handle | None = None
+        self._stale_check: asyncio.TimerHandle | None = None
+        self._snapshot_bytes: bytes | None = None  # the current view encoded, while it does not change
+        self.frames = 0  # frames written to clients (diagnostics)
 
     @property
     def k_snapshot(self) -> str:
@@ -77,28 +166,77 @@ class LiveHub:
         return self.prefix + "leader"
 
     # ------------------------------------------------------------ local clients
-    def subscribe(self, interface: str | None = None, maxsize: int = 10_000) -> asyncio.Queue[dict[str, Any]]:
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
-        q.put_nowait({"type": "snapshot", "seq": self.seq, "data": self.view})
-        self.clients.add(q)
-        if interface:
-            self.agent_clients.setdefault(interface, set()).add(q)
-        return q
+    def attach(self, sink: Sink, interface: str | None = None) -> LiveClient:
+        """A new client: it gets the current snapshot now, then every later message."""
+        self._flush()  # what is already in the view must not reach it a second time as patches
+        client = LiveClient(sink, interface)
+        sink.send(self._snapshot())
+        self.clients.add(client)
+        return client
 
-    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
-        self.clients.discard(q)
-        for qs in self.agent_clients.values():
-            qs.discard(q)
+    def detach(self, client: LiveClient) -> None:
+        self.clients.discard(client)
 
-    def _fan_out(self, msg: dict[str, Any] | str, targets: set[asyncio.Queue[Any]] | None = None) -> None:
-        for q in list(self.clients if targets is None else targets):
-            try:
-                q.put_nowait(msg)
-            except asyncio.QueueFull:
-                # A client that cannot keep up gets a fresh snapshot instead of an ever-growing backlog.
-                while not q.empty():
-                    q.get_nowait()
-                q.put_nowait({"type": "snapshot", "seq": self.seq, "data": self.view})
+    def _snapshot(self) -> bytes:
+        if self._snapshot_bytes is None:
+            self._snapshot_bytes = _dumps({"type": "snapshot", "seq": self.seq, "data": self.view}).encode()
+        return self._snapshot_bytes
+
+    def _queue_out(self, text: str) -> None:
+        self._outbox.append(text)
+        if self._flush_handle is None:
+            # One flush per loop turn: whatever arrived meanwhile goes out as one frame, encoded once.
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        texts, self._outbox = self._outbox, []
+        if not texts:
+            return
+        text = texts[0] if len(texts) == 1 else '{"type":"batch","messages":[' + ",".join(texts) + "]}"
+        self._deliver(text.encode(), self.clients)
+
+    def _deliver(self, payload: bytes, targets: set[LiveClient] | list[LiveClient]) -> None:
+        now = asyncio.get_running_loop().time()
+        for c in list(targets):
+            if c.stale_since is not None:
+                self._revisit(c, now)
+                continue  # a fresh snapshot (already holding this change) or still skipped
+            if c.sink.buffered() > self.max_buffer:
+                # Too slow: stop writing to it rather than let its backlog grow or wait for it.
+                c.stale_since = now
+                c.resnapshots += 1
+                self._arm_stale_check()
+                continue
+            c.sink.send(payload)
+            self.frames += 1
+
+    def _revisit(self, c: LiveClient, now: float) -> None:
+        if c.sink.buffered() <= self.max_buffer // 4:
+            c.stale_since = None
+            c.sink.send(self._snapshot())
+        elif c.stale_since is not None and now - c.stale_since > self.drop_after:
+            log.warning("live view: dropping a WebSocket client that read nothing for %.0f s", now - c.stale_since)
+            c.dropped = True
+            self.clients.discard(c)
+            c.sink.close()
+
+    def _arm_stale_check(self) -> None:
+        if self._stale_check is None:
+            self._stale_check = asyncio.get_running_loop().call_later(0.2, self._check_stale)
+
+    def _check_stale(self) -> None:
+        """Skipped clients get their snapshot (or are dropped) even when no new change comes along."""
+        self._stale_check = None
+        self._flush()
+        now = asyncio.get_running_loop().time()
+        stale = [c for c in self.clients if c.stale_since is not None]
+        for c in stale:
+            self._revisit(c, now)
+        if any(c.stale_since is not None for c in self.clients):
+            self._arm_stale_check()
 
     def _receive(self, msg: dict[str, Any], raw: str | None = None) -> None:
         """Apply one live message; ``raw`` is its JSON text as received, passed on to sockets without re-encoding."""
@@ -109,21 +247,26 @@ class LiveHub:
                 return
             apply_patches(self.view, msg["patches"])
             self.seq = seq
-            self._fan_out(raw if raw is not None else msg)
+            self._snapshot_bytes = None
+            self._queue_out(raw if raw is not None else _dumps(msg))
         elif kind == "snapshot":
             self.view = msg["data"]
             self.seq = int(msg.get("seq", 0))
-            self._fan_out({"type": "snapshot", "seq": self.seq, "data": self.view})
+            self._snapshot_bytes = None
+            self._flush()  # patches queued before it still go out first, in order
+            self._queue_out(self._snapshot().decode())
         elif kind == "hello":
             # A process joined and found no snapshot: the leader answers with the whole view.
             if self.leader and self.snapshot_source is not None:
                 asyncio.get_running_loop().create_task(self.publish_full(self.snapshot_source()))
         elif kind == "agent":
-            targets = self.agent_clients.get(msg.get("interface", ""))
+            iface = msg.get("interface", "")
+            targets = [c for c in self.clients if c.interface and c.interface == iface]
             if targets:
-                self._fan_out(msg["message"], targets)
+                self._flush()  # in order with what every client was sent before it
+                self._deliver(_dumps(msg["message"]).encode(), targets)
         else:  # alerts and other broadcasts
-            self._fan_out(msg)
+            self._queue_out(raw if raw is not None else _dumps(msg))
 
     # ------------------------------------------------------------ leader side
     async def publish(self, patches: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:

@@ -275,15 +275,22 @@ def queue_view(q: Queue) -> dict[str, Any]:
     return {
         "name": q.name, "strategy": q.strategy, "alert": q.alert,
         "members": [member_view(m) for m in sorted(q.members.values(), key=lambda m: m.name or m.interface)],
-        "waiting": [{"call_id": w.call_id, "caller_num": w.caller_num, "caller_name": w.caller_name,
-                     "joined": w.joined, "position": w.position}
-                    for w in sorted(q.waiting.values(), key=lambda w: w.position)],
-        "stats": {"offered": s.offered, "answered": s.answered, "abandoned": s.abandoned, "timed_out": s.timed_out,
-                  "answered_15": s.answered_15, "answered_30": s.answered_30,
-                  "answer_rate": _r(s.answer_rate, 4), "abandon_rate": _r(s.abandon_rate, 4),
-                  "service_level_15": _r(s.service_level(15), 4), "service_level_30": _r(s.service_level(30), 4),
-                  "avg_wait": _r(s.avg_wait), "longest_wait": _r(s.longest_wait), "avg_talk": _r(s.avg_talk)},
+        "waiting": [waiter_view(w) for w in sorted(q.waiting.values(), key=lambda w: w.position)],
+        "stats": stats_view(s),
     }
+
+
+def stats_view(s: QueueStats) -> dict[str, Any]:
+    return {"offered": s.offered, "answered": s.answered, "abandoned": s.abandoned, "timed_out": s.timed_out,
+            "answered_15": s.answered_15, "answered_30": s.answered_30,
+            "answer_rate": _r(s.answer_rate, 4), "abandon_rate": _r(s.abandon_rate, 4),
+            "service_level_15": _r(s.service_level(15), 4), "service_level_30": _r(s.service_level(30), 4),
+            "avg_wait": _r(s.avg_wait), "longest_wait": _r(s.longest_wait), "avg_talk": _r(s.avg_talk)}
+
+
+def waiter_view(w: Waiter) -> dict[str, Any]:
+    return {"call_id": w.call_id, "caller_num": w.caller_num, "caller_name": w.caller_name,
+            "joined": w.joined, "position": w.position}
 
 
 def member_view(m: Member) -> dict[str, Any]:
@@ -313,26 +320,89 @@ def snapshot(state: LiveState) -> dict[str, Any]:
     }
 
 
-def _patch(out: list[dict[str, Any]], kind: str, a: Mapping[str, T], b: Mapping[str, T],
-           view: Callable[[T], dict[str, Any]]) -> None:
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in new.items() if k not in old or old[k] != v}
+
+
+def _entities(out: list[dict[str, Any]], kind: str, a: Mapping[str, T], b: Mapping[str, T],
+              view: Callable[[T], dict[str, Any]]) -> None:
+    """A new entity goes out whole; a changed one as ``set`` with only the fields whose view changed."""
     if a is b:
         return
     for k, v in b.items():
-        if a.get(k) is not v:
+        was = a.get(k)
+        if was is v:
+            continue
+        if was is None:
             out.append({"op": "put", "kind": kind, "key": k, "value": view(v)})
+        else:
+            fields_ = _changed(view(was), view(v))
+            if fields_:
+                out.append({"op": "set", "kind": kind, "key": k, "value": fields_})
     for k in a:
         if k not in b:
             out.append({"op": "del", "kind": kind, "key": k})
 
 
+def _parts(out: list[dict[str, Any]], kind: str, queue: str, a: Mapping[str, T], b: Mapping[str, T],
+           view: Callable[[T], dict[str, Any]]) -> None:
+    """Members and waiting callers of one queue, each on its own (a queue of 200 callers is never re-sent)."""
+    if a is b:
+        return
+    for k, v in b.items():
+        was = a.get(k)
+        if was is v:
+            continue
+        value = view(v)
+        if was is None or view(was) != value:
+            out.append({"op": "put", "kind": kind, "queue": queue, "key": k, "value": value})
+    for k in a:
+        if k not in b:
+            out.append({"op": "del", "kind": kind, "queue": queue, "key": k})
+
+
+def _queues(out: list[dict[str, Any]], a: Mapping[str, Queue], b: Mapping[str, Queue]) -> None:
+    if a is b:
+        return
+    for k, q in b.items():
+        was = a.get(k)
+        if was is q:
+            continue
+        if was is None:
+            out.append({"op": "put", "kind": "queue", "key": k, "value": queue_view(q)})
+            continue
+        fields_: dict[str, Any] = {}
+        if was.strategy != q.strategy:
+            fields_["strategy"] = q.strategy
+        if was.alert != q.alert:
+            fields_["alert"] = q.alert
+        if was.stats is not q.stats:
+            stats = _changed(stats_view(was.stats), stats_view(q.stats))
+            if stats:
+                fields_["stats"] = stats
+        if fields_:
+            out.append({"op": "set", "kind": "queue", "key": k, "value": fields_})
+        _parts(out, "member", k, was.members, q.members, member_view)
+        _parts(out, "waiter", k, was.waiting, q.waiting, waiter_view)
+    for k in a:
+        if k not in b:
+            out.append({"op": "del", "kind": "queue", "key": k})
+
+
 def diff(old: LiveState, new: LiveState) -> list[dict[str, Any]]:
-    """Patches that turn ``snapshot(old)`` into ``snapshot(new)``; relies on copy-on-write identity."""
+    """Patches that turn ``snapshot(old)`` into ``snapshot(new)``, carrying only what changed.
+
+    Relies on copy-on-write identity to skip what is untouched. Ops (``telephony.live`` documents the wire
+    format and applies them): ``put``/``del`` of a whole queue, call or agent when it appears or goes; ``set``
+    with only the changed fields of one (a queue's ``stats`` only the changed counters); ``put``/``del`` of one
+    ``member`` or ``waiter`` of a queue; ``now``.
+    """
     out: list[dict[str, Any]] = []
     if old is new:
         return out
-    _patch(out, "queue", old.queues, new.queues, queue_view)
-    _patch(out, "call", old.calls, new.calls, call_view)
-    _patch(out, "agent", old.agents, new.agents, lambda a: agent_view(a, new))
+    _queues(out, old.queues, new.queues)
+    _entities(out, "call", old.calls, new.calls, call_view)
+    _entities(out, "agent", old.agents, new.agents, lambda a: agent_view(a, new))
     if old.now != new.now or old.day != new.day:
         out.append({"op": "now", "now": new.now, "day": new.day})
     return out

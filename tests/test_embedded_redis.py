@@ -31,12 +31,13 @@ async def _queue_seen(ws: Any, name: str, timeout: float = 30.0) -> None:
     """Read the socket until the live view it describes (snapshots and patches) has queue ``name``."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        msg = await ws.receive_json(timeout=max(0.05, deadline - asyncio.get_running_loop().time()))
-        if msg["type"] == "snapshot" and name in msg["data"]["queues"]:
-            return
-        if msg["type"] == "patch" and any(p.get("kind") == "queue" and p.get("key") == name
-                                          for p in msg["patches"]):
-            return
+        frame = await ws.receive_json(timeout=max(0.05, deadline - asyncio.get_running_loop().time()))
+        for msg in frame["messages"] if frame["type"] == "batch" else [frame]:  # a batch: several, in order
+            if msg["type"] == "snapshot" and name in msg["data"]["queues"]:
+                return
+            if msg["type"] == "patch" and any(p.get("kind") == "queue" and p.get("key") == name
+                                              for p in msg["patches"]):
+                return
 
 
 async def test_killed_private_redis_is_restarted_and_the_live_view_comes_back(aiohttp_client, settings_factory,

@@ -45,11 +45,13 @@ async def login(client, users, username: str, role: str, interface: str | None =
 
 
 async def next_msg(ws, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The next live message of ``kind``, also from inside a batch frame (the rest of that batch is skipped)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         msg = await ws.receive_json(timeout=max(0.05, deadline - asyncio.get_running_loop().time()))
-        if msg["type"] == kind:
-            return msg
+        for m in msg["messages"] if msg["type"] == "batch" else [msg]:
+            if m["type"] == kind:
+                return m
 
 
 async def test_without_asterisk(aiohttp_client, settings_factory, redis_url):
