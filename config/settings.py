@@ -149,6 +149,18 @@ class DeadlineSettings(_Section):
     # working days after the department's reply.
     caller_update_days: int = Field(7, ge=1)
     caller_reply_working_days: int = Field(1, ge=1)
+    # 首次响应 per channel (GB/T 33358: SMS and other new media within 3 minutes of arrival, e-mail within 24
+    # hours): minutes from a request's arrival to its first handling (受理, 直接办结, 无效, 并单). A channel not
+    # listed has no such deadline (the phone's is the answer rate).
+    first_response_minutes: dict[str, float] = {"sms": 3, "wechat": 3, "app": 3, "email": 24 * 60}
+
+    @field_validator("first_response_minutes")
+    @classmethod
+    def _positive_minutes(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not v > 0]
+        if bad:
+            raise ValueError(f"minutes must be greater than 0: {bad}")
+        return value
 
     @field_validator("reply_working_days")
     @classmethod

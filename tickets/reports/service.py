@@ -436,6 +436,41 @@ class Reports:
                                    "count": r["count"]} for r in data["by_department"]],
                 "items": [self._case(t, departments, "replied_at", "answer") for t in data["items"]]}
 
+    async def first_response(self, p: Period, now: datetime) -> list[dict[str, Any]]:
+        """首次响应 by channel, for the channels with a deadline (``deadlines.first_response_minutes``, GB/T 33358):
+        requests that arrived in the period, handled in time (受理, 直接办结, 无效 or 并单 within the minutes),
+        late, and still waiting past it. One grouped scan; the elapsed time is computed in SQL."""
+        limits = self.store.settings.deadlines.first_response_minutes
+        if not limits:
+            return []
+        first = (select(TicketHistory.ticket_id, func.min(TicketHistory.at).label("at"))
+                 .where(TicketHistory.from_status == "draft", TicketHistory.to_status != "draft")
+                 .group_by(TicketHistory.ticket_id).subquery())
+        if self._dialect() == "postgresql":
+            elapsed = func.extract("epoch", first.c.at - Ticket.created_at) / 60.0
+        else:
+            elapsed = (func.julianday(first.c.at) - func.julianday(Ticket.created_at)) * 1440.0
+        limit = case(*[(Ticket.channel == ch, float(m)) for ch, m in limits.items()], else_=0.0)
+        overdue_waiting = or_(*[and_(Ticket.channel == ch, Ticket.created_at < now - timedelta(minutes=m))
+                                for ch, m in limits.items()])
+        stmt = (select(Ticket.channel, func.count(),
+                       func.sum(case((and_(first.c.at.is_not(None), elapsed <= limit), 1), else_=0)),
+                       func.sum(case((and_(first.c.at.is_not(None), elapsed > limit), 1), else_=0)),
+                       func.sum(case((and_(first.c.at.is_(None), overdue_waiting), 1), else_=0)))
+                .outerjoin(first, first.c.ticket_id == Ticket.id)
+                .where(Ticket.created_at >= p.start, Ticket.created_at < p.end, Ticket.channel.in_(list(limits)))
+                .group_by(Ticket.channel))
+        found = {ch: (int(n), int(ok or 0), int(late or 0), int(waiting or 0))
+                 for ch, n, ok, late, waiting in await self._scalar_rows(stmt)}
+        out = []
+        for ch, minutes in limits.items():
+            n, ok, late, waiting = found.get(ch, (0, 0, 0, 0))
+            due = ok + late + waiting  # requests whose deadline has been decided one way or the other
+            out.append({"channel": ch, "label": CHANNEL_LABELS.get(ch, ch), "minutes": minutes, "arrived": n,
+                        "on_time": ok, "late": late, "waiting_overdue": waiting,
+                        "on_time_rate": round(ok / due, 4) if due else None})
+        return out
+
     async def ledger_decisions(self, p: Period) -> dict[str, Any]:
         """不满意台账 items recorded in the period (``totals.ledger``) counted by their decision (重办,
         解释说明后办结, 依法分流, still waiting) and their 回访 after re-handling, by ``TicketStore.ledger_counts``
@@ -541,6 +576,7 @@ class Reports:
             "escalated": escalated, "supervision": supervision,
             "fallback": await self.fallback(p, departments),
             "ledger_decisions": await self.ledger_decisions(p),
+            "first_response": await self.first_response(p, now),
         }
         return report
 
