@@ -3,6 +3,7 @@
 Routes (agents, supervisors, admins):
   GET    /api/v1/sms?ticket=NUMBER            the texts of one ticket (state, message ids, errors)
   GET    /api/v1/sms/attention                texts a person should look at: failed, uncertain
+  POST   /api/v1/sms/{id}/resend              send a failed/uncertain text again (supervisors: checked it never came)
   GET    /api/v1/sms/opt-out/{phone}          whether a number is on the opt-out list
   PUT    /api/v1/sms/opt-out/{phone}          put it on the list {note}: no text goes to it any more
   DELETE /api/v1/sms/opt-out/{phone}          take it off (the citizen asked for texts again)
@@ -22,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from config.settings import Settings
 from tickets import phones
 from tickets.accounts.http import require_role
-from tickets.errors import InvalidField
+from tickets.errors import Conflict, InvalidField
 from tickets.http import STORE
-from tickets.json_http import add_openapi_paths, ok, parse, read_json
+from tickets.json_http import add_openapi_paths, ok, parse, path_id, read_json
 from tickets.sms.service import SmsService, read_templates
 from tickets.sms.store import SmsStore, view
 
@@ -61,6 +62,18 @@ async def attention(request: web.Request) -> web.Response:
     return ok([view(r, mask=False) for r in await request.app[SMS_STORE].listed(("failed", "uncertain"))])
 
 
+async def resend(request: web.Request) -> web.Response:
+    """A supervisor sends a failed or uncertain text again, having checked it did not reach the citizen."""
+    require_role(request, "supervisor", "admin")
+    clock: Callable[[], datetime] = request.app[SMS_CLOCK]  # type: ignore[assignment]
+    row = await request.app[SMS_STORE].requeue(path_id(request, "id"), clock())
+    if row is None:
+        raise Conflict("sms_not_resendable", "只有发送失败或结果不明的短信可以重发")
+    if SMS in request.app:
+        request.app[SMS].poke()
+    return ok(view(row, mask=False))
+
+
 async def get_opt_out(request: web.Request) -> web.Response:
     require_role(request, *CENTER)
     phone = _phone(request)
@@ -93,6 +106,9 @@ def openapi_paths() -> dict[str, Any]:
         "/api/v1/sms": {"get": {"summary": "工单的短信（状态、网关消息编号）", "parameters": [
             {"name": "ticket", "in": "query", "required": True, "schema": {"type": "string"}}], "responses": ok_}},
         "/api/v1/sms/attention": {"get": {"summary": "需人工处理的短信：发送失败、结果不明", "responses": ok_}},
+        "/api/v1/sms/{id}/resend": {"post": {"summary": "重发（班长确认未送达后）", "parameters": [
+            {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {**ok_, "409": {"description": "error"}}}},
         "/api/v1/sms/opt-out/{phone}": {
             "get": {"summary": "号码是否已退订短信", "parameters": [phone], "responses": ok_},
             "put": {"summary": "退订：此号码不再接收短信", "parameters": [phone], "requestBody": {"content": {
@@ -105,6 +121,7 @@ def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/v1/sms", for_ticket)
     r.add_get("/api/v1/sms/attention", attention)
+    r.add_post("/api/v1/sms/{id}/resend", resend)
     r.add_get("/api/v1/sms/opt-out/{phone}", get_opt_out)
     r.add_put("/api/v1/sms/opt-out/{phone}", put_opt_out)
     r.add_delete("/api/v1/sms/opt-out/{phone}", delete_opt_out)
@@ -135,10 +152,8 @@ def setup(app: web.Application, settings: Settings, clock: Callable[[], datetime
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             store.row_hooks.remove(service.row_hook)
             store.listeners.remove(service.listener)
-            await service.close()
+            await service.stop(task, grace=2 * settings.sms.timeout_seconds)
 
     app.cleanup_ctx.append(sms_ctx)

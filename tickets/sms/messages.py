@@ -66,8 +66,11 @@ def kind_of(action: str, data: Mapping[str, Any]) -> str | None:
     """The SMS a ticket change calls for, if any."""
     if action == "accept":
         return "accepted"
-    if action in ("reply", "relay_reply"):  # relay_reply: a caller merged into the answered case
+    if action == "reply":
         return "replied"
+    if action == "relay_reply":
+        # a caller merged into the answered case; ``survey`` is False when that phone was already answered
+        return "replied" if data.get("survey", True) else None
     if action == "reopen" or action == "record_survey" and data.get("reopened"):
         return "reopened"  # a dissatisfied survey answer reopens the case in the same step
     if action == "survey_unreachable":

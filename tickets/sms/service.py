@@ -90,6 +90,7 @@ class SmsService:
         self.tick = tick
         self.health_state = GatewayState()
         self.steps = 0  # sender passes done (tests wait on it instead of sleeping)
+        self.stopping = False
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------ ticket changes
@@ -131,7 +132,7 @@ class SmsService:
     # ------------------------------------------------------------ sender
     async def run(self) -> None:
         """The sender task: one pass, then wait for a wake-up or the tick; a failing pass is logged and retried."""
-        while True:
+        while not self.stopping:
             try:
                 await self.step()
             except asyncio.CancelledError:
@@ -145,7 +146,18 @@ class SmsService:
                 pass
             self._wake.clear()
 
-    async def close(self) -> None:
+    async def stop(self, task: asyncio.Task[Any], grace: float) -> None:
+        """End the sender after the text in hand: cancelling in the middle of a submit would leave a text the
+        gateway took recorded as ``uncertain``. Cancelled only if the pass outlasts ``grace`` seconds."""
+        self.stopping = True
+        self.poke()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except (TimeoutError, asyncio.CancelledError):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        except Exception:
+            log.exception("SMS sender ended with an error")
         await asyncio.to_thread(self.gateway.close)
 
     async def step(self) -> int:
@@ -166,6 +178,8 @@ class SmsService:
             sent = 0
             while True:
                 if not await self._check():
+                    return sent
+                if self.stopping:
                     return sent
                 row = await self.store.claim(self.clock(), self.owner,
                                              self.clock() + timedelta(seconds=self.settings.sms.lease_seconds))

@@ -149,6 +149,17 @@ class SmsStore:
                 state="uncertain", lease_until=None, last_error="发送进程中断，无法确认是否已送达，未重发"))
             return _count(done)
 
+    async def requeue(self, sid: int, now: datetime) -> Any | None:
+        """A person decided a failed or uncertain text was not delivered: it goes out again (as a new try)."""
+        async with self.sessions.begin() as session:
+            done = await session.execute(update(OUTBOX).where(
+                OUTBOX.c.id == sid, OUTBOX.c.state.in_(("failed", "uncertain"))).values(
+                state="pending", not_before=now, attempts=0, claimed_by="", lease_until=None, parts_sent=0,
+                message_ids=[], last_error=""))
+            if _count(done) != 1:
+                return None
+            return (await session.execute(select(OUTBOX).where(OUTBOX.c.id == sid))).first()
+
     async def counts(self) -> dict[str, Any]:
         async with self.read_sessions() as session:
             rows = (await session.execute(select(OUTBOX.c.state, func.count()).where(

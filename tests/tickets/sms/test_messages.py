@@ -1,7 +1,7 @@
 """The pure parts: which change texts whom, templates a centre may get wrong, quiet hours across midnight."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,12 +13,14 @@ TZ = ZoneInfo("Asia/Shanghai")
 
 
 def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=TZ).astimezone(timezone.utc)
+    return datetime(*args, tzinfo=TZ).astimezone(UTC)
 
 
 def test_changes_that_text_the_citizen() -> None:
     assert messages.kind_of("accept", {}) == "accepted"
-    assert messages.kind_of("reply", {}) == messages.kind_of("relay_reply", {}) == "replied"
+    assert messages.kind_of("reply", {}) == messages.kind_of("relay_reply", {"survey": True}) == "replied"
+    # a merged caller with the master's own number already has the answer: one text per number
+    assert messages.kind_of("relay_reply", {"survey": False}) is None
     assert messages.kind_of("reopen", {}) == "reopened"
     assert messages.kind_of("record_survey", {"reopened": True}) == "reopened"
     assert messages.kind_of("record_survey", {"satisfaction": "satisfied"}) is None

@@ -166,3 +166,32 @@ async def test_gateway_down_texts_wait_health_says_so_then_each_goes_once(sms_wo
     assert len(smsc.parts) == 3  # an acceptance text fits in one SMS
     h = await sms_health()
     assert h["gateway"] == "up" and h["backlog"] == 0 and h["degraded"] is False
+
+
+async def test_unanswered_submit_is_never_resent_by_itself_only_by_a_supervisor(sms_world):
+    world = await sms_world(timeout_seconds=1)
+    c, smsc = world.center, world.smsc
+    smsc.hold_after = 0  # the gateway takes the submit and never answers
+    t = await c.new_ticket()
+    await c.agent.act(t["number"], "accept")
+
+    async def uncertain() -> bool:
+        return [r["state"] for r in await world.outbox(t["number"])] == ["uncertain"]
+    await until(uncertain, what="the unanswered text to be marked uncertain")
+    smsc.hold_after = None
+    c.clock.advance(hours=1)  # past any backoff: still nothing goes again by itself
+    await world.passes(3)
+    assert len(smsc.parts) == 1
+    [row] = await c.agent.get("/api/v1/sms/attention")
+    assert row["state"] == "uncertain" and row["last_error"]
+
+    await c.agent.post(f"/api/v1/sms/{row['id']}/resend", expect=403)
+    again = await c.super.post(f"/api/v1/sms/{row['id']}/resend")
+    assert again["state"] == "pending"
+    await until(lambda: len(smsc.parts) == 2, what="the resent text")
+    await world.passes()
+    [row] = await world.outbox(t["number"])
+    assert row["state"] == "sent" and row["message_ids"] == [smsc.parts[1].message_id]
+    refused = await c.super.post(f"/api/v1/sms/{row['id']}/resend", expect=409)
+    assert refused["error"] == "sms_not_resendable"
+    assert await c.agent.get("/api/v1/sms/attention") == []
