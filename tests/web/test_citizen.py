@@ -165,3 +165,44 @@ async def test_only_these_pages_answer_without_a_session(console: Console) -> No
         resp = await s.post(path, data={"number": "x"}, headers={"Origin": "https://evil.example"})
         assert resp.status == 403, path
     await s.close()
+
+
+async def test_done_when_both_channels_reach_an_agent_are_handled_and_their_status_is_visible(console: Console
+                                                                                          ) -> None:
+    """Issue 21's 'done when': one request through Open311 and one through the page reach the agent's list,
+    are handled, and their status shows through Open311 and on the lookup page."""
+    from tickets.accounts.service import Principal
+
+    admin = Principal(1, "admin", "管理员", "admin", None, None, None)
+    key, _ = await console.app[CHANNEL_SERVICE].create_partner("市民通APP", "app", admin)
+    anon = aiohttp.ClientSession(console.base)
+    resp = await anon.post("/open311/v2/requests.json", data={
+        "api_key": key, "service_code": "城乡建设", "description": "幸福路18号窨井盖破损，容易绊倒行人。",
+        "lat": "28.6829", "long": "115.8579", "phone": "13511112222"})
+    assert resp.status == 201, await resp.text()
+    via_open311 = (await resp.json())[0]["service_request_id"]
+    citizen = await session_for(console, None)
+    status, page = await submit(citizen)
+    via_page = number_in(page)
+
+    agent = await session_for(console, "agent1")
+    listing = await (await agent.get("/agent")).text()
+    assert via_open311 in listing and via_page in listing  # the agent's 待处理 list, like phone drafts
+    for number in (via_open311, via_page):
+        resp = await agent.post(f"/api/v1/tickets/{number}/actions/accept", json={})
+        assert resp.status == 200
+        resp = await agent.post(f"/api/v1/tickets/{number}/actions/dispatch",
+                                json={"lead_department_id": console.departments["swuj"]})
+        assert resp.status == 200
+        await console.store.act(number, "sign", {}, console.users["water"])
+        await console.store.act(number, "reply", {"answer": f"{number} 已处理完毕。"}, console.users["water"])
+
+    [seen] = await (await anon.get(f"/open311/v2/requests/{via_open311}.json")).json()
+    assert (seen["status"], seen["status_notes"], seen["agency_responsible"]) == (
+        "closed", f"{via_open311} 已处理完毕。", "市水务局")
+    status, page = await lookup(citizen, via_page, PHONE[-4:])
+    assert status == 200 and f"{via_page} 已处理完毕。" in page and "市水务局" in page
+    status, page = await lookup(citizen, via_open311, "2222")  # its citizen can use the lookup page too
+    assert status == 200 and f"{via_open311} 已处理完毕。" in page
+    for s in (anon, citizen, agent):
+        await s.close()
