@@ -30,6 +30,7 @@ import web as console
 from asr import demo as asr_demo
 from asr import drafts as asr_drafts
 from asr import http as asr_http
+from asr import live_feed as asr_live_feed
 from asr import service as asr_service
 from config.settings import Settings, SettingsError, load_settings
 from embedded_redis import EmbeddedRedis
@@ -338,6 +339,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
     _wire_holidays(app, settings, clock, tz)
     _wire_asr(app, settings, clock, background_interval, asr_visibility)
     tel = _wire_telephony(app, settings, clock)
+    _wire_live_transcripts(app, tel)
     _wire_surveys(app, settings, clock, tel, survey_originate, survey_worker, survey_tick)
     sms_http.setup(app, settings, clock, app[HEALTH_PROBES])  # texts to citizens; off without sms.host
     app.router.add_get("/health", health)
@@ -450,6 +452,22 @@ def _wire_telephony(app: web.Application, settings: Settings, clock: Clock) -> A
     app[TELEPHONY] = tel
     app[HEALTH_PROBES]["ami"] = tel.health
     return tel
+
+
+def _wire_live_transcripts(app: web.Application, tel: Any) -> None:
+    """Live transcript lines (asr workers, over Redis) reach the agent the call is connected to; who that is
+    comes from the telephony live view, so asr needs no telephony import. Supervisors may follow any call."""
+
+    def may_follow(user: Any, call_id: str) -> bool:
+        if user.get("role") in ("supervisor", "admin"):
+            return True
+        interface = user.get("interface") or ""
+        view = tel.hub.view
+        agent = (view.get("agents") or {}).get(interface) or {}
+        call = (view.get("calls") or {}).get(call_id) or {}
+        return bool(interface) and (agent.get("call_id") == call_id or call.get("agent") == interface)
+
+    asr_live_feed.setup(app, redis=lambda: app[REDIS], may_follow=may_follow)
 
 
 def report_answer_rates(settings: Settings, tel: Any, tz: ZoneInfo

@@ -1,0 +1,133 @@
+// Live transcript of the call on the agent's screen: lines per speaker (市民 / 座席) while they speak (asr
+// workers -> Redis -> /ws/asr/live), the draft's fields filled as they are heard (never over what the agent
+// typed), and a banner with the one-click 110/119/120 hand-off when an emergency is heard.
+// The call followed: the screen pop's call (agent.js sets #screen-pop[data-call-id]) or the draft's own call.
+"use strict";
+(() => {
+  const { api, toast, esc } = Hotline;
+  const $ = id => document.getElementById(id);
+  const card = $("live-transcript-card");
+  if (!card) return;
+  const C = window.CONSOLE || {};
+  const box = $("live-transcript"), status = $("live-status"), banner = $("live-urgent");
+  const form = $("ticket-form");
+  const FIELDS = ["district", "address", "caller_phone", "request_type", "urgency", "title"];
+  const lines = new Map();  // "speaker:stretch" -> {speaker, label, stretch, start, text, final}
+  const legs = {};  // speaker -> last status message
+  let followed = "", ws = null, delay = 1000;
+
+  // ------------------------------------------------------------ which call
+  function popCall() { const pop = $("screen-pop"); return pop && !pop.classList.contains("hidden") ? pop.dataset.callId || "" : ""; }
+  function wanted() { return popCall() || card.dataset.callId || ""; }
+  function follow() {
+    const call = wanted();
+    if (!call || call === followed) return;
+    followed = call;
+    lines.clear();
+    for (const k of Object.keys(legs)) delete legs[k];
+    banner.classList.add("hidden");
+    card.dataset.following = call;  // shown once the call's first line or status arrives
+    status.textContent = "等待通话语音…";
+    render();
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ follow: call }));
+  }
+  const pop = $("screen-pop");
+  if (pop) new MutationObserver(follow).observe(pop, { attributes: true, attributeFilter: ["data-call-id", "class"] });
+
+  // ------------------------------------------------------------ lines
+  function render() {
+    const rows = Array.from(lines.values()).sort((a, b) => a.start - b.start || a.speaker.localeCompare(b.speaker));
+    box.innerHTML = rows.map(l => `<div class="live-line ${l.final ? "final" : "partial"}" data-speaker="${esc(l.speaker)}">
+      <span class="tag ${l.speaker === "caller" ? "amber" : "blue"}">${esc(l.label)}</span> ${esc(l.text)}</div>`).join("")
+      || '<p class="muted small">暂无语音</p>';
+    box.scrollTop = box.scrollHeight;
+    const states = Object.values(legs);
+    if (states.length) status.textContent = states.join("；");
+  }
+  function onLine(m) {
+    const key = m.speaker + ":" + m.stretch;
+    const had = lines.get(key);
+    if (m.event === "partial" && had && had.final) return;  // a late partial never replaces its final
+    if (m.event === "final" && !m.text) { lines.delete(key); render(); return; }
+    lines.set(key, { speaker: m.speaker, label: m.label, stretch: m.stretch, start: m.start, text: m.text, final: m.event === "final" });
+    legs[m.speaker] = `${m.label}：实时转写中`;
+    render();
+    if (m.fields) fill(m.fields);
+  }
+  function onMessage(m) {
+    if (m.type !== "asr_live" || m.call_id !== followed) return;
+    // A draft's past call (no longer this agent's): nothing to show. The call on screen: say why not.
+    if (m.event === "refused" && popCall() !== followed) { card.classList.add("hidden"); return; }
+    card.classList.remove("hidden");
+    if (m.event === "partial" || m.event === "final") return onLine(m);
+    const who = m.label || "";
+    if (m.event === "started") legs[m.speaker] = `${who}：实时转写中`;
+    else if (m.event === "stopped") legs[m.speaker] = `${who}：实时转写已停止（${m.message || m.reason}）${m.reason === "closed" || m.reason === "hangup" ? "" : "，挂机后仍会转写录音"}`;
+    else if (m.event === "fallback") legs[m.speaker] = `${who}：本通电话不做实时转写（${m.message}）`;
+    else if (m.event === "refused") legs.all = m.message;
+    card.dataset.state = m.event;
+    render();
+  }
+
+  // ------------------------------------------------------------ the draft follows the words
+  const typed = new Set();
+  if (form) {
+    const mark = ev => { if (ev.isTrusted && ev.target.name) typed.add(ev.target.name); };
+    form.addEventListener("input", mark);
+    form.addEventListener("change", mark);
+  }
+  const initial = {};
+  if (form) for (const name of FIELDS) if (form.elements[name]) initial[name] = form.elements[name].value;
+  const isDraft = !C.ticket || C.status === "draft";
+  function fillable(name, el) {
+    if (typed.has(name)) return false;  // the agent's own words are never overwritten
+    if (el.value === "" || el.value === el.dataset.liveValue) return true;
+    if (name === "title") return /^来电\s/.test(el.value) && el.value === initial.title;  // the pop's placeholder
+    if (name === "request_type" || name === "urgency") return isDraft && el.value === initial[name];
+    return false;
+  }
+  function heardNote(el, heard) {
+    const field = el.closest(".field");
+    if (!field) return;
+    let note = field.querySelector(".live-heard");
+    if (!note) { note = document.createElement("div"); note.className = "live-heard small muted"; field.appendChild(note); }
+    note.textContent = heard && heard.length ? "听到：“" + heard.join("”“") + "”" : "";
+  }
+  function fill(fields) {
+    if (fields.urgency && fields.urgency.value === "urgent") urgent(fields.urgency);
+    if (!form) return;
+    for (const name of FIELDS) {
+      const f = fields[name], el = form.elements[name];
+      if (!f || !el || f.value == null) continue;
+      const value = String(f.value);
+      if (el.value === value || !fillable(name, el)) continue;
+      if (el.tagName === "SELECT" && !Array.from(el.options).some(o => o.value === value)) continue;
+      el.value = value;
+      el.dataset.liveValue = value;
+      el.closest(".field") && el.closest(".field").classList.add("from-live");
+      heardNote(el, f.heard);
+    }
+  }
+  function urgent(u) {
+    banner.classList.remove("hidden");
+    $("live-urgent-note").textContent = u.note || "疑似紧急警情：请立即核实";
+    $("live-urgent-actions").innerHTML = (u.handoff || []).map(h =>
+      `<button type="button" class="danger live-transfer" data-exten="${esc(h.number)}">转接 ${esc(h.number)} ${esc(h.name)}</button>`).join(" ");
+    banner.querySelectorAll(".live-transfer").forEach(b => b.addEventListener("click", async () => {
+      b.disabled = true;
+      try { await api("POST", "/api/v1/telephony/agent/transfer", { exten: b.dataset.exten }); toast("已转接 " + b.dataset.exten); }
+      catch (e) { b.disabled = false; toast(e.message, true); }
+    }));
+  }
+
+  // ------------------------------------------------------------ the socket
+  function connect() {
+    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/asr/live";
+    try { ws = new WebSocket(url); } catch (e) { return; }
+    ws.onopen = () => { delay = 1000; if (followed) ws.send(JSON.stringify({ follow: followed })); };
+    ws.onmessage = ev => { let m; try { m = JSON.parse(ev.data); } catch (e) { return; } onMessage(m); };
+    ws.onclose = () => { setTimeout(connect, delay); delay = Math.min(delay * 2, 30000); };
+  }
+  follow();
+  connect();
+})();
