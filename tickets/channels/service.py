@@ -12,6 +12,7 @@ import math
 import secrets
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
@@ -110,23 +111,7 @@ class ChannelService:
 
     # ------------------------------------------------------------ partners (admins)
     async def create_partner(self, name: str, channel: str, by: Principal | None) -> tuple[str, Partner]:
-        """A new partner and its API key, shown this once; only its sha256 is stored."""
-        name = name.strip()
-        if not name or len(name) > 100:
-            raise InvalidField("name", "name 须为 1 到 100 个字符")
-        if channel not in CHANNELS:
-            raise InvalidField("channel", f"channel 须为 {', '.join(CHANNELS)} 之一")
-        key = "o311_" + secrets.token_urlsafe(32)
-        try:
-            async with self.sessions.begin() as session:
-                row = ChannelPartner(name=name, channel=channel, key_hash=key_hash(key), active=True,
-                                     created_at=self.tickets.clock(), created_by=by.id if by else None)
-                session.add(row)
-                await session.flush()
-                partner = Partner(row.id, row.name, row.channel, True)
-        except IntegrityError:
-            raise Conflict("partner_exists", f"渠道合作方 {name} 已存在") from None
-        return key, partner
+        return await add_partner(self.sessions, name, channel, self.tickets.clock(), by.id if by else None)
 
     async def partners(self) -> list[dict[str, Any]]:
         async with self.read_sessions() as session:
@@ -319,6 +304,27 @@ class ChannelService:
             "satisfaction": "dissatisfied", "resolved": False, "via": "citizen_web",
             "note": ("市民在查询页面反映：没有解决。" + note.strip()[:500]).strip()}, CITIZEN_WEB)
         return await self.lookup(number, tail, address)
+
+
+async def add_partner(sessions: async_sessionmaker[AsyncSession], name: str, channel: str, now: datetime,
+                      by_id: int | None) -> tuple[str, Partner]:
+    """A new partner and its API key, shown this once; only its sha256 is stored (the API and the CLI)."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidField("name", "name 须为 1 到 100 个字符")
+    if channel not in CHANNELS:
+        raise InvalidField("channel", f"channel 须为 {', '.join(CHANNELS)} 之一")
+    key = "o311_" + secrets.token_urlsafe(32)
+    try:
+        async with sessions.begin() as session:
+            row = ChannelPartner(name=name, channel=channel, key_hash=key_hash(key), active=True, created_at=now,
+                                 created_by=by_id)
+            session.add(row)
+            await session.flush()
+            partner = Partner(row.id, row.name, row.channel, True)
+    except IntegrityError:
+        raise Conflict("partner_exists", f"渠道合作方 {name} 已存在") from None
+    return key, partner
 
 
 def _pending_key(actor_name: str, ticket: Mapping[str, Any]) -> tuple[str, ...]:
