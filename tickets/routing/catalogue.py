@@ -267,18 +267,20 @@ def parse_catalogue(data: Mapping[str, Any], units: Mapping[str, Unit],
 
 
 # ---------------------------------------------------------------- lookups
-def _street_names(unit: Unit) -> tuple[str, ...]:
+def _street_names(unit: Unit, short: bool) -> tuple[str, ...]:
     names = [unit.street]
-    for suffix in _STREET_SUFFIXES:
-        if unit.street.endswith(suffix) and len(unit.street) - len(suffix) >= 2:
-            names.append(unit.street[:-len(suffix)])
+    if short:  # 幸福 for 幸福街道: only inside a known district, where it is not just any word
+        for suffix in _STREET_SUFFIXES:
+            if unit.street.endswith(suffix) and len(unit.street) - len(suffix) >= 2:
+                names.append(unit.street[:-len(suffix)])
     return (*names, *unit.areas)
 
 
-def resolve_place(catalogue: Catalogue, district: str, address: str) -> Place:
+def resolve_place(catalogue: Catalogue, district: str, address: str, *, short_names: bool = True) -> Place:
     """The ticket's district and street: the district field (or a district named in the address), then the
     street office whose street name (or one of its areas) appears in the address. The longest name wins, so
-    幸福家园 is not taken for 幸福路's street when both are listed."""
+    幸福家园 is not taken for 幸福路's street when both are listed. A street's name without 街道/镇/乡 counts
+    only within a known district and with ``short_names`` (an address, not free text)."""
     district = district.strip()
     known = catalogue.districts
     if district not in known:
@@ -286,8 +288,9 @@ def resolve_place(catalogue: Catalogue, district: str, address: str) -> Place:
     best: tuple[int, Unit] | None = None
     candidates = catalogue.streets(district) if district in known else \
         tuple(u for u in catalogue.units.values() if u.level == "street")
+    short = short_names and district in known
     for unit in candidates:
-        for name in _street_names(unit):
+        for name in _street_names(unit, short):
             if name and name in address and (best is None or len(name) > best[0]):
                 best = (len(name), unit)
     if best is not None:

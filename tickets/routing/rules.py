@@ -34,11 +34,12 @@ DEFAULT_THRESHOLD = 0.6
 @dataclass(frozen=True)
 class Rule:
     name: str
-    lead: str
+    lead: str  # "" when the rule names a category: the catalogue gives the lead for the ticket's place
     keywords: tuple[str, ...] = ()
     request_types: tuple[str, ...] = ()
     districts: tuple[str, ...] = ()
     co_handlers: tuple[str, ...] = ()
+    category: tuple[str, ...] = ()  # a 派单目录 category path
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,17 @@ def parse_departments(data: Mapping[str, Any]) -> dict[str, Department]:
     return out
 
 
-def parse_rules(data: Mapping[str, Any], departments: Mapping[str, Department]) -> tuple[Rule, ...]:
+def parse_rules(data: Mapping[str, Any], departments: Mapping[str, Department],
+                catalogue: cat.Catalogue | None = None) -> tuple[Rule, ...]:
+    """Each rule names its ``lead``, or a ``category`` of the 派单目录 whose lead at the ticket's place it takes."""
     rules = []
     for i, item in enumerate(data.get("rule", [])):
         name = item.get("name") or f"rule #{i + 1}"
-        lead = item.get("lead")
-        if lead not in departments:
+        category = tuple(p for p in str(item.get("category", "")).split("/") if p)
+        if category and (catalogue is None or category not in catalogue.categories):
+            raise ConfigError(f"routing rule {name!r}: category {'/'.join(category)!r} is not in the 派单目录's tree")
+        lead = item.get("lead", "" if category else None)
+        if lead not in departments and not (category and lead == ""):
             raise ConfigError(f"routing rule {name!r}: lead {lead!r} is not a department code in departments.toml")
         co = tuple(item.get("co_handlers", ()))
         for code in co:
@@ -138,7 +144,7 @@ def parse_rules(data: Mapping[str, Any], departments: Mapping[str, Department]) 
                 raise ConfigError(f"routing rule {name!r}: co-handler {code!r} is not a department code")
         rule = Rule(name=name, lead=lead, keywords=tuple(textproc.normalize(k) for k in item.get("keywords", ())),
                     request_types=tuple(item.get("request_types", ())), districts=tuple(item.get("districts", ())),
-                    co_handlers=co)
+                    co_handlers=co, category=category)
         if not (rule.keywords or rule.request_types or rule.districts):
             raise ConfigError(f"routing rule {name!r}: needs keywords, request_types or districts")
         rules.append(rule)
@@ -158,7 +164,7 @@ def parse_config(routing: Mapping[str, Any], departments: Mapping[str, Any],
         parsed = cat.parse_catalogue(catalogue or {}, units, taxonomy)
     except cat.CatalogueError as exc:
         raise ConfigError(str(exc)) from None
-    return RoutingConfig(parse_rules(routing, depts), depts, threshold, int(dispatch.get("top", 3)), parsed)
+    return RoutingConfig(parse_rules(routing, depts, parsed), depts, threshold, int(dispatch.get("top", 3)), parsed)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -171,8 +177,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def load_config(routing_path: Path, departments_path: Path, catalogue_path: Path | None = None) -> RoutingConfig:
-    """Rules, departments and the 派单目录, checked together: a wrong entry names its file and item."""
+_BESIDE = Path("catalogue.toml")
+
+
+def load_config(routing_path: Path, departments_path: Path, catalogue_path: Path | None = _BESIDE) -> RoutingConfig:
+    """Rules, departments and the 派单目录, checked together: a wrong entry names its file and item.
+    The catalogue is ``catalogue.toml`` beside the rules unless named; ``None``: no catalogue."""
+    if catalogue_path is _BESIDE:
+        catalogue_path = routing_path.with_name("catalogue.toml")
     routing, departments = _read_toml(routing_path), _read_toml(departments_path)
     try:  # checked here first so that the error names the file at fault
         units = cat.parse_units(departments)
@@ -229,9 +241,25 @@ def suggest(ticket: TicketInput, config: RoutingConfig,
         by_code[s.department] = s
         order.append(s.department)
 
+    book = config.catalogue
+    place = cat.Place()
+    names = {code: d.name for code, d in config.departments.items()}
+    if book is not None and book.units:
+        place = cat.resolve_place(book, ticket.district, ticket.address)
+        if not place.street:  # the address field may stop at the district; callers name the road in the text
+            said = cat.resolve_place(book, ticket.district, f"{ticket.title} {ticket.content}", short_names=False)
+            if said.street and place.district in ("", said.district):
+                place = said
+
     rule_hit = False
     for rule, hits in match_rules(config.rules, ticket):
-        if rule.lead in excluded:
+        lead, co_handlers, via = rule.lead, rule.co_handlers, ""
+        if not lead and book is not None:  # the rule names a category: its lead here comes from the catalogue
+            found = cat.lookup(book, rule.category, place, excluded)
+            if found is None or found.lead not in config.departments:
+                continue
+            lead, co_handlers, via = found.lead, found.co_handlers, found.reason(names)
+        if not lead or lead in excluded:
             continue
         reasons = [f"规则：{rule.name}"]
         if hits:
@@ -240,22 +268,15 @@ def suggest(ticket: TicketInput, config: RoutingConfig,
             reasons.append("诉求类型：" + "、".join(rule.request_types))
         if rule.districts:
             reasons.append("区域：" + ticket.district)
-        name = config.departments[rule.lead].name
-        add(Suggestion(rule.lead, name, 1.0, "rule", tuple(reasons),
-                       tuple(c for c in rule.co_handlers if c not in excluded), rule.name))
+        if via:
+            reasons.append(via)
+        add(Suggestion(lead, names[lead], 1.0, "rule", tuple(reasons),
+                       tuple(c for c in co_handlers if c not in excluded and c in config.departments), rule.name))
         rule_hit = True
 
     # 派单目录: the ticket's category at its place; the agent's category field first, then keywords.
-    book = config.catalogue
-    place = cat.Place()
     catalogue_hit = False
-    names = {code: d.name for code, d in config.departments.items()}
     if book is not None and book.items:
-        place = cat.resolve_place(book, ticket.district, ticket.address)
-        if not place.street:  # the address field may stop at the district; callers name the road in the text
-            said = cat.resolve_place(book, ticket.district, f"{ticket.title} {ticket.content}")
-            if said.street and place.district in ("", said.district):
-                place = said
         wanted: list[tuple[tuple[str, ...], str]] = []
         chosen = cat.category_of(book, ticket.category)
         if chosen is not None:
@@ -284,15 +305,15 @@ def suggest(ticket: TicketInput, config: RoutingConfig,
     if model_ranking:
         # Probability mass of labels that map to the same department adds up; excluded ones drop out.
         merged: dict[str, tuple[float, list[str]]] = {}
-        via: dict[str, str] = {}
+        through: dict[str, str] = {}  # the catalogue's reason for a department reached through it
         for label, prob, words in model_ranking:
             code, catalogue_reason = department_of(label)
             if code is None or code in excluded:
                 continue
             p, w = merged.get(code, (0.0, []))
             merged[code] = (p + prob, w + [x for x in words if x not in w])
-            if catalogue_reason and code not in via:
-                via[code] = catalogue_reason
+            if catalogue_reason and code not in through:
+                through[code] = catalogue_reason
         kept = sum(p for p, _ in merged.values())
         dropped = sum(prob for _, prob, _ in model_ranking) - kept
         for code, (prob, words) in sorted(merged.items(), key=lambda kv: -kv[1][0]):
@@ -300,8 +321,8 @@ def suggest(ticket: TicketInput, config: RoutingConfig,
             conf = prob / kept if dropped > 1e-9 and kept > 0 else prob
             best_model = max(best_model, conf)
             why: tuple[str, ...] = ("模型判断，依据词语：" + "、".join(words[:5]),) if words else ("模型判断",)
-            if code in via:
-                why = (*why, via[code])
+            if code in through:
+                why = (*why, through[code])
             add(Suggestion(code, config.departments[code].name, conf, "model", why))
 
     suggestions = tuple(by_code[c] for c in order[:max(config.top, 1)])

@@ -199,3 +199,32 @@ async def test_street_ticket_routed_over_the_api_and_catalogue_listed(center: Ce
     assert item["lead"] == "属地街道" and item["co_handler_names"] == ["南湖区城市管理综合行政执法局"]
     resp = await center.client.get("/api/v1/dispatch-catalogue")
     assert resp.status == 401
+
+
+def test_a_rule_naming_a_category_takes_the_catalogue_lead_for_the_place(sample: routing.RoutingConfig) -> None:
+    text = {"title": "门口乱摆摊", "content": "每天晚上有人占道经营，堵住了人行道。"}
+    street = routing.suggest(routing.TicketInput(**text, address="南湖区幸福路18号"), sample, None).suggestions[0]
+    assert (street.department, street.source, street.rule) == ("nh_xf", "rule", "占道经营")
+    assert "派单目录：城乡建设/城市建设和市政管理/城管执法 @ 南湖区幸福街道 -> 南湖区幸福街道办事处" in street.reasons
+    district = routing.suggest(routing.TicketInput(**text, address="东城区建设大街1号"), sample, None).suggestions[0]
+    assert (district.department, district.co_handlers) == ("dc_cgj", ("dc_js",))
+    city = routing.suggest(routing.TicketInput(**text, address="北山区某路"), sample, None).suggestions[0]
+    assert city.department == "cgj"
+
+
+def test_a_rule_with_an_unknown_category_is_named(tmp_path: Path) -> None:
+    paths = write(tmp_path, catalogue='[[category]]\npath = "城乡建设"\n')
+    paths[0].write_text('[[rule]]\nname = "垃圾"\nkeywords = ["垃圾"]\ncategory = "城乡建设/环境卫生"\n', encoding="utf-8")
+    with pytest.raises(routing.ConfigError, match="routing rule '垃圾': category '城乡建设/环境卫生'"):
+        routing.load_config(*paths)
+
+
+def test_place_from_district_and_address(sample: routing.RoutingConfig) -> None:
+    book = sample.catalogue
+    assert book is not None
+    assert cat.resolve_place(book, "南湖区", "滨河花园2栋") == cat.Place("南湖区", "滨河街道")  # an area of the street
+    assert cat.resolve_place(book, "", "南湖区幸福路18号") == cat.Place("南湖区", "幸福街道")
+    assert cat.resolve_place(book, "南湖区", "幸福小区3栋") == cat.Place("南湖区", "幸福街道")
+    # a street's bare name (幸福) is any word outside a known district: no street, no district
+    assert cat.resolve_place(book, "", "幸福小区3栋") == cat.Place()
+    assert cat.resolve_place(book, "北山区", "某路1号") == cat.Place()
