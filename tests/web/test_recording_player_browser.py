@@ -99,6 +99,13 @@ async def test_the_recording_plays_and_a_transcript_line_seeks_to_it(
     await page.locator("#rec-lines .rec-line", has_text=line["text"]).click()
     await page.wait_for_function("() => window.seeks.length > 0", timeout=30_000)
     assert (await page.evaluate("() => window.seeks"))[0] == pytest.approx(line["start"], abs=0.05)
+    # and it plays on from there, the line being heard marked
+    await page.wait_for_function(f"""() => {{ const a = document.getElementById('rec-audio');
+        if (a.currentTime <= {line['start'] + 0.3}) return false;
+        a.pause(); return true; }}""", timeout=60_000)  # paused, so a slow machine cannot run past the line
+    marked = page.locator("#rec-lines .rec-line.on")
+    await marked.first.wait_for(timeout=30_000)
+    assert line["text"] in await marked.first.inner_text()
     assert problems == []
 
     log = await console.app[USERS].audit.list(action="play_recording")
