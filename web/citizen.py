@@ -94,7 +94,8 @@ async def submit(request: web.Request) -> web.StreamResponse:
         await svc.check_submit_allowed(_client(request), form["phone"])
         ticket = await svc.submit_citizen(form, _client(request))
     except TicketError as exc:
-        return render(request, "citizen.html", _form_ctx(request, values, exc), status=exc.http_status)
+        return _with_wait(render(request, "citizen.html", _form_ctx(request, values, exc), status=exc.http_status),
+                          exc)
     photo_saved = True
     if photo is not None:
         try:
@@ -104,6 +105,13 @@ async def submit(request: web.Request) -> web.StreamResponse:
             photo_saved = False
     return render(request, "citizen_done.html", {"number": ticket["number"], "photo_saved": photo_saved,
                                                  "had_photo": photo is not None}, status=201)
+
+
+def _with_wait(response: web.Response, exc: TicketError) -> web.Response:
+    """A 429 says when to come back, for browsers and scripts alike (the page says it in words)."""
+    if getattr(exc, "retry_after", None) is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _uploader() -> Principal:
@@ -121,8 +129,8 @@ async def status_lookup(request: web.Request) -> web.StreamResponse:
     try:
         case = await request.app[CHANNEL_SERVICE].lookup(number, tail, _client(request))
     except TicketError as exc:
-        return render(request, "citizen_status.html", {"number": number, "case": None, "error": exc.message},
-                      status=exc.http_status)
+        return _with_wait(render(request, "citizen_status.html", {"number": number, "case": None,
+                                                                  "error": exc.message}, status=exc.http_status), exc)
     return render(request, "citizen_status.html", {"number": number, "tail": tail, "case": case, "error": ""})
 
 

@@ -134,6 +134,7 @@ async def test_floods_from_one_address_or_one_phone_get_a_429_in_chinese(console
     assert (await submit(s, phone="13900001111"))[0] == 201
     resp = await s.post("/citizen", data=form(phone="13700002222"))
     assert resp.status == 429 and "同一网络每小时最多 3 件" in await resp.text()
+    assert 3000 < int(resp.headers["Retry-After"]) <= 3600
     assert len(await drafts(console)) == 3
     # four digits cannot be tried through: after 3 wrong guesses even the right one waits
     for tail in ("1111", "2222", "3333"):

@@ -88,6 +88,10 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any
            ("区域", ["区域", "件数"], [[r["label"], r["count"]] for r in report["by_district"]], set()),
            ("来源渠道", ["渠道", "件数"], [[r["label"], r["count"]] for r in report["by_channel"]], set()),
            ("时段", ["小时", "件数"], [[f"{h:02d}:00", n] for h, n in enumerate(report["by_hour"])], set())]
+    if report.get("first_response"):
+        out.append(("首次响应", ["渠道", "时限（分钟）", "来件", "按时", "超时", "超时未响应", "按时率"],
+                    [[r["label"], r["minutes"], r["arrived"], r["on_time"], r["late"], r["waiting_overdue"],
+                      r["on_time_rate"]] for r in report["first_response"]], {6}))
     if report.get("by_day"):
         out.append(("每日来件", ["日期", "件数"], [[r["day"], r["count"]] for r in report["by_day"]], set()))
     out.append(("满意度趋势", ["日期", "回访数", "满意", "基本满意", "不满意", "已解决", "满意率"],

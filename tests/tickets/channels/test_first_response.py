@@ -2,6 +2,10 @@
 defaults: SMS and other new media 3 minutes, e-mail 24 hours) in the centre's report."""
 from __future__ import annotations
 
+import io
+
+import openpyxl
+
 from tests.tickets.conftest import Center
 
 
@@ -33,3 +37,8 @@ async def test_first_response_is_counted_per_channel_against_its_own_deadline(ce
     volume = {r["label"]: r["count"] for r in report["by_channel"]}
     # cases only: the invalid SMS and the app draft never accepted are not 来件
     assert volume == {"短信": 1, "电子邮件": 1, "网站": 1}
+    resp = await center.client.get("/reports/export.xlsx?kind=daily&date=2026-11-24",
+                                   headers={"Authorization": f"Bearer {center.super.token}"})
+    assert resp.status == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(await resp.read()))["首次响应"]
+    assert [c.value for c in sheet[2]][:6] == ["短信", 3, 2, 1, 1, 0]
