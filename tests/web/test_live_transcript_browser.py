@@ -88,3 +88,33 @@ async def test_caller_words_and_district_reach_the_agent_page_before_hangup(
     finally:
         await transcriber.close()
         await redis.aclose()
+
+
+async def test_an_emergency_heard_raises_the_banner_and_one_click_transfers_to_119(
+        live_server: Any, browser: Any, redis_url: str) -> None:  # noqa: F811
+    """No recording here says 着火, so the worker's line is published as the worker publishes it
+    (RedisPublisher), with the draft fields asr/drafts.py extracts from that sentence."""
+    console, fake, cap = await live_server("answered_call")
+    redis = Redis.from_url(redis_url)
+    try:
+        page = await login(browser, console, "zuoxi8001")
+        await page.wait_for_function("() => document.getElementById('status-text').textContent.length > 0")
+        fake.hold_at(cap.index(lambda m: m.get("Event") == "AgentConnect"))
+        fake.go()
+        await page.wait_for_selector("#screen-pop:not(.hidden)", timeout=30000)
+        said = "救命啊，我家厨房着火了，在朝阳区幸福小区三号楼"
+        await live.RedisPublisher(redis)({
+            "type": "asr_live", "call_id": CALL_ID, "speaker": "caller", "label": "市民", "event": "final",
+            "stretch": 1, "text": said, "start": 0.5, "end": 4.0, "words": [], "fields": live.live_fields(said)})
+        await page.wait_for_selector("#live-urgent:not(.hidden)", timeout=30000)
+        assert "119" in await page.inner_text("#live-urgent-note")
+        await page.click("#live-urgent button[data-exten='119']")
+        await page.wait_for_function("() => document.getElementById('toast').textContent.includes('119')",
+                                     timeout=30000)
+        transfer = [a for a in fake.actions if a.get("Action") in ("BlindTransfer", "Redirect")]
+        assert transfer and transfer[0]["Exten"] == "119"
+        # the new-ticket form under the pop took the district and the urgency heard
+        assert (await page.input_value("[name=district]")).startswith("朝阳")
+        assert await page.input_value("[name=urgency]") == "urgent"
+    finally:
+        await redis.aclose()
