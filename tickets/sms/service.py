@@ -29,7 +29,7 @@ from config.settings import Settings
 from tickets import phones
 from tickets.sms import messages
 from tickets.sms.gateway import Encoded, GatewayDown, GatewayRefused, LostInFlight, SmppGateway, encode
-from tickets.sms.store import OUTBOX, SmsStore
+from tickets.sms.store import OUTBOX, Sent, SmsStore
 from tickets.sms.timing import QuietHours, backoff_seconds
 from tickets.workflow import HistoryEntry
 
@@ -175,20 +175,24 @@ class SmsService:
                 return 0
             if h.retry_at is not None and now < h.retry_at:
                 return 0
-            sent = 0
-            while True:
-                if not await self._check():
-                    return sent
-                if self.stopping:
-                    return sent
-                row = await self.store.claim(self.clock(), self.owner,
-                                             self.clock() + timedelta(seconds=self.settings.sms.lease_seconds))
-                if row is None:
-                    return sent
-                outcome = await self._send(row)
-                sent += outcome != "skipped"
-                if outcome == "down" or self.quiet.contains(self.clock(), self.tz):
-                    return sent
+            handed = 0
+            done: Sent | None = None  # the last text sent, recorded with the next claim (or below)
+            try:
+                while not self.stopping and await self._check():
+                    row = await self.store.claim(self.clock(), self.owner,
+                                                 self.clock() + timedelta(seconds=self.settings.sms.lease_seconds),
+                                                 sent=done)
+                    done = None
+                    if row is None:
+                        break
+                    outcome, done = await self._send(row)
+                    handed += outcome in ("sent", "down")
+                    if outcome == "down" or self.quiet.contains(self.clock(), self.tz):
+                        break
+            finally:
+                if done is not None:
+                    await self.store.record_sent(done, self.owner)
+            return handed
         finally:
             await self._take_replies()
             h.counts = await self.store.counts()
@@ -217,11 +221,13 @@ class SmsService:
         s = self.settings.sms
         h.retry_at = now + timedelta(seconds=backoff_seconds(h.failures, s.retry_min_seconds, s.retry_max_seconds))
 
-    async def _send(self, row: Any) -> str:
+    async def _send(self, row: Any) -> tuple[str, Sent | None]:
+        """Hand a claimed text to the gateway part by part. Every outcome but "sent" is recorded here; a sent
+        text's record is returned, for the next claim's transaction."""
         s = self.settings.sms
         if await self.store.is_opted_out(row.phone):
-            await self.store.finish(row.id, self.owner, "opted_out", self.clock(), "号码已退订短信")
-            return "skipped"
+            await self.store.finish(row.id, self.owner, "opted_out", "号码已退订短信")
+            return "skipped", None
         encoded: Encoded = encode(row.text, row.id)
         ids = [str(i) for i in row.message_ids or []]
         for index in range(row.parts_sent, len(encoded.parts)):
@@ -230,22 +236,19 @@ class SmsService:
             except GatewayRefused as exc:
                 now = self.clock()
                 if not exc.temporary or row.attempts >= s.max_attempts:
-                    await self.store.finish(row.id, self.owner, "failed", now, str(exc))
+                    await self.store.finish(row.id, self.owner, "failed", str(exc), ids)
                     log.warning("SMS %s to %s failed: %s", row.id, phones.mask(row.phone), exc)
                 else:
                     wait = backoff_seconds(row.attempts, s.retry_min_seconds, s.retry_max_seconds)
-                    await self.store.release(row.id, self.owner, now + timedelta(seconds=wait), str(exc))
-                return "refused"
+                    await self.store.release(row.id, self.owner, now + timedelta(seconds=wait), str(exc), index, ids)
+                return "refused", None
             except (LostInFlight, GatewayDown) as exc:
                 # The part may be at the gateway: the row is never handed over again.
-                await self.store.finish(row.id, self.owner, "uncertain", self.clock(),
-                                        f"连接在等待网关应答时中断，无法确认是否已送达，未重发：{exc}")
+                await self.store.finish(row.id, self.owner, "uncertain",
+                                        f"连接在等待网关应答时中断，无法确认是否已送达，未重发：{exc}", ids)
                 self._down(str(exc))
-                return "down"
-            if index + 1 < len(encoded.parts):
-                await self.store.part_sent(row.id, self.owner, index + 1, ids)
-        await self.store.finish_sent(row.id, self.owner, self.clock(), len(encoded.parts), ids)
-        return "sent"
+                return "down", None
+        return "sent", Sent(row.id, self.clock(), tuple(ids))
 
     # ------------------------------------------------------------ health
     def health(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ A message's ``state``:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -62,6 +63,21 @@ OUTBOX = cast(Table, SmsMessage.__table__)
 OPT_OUT = cast(Table, SmsOptOut.__table__)
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A text every part of which the gateway took."""
+
+    id: int
+    at: datetime
+    message_ids: tuple[str, ...]
+
+
+def _sent_update(sent: Sent, owner: str) -> Any:
+    return update(OUTBOX).where(OUTBOX.c.id == sent.id, OUTBOX.c.state == "sending", OUTBOX.c.claimed_by == owner) \
+        .values(state="sent", sent_at=sent.at, lease_until=None, parts_sent=len(sent.message_ids),
+                message_ids=list(sent.message_ids), last_error="")
+
+
 def _count(result: Any) -> int:
     """Rows an UPDATE/DELETE changed (a CursorResult's rowcount)."""
     return int(result.rowcount or 0)
@@ -91,11 +107,17 @@ class SmsStore:
         async with self.read_sessions() as session:
             return await session.scalar(select(func.min(OUTBOX.c.not_before)).where(OUTBOX.c.state == "pending"))
 
-    async def claim(self, now: datetime, owner: str, lease_until: datetime) -> Any | None:
+    async def claim(self, now: datetime, owner: str, lease_until: datetime, sent: Sent | None = None) -> Any | None:
         """The oldest due message, now ``sending`` for ``owner`` (committed), or None. Safe with several
-        senders: the UPDATE only changes a row that is still pending; a lost race tries the next one."""
+        senders: the UPDATE only changes a row that is still pending; a lost race tries the next one.
+
+        ``sent``: the previous text's result, committed in the same transaction (one disk sync per text instead
+        of two; a sender that dies before it leaves that text ``uncertain``, never sent twice)."""
         for _ in range(5):
             async with self.sessions.begin() as session:
+                if sent is not None:
+                    await session.execute(_sent_update(sent, owner))
+                    sent = None
                 sid = await session.scalar(select(OUTBOX.c.id).where(
                     OUTBOX.c.state == "pending", OUTBOX.c.not_before <= now).order_by(OUTBOX.c.id).limit(1))
                 if sid is None:
@@ -113,24 +135,24 @@ class SmsStore:
                 OUTBOX.c.id == sid, OUTBOX.c.state == "sending", OUTBOX.c.claimed_by == owner).values(**values))
             return _count(done) == 1
 
-    async def part_sent(self, sid: int, owner: str, parts_sent: int, message_ids: Sequence[str]) -> bool:
-        """A part was accepted: kept at once, so a retry after a refusal sends only the parts still missing."""
-        return await self._update_claimed(sid, owner, parts_sent=parts_sent, message_ids=list(message_ids))
-
-    async def finish(self, sid: int, owner: str, state: str, now: datetime, error: str = "") -> bool:
+    async def finish(self, sid: int, owner: str, state: str, error: str = "",
+                     message_ids: Sequence[str] | None = None) -> bool:
         values: dict[str, Any] = {"state": state, "lease_until": None, "last_error": error[:500]}
-        if state == "sent":
-            values["sent_at"] = now
+        if message_ids is not None:
+            values.update(message_ids=list(message_ids), parts_sent=len(message_ids))
         return await self._update_claimed(sid, owner, **values)
 
-    async def finish_sent(self, sid: int, owner: str, now: datetime, parts: int, message_ids: Sequence[str]) -> bool:
-        return await self._update_claimed(sid, owner, state="sent", sent_at=now, lease_until=None, parts_sent=parts,
-                                          message_ids=list(message_ids), last_error="")
+    async def record_sent(self, sent: Sent, owner: str) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(_sent_update(sent, owner))
 
-    async def release(self, sid: int, owner: str, not_before: datetime, error: str) -> bool:
-        """Back to pending: the gateway refused it (nothing of it was delivered); try again later."""
+    async def release(self, sid: int, owner: str, not_before: datetime, error: str, parts_sent: int,
+                      message_ids: Sequence[str]) -> bool:
+        """Back to pending: the gateway refused a part (that part was not taken; the ones before it were and are
+        kept, so the next try sends only what is missing); try again from ``not_before``."""
         return await self._update_claimed(sid, owner, state="pending", claimed_by="", lease_until=None,
-                                          not_before=not_before, last_error=error[:500])
+                                          not_before=not_before, last_error=error[:500], parts_sent=parts_sent,
+                                          message_ids=list(message_ids))
 
     async def unclaim(self, sid: int, owner: str) -> bool:
         """Back to pending as it was: claimed, but nothing was handed to the gateway (e.g. quiet hours began)."""

@@ -16,7 +16,8 @@ from typing import Any
 
 from smpp.pdu.constants import data_coding_default_name_map
 from smpp.pdu.pdu_encoding import PDUEncoder
-from smpp.pdu.pdu_types import CommandId, EsmClassGsmFeatures
+from smpp.pdu.operations import SubmitSMResp
+from smpp.pdu.pdu_types import CommandId, CommandStatus, EsmClassGsmFeatures
 from smppy.server import Application, SmppClient, SmppProtocol
 
 
@@ -53,6 +54,9 @@ class TestSmsc(Application):
         self.clients: list[SmppClient] = []
         self.protocols: set[_Protocol] = set()
         self.hold_after: int | None = None  # answer this many submits, then keep quiet
+        # Statuses for the next submits, in order (e.g. ESME_RTHROTTLED); a refused part is not kept.
+        self.refusals: list[CommandStatus] = []
+        self.refused: list[Part] = []
         self.port = 0
         self._server: asyncio.base_events.Server | None = None
         self._ids = 0
@@ -154,6 +158,13 @@ class _Protocol(SmppProtocol):
         await super().handle_data_received(data)
 
     def _send_response(self, response: Any) -> None:
+        status = self.smsc.refusals.pop(0) if response.command_id == CommandId.submit_sm_resp and \
+            self.last is not None and self.smsc.refusals else CommandStatus.ESME_ROK
+        if status != CommandStatus.ESME_ROK:
+            self.smsc.parts.remove(self.last)
+            self.smsc.refused.append(self.last)
+            self.last = None
+            response = SubmitSMResp(sequence_number=response.sequence_number, status=status)
         if response.command_id == CommandId.submit_sm_resp and self.last is not None:
             self.last.message_id = self.smsc.next_id()
             response.params["message_id"] = self.last.message_id

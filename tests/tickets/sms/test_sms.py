@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from smpp.pdu.pdu_types import CommandStatus
+
 from tests.tickets.sms.conftest import LINK_BASE, until
 
 PHONE = "13800138000"
@@ -195,3 +197,46 @@ async def test_unanswered_submit_is_never_resent_by_itself_only_by_a_supervisor(
     refused = await c.super.post(f"/api/v1/sms/{row['id']}/resend", expect=409)
     assert refused["error"] == "sms_not_resendable"
     assert await c.agent.get("/api/v1/sms/attention") == []
+
+
+async def test_throttled_part_is_sent_later_without_repeating_the_parts_before_it(sms_world, tmp_path):
+    templates = tmp_path / "sms.toml"
+    templates.write_text('answer_chars = 400\n[templates]\nreplied = "工单{number}答复：{answer}"\n', encoding="utf-8")
+    world = await sms_world(templates_file=str(templates))
+    c, smsc = world.center, world.smsc
+    # the first part goes through, the second is refused (throttled), then the gateway takes everything
+    smsc.refusals = [CommandStatus.ESME_ROK, CommandStatus.ESME_RTHROTTLED]
+    answer = "经现场核查，" + "施工单位已调整作业时间并加装隔音屏障，" * 8 + "请您监督。"
+    n = await handled(world, answer=answer)
+
+    async def waiting() -> bool:
+        return [(r["state"], bool(r["last_error"])) for r in await world.outbox(n)] == [("pending", True)]
+    await until(waiting, what="the throttled text to wait for its retry")
+    [row] = await world.outbox(n)
+    assert len(row["message_ids"]) == 1 and "0x00000058" in row["last_error"]
+    c.clock.advance(minutes=10)
+    world.service.poke()
+    await until(lambda: len(smsc.messages()) == 1 and len(smsc.messages()[0].parts) >= 3, what="the whole text")
+    await world.passes()
+    [msg] = smsc.messages()
+    assert msg.text.endswith(f"{answer}回复TD退订")
+    assert [p.udh[5] for p in msg.parts] == list(range(1, len(msg.parts) + 1))  # part 1 once, not twice
+    [row] = await world.outbox(n)
+    assert row["state"] == "sent" and row["message_ids"] == [p.message_id for p in msg.parts]
+
+
+async def test_number_the_gateway_rejects_is_failed_and_listed_not_retried(sms_world):
+    world = await sms_world()
+    c, smsc = world.center, world.smsc
+    smsc.refusals = [CommandStatus.ESME_RINVDSTADR]
+    t = await c.new_ticket()
+    await c.agent.act(t["number"], "accept")
+
+    async def failed() -> bool:
+        return [r["state"] for r in await world.outbox(t["number"])] == ["failed"]
+    await until(failed, what="the refused text to fail")
+    c.clock.advance(hours=1)
+    await world.passes()
+    assert smsc.parts == [] and len(smsc.refused) == 1
+    [row] = await c.agent.get("/api/v1/sms/attention")
+    assert row["ticket"] == t["number"] and "Invalid Destination" in row["last_error"]
