@@ -51,6 +51,7 @@ END_REASONS = {
     "unknown_call": "音频流的 UUID 不属于任何通话",
     "capacity": "实时转写已满，挂机后转写",
     "worker_stopped": "转写进程已停止",
+    "worker_lost": "转写进程中断（未收到进程心跳）",
     "idle": "音频流长时间没有数据",
 }
 

@@ -37,6 +37,11 @@ log = logging.getLogger("hotline.asr.live")
 
 CHANNEL = "hotline:asr:live"
 BACKLOG_PREFIX = "hotline:asr:live:call:"
+# A leg being followed has this key, renewed every BEAT seconds: a worker killed mid-call (SIGKILL, OOM) sends
+# no "stopped", so the server sees the key lapse and tells the page (asr/live_feed.py).
+LEG_PREFIX = "hotline:asr:live:leg:"
+BEAT = 2.0
+LEG_TTL = 10.0
 BACKLOG_TTL = 3 * 3600
 BACKLOG_KEEP = 400
 
@@ -70,6 +75,18 @@ class RedisPublisher:
                 await pipe.execute()
         except Exception as exc:  # noqa: BLE001  Redis away: live text is lost, the call and after-call text are not
             log.warning("live transcript message not published (%s: %s)", type(exc).__name__, exc)
+
+    async def beat(self, legs: list[str], ended: list[str]) -> None:
+        """Renew the keys of the legs still followed, drop those that ended (``call_id:speaker``)."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for leg in legs:
+                    pipe.set(LEG_PREFIX + leg, "1", px=int(LEG_TTL * 1000))
+                for leg in ended:
+                    pipe.delete(LEG_PREFIX + leg)
+                await pipe.execute()
+        except Exception as exc:  # noqa: BLE001  Redis away: the keys lapse, the pages say so
+            log.warning("live transcript heartbeat not written (%s: %s)", type(exc).__name__, exc)
 
 
 def live_fields(text: str, city: str | None = None) -> dict[str, Any]:
@@ -210,6 +227,7 @@ class LegHandler(audiosocket.StreamHandler):
             return False
         owner.calls.setdefault(call_id, set()).add(speaker)
         self.session = LegSession(owner, call_id, speaker)
+        await owner.beat([f"{call_id}:{speaker}"], [])  # the key exists before anyone hears "started"
         owner.count("started")
         await owner.publish(self.session.base("started", engine=owner.engine_name))
         return True
@@ -234,6 +252,7 @@ class LegHandler(audiosocket.StreamHandler):
                 owner.calls.pop(s.call_id, None)
                 owner.heard.pop(s.call_id, None)
             owner.count("ended:" + reason)
+            await owner.beat([], [f"{s.call_id}:{s.speaker}"])
             await owner.publish(s.base("stopped", reason=reason, detail=detail,
                                        message=audiosocket.END_REASONS.get(reason, reason)))
 
@@ -255,8 +274,19 @@ class LiveTranscriber:
         self.heard: dict[str, list[str]] = {}
         self.stats: dict[str, int] = {}
         self._spare: list[streaming.LiveDecoder] = []
+        self._beats: asyncio.Task[None] | None = None
         self.server = audiosocket.AudioSocketServer(lambda: LegHandler(self), host, port, reuse_port=reuse_port,
                                                     idle_timeout=idle_timeout)
+
+    async def beat(self, legs: list[str], ended: list[str]) -> None:
+        renew = getattr(self.publish, "beat", None)
+        if renew is not None:
+            await renew(legs, ended)
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(BEAT)
+            await self.beat([f"{c}:{s}" for c, legs in self.calls.items() for s in legs], [])
 
     def decoder_factory(self) -> streaming.LiveDecoder:
         """A decoder for a new leg: a warm one a finished leg gave back, else a new one (a fresh Vosk
@@ -284,8 +314,12 @@ class LiveTranscriber:
         first words are not the slowest."""
         if warm and self.backend is not None:
             await asyncio.get_running_loop().run_in_executor(self.executor, self._warm)
+        self._beats = asyncio.get_running_loop().create_task(self._beat_loop(), name="asr-live-beat")
         return await self.server.start()
 
     async def close(self) -> None:
         await self.server.close()
+        if self._beats is not None:
+            self._beats.cancel()
+            await asyncio.gather(self._beats, return_exceptions=True)
         self.executor.shutdown(wait=False, cancel_futures=True)

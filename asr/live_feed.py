@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from asr import live
+from asr import audiosocket, live
 
 log = logging.getLogger("hotline.asr.live")
 
@@ -43,13 +43,24 @@ class LiveFeed:
         self.channel = channel
         self.prefix = prefix
         self.clients: set[Client] = set()
+        self.legs: dict[str, dict[str, Any]] = {}  # "call:speaker" -> its "started" message, while live
+
+    def note(self, msg: Mapping[str, Any]) -> None:
+        """Which legs are live (to notice one whose worker died): started until stopped."""
+        leg = f"{msg.get('call_id')}:{msg.get('speaker')}"
+        if msg.get("event") == "started":
+            self.legs[leg] = dict(msg)
+        elif msg.get("event") in ("stopped", "fallback"):
+            self.legs.pop(leg, None)
 
     def deliver(self, raw: str) -> None:
         try:
-            call_id = str(json.loads(raw).get("call_id", ""))
+            msg = json.loads(raw)
+            call_id = str(msg.get("call_id", ""))
         except (ValueError, AttributeError):
             log.warning("bad live transcript message: %r", raw[:200])
             return
+        self.note(msg)
         for c in list(self.clients):
             if call_id in c.calls:
                 try:
@@ -60,6 +71,23 @@ class LiveFeed:
     async def backlog(self, call_id: str) -> list[str]:
         return [x.decode("utf-8") if isinstance(x, bytes) else str(x)
                 for x in await self.redis.lrange(self.prefix + call_id, 0, -1)]
+
+    async def watch_legs(self, every: float = live.BEAT) -> None:
+        """A followed leg whose worker stopped renewing its key (killed mid-call) is told "stopped" here, to
+        this process's pages only (each server process does the same for its own)."""
+        while True:
+            await asyncio.sleep(every)
+            followed = {call for c in self.clients for call in c.calls}
+            for leg, started in list(self.legs.items()):
+                if started.get("call_id") not in followed:
+                    continue
+                try:
+                    alive = await self.redis.exists(live.LEG_PREFIX + leg)
+                except Exception:  # noqa: BLE001, S112  Redis away: the subscription logs it
+                    continue
+                if not alive and self.legs.get(leg) is started:
+                    self.deliver(json.dumps({**started, "event": "stopped", "reason": "worker_lost",
+                                             "message": audiosocket.END_REASONS["worker_lost"]}, ensure_ascii=False))
 
     async def run(self, backoff_min: float = 0.1, backoff_max: float = 5.0) -> None:
         """Follow the channel; subscribe again (with backoff) when Redis goes away."""
@@ -119,6 +147,10 @@ async def ws_live_transcript(request: web.Request) -> web.WebSocketResponse:
                 continue
             client.calls.add(call_id)
             for raw in await feed.backlog(call_id):
+                try:
+                    feed.note(json.loads(raw))
+                except ValueError:
+                    continue
                 await client.queue.put(raw)
 
     read_task = asyncio.get_running_loop().create_task(reader())
@@ -145,12 +177,14 @@ def setup(app: web.Application, redis: Callable[[], Any], may_follow: MayFollow)
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         feed = LiveFeed(redis(), may_follow)
         app[FEED] = feed
-        task = asyncio.get_running_loop().create_task(feed.run(), name="asr-live-feed")
+        tasks = [asyncio.get_running_loop().create_task(feed.run(), name="asr-live-feed"),
+                 asyncio.get_running_loop().create_task(feed.watch_legs(), name="asr-live-legs")]
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     app.cleanup_ctx.append(ctx)
     app.router.add_get("/ws/asr/live", ws_live_transcript)

@@ -191,3 +191,59 @@ async def test_the_recognition_worker_serves_audiosocket_beside_its_job_queue(
         await worker.close()
     assert heard.of(ANSWERED_CALL)[0]["event"] == "started"
     assert heard.of(ANSWERED_CALL, "stopped")[0]["reason"] == "closed"
+
+
+async def test_a_worker_killed_mid_call_is_reported_to_the_page_as_stopped(
+        tmp_path: Any, redis: Redis, redis_url: str, ko_model: Any) -> None:
+    """A real ``hotline worker`` process (python -m asr worker) follows a call and is SIGKILLed: no "stopped"
+    can come from it, so the server's feed notices its leg's heartbeat lapse and tells the page why."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from asr import live_feed
+    from tests.asr.conftest import ROOT
+    from tests.services import free_port
+
+    port = free_port()
+    env = {**os.environ, "HOTLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}",
+           "HOTLINE_REDIS_URL": redis_url, "HOTLINE_ASR_MODEL_PATH": str(ko_model), "HOTLINE_ASR_BACKEND": "vosk",
+           "HOTLINE_ASR_LIVE_PORT": str(port), "HOTLINE_SERVER_DATA_DIR": str(tmp_path)}
+    log = tmp_path / "worker.log"
+    proc = subprocess.Popen([sys.executable, "-m", "asr", "worker", "--processes", "1"], cwd=ROOT, env=env,  # noqa: ASYNC220
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    feed = live_feed.LiveFeed(redis, lambda user, call: True)
+    client = live_feed.Client({"role": "supervisor"})
+    client.calls.add(ANSWERED_CALL)
+    feed.clients.add(client)
+    tasks = [asyncio.ensure_future(feed.run()), asyncio.ensure_future(feed.watch_legs(every=0.5))]
+    got: list[dict[str, Any]] = []
+
+    def seen(event: str) -> bool:
+        while not client.queue.empty():
+            got.append(json.loads(client.queue.get_nowait()))
+        return any(m["event"] == event for m in got)
+
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 120
+        while "live transcription: AudioSocket" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and loop.time() < deadline, log.read_text(errors="replace")
+            await asyncio.sleep(0.2)
+        sending = asyncio.ensure_future(send(port, speech_stream(LEAK, audiosocket.stream_uuid(ANSWERED_CALL, "caller")),
+                                             real_speed=True))
+        await until(lambda: seen("started"))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        await until(lambda: seen("stopped"), timeout=60)
+        await asyncio.gather(sending, return_exceptions=True)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    stopped = next(m for m in got if m["event"] == "stopped")
+    assert stopped["reason"] == "worker_lost" and stopped["speaker"] == "caller" and "心跳" in stopped["message"]
