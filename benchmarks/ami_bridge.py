@@ -1,11 +1,28 @@
-"""AMI bridge benchmark: the burst capture replayed many times over (channel ids made unique) through the whole
-bridge: real TCP socket -> panoramisk + our byte framing -> ordered consumer + pure reducer -> Redis pub/sub ->
-live hub -> WebSocket -> a connected client. Prints events/s, p50/p99 latency from the AMI bytes arriving to the
-WebSocket message, and panoramisk's bare parse rate of the same bytes measured in the same run.
+"""AMI bridge benchmark: event-to-every-client latency of the live feed at a big centre's rates.
 
-    /work/main/.venv/bin/python benchmarks/ami_bridge.py [--events 1000000] [--rate 2000] [--latency-seconds 10]
+The real pipeline, each part a real process: a fake Asterisk (child process) writes the ``burst`` capture
+(32 overlapping calls, 4 552 events, replayed many times with Uniqueids, Linkedids, Local channel names and
+Timestamps made unique per copy: never hand-written events) over real TCP to a real ``hotline serve`` (its AMI
+bridge: panoramisk + our framing -> reducer -> Redis pub/sub -> live hub -> WebSocket), with a real
+redis-server; ``--clients`` WebSocket clients (50), each logged in with its own API token, in another process.
 
-The fake Asterisk runs in a child process (the machine has 2 cores: one serves bytes, one runs the bridge).
+Clock: from the moment the fake writes an event on the socket (``perf_counter`` = CLOCK_MONOTONIC, the same
+clock in every process of one machine) to the moment the LAST client has received a message showing it
+folded. A message shows event i folded when its ``now`` (the newest PBX Timestamp folded, sent with every
+change) reaches event i's Timestamp; only events that move ``now`` forward are timed, so the proof is exact.
+Per phase (paced at ``--rates`` events/s for ``--seconds`` each): p50/p99/max, the sent and delivered rates,
+patch messages lost or duplicated per client (their ``seq`` must run on without gap or repeat), fresh
+snapshots given to slow clients, AMI reconnects, whether the day's counters survived (``offered`` of queue
+12345 = callers who joined so far), and the server's CPU seconds (hotline + redis-server, from /proc).
+The saturation rate is where a phase stops keeping up (delivered rate < 95 % of the asked rate, or p99 > 1 s).
+Anchor, same run: bare panoramisk (its own decode + split + Message, no dispatch) parsing the same bytes,
+in CPU seconds; the ratio is the whole pipeline's events per CPU second over panoramisk's.
+At the end one client's view, rebuilt from its snapshot and every patch, is compared with the server's.
+
+    .venv/bin/python benchmarks/ami_bridge.py [--rates 3000,6000,12000] [--seconds 10] [--clients 50] [--servers 1]
+
+``--servers 2`` runs two ``hotline serve`` processes on one Redis (one holds the AMI session, both serve the
+feed); the clients are spread over them. Writes benchmarks/out/ami_bridge.json.
 """
 from __future__ import annotations
 
@@ -13,20 +30,27 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
+import pickle
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CAPTURE = ROOT.parent / "shared" / "asterisk-captures" / "burst.ami"
+ADMIN_PW = "bench-admin-pw"
 
 ID_RE = re.compile(rb"(?<=: )(\d{10})\.(\d{1,5})(?=\r\n)")  # Uniqueid / Linkedid (Timestamp has 6 decimals)
 CHAN_RE = re.compile(rb"-([0-9a-f]{8});")  # Local/...@ctx-0000001a;1
 TS_RE = re.compile(rb"(?<=Timestamp: )(\d+)\.(\d{6})")
+SPAN = 70  # seconds of PBX time per copy (the capture lasts 64.6 s): time runs on, the day does not roll
 
 
 def burst_body() -> bytes:
@@ -34,38 +58,74 @@ def burst_body() -> bytes:
     start = data.index(b"\r\n") + 2  # after the banner
     end = data.rindex(b"Response: Goodbye")  # drop Logoff/EOF: the stream goes on
     body = data[start:end]
-    # drop the capture's own login answer; the fake answers our Login itself
-    first = body.index(b"\r\n\r\n") + 4
+    first = body.index(b"\r\n\r\n") + 4  # the capture's own login answer: the fake answers ours itself
     return body[first:]
 
 
-def make_copies(body: bytes, n_events_target: int, first: int = 0) -> tuple[list[bytes], int]:
-    per_copy = body.count(b"\r\n\r\nEvent: ") + (1 if body.startswith(b"Event: ") else 0)
-    copies = max(1, -(-n_events_target // per_copy))
-    span = 3600  # each copy one hour later, so the reducer sees time move forward
-
-    def copy(k: int) -> bytes:
-        b = ID_RE.sub(lambda m: m.group(1) + b"." + str(int(m.group(2)) + k * 100000).encode(), body)
-        b = CHAN_RE.sub(lambda m: b"-" + f"{int(m.group(1), 16) + k * 4096:08x}".encode() + b";", b)
-        return TS_RE.sub(lambda m: str(int(m.group(1)) + k * span).encode() + b"." + m.group(2), b)
-
-    return [copy(k) for k in range(first, first + copies)], per_copy * copies
+def copy_of(body: bytes, k: int, shift: int) -> bytes:
+    b = ID_RE.sub(lambda m: m.group(1) + b"." + str(int(m.group(2)) + k * 100000).encode(), body)
+    b = CHAN_RE.sub(lambda m: b"-" + f"{int(m.group(1), 16) + k * 4096:08x}".encode() + b";", b)
+    return TS_RE.sub(lambda m: str(int(m.group(1)) + shift + k * SPAN).encode() + b"." + m.group(2), b)
 
 
-def fake_asterisk(port_q: mp.Queue[int], chunks_path: str, rate: float, latency_path: str) -> None:
-    """Child process: answer the Login and the resync, then stream the copies (flat out, then paced)."""
-    import pickle
+def event_messages(body: bytes, n: int, start: float) -> list[bytes]:
+    """``n`` events from copies of the capture, the first one's Timestamp at ``start`` (epoch s).
+
+    The PBX time starts after the server's clock: what the server stamps itself (the resync) must not be
+    newer than the events, or ``now`` would not move with them.
+    """
+    m = TS_RE.search(body)
+    shift = int(start) - int(m.group(1)) if m else 0
+    out: list[bytes] = []
+    k = 0
+    while len(out) < n:
+        out += [m + b"\r\n\r\n" for m in copy_of(body, k, shift).split(b"\r\n\r\n") if m.startswith(b"Event: ")]
+        k += 1
+    return out[:n]
+
+
+def pbx_time(msg: bytes) -> float | None:
+    m = TS_RE.search(msg)
+    return float(m.group(0)) if m else None
+
+
+# ------------------------------------------------------------------ anchor: bare panoramisk, CPU time
+def bare_panoramisk_cpu_rate(data: bytes) -> float:
+    from panoramisk.ami_protocol import AMIProtocol
+
+    count = 0
+
+    class Factory:
+        save_stream = None
+
+        def dispatch(self, m: object) -> None:
+            nonlocal count
+            count += 1
+
+    p = AMIProtocol()
+    p.connection_made(None)
+    p.factory = Factory()
+    p.version = "11.0.0"
+    p.encoding = "utf8"
+    t = time.process_time()
+    for i in range(0, len(data), 65536):
+        p.data_received(data[i:i + 65536])
+    return count / (time.process_time() - t)
+
+
+# ------------------------------------------------------------------ the fake Asterisk (child process)
+def fake_asterisk(port_q: Any, conn: Any, msgs_path: str) -> None:
+    """Answer the Login, the resync lists and Pings; stream phases of events when the bench says so."""
 
     async def main() -> None:
-        with open(chunks_path, "rb") as fh:
-            copies = pickle.load(fh)
-        with open(latency_path, "rb") as fh:
-            paced = pickle.load(fh)
+        msgs: list[bytes] = pickle.loads(Path(msgs_path).read_bytes())
+        writers: list[asyncio.StreamWriter] = []
+        loop = asyncio.get_running_loop()
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             writer.write(b"Asterisk Call Manager/11.0.0\r\n")
+            writers.append(writer)
             buf = b""
-            streaming = False
             while True:
                 data = await reader.read(65536)
                 if not data:
@@ -84,233 +144,365 @@ def fake_asterisk(port_q: mp.Queue[int], chunks_path: str, rate: float, latency_
                         writer.write(f"Response: Success\r\nActionID: {aid}\r\nEventList: start\r\n\r\n"
                                      f"Event: {name}\r\nActionID: {aid}\r\nEventList: Complete\r\nListItems: 0"
                                      f"\r\n\r\n".encode())
-                        if act == "coreshowchannels" and not streaming:
-                            streaming = True
-                            asyncio.get_running_loop().create_task(stream(writer))
-                    elif act == "userevent":  # the bench saw every flat event: start the paced phase
-                        writer.write(f"Response: Success\r\nActionID: {aid}\r\n\r\n".encode())
-                        asyncio.get_running_loop().create_task(paced_stream(writer))
                     else:
                         writer.write(f"Response: Success\r\nActionID: {aid}\r\nPing: Pong\r\n\r\n".encode())
 
-        async def stream(writer: asyncio.StreamWriter) -> None:
-            await asyncio.sleep(0.3)
-            for c in copies:  # flat out, in chunks cut at message ends so our replies never land inside one
-                i = 0
-                while i < len(c):
-                    j = c.rfind(b"\r\n\r\n", i, i + 65536)
-                    j = len(c) if j < 0 else j + 4
-                    writer.write(c[i:j])
-                    i = j
-                    await writer.drain()
-            await writer.drain()
-
-        async def paced_stream(writer: asyncio.StreamWriter) -> None:
-            await asyncio.sleep(0.5)
-            start = time.monotonic()
-            for i, msg in enumerate(paced):  # paced: one message every 1/rate s
-                due = start + i / rate
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                writer.write(msg)
-            writer.write(b"Event: UserEvent\r\nUserEvent: BenchPhase\r\nPhase: end\r\n\r\n")
-            await writer.drain()
+        async def phase(first: int, count: int, rate: float) -> list[float]:
+            """Write msgs[first:first+count] at ``rate``: every ~1 ms, whatever is due, whole messages only."""
+            w = writers[-1]
+            sent: list[float] = []
+            i, end = first, first + count
+            start = time.perf_counter()
+            while i < end:
+                now = time.perf_counter()
+                due = min(end, first + int((now - start) * rate) + 1)
+                if due > i:
+                    w.write(b"".join(msgs[i:due]))
+                    sent.extend([now] * (due - i))
+                    i = due
+                    if w.transport.get_write_buffer_size() > 1 << 20:
+                        await w.drain()  # the bridge stopped reading: TCP backpressure, as on a real link
+                await asyncio.sleep(0.0005)
+            await w.drain()
+            return sent
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port_q.put(server.sockets[0].getsockname()[1])
         async with server:
-            await server.serve_forever()
+            while True:
+                cmd = await loop.run_in_executor(None, conn.recv)
+                if cmd[0] == "stop":
+                    return
+                conn.send(await phase(*cmd[1:]))
 
     asyncio.run(main())
 
 
-def bare_panoramisk_rate(data: bytes) -> tuple[float, int]:
-    from panoramisk.ami_protocol import AMIProtocol
-
-    count = 0
-
-    class Factory:
-        save_stream = None
-
-        def dispatch(self, m: object) -> None:
-            nonlocal count
-            count += 1
-
-    p = AMIProtocol()
-    p.connection_made(None)
-    p.factory = Factory()
-    p.version = "11.0.0"
-    p.encoding = "utf8"
-    t = time.perf_counter()
-    for i in range(0, len(data), 65536):
-        p.data_received(data[i:i + 65536])
-    return count / (time.perf_counter() - t), count
+# ------------------------------------------------------------------ the WebSocket clients (child process)
+SEQ_RE = re.compile(r'"type":"(patch|snapshot)","seq":(\d+)')
+NOW_RE = re.compile(r'"op":"now","now":([-0-9.eE+]+)|"data":\{"now":([-0-9.eE+]+)')
 
 
-def our_parse_rate(data: bytes) -> float:
-    from telephony.framing import Framer, parse_message
-
-    f = Framer()
-    n = 0
-    t = time.perf_counter()
-    for i in range(0, len(data), 65536):
-        for text in f.feed(data[i:i + 65536]):
-            parse_message(text)
-            n += 1
-    return n / (time.perf_counter() - t)
-
-
-def reducer_rate(data: bytes) -> float:
-    from telephony.framing import Framer, parse_message
-    from telephony.reducer import apply
-    from telephony.state import LiveState
-
-    f = Framer()
-    evs = [parse_message(t) for t in f.feed(data)]
-    s = LiveState()
-    t = time.perf_counter()
-    for e in evs:
-        s, _ = apply(s, e)
-    return len(evs) / (time.perf_counter() - t)
-
-
-async def run_bridge(port: int, redis_url: str, expect: int, paced_count: int) -> dict[str, float]:
-    from datetime import UTC, datetime
-
+def ws_clients(urls: list[str], tokens: list[str], nows: Any, ready: Any, stop: Any, out_path: str) -> None:
+    """Each client notes, per frame: receive time, the newest ``now`` it shows, its patch/snapshot numbers.
+    Client 0 also rebuilds the whole view (json + apply_patches), to compare with the server's at the end."""
     import aiohttp
-    from aiohttp import web
-    from redis.asyncio import Redis
 
-    from config.settings import load_settings
-    from telephony.http import setup_routes
-    from telephony.service import TelephonyService
+    from telephony.live import apply_patches
 
-    settings = load_settings(env={}).with_overrides(
-        server={"data_dir": tempfile.mkdtemp(prefix="bench-")},
-        ami={"enabled": True, "host": "127.0.0.1", "port": port, "secret": "x", "ping_interval": 60,
-             "action_timeout": 30})
-    redis = Redis.from_url(redis_url)
-    svc = TelephonyService(settings, lambda: datetime.now(UTC), redis=redis, trace_latency=True)
-    app = web.Application()
+    async def one(i: int, http: aiohttp.ClientSession, url: str, token: str, log: dict[str, Any]) -> None:
+        seen_now = 0.0
+        async with http.ws_connect(url, headers={"Authorization": f"Bearer {token}"}, max_msg_size=0,
+                                   compress=0) as ws:
+            async for frame in ws:
+                t = time.perf_counter()
+                text = frame.data
+                for m in NOW_RE.finditer(text):
+                    v = float(m.group(1) or m.group(2))
+                    if v > seen_now:
+                        seen_now = v
+                log["frames"].append((t, seen_now))
+                log["seqs"].append([(k == "snapshot", int(s)) for k, s in SEQ_RE.findall(text)])
+                nows[i] = seen_now
+                if i == 0:
+                    data = json.loads(text)
+                    for msg in data["messages"] if data["type"] == "batch" else [data]:
+                        if msg["type"] == "snapshot":
+                            log["view"] = msg["data"]
+                        elif msg["type"] == "patch" and log.get("view") is not None:
+                            apply_patches(log["view"], msg["patches"])
+                if len(log["frames"]) == 1:
+                    ready.value += 1
 
-    @web.middleware
-    async def as_supervisor(request: web.Request, handler):  # the bench skips the login
-        request["user"] = {"role": "supervisor", "interface": None}
-        return await handler(request)
+    async def main() -> None:
+        logs = [{"frames": [], "seqs": []} for _ in tokens]
+        async with aiohttp.ClientSession() as http:
+            tasks = [asyncio.create_task(one(i, http, urls[i % len(urls)], tok, logs[i]))
+                     for i, tok in enumerate(tokens)]
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+                for t in tasks:
+                    if t.done() and t.exception() is not None:
+                        raise t.exception()  # type: ignore[misc]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        Path(out_path).write_bytes(pickle.dumps(logs))
 
-    app.middlewares.append(as_supervisor)
-    setup_routes(app, svc)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    http_port = site._server.sockets[0].getsockname()[1]
-    phase = {"name": "flat"}
-    marks: dict[str, float] = {}
-    lat: list[float] = []
-    got = {"events": 0, "messages": 0}
-    ws_ready = asyncio.Event()
+    asyncio.run(main())
 
-    async def client() -> None:
-        async with aiohttp.ClientSession() as s:
-            async with s.ws_connect(f"http://127.0.0.1:{http_port}/ws/telephony", max_msg_size=0) as ws:
-                ws_ready.set()
-                async for msg in ws:
-                    now = time.perf_counter()
-                    data = json.loads(msg.data)
-                    rx = data.get("rx")
-                    if not rx:
-                        continue
-                    got["messages"] += 1
-                    got["events"] += len(rx)
-                    if "first" not in marks:
-                        marks["first"] = min(r for r in rx if r)
-                    if phase["name"] == "flat":
-                        marks["flat_last"] = now
-                        if got["events"] >= expect:
-                            phase["name"] = "paced"
-                            print(f"  flat phase done: {got['events']:,} events, {got['messages']:,} WS messages",
-                                  flush=True)
-                            await svc.send({"Action": "UserEvent", "UserEvent": "BenchPaced"})
-                    else:
-                        lat.extend(now - r for r in rx if r)
-                        if len(lat) >= paced_count:
-                            return
 
-    task = asyncio.get_running_loop().create_task(client())
-    await asyncio.wait_for(ws_ready.wait(), 30)
-    await svc.start()
-    await asyncio.wait_for(task, timeout=3600)
-    flat_s = marks["flat_last"] - marks["first"]
-    lat.sort()
-    result = {"flat_events": expect, "flat_seconds": flat_s, "flat_rate": expect / flat_s,
-              "p50_ms": 1000 * lat[len(lat) // 2], "p99_ms": 1000 * lat[int(len(lat) * 0.99)],
-              "max_ms": 1000 * lat[-1], "paced_events": len(lat), "ws_messages": got["messages"],
-              "folded": svc.folded}
-    await svc.stop()
-    await runner.cleanup()
-    await redis.aclose()
-    return result
+# ------------------------------------------------------------------ servers
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_server(tmp: Path, n: int, redis_url: str, ami_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    from tests import services
+
+    port = services.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env.update({"HOTLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / f'hotline{n}.db'}",
+                "HOTLINE_REDIS_URL": redis_url, "HOTLINE_SERVER_DATA_DIR": str(tmp / f"var{n}"),
+                "HOTLINE_SERVER_ADMIN_PASSWORD": ADMIN_PW, "HOTLINE_LOG_LEVEL": "WARNING",
+                "HOTLINE_AMI_ENABLED": "true", "HOTLINE_AMI_HOST": "127.0.0.1", "HOTLINE_AMI_PORT": str(ami_port),
+                "HOTLINE_AMI_SECRET": "bench"})
+    exe = ROOT / ".venv" / "bin" / "hotline"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "server.py"]
+    log = (tmp / f"server{n}.log").open("w")
+    proc = subprocess.Popen([*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        services._wait_port(port, 120)
+    except RuntimeError:
+        proc.kill()
+        raise RuntimeError(f"server did not start:\n{(tmp / f'server{n}.log').read_text()[-3000:]}") from None
+    return proc, port
+
+
+async def login_tokens(base: str, n: int) -> list[str]:
+    import aiohttp
+
+    async with aiohttp.ClientSession(base) as http:
+        gate = asyncio.Semaphore(4)
+
+        async def one() -> str:
+            async with gate, http.post("/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PW,
+                                                                   "kind": "api"}) as r:
+                body = await r.json()
+                assert r.status == 200, body
+                return str(body["token"])
+
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def get_json(base: str, path: str, token: str) -> Any:
+    import aiohttp
+
+    async with aiohttp.ClientSession(base) as http, http.get(
+            path, headers={"Authorization": f"Bearer {token}"}) as r:
+        return await r.json()
+
+
+# ------------------------------------------------------------------ analysis
+def pct(xs: list[float], q: float) -> float:
+    return xs[min(len(xs) - 1, int(len(xs) * q))]
+
+
+def seq_faults(seqs: list[list[tuple[bool, int]]]) -> tuple[int, int, int]:
+    """(lost, duplicated, snapshots after the first) over one client's frames."""
+    lost = dup = snaps = 0
+    last: int | None = None
+    for frame in seqs:
+        for is_snap, s in frame:
+            if is_snap:
+                snaps += 1
+                last = s
+            elif last is not None:
+                if s <= last:
+                    dup += 1
+                else:
+                    lost += s - last - 1
+                    last = s
+    return lost, dup, max(0, snaps - 1)
 
 
 def main() -> None:
+    import numpy as np
+
     ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--rate", type=float, default=2400.0, help="paced phase: events/s (burst peak 240/s x 10)")
-    ap.add_argument("--latency-events", type=int, default=24_000)
+    ap.add_argument("--rates", default="3000,6000,12000", help="events/s of each paced phase")
+    ap.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--servers", type=int, default=1)
+    ap.add_argument("--grace", type=float, default=30.0, help="s after a phase for the clients to catch up")
     args = ap.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
     if not CAPTURE.exists():
         sys.exit(f"capture not found: {CAPTURE}")
-    import pickle
-
-    from embedded_redis import EmbeddedRedis
-
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
     body = burst_body()
-    t = time.perf_counter()
-    copies, n_events = make_copies(body, args.events)
-    print(f"prepared {len(copies)} copies of burst = {n_events:,} events, "
-          f"{sum(map(len, copies)) / 1e6:.0f} MB in {time.perf_counter() - t:.1f} s", flush=True)
-    # paced phase: more copies, shifted past the flat ones, split into messages
-    paced_copies, _ = make_copies(body, args.latency_events, first=len(copies))
-    paced_msgs = [m + b"\r\n\r\n" for c in paced_copies for m in c.split(b"\r\n\r\n")
-                  if m.startswith(b"Event: ")]
-    paced_msgs = paced_msgs[:args.latency_events]
+    counts = [int(r * args.seconds) for r in rates]
+    msgs = event_messages(body, sum(counts), time.time() + 60)
+    ts = [pbx_time(m) for m in msgs]
+    joins = [m.startswith(b"Event: QueueCallerJoin\r\n") and b"Queue: 12345\r\n" in m for m in msgs]
+    print(f"prepared {len(msgs):,} events ({sum(map(len, msgs)) / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s",
+          flush=True)
+    sample = b"".join(msgs[:60_000])
+    bare = statistics.median(bare_panoramisk_cpu_rate(sample) for _ in range(3))
+    print(f"bare panoramisk parse: {bare:,.0f} events per CPU second (median of 3)", flush=True)
 
-    sample = b"".join(copies[:min(len(copies), 20)])
-    bare = [bare_panoramisk_rate(sample)[0] for _ in range(3)]
-    ours = [our_parse_rate(sample) for _ in range(3)]
-    red = [reducer_rate(copies[0]) for _ in range(3)]
-
-    print(f"baselines done: panoramisk {statistics.median(bare):,.0f}/s", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="ami-bench-"))
-    (tmp / "copies.pkl").write_bytes(pickle.dumps(copies))
-    (tmp / "paced.pkl").write_bytes(pickle.dumps(paced_msgs))
-    redis_srv = EmbeddedRedis(tmp / "redis")
-    redis_url = redis_srv.start()
+    (tmp / "msgs.pkl").write_bytes(pickle.dumps(msgs))
+    from tests import services
+
+    redis_port = services.free_port()
+    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--bind",
+                              "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    services._wait_port(redis_port)
+    redis_url = f"redis://127.0.0.1:{redis_port}"
     ctx = mp.get_context("spawn")
-    port_q: mp.Queue[int] = ctx.Queue()
-    proc = ctx.Process(target=fake_asterisk, args=(port_q, str(tmp / "copies.pkl"), args.rate,
-                                                   str(tmp / "paced.pkl")), daemon=True)
-    proc.start()
+    port_q = ctx.Queue()
+    fake_conn, bench_conn = ctx.Pipe()
+    fake = ctx.Process(target=fake_asterisk, args=(port_q, fake_conn, str(tmp / "msgs.pkl")), daemon=True)
+    fake.start()
+    servers: list[tuple[subprocess.Popen[bytes], int]] = []
+    clients_proc = None
+    stop = ctx.Event()
     try:
-        port = port_q.get(timeout=60)
-        print(f"fake asterisk on port {port}; running the bridge", flush=True)
-        res = asyncio.run(run_bridge(port, redis_url, n_events, len(paced_msgs)))
+        ami_port = port_q.get(timeout=60)
+        servers = [start_server(tmp, n, redis_url, ami_port) for n in range(args.servers)]
+        bases = [f"http://127.0.0.1:{port}" for _, port in servers]
+        # each server has its own accounts database: client i logs in on, and connects to, bases[i % servers]
+        by_base = [asyncio.run(login_tokens(b, len(range(i, args.clients, len(bases))))) for i, b in enumerate(bases)]
+        ordered = [by_base[i % len(bases)][i // len(bases)] for i in range(args.clients)]
+        admin = ordered[0]
+        for _ in range(600):
+            st = asyncio.run(get_json(bases[0], "/api/v1/telephony/status", admin))
+            if st.get("connected"):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"the bridge never connected: {st}")
+        nows = ctx.Array("d", args.clients, lock=False)
+        ready = ctx.Value("i", 0)
+        clients_proc = ctx.Process(target=ws_clients, args=([f"{b}/ws/telephony" for b in bases], ordered, nows,
+                                                            ready, stop, str(tmp / "clients.pkl")), daemon=True)
+        clients_proc.start()
+        deadline = time.monotonic() + 120
+        while ready.value < args.clients:
+            if time.monotonic() > deadline or not clients_proc.is_alive():
+                raise RuntimeError(f"only {ready.value} of {args.clients} clients got their snapshot")
+            time.sleep(0.05)
+        pids = [p.pid for p, _ in servers]
+        print(f"{args.servers} hotline serve (pid {', '.join(map(str, pids))}), {args.clients} logged-in WebSocket "
+              f"clients; load average {os.getloadavg()[0]:.2f}", flush=True)
+        phases: list[dict[str, Any]] = []
+        first = 0
+        for rate, count in zip(rates, counts):
+            last_ts = max(t for t in ts[first:first + count] if t is not None)
+            cpu0 = sum(cpu_seconds(p) for p in pids)
+            rcpu0 = cpu_seconds(redis.pid)
+            load = os.getloadavg()[0]
+            bench_conn.send(("phase", first, count, rate))
+            sent = bench_conn.recv()
+            sent_s = sent[-1] - sent[0]
+            deadline = time.monotonic() + args.grace
+            while min(nows[:]) < last_ts and time.monotonic() < deadline:
+                time.sleep(0.005)
+            caught_up = min(nows[:]) >= last_ts
+            done_at = time.perf_counter()
+            cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+            rcpu = cpu_seconds(redis.pid) - rcpu0
+            st = asyncio.run(get_json(bases[0], "/api/v1/telephony/status", admin))
+            live = asyncio.run(get_json(bases[-1], "/api/v1/telephony/live", ordered[len(bases) - 1]))
+            offered = live["queues"].get("12345", {}).get("stats", {}).get("offered")
+            phases.append({"rate": rate, "events": count, "first": first, "sent": sent, "sent_seconds": sent_s,
+                           "caught_up": caught_up, "lag_after_last_send_s": done_at - sent[-1],
+                           "hotline_cpu_s": cpu, "redis_cpu_s": rcpu, "load_average": load,
+                           "reconnects": st.get("reconnects"), "ami_connected": st.get("connected"),
+                           "offered": offered, "joins_sent": sum(joins[:first + count]), "day": live.get("day")})
+            print(f"  phase {rate:,.0f}/s: sent {count:,} in {sent_s:.1f} s, clients caught up: {caught_up}, "
+                  f"load {load:.2f}", flush=True)
+            first += count
+            time.sleep(1.0)
+        final_live = asyncio.run(get_json(bases[0], "/api/v1/telephony/live", admin))
+        stop.set()
+        clients_proc.join(120)
+        logs = pickle.loads((tmp / "clients.pkl").read_bytes())
     finally:
-        proc.terminate()
-        redis_srv.stop()
-    pano = statistics.median(bare)
+        stop.set()
+        try:
+            bench_conn.send(("stop",))
+        except Exception:  # the fake is gone already
+            pass
+        for p, _ in servers:
+            p.terminate()
+        for p, _ in servers:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        redis.terminate()
+        fake.join(5)
+        if fake.is_alive():
+            fake.terminate()
+
+    # ---- latency: event i is on client c once c's newest ``now`` reaches ts[i]; timed events move ``now`` on
+    client_t = [np.array([f[0] for f in lg["frames"]]) for lg in logs]
+    client_n = [np.array([f[1] for f in lg["frames"]]) for lg in logs]
+    faults = [seq_faults(lg["seqs"]) for lg in logs]
+    view = logs[0].get("view") or {}
+    keys = ("queues", "agents", "calls", "now", "day")
+    view_equal = {k: view.get(k) for k in keys} == {k: final_live.get(k) for k in keys}
+    best = float("-inf")
+    results = []
+    for ph in phases:
+        idx, times = [], []
+        for j in range(ph["first"], ph["first"] + ph["events"]):
+            t = ts[j]
+            if t is not None and t > best:
+                best = t
+                idx.append(j)
+                times.append(ph["sent"][j - ph["first"]])
+        p = np.array([ts[j] for j in idx])
+        s = np.array(times)
+        arrive = np.full(len(idx), -np.inf)
+        for t_c, n_c in zip(client_t, client_n):
+            k = np.searchsorted(n_c, p, side="left")
+            got = np.where(k < len(n_c), t_c[np.minimum(k, len(n_c) - 1)], np.inf)
+            arrive = np.maximum(arrive, got)
+        ok = np.isfinite(arrive)
+        lat = sorted(((arrive[ok] - s[ok]) * 1000).tolist())
+        delivered_rate = (ph["events"] / (max(arrive[ok]) - ph["sent"][0])) if ok.any() else 0.0
+        cpu = ph["hotline_cpu_s"] + ph["redis_cpu_s"]
+        r = {"rate": ph["rate"], "events": ph["events"], "timed_events": len(idx),
+             "not_delivered": int((~ok).sum()), "sent_rate": ph["events"] / max(ph["sent_seconds"], 1e-9),
+             "delivered_rate": delivered_rate,
+             "p50_ms": pct(lat, 0.5) if lat else None, "p99_ms": pct(lat, 0.99) if lat else None,
+             "max_ms": lat[-1] if lat else None,
+             "hotline_cpu_s": ph["hotline_cpu_s"], "redis_cpu_s": ph["redis_cpu_s"],
+             "events_per_cpu_s": ph["events"] / cpu if cpu else None,
+             "cpu_ratio_vs_panoramisk": (ph["events"] / cpu / bare) if cpu else None,
+             "reconnects": ph["reconnects"], "ami_connected": ph["ami_connected"],
+             "offered": ph["offered"], "joins_sent": ph["joins_sent"], "day": ph["day"],
+             "load_average": ph["load_average"], "caught_up": ph["caught_up"]}
+        r["keeps_up"] = bool(ph["caught_up"] and r["delivered_rate"] >= 0.95 * ph["rate"]
+                             and r["p99_ms"] is not None and r["p99_ms"] < 1000)
+        results.append(r)
+    lost = sum(f[0] for f in faults)
+    dup = sum(f[1] for f in faults)
+    resnap = sum(f[2] for f in faults)
+    kept = [r["rate"] for r in results if r["keeps_up"]]
+    failed = [r["rate"] for r in results if not r["keeps_up"]]
+    saturation = (f"between {max(kept):,.0f} and {min(f for f in failed if f > max(kept)):,.0f} events/s"
+                  if kept and any(f > max(kept) for f in failed) else
+                  f"above {max(kept):,.0f} events/s" if kept else f"below {min(failed):,.0f} events/s")
     print()
-    print(f"panoramisk bare parse (decode+split+Message, no framing fix): {pano:,.0f} events/s (median of 3)")
-    print(f"our framing + parse alone:                                    {statistics.median(ours):,.0f} events/s")
-    print(f"pure reducer alone (apply):                                   {statistics.median(red):,.0f} events/s")
-    print(f"whole bridge, TCP -> reducer -> Redis -> WebSocket client:    {res['flat_rate']:,.0f} events/s "
-          f"({res['flat_events']:,} events in {res['flat_seconds']:.1f} s, {res['ws_messages']:,} WS messages)")
-    print(f"ratio whole bridge / panoramisk bare parse:                   {res['flat_rate'] / pano:.2f}")
-    print(f"latency AMI bytes in -> WebSocket message, paced {args.rate:,.0f} events/s "
-          f"({res['paced_events']:,} events): p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms, "
-          f"max {res['max_ms']:.1f} ms")
+    print(f"anchor: bare panoramisk parse {bare:,.0f} events per CPU second")
+    print(f"{args.servers} server process(es), {args.clients} logged-in WebSocket clients; "
+          f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
+    for r in results:
+        print(f"{r['rate']:>7,.0f}/s  sent {r['sent_rate']:>7,.0f}/s delivered {r['delivered_rate']:>7,.0f}/s  "
+              f"p50 {r['p50_ms'] or float('nan'):7.1f} ms  p99 {r['p99_ms'] or float('nan'):8.1f} ms  "
+              f"max {r['max_ms'] or float('nan'):8.1f} ms  not delivered {r['not_delivered']}  "
+              f"CPU hotline {r['hotline_cpu_s']:.1f} s + redis {r['redis_cpu_s']:.1f} s = "
+              f"{r['events_per_cpu_s'] or 0:,.0f} ev/CPU-s = {r['cpu_ratio_vs_panoramisk'] or 0:.2f}x panoramisk  "
+              f"reconnects {r['reconnects']}  offered {r['offered']} / joined {r['joins_sent']}  "
+              f"load {r['load_average']:.2f}")
+    print(f"patch messages lost {lost}, duplicated {dup} (all clients); fresh snapshots to slow clients {resnap}")
+    print(f"client 0's rebuilt view equals the server's: {view_equal}")
+    print(f"saturation: {saturation}")
+    out = ROOT / "benchmarks" / "out"
+    out.mkdir(exist_ok=True)
+    (out / "ami_bridge.json").write_text(json.dumps(
+        {"anchor_panoramisk_events_per_cpu_s": bare, "servers": args.servers, "clients": args.clients,
+         "phases": results, "lost": lost, "duplicated": dup, "resnapshots": resnap, "view_equal": view_equal,
+         "saturation": saturation, "load_before": load_before, "load_after": os.getloadavg()}, indent=1))
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ class LiveClient:
 
 class LiveHub:
     def __init__(self, redis: Any | None, *, prefix: str = PREFIX, snapshot_interval: float = 0.5,
-                 max_buffer: int = 1 << 20, drop_after: float = 10.0) -> None:
+                 max_buffer: int = 1 << 20, drop_after: float = 10.0, min_interval: float = 0.004) -> None:
         self.redis = redis
         self.prefix = prefix
         self.snapshot_interval = snapshot_interval
@@ -137,6 +137,7 @@ class LiveHub:
         self.clients: set[LiveClient] = set()
         self.max_buffer = max_buffer  # bytes a client's socket may hold unsent before it is skipped
         self.drop_after = drop_after  # seconds a skipped client gets to drain before its socket is closed
+        self.min_interval = min_interval  # seconds between two publishes of patches (see ``publish``)
         self.snapshot_source: Callable[[], dict[str, Any]] | None = None  # leader: full view
         self._dirty = False
         self.leader = False  # set by the service while it owns the AMI connection
@@ -270,6 +271,14 @@ class LiveHub:
 
     # ------------------------------------------------------------ leader side
     async def publish(self, patches: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
+        """Publish one fold's patches; returns no sooner than ``min_interval`` after it started.
+
+        The consumer awaits this before folding again, so under load it folds what queued meanwhile as one
+        batch: one Redis message and one frame per client every few ms instead of one every few events (at
+        3,000 events/s that was ~1,000 publishes and 50,000 socket writes a second). A quiet feed is not
+        delayed: an event arriving after the interval is folded and published at once.
+        """
+        started = asyncio.get_running_loop().time()
         async with self._pub_lock:
             self.pub_seq += 1
             msg: dict[str, Any] = {"type": "patch", "seq": self.pub_seq, "patches": patches}
@@ -278,8 +287,11 @@ class LiveHub:
             self._dirty = True
             if self.redis is None:
                 self._receive(msg)
-                return
-            await self.redis.publish(self.k_changes, _dumps(msg))
+            else:
+                await self.redis.publish(self.k_changes, _dumps(msg))
+        rest = started + self.min_interval - asyncio.get_running_loop().time()
+        if rest > 0:
+            await asyncio.sleep(rest)
 
     async def publish_full(self, view: dict[str, Any]) -> None:
         async with self._pub_lock:
