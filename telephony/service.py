@@ -158,18 +158,21 @@ class TelephonyService:
                 self.state = LiveState()
                 # The day's counters come back from the call store, the rest from the PBX's lists.
                 asyncio.get_running_loop().create_task(self._safe_resync())
+            try:
+                patches = diff(old, self.state)
+                if patches or (self.trace_latency and batch):
+                    extra = {"rx": [ev.get("_rx") for ev in batch]} if self.trace_latency else None
+                    try:
+                        await self.hub.publish(patches, extra)
+                    except Exception:
+                        log.exception("publishing live changes failed")
+                # After the patches (a screen pop never arrives before the agent's call does), and before the
+                # events count as done, so drain() never returns while their effects are not yet queued.
+                for e in effects:
+                    self.effects.put_nowait(e)
             finally:
                 for _ in batch:
                     self.events.task_done()
-            patches = diff(old, self.state)
-            if patches or (self.trace_latency and batch):
-                extra = {"rx": [ev.get("_rx") for ev in batch]} if self.trace_latency else None
-                try:
-                    await self.hub.publish(patches, extra)
-                except Exception:
-                    log.exception("publishing live changes failed")
-            for e in effects:
-                self.effects.put_nowait(e)
 
     async def _safe_resync(self) -> None:
         await self.seed_day()

@@ -1,7 +1,7 @@
 """``hotline screenshots OUTDIR``: start a throw-away server with demonstration data (temporary SQLite and
 a private redis-server), log in as each role in headless Chromium and save each main page at 1366x768
 (the viewport an agent sees) and as a full page; the department's inbox and ticket also at a phone's 390x844,
-the wallboard at a TV's 1920x1080.
+the wallboard at a TV's 1920x1080 after a busy hour of calls (``telephony.demo``).
 
 server.py registers the command and passes its application factory in (``register_cli(sub, create_app)``),
 and the asr side's demo call (``asr.demo.seed_recording``: this module imports neither ``server`` nor ``asr``)."""
@@ -11,9 +11,12 @@ import argparse
 import asyncio
 import socket
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web as aioweb
 
@@ -42,6 +45,21 @@ async def _play_from_a_line(page: Any) -> None:
     if await lines.count() > 2:
         await lines.nth(2).click()
         await page.eval_on_selector("#rec-audio", "a => { a.pause(); a.dispatchEvent(new Event('timeupdate')); }")
+
+
+async def _busy_hour(app: aioweb.Application, settings: Any) -> None:
+    """The last 50 minutes of a busy hotline (``telephony.demo``) folded into the live view and the call records,
+    ending now and never reaching back past the centre's midnight (the day's counters would start over)."""
+    from telephony import demo as telephony_demo
+    from telephony.service import SERVICE
+
+    now = time.time()
+    local = datetime.fromtimestamp(now, ZoneInfo(settings.server.timezone))
+    since_midnight = now - local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    svc = app[SERVICE]
+    for event in telephony_demo.busy_hour(now, span=max(60.0, min(3000.0, since_midnight - 1))):
+        svc.submit(event)
+    await svc.drain()
 
 
 async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable: str = CHROMIUM,
@@ -113,10 +131,13 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
             target = outdir / "13-reports-2560x1440.png"
             await page.screenshot(path=str(target))
             shots.append(target)
-            # The wallboard on the TV it is made for (1920x1080, read from across the room).
+            # The wallboard on the TV it is made for (1920x1080, read from across the room), after a busy hour.
+            await _busy_hour(app, settings)
             await page.set_viewport_size({"width": 1920, "height": 1080})
             await page.goto(base + "/wallboard")
             await page.wait_for_load_state("networkidle")
+            await page.wait_for_function("() => document.body.dataset.loaded === '1' && "
+                                         "document.querySelectorAll('#agents .agent').length > 0")
             target = outdir / "19-wallboard-1920x1080.png"
             await page.screenshot(path=str(target))
             shots.append(target)

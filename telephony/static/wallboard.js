@@ -93,8 +93,8 @@ function renderQueues() {
   for (const q of Object.values(view.queues || {})) {
     const s = q.stats || {};
     const f = queueFigures(q);
-    const members = q.members || [];
-    const free = members.filter(m => !m.paused && m.status === 1).length;
+    // free: the agent's state over all its queues and calls (a member's device status lags behind a call)
+    const free = Object.values(view.agents || {}).filter(a => a.state === "available" && (a.queues || []).includes(q.name)).length;
     const waiting = q.waiting || [];
     const rows = waiting.map(w => {
       const waited = now - w.joined;
@@ -116,7 +116,7 @@ function renderQueues() {
         ${kpi("接通", s.answered || 0)}
         ${kpi("放弃", `<span class="abandoned">${s.abandoned || 0}</span>`, s.abandoned ? "bad" : "")}
         ${kpi("平均等待", secs(s.avg_wait))}
-        ${kpi("平均通话", secs(s.avg_talk))}
+        ${kpi("平均通话", s.avg_talk == null ? "—" : dur(s.avg_talk))}
       </div>
       <table class="waiters"><thead><tr><th>位置</th><th>来电号码</th><th>已等待</th></tr></thead>
       <tbody>${rows || '<tr><td colspan="3" class="empty">无排队来电</td></tr>'}</tbody></table>
