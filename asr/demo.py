@@ -52,14 +52,21 @@ def write_wav(path: Path) -> float:
 
 
 def transcript() -> dict[str, Any]:
-    text, segments = "", []
+    """The written lines as a transcript, one timed "word" per character spread evenly over its line (so the
+    draft fields recognition derives from it know the second each was said)."""
+    text, segments, words = "", [], []
     for speaker, start, end, line in LINES:
         if text:
             text += "\n"
+        first, step = len(words), (end - start) / len(line)
+        for i, ch in enumerate(line):
+            words.append({"word": ch, "start": round(start + i * step, 2), "end": round(start + (i + 1) * step, 2),
+                          "conf": 1.0, "speaker": speaker, "char_start": len(text) + i, "char_end": len(text) + i + 1})
         segments.append({"speaker": speaker, "start": start, "end": end, "text": line, "char_start": len(text),
-                         "char_end": len(text) + len(line), "words": [0, 0]})
+                         "char_end": len(text) + len(line), "words": [first, len(words)]})
         text += line
-    return {"text": text, "segments": segments, "words": [], "duration": DURATION, "engine": "demo (written, not recognised)"}
+    return {"text": text, "segments": segments, "words": words, "duration": DURATION,
+            "engine": "demo (written, not recognised)"}
 
 
 async def seed_recording(app: web.Application, call_id: str, directory: str | Path) -> Path:

@@ -162,19 +162,30 @@ def provenance(draft_fields: Any, transcript: str | None) -> dict[str, Any]:
     """Where each pre-filled field came from, as HTML-ready segments: [(text, field or None)].
 
     ``start``/``end`` point into the transcript when one is given; otherwise into the field's own
-    ``source_text``. Anything malformed is shown as plain text rather than breaking the page.
+    ``source_text``. Recognition's drafts (asr/drafts.py) give ``sources`` instead: spans of the transcript
+    (``start``/``end``, the words as ``text``, their seconds in the recording as ``start_s``), the first of
+    which is shown and, as ``at``, lets the ticket page's player seek there. Flags of the draft
+    (``needs_confirmation``) are not fields. Anything malformed is shown as plain text rather than breaking the page.
     """
     fields: list[dict[str, Any]] = []
     spans: list[tuple[int, int, str]] = []
     if isinstance(draft_fields, dict):
         for name, info in draft_fields.items():
+            if isinstance(info, bool):
+                continue
             if not isinstance(info, dict):
                 info = {"value": info}
-            src = str(info.get("source_text") or "")
-            start, end = info.get("start"), info.get("end")
+            sources = [x for x in info.get("sources") or () if isinstance(x, dict)] \
+                if isinstance(info.get("sources"), list) else []
+            from_recognition = bool(sources) and not info.get("source_text")
+            first = sources[0] if from_recognition else info
+            src = str(first.get("text" if from_recognition else "source_text") or "")
+            start, end = first.get("start"), first.get("end")
             ok_span = isinstance(start, int) and isinstance(end, int) and 0 <= start < end
             segs: list[tuple[str, str | None]] = [(src, None)]
-            if src:
+            if src and from_recognition:
+                segs = [(src, name)]  # the source is exactly the words the value came from
+            elif src:
                 if ok_span and transcript is None and end <= len(src):
                     segs = [(src[:start], None), (src[start:end], name), (src[end:], None)]
                 elif str(info.get("value") or "") and str(info["value"]) in src:
@@ -185,9 +196,12 @@ def provenance(draft_fields: Any, transcript: str | None) -> dict[str, Any]:
                 spans.append((start, end, name))
             value = info.get("value")
             display = VALUE_LABELS.get(name, {}).get(value, value) if isinstance(value, str) else value
+            if isinstance(display, dict):  # a suggested department
+                display = display.get("name") or display.get("department_name") or ""
+            at = first.get("start_s")
             fields.append({"name": name, "label": FIELD_LABELS.get(name, name), "value": value,
-                           "display": "" if display is None else display,
-                           "segments": segs, "has_source": bool(src)})
+                           "display": "" if display is None else display, "segments": segs, "has_source": bool(src),
+                           "at": float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else None})
     segments: list[tuple[str, str | None]] = []
     if transcript is not None:
         pos = 0

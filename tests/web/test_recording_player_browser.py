@@ -6,6 +6,7 @@ The call is a stereo MixMonitor-style file (caller left, agent right) put togeth
 recordings of ../shared/speech, transcribed once by the real recognition worker with Whisper base."""
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,40 @@ async def test_a_corrupt_recording_is_a_message_on_the_page(console_factory: Any
     assert await page.locator("#rec-audio").is_hidden()
     assert "没有转写文本" in await page.locator("#rec-lines").inner_text()
     assert problems == []  # the page asked first, so no failed audio request and no console error
+
+
+async def test_a_recognised_field_plays_the_moment_it_was_heard(
+        console_factory: Any, browser: Any, tmp_path: Path) -> None:
+    """自动识别字段 beside the player: the address recognition found is shown with its words, and its ▶ seeks the
+    recording to the second those words were said (timed words as recognition stores them; the draft fields
+    come from the server's own delivery loop, asr.drafts over the stored transcript)."""
+    console = await recording_console(console_factory, tmp_path / "monitor")
+    wav = tmp_path / "monitor" / f"{CALL}.wav"
+    stereo_call(wav)
+    ticket = await accepted_call_ticket(console)
+    text = "我住在北京市朝阳区幸福路18号，楼下工地每天晚上十一点还在打桩"
+    words = [{"word": c, "start": round(AGENT_AT + 0.25 * i, 2), "end": round(AGENT_AT + 0.25 * i + 0.2, 2),
+              "conf": 0.9, "speaker": "caller", "char_start": i, "char_end": i + 1} for i, c in enumerate(text)]
+    store = console.app[asr_service.SERVICE].store
+    await store.queue(CALL, str(wav), None, "j")
+    await store.finish(CALL, str(wav), {"text": text, "words": words, "duration": 12.0, "engine": "test", "segments": [
+        {"speaker": "caller", "start": words[0]["start"], "end": words[-1]["end"], "text": text}]})
+    deadline = asyncio.get_running_loop().time() + 60
+    while not (await store.job(CALL))["draft_delivered_at"]:
+        assert asyncio.get_running_loop().time() < deadline, "the server never delivered the draft fields"
+        await asyncio.sleep(0.1)
+    heard_at = words[text.index("北京市")]["start"]
+
+    page = await login(browser, console, "super1")
+    problems = watch(page)
+    await page.goto(f"{console.base}/tickets/{ticket['number']}")
+    await page.wait_for_function("() => document.getElementById('rec-audio').duration > 0", timeout=60_000)
+    address = page.locator("#draft-fields tr[data-field=address]")
+    assert "北京市朝阳区幸福路18号" in await address.locator("mark").inner_text()
+    assert await page.locator("#draft-fields tr[data-field=needs_confirmation]").count() == 0  # a flag, not a field
+    await page.evaluate("""() => { window.seeks = [];
+        document.getElementById('rec-audio').addEventListener('seeking', e => window.seeks.push(e.target.currentTime)); }""")
+    await address.locator("[data-seek]").click()
+    await page.wait_for_function("() => window.seeks.length > 0", timeout=30_000)
+    assert (await page.evaluate("() => window.seeks"))[0] == pytest.approx(heard_at, abs=0.05)
+    assert problems == []

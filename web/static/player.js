@@ -39,15 +39,19 @@
       const who = SPEAKERS[s.speaker] !== undefined ? SPEAKERS[s.speaker] : (s.speaker || "");
       btn.innerHTML = `<span class="rec-time">${clock(s.start)}</span>` +
         (who ? `<span class="tag">${Hotline.esc(who)}</span> ` : "") + Hotline.esc(s.text);
-      btn.addEventListener("click", () => {
-        audio.currentTime = Number(s.start);
-        const played = audio.play();
-        if (played && played.catch) played.catch(() => {});  // paused by the user or no audio device: the seek stands
-      });
+      btn.addEventListener("click", () => seek(s.start));
       li.appendChild(btn);
       list.appendChild(li);
     }
   }
+
+  function seek(seconds) {
+    audio.currentTime = Number(seconds);
+    const played = audio.play();
+    if (played && played.catch) played.catch(() => {});  // paused by the user or no audio device: the seek stands
+  }
+  // Fields recognition filled in (自动识别字段) name the second they were heard at.
+  document.querySelectorAll("[data-seek]").forEach(b => b.addEventListener("click", () => seek(b.dataset.seek)));
 
   audio.addEventListener("timeupdate", () => {
     const t = audio.currentTime;
