@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from redis.asyncio import Redis
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 import migrations
@@ -94,25 +94,42 @@ def make_engine(settings: Settings, *, for_reads: bool = False) -> AsyncEngine:
         # pool (FIFO, no polling); between processes, BEGIN IMMEDIATE + busy_timeout does the queueing.
         pool = {"pool_size": 10, "max_overflow": 10} if for_reads else {"pool_size": 1, "max_overflow": 0}
         engine = create_async_engine(url, connect_args={"timeout": 30}, pool_timeout=120, **pool)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN" if for_reads else "BEGIN IMMEDIATE")
-
+        _sqlite_setup(engine.sync_engine, for_reads)
         return engine
     return create_async_engine(url, pool_size=settings.database.pool_size, max_overflow=settings.database.pool_size,
                                pool_pre_ping=True)
+
+
+def make_ticket_write_engine(settings: Settings) -> Engine | None:
+    """SQLite: a synchronous engine for the ticket store's group-commit writer, which runs each batch in a
+    thread of its own in one hop (tickets/writer.py); same pragmas as ``make_engine``. None elsewhere."""
+    url = settings.database_url
+    if not url.startswith("sqlite"):
+        return None
+    Path(settings.data_path).mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url.replace("+aiosqlite", ""), connect_args={"timeout": 30, "check_same_thread": False},
+                           pool_size=1, max_overflow=0, pool_timeout=120)
+    _sqlite_setup(engine, for_reads=False)
+    return engine
+
+
+def _sqlite_setup(engine: Engine, for_reads: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
+        # synchronous=FULL: a commit is on disk (the WAL fsynced) before anyone is told of the ticket; NORMAL
+        # can lose the last commits on power loss. Group commit (tickets/writer.py) pays one fsync per batch.
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN" if for_reads else "BEGIN IMMEDIATE")
 
 
 async def migrate(settings: Settings) -> None:
@@ -316,7 +333,8 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
         app[SESSIONS] = sessions
         app[READ_SESSIONS] = read_sessions
         users = UserStore(sessions, clock, settings, read_sessions)
-        store = TicketStore(sessions, settings, clock, read_sessions)
+        write_engine = make_ticket_write_engine(settings)
+        store = TicketStore(sessions, settings, clock, read_sessions, write_engine)
         users.marker = app[REDIS]  # the cross-process revocation mark: disabling an account holds at once
         app[accounts_http.USERS] = users
         app[tickets_http.STORE] = store
@@ -332,6 +350,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
         try:
             yield
         finally:
+            store.writer.close()
             await engine.dispose()
             if read_engine is not engine:
                 await read_engine.dispose()

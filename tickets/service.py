@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, Table, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Select, Table, and_, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +23,7 @@ from config.settings import REQUEST_TYPES, Settings
 from tickets import deadlines, phones, visibility, workflow
 from tickets.accounts.service import Principal
 from tickets.errors import Conflict, InvalidField, NotFound, Refused
+from tickets.writer import GroupWriter, writer_for
 from tickets.models import (
     Assignment,
     Department,
@@ -66,6 +67,14 @@ def load_escalation(path: Path) -> dict[str, str]:
     return chain
 
 
+# A new ticket's columns before the caller's values: the model's constant defaults, empty texts.
+_ROW_DEFAULTS: dict[str, Any] = {
+    **{c.name: c.default.arg if c.default is not None and not callable(c.default.arg) else None
+       for c in T.columns if c.name != "id"},
+    "title": "", "content": "", "address": "", "address_key": "", "district": "", "category": "", "caller_name": "",
+    "caller_phone": ""}
+
+
 def to_state(ticket: Any) -> workflow.TicketState:
     values = {name: getattr(ticket, name) for name in STATE_FIELDS}
     values["co_handler_ids"] = tuple(ticket.co_handler_ids or ())
@@ -103,9 +112,12 @@ class TicketQuery:
 
 class TicketStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
-                 clock: Callable[[], datetime], read_sessions: async_sessionmaker[AsyncSession] | None = None
-                 ) -> None:
+                 clock: Callable[[], datetime], read_sessions: async_sessionmaker[AsyncSession] | None = None,
+                 write_engine: Engine | None = None) -> None:
         self.sessions = sessions
+        # Every write goes through the process's group-commit writer (tickets/writer.py): SQLite gets a
+        # synchronous ``write_engine`` so a whole batch is one hop to the writer's thread.
+        self.writer: GroupWriter = writer_for(sessions.kw["bind"], write_engine)
         # SQLite: writes take the write lock at BEGIN (see server.make_engine); reads use a separate pool.
         self.read_sessions = read_sessions or sessions
         self.settings = settings
@@ -138,14 +150,13 @@ class TicketStore:
         return ticket
 
     # ------------------------------------------------------------ create
-    async def _next_number(self, session: AsyncSession, now: datetime) -> str:
+    def _next_number(self, conn: Connection, now: datetime) -> str:
         day = now.astimezone(self.tz).strftime("%Y%m%d")
-        dialect = session.bind.dialect.name if session.bind else "sqlite"
-        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TicketCounter)
+        ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(TicketCounter)
         stmt = ins.values(day=day, last=1).on_conflict_do_update(
             index_elements=[TicketCounter.day], set_={"last": TicketCounter.last + 1}
         ).returning(TicketCounter.last)
-        seq = (await session.execute(stmt)).scalar_one()
+        seq = conn.execute(stmt).scalar_one()
         return f"{day}-{seq:06d}"
 
     def _clean(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -189,33 +200,36 @@ class TicketStore:
         values.setdefault("urgency", "normal")
         if not (values.get("content") or values.get("title")):
             raise InvalidField("content", "请填写诉求内容")
-        now = self.clock()
-        async with self.sessions.begin() as session:
-            row = {c.name: c.default.arg if c.default is not None and not callable(c.default.arg) else None
-                   for c in T.columns if c.name != "id"}
-            row.update(title="", content="", address="", address_key="", district="", category="", caller_name="",
-                       caller_phone="", co_handler_ids=[])
-            row.update(values)
-            row.update(number=await self._next_number(session, now), created_at=now, updated_at=now, version=1,
-                       created_by=who.id if who.role != "system" else None, status="draft", call_id=call_id,
-                       recording_path=recording_path, draft_fields=dict(draft_fields) if draft_fields else None,
-                       transcript_id=transcript_id)
-            ticket_id = (await session.execute(insert(T).values(**row).returning(T.c.id))).scalar_one()
-            ticket = SimpleNamespace(id=ticket_id, **row)
-            created = workflow.HistoryEntry(action="create", at=now, actor_id=who.id, actor_role=who.role,
-                                            actor_name=who.name, from_status="", to_status="draft", note="",
-                                            data={"channel": ticket.channel})
-            await session.execute(insert(H).values(ticket_id=ticket_id, **_entry_row(created)))
-            entries = []
-            if accept:
-                entry, changes = await self._apply(session, ticket, "accept", {}, who, now)
-                await self._save(session, ticket, changes, now)
-                entries.append(entry)
-            view = self._view(ticket, mask=False)
-            await self._hook_rows(session, [(view, created)] + [(view, e) for e in entries])
+        view, entries = await self.writer.submit(lambda conn: self._create_in(
+            conn, values, who, accept, call_id, recording_path, draft_fields, transcript_id))
         for entry in entries:
             self._notify(view, entry)
         return view
+
+    def _create_in(self, conn: Connection, values: Mapping[str, Any], who: Principal, accept: bool,
+                   call_id: str | None, recording_path: str | None, draft_fields: Mapping[str, Any] | None,
+                   transcript_id: int | None) -> tuple[dict[str, Any], list[workflow.HistoryEntry]]:
+        """The creation inside a write batch: returns the view and the entries to notify after the commit."""
+        now = self.clock()
+        row = {**_ROW_DEFAULTS, "co_handler_ids": [], **values}
+        row.update(number=self._next_number(conn, now), created_at=now, updated_at=now, version=1,
+                   created_by=who.id if who.role != "system" else None, status="draft", call_id=call_id,
+                   recording_path=recording_path, draft_fields=dict(draft_fields) if draft_fields else None,
+                   transcript_id=transcript_id)
+        ticket_id = conn.execute(insert(T).values(**row).returning(T.c.id)).scalar_one()
+        ticket = SimpleNamespace(id=ticket_id, **row)
+        created = workflow.HistoryEntry(action="create", at=now, actor_id=who.id, actor_role=who.role,
+                                        actor_name=who.name, from_status="", to_status="draft", note="",
+                                        data={"channel": ticket.channel})
+        conn.execute(insert(H).values(ticket_id=ticket_id, **_entry_row(created)))
+        entries = []
+        if accept:
+            entry, changes = self._apply(conn, ticket, "accept", {}, who, now)
+            self._save(conn, ticket, changes, now)
+            entries.append(entry)
+        view = self._view(ticket, mask=False)
+        self._hook_rows(conn, [(view, created)] + [(view, e) for e in entries])
+        return view, entries
 
     async def attach_draft(self, call_id: str, transcript_id: int | None, draft_fields: Mapping[str, Any],
                            values: Mapping[str, Any], who: Principal) -> dict[str, Any]:
@@ -224,28 +238,34 @@ class TicketStore:
         Idempotent by ``call_id`` (recognition may deliver twice). Fields the agent already filled are never
         overwritten; the suggestions stay beside them in ``draft_fields`` for the agent to compare.
         """
-        now = self.clock()
-        async with self.sessions.begin() as session:
-            row = (await session.execute(select(T).where(T.c.call_id == call_id).order_by(T.c.id).limit(1)
-                                         .with_for_update())).mappings().first()
-            if row is not None:
-                ticket = SimpleNamespace(**row)
-                changes: dict[str, Any] = {"draft_fields": dict(draft_fields), "transcript_id": transcript_id}
-                if ticket.status == "draft":
-                    for key, value in self._clean(values).items():
-                        if not getattr(ticket, key, None) or key in ("request_type", "urgency") \
-                                and getattr(ticket, key) in ("inquiry", "normal") and value:
-                            changes[key] = value
-                vars(ticket).update(changes)
-                await self._save(session, ticket, changes, now)
-                await session.execute(insert(H).values(
-                    ticket_id=ticket.id, action="draft_filled", at=now, actor_id=None, actor_role=who.role,
-                    actor_name=who.name, from_status=ticket.status, to_status=ticket.status, note="",
-                    data={"transcript_id": transcript_id, "fields": sorted(draft_fields)}))
-                return self._view(ticket, mask=False)
-        data = {k: v for k, v in values.items() if v}
-        data.setdefault("content", "（语音转写未识别出内容）")
-        return await self.create(data, who, call_id=call_id, draft_fields=draft_fields, transcript_id=transcript_id)
+        def fill(conn: Connection) -> tuple[dict[str, Any], list[workflow.HistoryEntry]]:
+            now = self.clock()
+            row = conn.execute(select(T).where(T.c.call_id == call_id).order_by(T.c.id).limit(1)
+                               .with_for_update()).mappings().first()
+            if row is None:  # in the same job as the look-up: two deliveries cannot both create
+                data = {k: v for k, v in values.items() if v}
+                data.setdefault("content", "（语音转写未识别出内容）")
+                fresh = {"channel": "phone", "request_type": "inquiry", "urgency": "normal", **self._clean(data)}
+                return self._create_in(conn, fresh, who, False, call_id, None, draft_fields, transcript_id)
+            ticket = SimpleNamespace(**row)
+            changes: dict[str, Any] = {"draft_fields": dict(draft_fields), "transcript_id": transcript_id}
+            if ticket.status == "draft":
+                for key, value in self._clean(values).items():
+                    if not getattr(ticket, key, None) or key in ("request_type", "urgency") \
+                            and getattr(ticket, key) in ("inquiry", "normal") and value:
+                        changes[key] = value
+            vars(ticket).update(changes)
+            self._save(conn, ticket, changes, now)
+            conn.execute(insert(H).values(
+                ticket_id=ticket.id, action="draft_filled", at=now, actor_id=None, actor_role=who.role,
+                actor_name=who.name, from_status=ticket.status, to_status=ticket.status, note="",
+                data={"transcript_id": transcript_id, "fields": sorted(draft_fields)}))
+            return self._view(ticket, mask=False), []
+
+        view, entries = await self.writer.submit(fill)
+        for entry in entries:
+            self._notify(view, entry)
+        return view
 
     async def call_acceptors(self, call_id: str) -> set[int]:
         """Ids of the agents who accepted a ticket of this call (首接负责): besides supervisors, the only people
@@ -259,99 +279,102 @@ class TicketStore:
     async def act(self, number: str, action: str, params: Mapping[str, Any], who: Principal) -> dict[str, Any]:
         if action in workflow.INTERNAL_RULES:
             raise Refused("unknown_action", f"未知操作：{action}", "", [])
-        now = self.clock()
-        after: list[tuple[dict[str, Any], workflow.HistoryEntry]] = []
-        async with self.sessions.begin() as session:
-            ticket = await self._load_row(session, number, who, for_update=True)
-            await self._check_references(session, ticket, action, params)
-            master = None
-            if action == "escalate" and params.get("to_department_id") is None:
-                params = {**params, "to_department_id": await self._next_level(session, ticket)}
-            if action in ("merge", "split"):
-                params, master = await self._merge_params(session, ticket, action, params)
-            entry, changes = await self._apply(session, ticket, action, params, who, now)
-            if action == "edit":
-                edits = self._clean(params)
-                changes.update(edits)
-                vars(ticket).update(edits)
-            await self._save(session, ticket, changes, now)
-            if master is not None:  # the master takes on (or gives back) the duplicate's departments
-                internal = "merged_in" if action == "merge" else "split_out"
-                moved = entry.data.get("moved_departments") if action == "merge" else params["moved_departments"]
-                after.append(await self._internal(session, master, internal, {
-                    "duplicate": ticket.number, "departments": moved or [], "note": entry.note}, who, now))
-            if action == "reply":
-                after += await self._relay_reply(session, ticket, now)
-            if action == "follow_up" and isinstance(params.get("draft"), str) and params["draft"]:
-                after += await self._absorb_draft(session, ticket, params["draft"], entry.note, who, now)
-            view = self._view(ticket, mask=False)
-            await self._hook_rows(session, [(view, entry), *after])
-        self._notify(view, entry)
-        for other_view, other_entry in after:
-            self._notify(other_view, other_entry)
-        return view
+        changed = await self.writer.submit(lambda conn: self._act_in(conn, number, action, params, who))
+        for view, entry in changed:
+            self._notify(view, entry)
+        return changed[0][0]
 
-    async def _absorb_draft(self, session: AsyncSession, case: SimpleNamespace, number: str, note: str,
+    def _act_in(self, conn: Connection, number: str, action: str, params: Mapping[str, Any], who: Principal
+                ) -> list[tuple[dict[str, Any], workflow.HistoryEntry]]:
+        """The action inside a write batch: (view, entry) of the ticket, then of every ticket it changed."""
+        now = self.clock()
+        ticket = self._load_row(conn, number, who, for_update=True)
+        self._check_references(conn, ticket, action, params)
+        master = None
+        if action == "escalate" and params.get("to_department_id") is None:
+            params = {**params, "to_department_id": self._next_level(conn, ticket)}
+        if action in ("merge", "split"):
+            params, master = self._merge_params(conn, ticket, action, params)
+        entry, changes = self._apply(conn, ticket, action, params, who, now)
+        if action == "edit":
+            edits = self._clean(params)
+            changes.update(edits)
+            vars(ticket).update(edits)
+        self._save(conn, ticket, changes, now)
+        after: list[tuple[dict[str, Any], workflow.HistoryEntry]] = []
+        if master is not None:  # the master takes on (or gives back) the duplicate's departments
+            internal = "merged_in" if action == "merge" else "split_out"
+            moved = entry.data.get("moved_departments") if action == "merge" else params["moved_departments"]
+            after.append(self._internal(conn, master, internal, {
+                "duplicate": ticket.number, "departments": moved or [], "note": entry.note}, who, now))
+        if action == "reply":
+            after += self._relay_reply(conn, ticket, now)
+        if action == "follow_up" and isinstance(params.get("draft"), str) and params["draft"]:
+            after += self._absorb_draft(conn, ticket, params["draft"], entry.note, who, now)
+        changed = [(self._view(ticket, mask=False), entry), *after]
+        self._hook_rows(conn, changed)
+        return changed
+
+    def _absorb_draft(self, conn: Connection, case: SimpleNamespace, number: str, note: str,
                             who: Principal, now: datetime) -> list[tuple[dict[str, Any], workflow.HistoryEntry]]:
         """追加诉求 / 催办 from the agent's screen: the new call's draft joins the open case (merged: its call,
         recording and caller stay on record) instead of becoming another ticket."""
-        draft = await self._load_row(session, number, who, for_update=True)
+        draft = self._load_row(conn, number, who, for_update=True)
         if draft.id == case.id or draft.status not in ("draft", "accepted"):
             raise InvalidField("draft", f"工单 {number} 不是待处理的新来电")
         params = {"master": case.number, "master_state": to_state(case), "note": f"追加诉求/催办：{note}"}
-        entry, changes = await self._apply(session, draft, "merge", params, who, now)
-        await self._save(session, draft, changes, now)
+        entry, changes = self._apply(conn, draft, "merge", params, who, now)
+        self._save(conn, draft, changes, now)
         return [(self._view(draft, mask=False), entry),
-                await self._internal(session, case, "merged_in", {"duplicate": draft.number, "departments": [],
+                self._internal(conn, case, "merged_in", {"duplicate": draft.number, "departments": [],
                                                                    "note": params["note"]}, who, now)]
 
-    async def _next_level(self, session: AsyncSession, ticket: SimpleNamespace) -> int | None:
+    def _next_level(self, conn: Connection, ticket: SimpleNamespace) -> int | None:
         """The next level of the escalation chain above the ticket's lead department (None: not configured)."""
         if ticket.lead_department_id is None:
             return None
-        code = await session.scalar(select(Department.code).where(Department.id == ticket.lead_department_id))
+        code = conn.scalar(select(Department.code).where(Department.id == ticket.lead_department_id))
         nxt = self.escalation.get(code or "") or self.escalation.get("*")
         if not nxt:
             return None
-        return await session.scalar(select(Department.id).where(Department.code == nxt, Department.active.is_(True)))
+        return conn.scalar(select(Department.id).where(Department.code == nxt, Department.active.is_(True)))
 
-    async def _merge_params(self, session: AsyncSession, ticket: SimpleNamespace, action: str,
+    def _merge_params(self, conn: Connection, ticket: SimpleNamespace, action: str,
                             params: Mapping[str, Any]) -> tuple[dict[str, Any], SimpleNamespace]:
         """The master's state for the workflow's checks; for a split, the state kept by the merge."""
         out = {k: v for k, v in params.items() if k not in ("master_state", "restore", "moved_departments")}
         if action == "merge":
             master_no = params["master"]
         else:
-            merged = await session.scalar(select(TicketHistory).where(
-                TicketHistory.ticket_id == ticket.id, TicketHistory.action == "merge")
-                .order_by(TicketHistory.id.desc()).limit(1))
+            merged = conn.execute(select(H.c.data).where(H.c.ticket_id == ticket.id, H.c.action == "merge")
+                                  .order_by(H.c.id.desc()).limit(1)).first()
             if merged is None or ticket.duplicate_of is None:
                 raise Refused("no_merge_record", "找不到合并记录，无法拆分", ticket.status, [])
             master_no = ticket.duplicate_of
-            out.update(restore=merged.data.get("restore"),
-                       moved_departments=list(merged.data.get("moved_departments") or []))
-        row = (await session.execute(select(T).where(T.c.number == master_no).with_for_update())).mappings().first()
+            data = merged.data or {}
+            out.update(restore=data.get("restore"), moved_departments=list(data.get("moved_departments") or []))
+        row = (conn.execute(select(T).where(T.c.number == master_no).with_for_update())).mappings().first()
         if row is None:
             raise InvalidField("master", f"主工单 {master_no} 不存在")
         master = SimpleNamespace(**row)
         out["master_state"] = to_state(master)
         return out, master
 
-    async def _internal(self, session: AsyncSession, ticket: SimpleNamespace, action: str,
+    def _internal(self, conn: Connection, ticket: SimpleNamespace, action: str,
                         params: Mapping[str, Any], who: Principal, now: datetime
                         ) -> tuple[dict[str, Any], workflow.HistoryEntry]:
         """A consequence on another ticket (master of a merge, merged callers), recorded in its history."""
         result = workflow.apply_internal(to_state(ticket), action, params, who.as_actor(), now, self.policy)
         if isinstance(result, workflow.Refusal):
             raise Refused(result.code, result.message, result.status, [], result.field)
-        entry, changes = await self._record(session, ticket, to_state(ticket), result)
-        await self._save(session, ticket, changes, now)
+        entry, changes = self._record(conn, ticket, to_state(ticket), result)
+        self._save(conn, ticket, changes, now)
         return self._view(ticket, mask=False), entry
 
-    async def _relay_reply(self, session: AsyncSession, master: SimpleNamespace, now: datetime
+    def _relay_reply(self, conn: Connection, master: SimpleNamespace, now: datetime
                            ) -> list[tuple[dict[str, Any], workflow.HistoryEntry]]:
         """Every caller merged into the master gets its answer; each phone number is surveyed once."""
-        rows = (await session.execute(select(T).where(T.c.duplicate_of == master.number, T.c.status == "merged")
+        rows = (conn.execute(select(T).where(T.c.duplicate_of == master.number, T.c.status == "merged")
                                       .order_by(T.c.id).with_for_update())).mappings().all()
         surveyed = {master.caller_phone} if master.caller_phone else set()
         out = []
@@ -360,39 +383,39 @@ class TicketStore:
             survey = not dup.caller_phone or dup.caller_phone not in surveyed
             if dup.caller_phone:
                 surveyed.add(dup.caller_phone)
-            out.append(await self._internal(session, dup, "relay_reply", {
+            out.append(self._internal(conn, dup, "relay_reply", {
                 "answer": master.answer, "master": master.number, "survey": survey}, SYSTEM_ACTOR, now))
         return out
 
-    async def _load_row(self, session: AsyncSession, number: str, who: Principal, for_update: bool = False
+    def _load_row(self, conn: Connection, number: str, who: Principal, for_update: bool = False
                         ) -> SimpleNamespace:
         """The ticket as plain attributes (Core, not the ORM: the action path is the hot path)."""
         stmt = self._visible(select(T).where(T.c.number == number), who)
         if for_update:
             stmt = stmt.with_for_update()
-        row = (await session.execute(stmt)).mappings().first()
+        row = (conn.execute(stmt)).mappings().first()
         if row is None:  # 404 also for another department's ticket: do not reveal that it exists
             raise NotFound("ticket_not_found", f"工单 {number} 不存在")
         return SimpleNamespace(**row)
 
-    async def _save(self, session: AsyncSession, ticket: SimpleNamespace, changes: dict[str, Any],
+    def _save(self, conn: Connection, ticket: SimpleNamespace, changes: dict[str, Any],
                     now: datetime) -> None:
         """One UPDATE of the changed columns, guarded by the version so a lost update cannot happen."""
         changes = {**changes, "updated_at": now, "version": ticket.version + 1}
-        result = await session.execute(update(T).where(T.c.id == ticket.id, T.c.version == ticket.version)
+        result = conn.execute(update(T).where(T.c.id == ticket.id, T.c.version == ticket.version)
                                        .values(**changes))
         if result.rowcount != 1:
             raise Conflict("concurrent_update", "工单刚被他人修改，请刷新后重试")
         ticket.version += 1
         ticket.updated_at = now
 
-    async def _check_references(self, session: AsyncSession, ticket: Ticket, action: str,
+    def _check_references(self, conn: Connection, ticket: SimpleNamespace, action: str,
                                 params: Mapping[str, Any]) -> None:
         if action == "dispatch":
             ids = [params.get("lead_department_id"), *(params.get("co_handler_ids") or [])]
             ids = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
             if ids:
-                found = set((await session.scalars(
+                found = set((conn.scalars(
                     select(Department.id).where(Department.id.in_(ids), Department.active.is_(True)))).all())
                 missing = [i for i in ids if i not in found]
                 if missing:
@@ -400,7 +423,7 @@ class TicketStore:
                     raise InvalidField(field, f"单位不存在：{missing}")
         if action == "escalate" and params.get("to_department_id") is not None:
             to = params["to_department_id"]
-            if isinstance(to, bool) or not isinstance(to, int) or not await session.scalar(
+            if isinstance(to, bool) or not isinstance(to, int) or not conn.scalar(
                     select(Department.id).where(Department.id == to, Department.active.is_(True))):
                 raise InvalidField("to_department_id", f"单位不存在：{to}")
         if action == "merge":
@@ -409,7 +432,7 @@ class TicketStore:
                 raise InvalidField("master", "请填写主工单编号")
             if master_no == ticket.number:
                 raise InvalidField("master", "不能与自身合并")
-            master = await session.scalar(select(Ticket).where(Ticket.number == master_no))
+            master = conn.execute(select(T.c.status).where(T.c.number == master_no)).first()
             if master is None:
                 raise InvalidField("master", f"主工单 {master_no} 不存在")
             if master.status in ("merged", "invalid"):
@@ -417,15 +440,15 @@ class TicketStore:
         if action == "edit":
             self._clean(params)  # validate before the transition is recorded
 
-    async def _apply(self, session: AsyncSession, ticket: Any, action: str, params: Mapping[str, Any],
+    def _apply(self, conn: Connection, ticket: Any, action: str, params: Mapping[str, Any],
                      who: Principal, now: datetime) -> tuple[workflow.HistoryEntry, dict[str, Any]]:
         old = to_state(ticket)
         result = workflow.apply(old, action, params, who.as_actor(), now, self.policy)
         if isinstance(result, workflow.Refusal):
             raise Refused(result.code, result.message, result.status, list(result.allowed), result.field)
-        return await self._record(session, ticket, old, result)
+        return self._record(conn, ticket, old, result)
 
-    async def _record(self, session: AsyncSession, ticket: Any, old: workflow.TicketState,
+    def _record(self, conn: Connection, ticket: Any, old: workflow.TicketState,
                       result: workflow.Transition) -> tuple[workflow.HistoryEntry, dict[str, Any]]:
         changes: dict[str, Any] = {}
         for name in STATE_FIELDS:  # only what changed, so the UPDATE carries only those columns
@@ -434,84 +457,84 @@ class TicketStore:
                 changes[name] = list(value) if name == "co_handler_ids" else value
         vars(ticket).update(changes)
         entry = result.entry
-        await session.execute(insert(H).values(
+        conn.execute(insert(H).values(
             ticket_id=ticket.id, action=entry.action, at=entry.at, actor_id=entry.actor_id,
             actor_role=entry.actor_role, actor_name=entry.actor_name, from_status=entry.from_status,
             to_status=entry.to_status, note=entry.note, data=_jsonable(entry.data)))
         lead_cleared = "lead_department_id" in changes and changes["lead_department_id"] is None
         # lead cleared = approved return: old handlers lose access; co-handlers changed = merge or split
-        await self._carry_out(session, ticket, result.effects, lead_cleared or "co_handler_ids" in changes)
+        self._carry_out(conn, ticket, result.effects, lead_cleared or "co_handler_ids" in changes)
         return entry, changes
 
-    async def _carry_out(self, session: AsyncSession, ticket: Any, effects: Iterable[workflow.Effect],
+    def _carry_out(self, conn: Connection, ticket: Any, effects: Iterable[workflow.Effect],
                          lead_cleared: bool = False) -> None:
         handlers_changed = False
         for eff in effects:
             if isinstance(eff, workflow.AssignmentOpened):
-                await session.execute(insert(Assignment).values(
+                conn.execute(insert(Assignment).values(
                     ticket_id=ticket.id, department_id=eff.department_id, role=eff.role,
                     dispatched_at=eff.dispatched_at, sign_due=eff.sign_due, reply_due=eff.reply_due, reason=""))
                 handlers_changed = True
             elif isinstance(eff, workflow.AssignmentSigned):
-                await session.execute(update(Assignment).where(
+                conn.execute(update(Assignment).where(
                     Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id,
                     Assignment.closed_at.is_(None)).values(signed_at=eff.at))
             elif isinstance(eff, workflow.AssignmentClosed):
-                await session.execute(update(Assignment).where(
+                conn.execute(update(Assignment).where(
                     Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id,
                     Assignment.closed_at.is_(None)).values(closed_at=eff.at, outcome=eff.outcome, reason=eff.reason))
             elif isinstance(eff, workflow.AssignmentRestored):
-                latest = await session.scalar(select(func.max(Assignment.id)).where(
+                latest = conn.scalar(select(func.max(Assignment.id)).where(
                     Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id))
-                await session.execute(update(Assignment).where(Assignment.id == latest)
+                conn.execute(update(Assignment).where(Assignment.id == latest)
                                       .values(closed_at=None, outcome=None, reason=""))
             elif isinstance(eff, workflow.ReplyDueChanged):
-                await session.execute(update(Assignment).where(
+                conn.execute(update(Assignment).where(
                     Assignment.ticket_id == ticket.id, Assignment.role == "lead",
                     Assignment.id == select(func.max(Assignment.id)).where(
                         Assignment.ticket_id == ticket.id, Assignment.role == "lead").scalar_subquery(),
                 ).values(reply_due=eff.reply_due))
             elif isinstance(eff, workflow.SurveyRecorded):
-                await self._revisit(session, ticket, eff)
+                self._revisit(conn, ticket, eff)
                 if eff.department_id is None:
                     continue
-                latest = await session.scalar(select(func.max(Assignment.id)).where(
+                latest = conn.scalar(select(func.max(Assignment.id)).where(
                     Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id,
                     Assignment.role == "lead", Assignment.outcome == "replied"))
                 if latest is not None:
-                    await session.execute(update(Assignment).where(Assignment.id == latest).values(
+                    conn.execute(update(Assignment).where(Assignment.id == latest).values(
                         satisfaction=eff.satisfaction, resolved=eff.resolved, surveyed_at=eff.at))
             elif isinstance(eff, workflow.LedgerDecided):
-                latest = await session.scalar(select(func.max(LedgerItem.id)).where(
+                latest = conn.scalar(select(func.max(LedgerItem.id)).where(
                     LedgerItem.ticket_id == ticket.id, LedgerItem.decision == "pending_supervisor"))
                 if latest is not None:
-                    await session.execute(update(LedgerItem).where(LedgerItem.id == latest).values(
+                    conn.execute(update(LedgerItem).where(LedgerItem.id == latest).values(
                         decision=eff.decision, decided_at=eff.at, decided_by=eff.by, decision_note=eff.note))
             elif isinstance(eff, workflow.LedgerEntry):
-                await session.execute(insert(LedgerItem).values(
+                conn.execute(insert(LedgerItem).values(
                     ticket_id=ticket.id, department_id=eff.department_id, satisfaction=eff.satisfaction,
                     resolved=eff.resolved, at=eff.at, decision=eff.decision))
         if handlers_changed or lead_cleared:  # lead cleared = approved return: old handlers lose access
-            await self._sync_handlers(session, ticket)
+            self._sync_handlers(conn, ticket)
 
-    async def _revisit(self, session: AsyncSession, ticket: Any, eff: workflow.SurveyRecorded) -> None:
+    def _revisit(self, conn: Connection, ticket: Any, eff: workflow.SurveyRecorded) -> None:
         """回访 after re-handling: the answer on a reopened ticket is kept on the ledger item that reopened it."""
-        latest = await session.scalar(select(func.max(LedgerItem.id)).where(
+        latest = conn.scalar(select(func.max(LedgerItem.id)).where(
             LedgerItem.ticket_id == ticket.id, LedgerItem.decision == "reopened", LedgerItem.revisit_at.is_(None)))
         # (the answer's own ledger item, if any, is inserted after this: SurveyRecorded comes first)
         if latest is not None:
-            await session.execute(update(LedgerItem).where(LedgerItem.id == latest).values(
+            conn.execute(update(LedgerItem).where(LedgerItem.id == latest).values(
                 revisit_satisfaction=eff.satisfaction, revisit_resolved=eff.resolved, revisit_at=eff.at))
 
-    async def _sync_handlers(self, session: AsyncSession, ticket: Any) -> None:
-        await session.execute(TicketHandler.__table__.delete().where(TicketHandler.ticket_id == ticket.id))
+    def _sync_handlers(self, conn: Connection, ticket: Any) -> None:
+        conn.execute(TicketHandler.__table__.delete().where(TicketHandler.ticket_id == ticket.id))
         if ticket.lead_department_id is not None:
             rows = [{"ticket_id": ticket.id, "department_id": ticket.lead_department_id, "role": "lead"}]
             rows += [{"ticket_id": ticket.id, "department_id": co, "role": "co"}
                      for co in ticket.co_handler_ids or [] if co != ticket.lead_department_id]
-            await session.execute(insert(TicketHandler), rows)
+            conn.execute(insert(TicketHandler), rows)
 
-    async def _hook_rows(self, session: AsyncSession,
+    def _hook_rows(self, conn: Connection,
                          changed: Iterable[tuple[dict[str, Any], workflow.HistoryEntry]]) -> None:
         """Insert the rows the ``row_hooks`` ask for, inside the caller's transaction (before its commit)."""
         if not self.row_hooks:
@@ -519,7 +542,7 @@ class TicketStore:
         for view, entry in changed:
             for hook in self.row_hooks:
                 for table, values in hook(view, entry):
-                    await session.execute(insert(table).values(**values))
+                    conn.execute(insert(table).values(**values))
 
     def _notify(self, view: dict[str, Any], entry: workflow.HistoryEntry) -> None:
         for listener in self.listeners:

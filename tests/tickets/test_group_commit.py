@@ -1,0 +1,287 @@
+"""Group commit (tickets/writer.py): the actions of many requests share one transaction, and still each request
+hears only its own outcome and only after the commit that holds it.
+
+To hold a batch open at a chosen point, the tests queue a blocking job on the store's writer between the
+requests: on SQLite it waits in the writer's thread (the event loop runs on), on PostgreSQL it waits for an
+advisory lock that the test holds from another connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+import server
+from tickets import http as tickets_http
+
+LOCK_KEY = 715_015
+
+
+BLOCKERS: list[Blocker] = []
+
+
+@pytest.fixture(autouse=True)
+async def _let_every_blocker_go():
+    """A failed test must not leave the writer waiting (the server's shutdown would wait with it)."""
+    yield
+    while BLOCKERS:
+        await BLOCKERS.pop().let_go()
+
+
+class Blocker:
+    """A job that stops the writer inside its batch until ``let_go``."""
+
+    def __init__(self, app: Any) -> None:
+        BLOCKERS.append(self)
+        self.key = LOCK_KEY + len(BLOCKERS)  # each its own lock: the second must not wait for the first
+        self.app = app
+        self.writer = app[tickets_http.STORE].writer
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.sqlite = self.writer.sync_engine is not None
+        self.holder: Any = None
+        self.task: asyncio.Task[Any] | None = None
+        self.dbapi: Any = None
+
+    async def start(self) -> Blocker:
+        if not self.sqlite:
+            self.holder = await self.app[server.ENGINE].connect()
+            await self.holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+        self.task = asyncio.ensure_future(self.writer.submit(self.job))
+        return self
+
+    def job(self, conn: Any) -> None:
+        self.dbapi = conn.connection.dbapi_connection
+        self.entered.set()
+        if self.sqlite:
+            assert self.release.wait(120), "the test never let the writer go"
+        else:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self.key})
+
+    async def let_go(self) -> None:
+        self.release.set()
+        if self.holder is not None and not self.holder.closed:
+            await self.holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            await self.holder.close()
+            self.holder = None
+
+
+async def until(predicate: Any, what: str, timeout: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def status_in_db(app: Any, number: str) -> str:
+    """The ticket's committed status, read beside the server (a fresh connection of the read engine)."""
+    async with app[server.READ_ENGINE].connect() as conn:
+        return (await conn.execute(text("SELECT status FROM tickets WHERE number = :n"), {"n": number})).scalar_one()
+
+
+def act(center: Any, who: str, number: str, action: str, expect: int | None = None, **params: Any
+        ) -> asyncio.Task[Any]:
+    return asyncio.ensure_future(center.users[who].call("POST", f"/api/v1/tickets/{number}/actions/{action}",
+                                                         json=params, expect=expect))
+
+
+async def test_nobody_is_answered_before_the_commit_that_holds_their_action(center):
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    a, b = await center.new_ticket(), await center.new_ticket()
+    first = await Blocker(app).start()
+    await until(first.entered.is_set, "the first batch to start")
+    # queued behind the first batch, so they share the next one: a, b, then a blocker before the commit
+    acts = [act(center, "agent", a["number"], "accept"), act(center, "agent", b["number"], "accept")]
+    await until(lambda: writer.queued == 2, "both actions to queue")
+    second = await Blocker(app).start()
+    await until(lambda: writer.queued == 3, "the blocker to queue behind them")
+    await first.let_go()
+    await until(second.entered.is_set, "the second batch to reach its blocker")
+
+    # a and b are written but not committed: nobody may have heard of them yet
+    # a round trip through the server: it is free to answer, and shows the committed state only
+    listed = await center.agent.get("/api/v1/tickets?limit=5")
+    assert {t["number"]: t["status"] for t in listed["items"]}[a["number"]] == "draft"
+    assert not any(t.done() for t in acts)
+    assert await status_in_db(app, a["number"]) == "draft"
+    await second.let_go()
+    answers = await asyncio.gather(*acts)
+    assert [x["status"] for x in answers] == ["accepted", "accepted"]
+    assert await status_in_db(app, a["number"]) == "accepted"
+    assert await status_in_db(app, b["number"]) == "accepted"
+
+
+async def test_a_refused_action_in_a_batch_gets_its_409_and_the_others_commit(center):
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    tickets = [await center.new_ticket() for _ in range(4)]
+    blocker = await Blocker(app).start()
+    await until(blocker.entered.is_set, "the first batch to start")
+    batches = writer.batches
+    acts = [act(center, "agent", tickets[0]["number"], "accept"),
+            act(center, "water", tickets[1]["number"], "sign"),  # a draft: not the department's to sign
+            act(center, "agent", tickets[2]["number"], "accept"),
+            act(center, "agent", "20990101-999999", "accept"),  # no such ticket
+            act(center, "agent", tickets[3]["number"], "dispatch", lead_department_id=center.departments["swuj"])]
+    await until(lambda: writer.queued == len(acts), "all actions to queue")
+    await blocker.let_go()
+    resp = await asyncio.gather(*acts)
+    assert writer.batches == batches + 1, "the five actions were written in one batch"
+    assert resp[0]["status"] == "accepted" and resp[2]["status"] == "accepted"
+    assert resp[1]["error"] and resp[3]["error"] == "ticket_not_found" and resp[4]["error"]
+    assert [await status_in_db(app, t["number"]) for t in tickets] == ["accepted", "draft", "accepted", "draft"]
+    history = await center.agent.get(f"/api/v1/tickets/{tickets[1]['number']}/history")
+    assert [h["action"] for h in history] == ["create"]
+
+
+async def test_each_refusal_keeps_its_http_status(center):
+    """Same batch, same checks as alone: the 409 names the state, the 404 the ticket."""
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    t = await center.new_ticket()
+    blocker = await Blocker(app).start()
+    await until(blocker.entered.is_set, "the first batch to start")
+    sign = asyncio.ensure_future(center.client.post(f"/api/v1/tickets/{t['number']}/actions/sign", json={},
+                                                    headers={"Authorization": f"Bearer {center.water.token}"}))
+    dispatch = asyncio.ensure_future(center.client.post(
+        f"/api/v1/tickets/{t['number']}/actions/dispatch", json={"lead_department_id": center.departments["swuj"]},
+        headers={"Authorization": f"Bearer {center.agent.token}"}))
+    accept = asyncio.ensure_future(center.client.post(f"/api/v1/tickets/{t['number']}/actions/accept", json={},
+                                                      headers={"Authorization": f"Bearer {center.agent.token}"}))
+    await until(lambda: writer.queued == 3, "the actions to queue")
+    await blocker.let_go()
+    sign_r, dispatch_r, accept_r = await asyncio.gather(sign, dispatch, accept)
+    assert sign_r.status == 404  # the department does not see a ticket not dispatched to it
+    assert dispatch_r.status == 409 and (await dispatch_r.json())["status"] == "draft"
+    assert accept_r.status == 200
+
+
+async def test_a_database_lost_mid_batch_answers_every_waiting_request_503(center):
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    tickets = [await center.new_ticket() for _ in range(3)]
+    first = await Blocker(app).start()
+    await until(first.entered.is_set, "the first batch to start")
+    before = [act(center, "agent", tickets[0]["number"], "accept"), act(center, "agent", tickets[1]["number"], "accept")]
+    await until(lambda: writer.queued == 2, "two actions to queue")
+    second = await Blocker(app).start()
+    after = act(center, "agent", tickets[2]["number"], "accept")
+    await until(lambda: writer.queued == 4, "the blocker and one more action to queue")
+    await first.let_go()
+    await until(second.entered.is_set, "the batch to stop half-way")
+
+    if second.sqlite:  # the writer's connection closes under it, as when the database's disk goes away
+        second.dbapi.close()
+        await second.let_go()
+    else:  # PostgreSQL: the server ends the writer's session (an admin, a failover, a crash)
+        async with app[server.ENGINE].connect() as conn:
+            killed = (await conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND state = 'active' AND query LIKE '%pg_advisory_xact_lock%'"))).scalars().all()
+        assert killed == [True]
+        await second.let_go()
+    resp = await asyncio.gather(*before, after)
+    assert [r["error"] for r in resp] == ["database_unavailable"] * 3
+    assert [await status_in_db(app, t["number"]) for t in tickets] == ["draft"] * 3
+    with pytest.raises(Exception):
+        await second.task
+    # the next request finds a working connection again
+    assert (await center.agent.act(tickets[0]["number"], "accept"))["status"] == "accepted"
+
+
+async def test_kill_9_during_a_burst_loses_no_acknowledged_ticket(tmp_path, redis_url):
+    """A real ``hotline serve`` on SQLite is killed with SIGKILL while 20 clients create and accept tickets:
+    every ticket (and every acceptance) a client was told of is in the database file afterwards."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    import aiohttp
+
+    from tests.conftest import ROOT, free_port
+    from tests.tickets.conftest import PASSWORD
+
+    db = tmp_path / "hotline.db"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+    env.update({"HOTLINE_SERVER_DATA_DIR": str(tmp_path / "var"), "HOTLINE_SERVER_PASSWORD_TIME_COST": "1",
+                "HOTLINE_SERVER_PASSWORD_MEMORY_KIB": "1024", "HOTLINE_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+                "HOTLINE_REDIS_URL": redis_url, "HOTLINE_SERVER_ADMIN_PASSWORD": "admin-密码-123",
+                "HOTLINE_LOG_LEVEL": "WARNING"})
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "server.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    created: list[str] = []
+    accepted: list[str] = []
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            async def up() -> bool:
+                try:
+                    async with http.get("/health") as r:
+                        return r.status in (200, 503)
+                except aiohttp.ClientError:
+                    return False
+
+            deadline = asyncio.get_running_loop().time() + 120
+            while not await up():
+                assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+                assert asyncio.get_running_loop().time() < deadline, "the server did not start"
+                await asyncio.sleep(0.1)
+
+            async def login(user: str, password: str) -> dict[str, str]:
+                async with http.post("/api/v1/auth/login",
+                                     json={"username": user, "password": password, "kind": "api"}) as r:
+                    assert r.status == 200, await r.text()
+                    return {"Authorization": f"Bearer {(await r.json())['token']}"}
+
+            admin = await login("admin", "admin-密码-123")
+            async with http.post("/api/v1/users", headers=admin,
+                                 json={"username": "burst", "password": PASSWORD, "role": "agent"}) as r:
+                assert r.status == 201, await r.text()
+            agent = await login("burst", PASSWORD)
+
+            async def client(c: int) -> None:
+                k = 0
+                while True:
+                    k += 1
+                    try:
+                        async with http.post("/api/v1/tickets", headers=agent, json={
+                                "title": f"突发第{c}-{k}件", "content": "停电了，整栋楼没有电。"}) as r:
+                            if r.status != 201:
+                                continue
+                            number = (await r.json())["number"]
+                        created.append(number)
+                        async with http.post(f"/api/v1/tickets/{number}/actions/accept", headers=agent,
+                                             json={}) as r:
+                            if r.status == 200:
+                                accepted.append(number)
+                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                        return
+
+            clients = [asyncio.ensure_future(client(c)) for c in range(20)]
+            deadline = asyncio.get_running_loop().time() + 120
+            while len(accepted) < 200:
+                assert asyncio.get_running_loop().time() < deadline, f"only {len(accepted)} acceptances"
+                await asyncio.sleep(0.01)
+            os.kill(proc.pid, signal.SIGKILL)
+            await asyncio.gather(*clients)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+        log.close()
+    told_created, told_accepted = list(created), list(accepted)
+    conn = sqlite3.connect(db)
+    try:
+        status = dict(conn.execute("SELECT number, status FROM tickets").fetchall())
+    finally:
+        conn.close()
+    assert [n for n in told_created if n not in status] == []
+    assert [n for n in told_accepted if status[n] != "accepted"] == []
+    assert len(told_accepted) >= 200

@@ -1,0 +1,168 @@
+"""Group commit: one writer per process runs the queued writes of many requests in one transaction.
+
+A request hands in a job (a plain function of a synchronous SQLAlchemy ``Connection``) and waits. The writer
+takes every job queued so far, runs each in its own SAVEPOINT inside one transaction and commits once; only
+then does each request hear its own outcome. A job refused by the workflow (or failing in any other way of its
+own) is rolled back to its savepoint and answered with its error while the others commit. If the database
+fails the batch itself (connection lost, commit failed), every request of the batch gets ``Unavailable`` (503):
+nobody is told of a change that may not have been committed.
+
+While one batch runs (statements, then the fsync of the commit), new requests queue; the next batch takes
+them all. At low load a batch is one job and nobody waits for company.
+
+Two ways to reach the database:
+- a synchronous engine and one thread of its own (SQLite): the whole batch is one hop to that thread, and
+  SQLite releases the GIL while it works and fsyncs, so the event loop keeps parsing the next requests;
+- an async engine (PostgreSQL/asyncpg): the batch runs through ``AsyncConnection.run_sync``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tickets.errors import TicketError
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256  # bounds one transaction's length (and the lock it holds) under a flood of requests
+
+
+class Unavailable(TicketError):
+    """The database failed the batch: nothing of it is known to be saved."""
+
+    http_status = 503
+
+    def __init__(self) -> None:
+        super().__init__("database_unavailable", "数据库暂时不可用，操作未保存，请稍后重试")
+
+
+@dataclass
+class Job:
+    fn: Callable[[Connection], Any]
+    future: asyncio.Future[Any]
+    outcome: tuple[bool, Any] | None = field(default=None)
+
+
+def _lost(exc: BaseException) -> bool:
+    """A failure of the database or the connection, not of one job's data: the batch cannot go on."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    name = type(exc.orig).__name__ if exc.orig is not None else ""
+    # sqlite3: disk I/O error, database is locked (busy timeout ran out), readonly; asyncpg: connection closed
+    return name in ("OperationalError", "InterfaceError", "ConnectionDoesNotExistError",
+                    "ConnectionFailureError", "AdminShutdownError", "CannotConnectNowError")
+
+
+def run_batch(conn: Connection, jobs: list[Job]) -> None:
+    """One transaction, one savepoint per job; outcomes are stored on the jobs, read after the commit."""
+    with conn.begin():
+        for job in jobs:
+            try:
+                with conn.begin_nested():
+                    result = job.fn(conn)
+            except Exception as exc:
+                if _lost(exc):
+                    raise
+                job.outcome = (False, exc)
+            else:
+                job.outcome = (True, result)
+
+
+class GroupWriter:
+    def __init__(self, async_engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
+        self.async_engine = async_engine
+        self.sync_engine = sync_engine
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ticket-writer") if sync_engine else None
+        self._queue: list[Job] = []
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # committed or failed batches, for /metrics and the benchmark
+        self.jobs = 0
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for the next batch (not counting the batch being written)."""
+        return len(self._queue)
+
+    async def submit(self, fn: Callable[[Connection], Any]) -> Any:
+        """Run ``fn`` in the next batch; returns its result after the batch's commit, or raises its error."""
+        loop = asyncio.get_running_loop()
+        job = Job(fn, loop.create_future())
+        self._queue.append(job)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain())
+        return await job.future
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            batch = [j for j in batch if not j.future.done()]  # a request gone before its turn: nothing to write
+            if not batch:
+                continue
+            self.batches += 1
+            self.jobs += len(batch)
+            try:
+                await self._write(batch)
+            except BaseException as exc:
+                if not isinstance(exc, asyncio.CancelledError):
+                    log.error("ticket write batch of %d failed: %s", len(batch), exc)
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(Unavailable())
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for job in batch:
+                if job.future.done() or job.outcome is None:
+                    continue
+                ok, value = job.outcome
+                if ok:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(value)
+
+    async def _write(self, batch: list[Job]) -> None:
+        if self._thread is not None and self.sync_engine is not None:
+            engine = self.sync_engine
+
+            def in_thread() -> None:
+                with engine.connect() as conn:
+                    run_batch(conn, batch)
+
+            # The async engine's one SQLite write connection is the process's write slot (other writers, such
+            # as logins and the access log, queue for it in its pool): holding it while the batch runs makes
+            # them wait their turn in order instead of polling SQLite's busy handler against this thread.
+            async with self.async_engine.connect():
+                await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+        else:
+            async with self.async_engine.connect() as conn:
+                await conn.run_sync(run_batch, batch)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
+
+
+# One writer per database per process: every TicketStore on the same engine (the demo builds one per clock)
+# queues into the same batches.
+_WRITERS: WeakKeyDictionary[Any, GroupWriter] = WeakKeyDictionary()
+
+
+def writer_for(async_engine: AsyncEngine, sync_engine: Engine | None = None) -> GroupWriter:
+    key = async_engine.sync_engine
+    writer = _WRITERS.get(key)
+    if writer is None or (sync_engine is not None and writer.sync_engine is not sync_engine):
+        writer = _WRITERS[key] = GroupWriter(async_engine, sync_engine)
+    return writer
