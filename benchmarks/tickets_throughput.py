@@ -1,24 +1,32 @@
-"""Ticket throughput: create, accept, dispatch, sign, reply for N tickets with C concurrent clients.
+"""Ticket throughput: create, accept, dispatch, sign, reply over HTTP against the bare database, same run.
 
-Two paths in the same run, on the same kind of database:
-- HTTP: a real server process (``server.py serve``) and C concurrent clients over loopback.
-- store: the same five operations straight through ``TicketStore`` in this process (the baseline that shows
-  what HTTP, JSON and auth cost).
-Both on SQLite and on PostgreSQL. Prints actions/s and p50/p99 latency; writes JSON to benchmarks/out/.
+For each database (SQLite, PostgreSQL) and each of ``--reps`` repetitions, interleaved:
+- bare: what the database itself commits. SQLite: one thread, WAL, ``synchronous=FULL``, a loop of one-row
+  INSERT + COMMIT (each commit an fsync, as a durable ticket needs). PostgreSQL: ``--clients`` asyncpg
+  connections each running one-row INSERT transactions.
+- http: real ``server.py serve`` processes (``--processes``, PostgreSQL also 2 and 4 on one database) and
+  ``--clients`` concurrent clients taking tickets through create, accept, dispatch, sign, reply for
+  ``--seconds``; beside them ``--readers`` clients read the ticket list and a ticket's detail (the reads'
+  p99 during writes).
+Then, on SQLite, a login-flood phase: the same write load for ``--seconds`` while 50 attackers (a child
+process, benchmarks/login_flood.py) post wrong passwords, against the same load without the flood.
+Prints medians over the repetitions and the ratio http / bare; writes JSON to benchmarks/out/.
 
-    .venv/bin/python benchmarks/tickets_throughput.py [--tickets 20000] [--clients 50] [--db sqlite,postgres]
+    .venv/bin/python benchmarks/tickets_throughput.py [--seconds 20] [--clients 50] [--reps 3] [--db sqlite,postgres]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import multiprocessing as mp
 import os
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
@@ -30,19 +38,13 @@ from benchmarks.http_accounts import agent_and_handler  # noqa: E402
 from tests import services  # noqa: E402
 
 ACTIONS = ("create", "accept", "dispatch", "sign", "reply")
+ADMIN_PW = "bench-admin-pw"
 
 
 def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile in ms."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
-
-
-def summary(name: str, latencies: dict[str, list[float]], wall: float) -> dict[str, object]:
-    every = [x for v in latencies.values() for x in v]
-    return {"path": name, "actions": len(every), "seconds": round(wall, 2),
-            "actions_per_s": round(len(every) / wall, 1), "p50_ms": round(pct(every, 0.5), 2),
-            "p99_ms": round(pct(every, 0.99), 2),
-            "per_action_p99_ms": {k: round(pct(v, 0.99), 2) for k, v in latencies.items()}}
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1) if ordered else float("nan")
 
 
 def ticket_body(i: int) -> dict[str, object]:
@@ -51,146 +53,280 @@ def ticket_body(i: int) -> dict[str, object]:
             "address": f"幸福路{i % 500}号", "district": "A1区"}
 
 
-async def http_run(base: str, admin_password: str, tickets: int, clients: int) -> dict[str, object]:
-    connector = aiohttp.TCPConnector(limit=clients + 5)
-    async with aiohttp.ClientSession(base, connector=connector) as http:
-        dept, agent, handler = await agent_and_handler(http, admin_password)
-        latencies: dict[str, list[float]] = {a: [] for a in ACTIONS}
-        counter = iter(range(tickets))
+# ------------------------------------------------------------------ bare anchors
+def bare_sqlite(path: Path, seconds: float) -> dict[str, object]:
+    """One-row INSERT + COMMIT in a loop, WAL, synchronous=FULL: the durable commit rate of this disk."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, number TEXT, body TEXT, at REAL)")
+    n, lat = 0, []
+    t0 = time.perf_counter()
+    stop = t0 + seconds
+    while (now := time.perf_counter()) < stop:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t (number, body, at) VALUES (?, ?, ?)", (f"n{n}", "幸福小区路灯不亮", now))
+        db.execute("COMMIT")
+        lat.append(time.perf_counter() - now)
+        n += 1
+    wall = time.perf_counter() - t0
+    db.close()
+    return {"path": "bare", "commits": n, "per_s": round(n / wall, 1), "p50_ms": pct(lat, 0.5),
+            "p99_ms": pct(lat, 0.99)}
 
-        async def call(action: str, path: str, body: dict[str, object], headers: dict[str, str]) -> dict:
+
+async def bare_asyncpg(url: str, seconds: float, clients: int) -> dict[str, object]:
+    """``clients`` connections, each a loop of one-row INSERT transactions."""
+    import asyncpg
+
+    dsn = url.replace("postgresql+asyncpg", "postgresql")
+    conns = [await asyncpg.connect(dsn) for _ in range(clients)]
+    await conns[0].execute("CREATE TABLE IF NOT EXISTS bare_t (id serial PRIMARY KEY, number text, body text, "
+                           "at double precision)")
+    lat: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def loop(conn: asyncpg.Connection, c: int) -> None:
+        k = 0
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            async with conn.transaction():
+                await conn.execute("INSERT INTO bare_t (number, body, at) VALUES ($1, $2, $3)", f"n{c}-{k}",
+                                   "幸福小区路灯不亮", t0)
+            lat.append(time.perf_counter() - t0)
+            k += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop(conn, c) for c, conn in enumerate(conns)))
+    wall = time.perf_counter() - t0
+    for conn in conns:
+        await conn.close()
+    return {"path": "bare", "commits": len(lat), "per_s": round(len(lat) / wall, 1), "p50_ms": pct(lat, 0.5),
+            "p99_ms": pct(lat, 0.99)}
+
+
+# ------------------------------------------------------------------ the HTTP load
+async def write_load(bases: list[str], seconds: float, clients: int, readers: int) -> dict[str, object]:
+    timeout = aiohttp.ClientTimeout(total=300)
+    sessions = [aiohttp.ClientSession(b, connector=aiohttp.TCPConnector(limit=clients + readers + 5),
+                                      timeout=timeout) for b in bases]
+    try:
+        dept, agent, handler = await agent_and_handler(sessions[0], ADMIN_PW)
+        latencies: dict[str, list[float]] = {a: [] for a in ACTIONS}
+        reads: dict[str, list[float]] = {"list": [], "detail": []}
+        errors: dict[str, int] = {}
+        recent: list[str] = []
+        counter = iter(range(10**9))
+        t_start = time.perf_counter()
+        stop = t_start + seconds
+
+        async def call(http: aiohttp.ClientSession, action: str, path: str, body: dict[str, object],
+                       headers: dict[str, str]) -> dict | None:
             t0 = time.perf_counter()
             async with http.post(path, json=body, headers=headers) as r:
-                data = await r.json()
+                data = await r.json(content_type=None)
                 if r.status not in (200, 201):
-                    raise RuntimeError(f"{action}: {r.status} {data}")
+                    key = f"{action} {r.status} {data.get('error') if isinstance(data, dict) else ''}"
+                    errors[key] = errors.get(key, 0) + 1
+                    return None
             latencies[action].append(time.perf_counter() - t0)
             return data
 
-        async def client() -> None:
-            for i in counter:
-                t = await call("create", "/api/v1/tickets", ticket_body(i), agent)
+        async def client(c: int) -> None:
+            http = sessions[c % len(sessions)]
+            while time.perf_counter() < stop:
+                t = await call(http, "create", "/api/v1/tickets", ticket_body(next(counter)), agent)
+                if t is None:
+                    continue
                 n = t["number"]
-                await call("accept", f"/api/v1/tickets/{n}/actions/accept", {}, agent)
-                await call("dispatch", f"/api/v1/tickets/{n}/actions/dispatch", {"lead_department_id": dept}, agent)
-                await call("sign", f"/api/v1/tickets/{n}/actions/sign", {}, handler)
-                await call("reply", f"/api/v1/tickets/{n}/actions/reply", {"answer": "已安排维修，路灯已修复。"}, handler)
+                recent.append(n)
+                del recent[:-200]
+                for action, body, who in (("accept", {}, agent), ("dispatch", {"lead_department_id": dept}, agent),
+                                          ("sign", {}, handler), ("reply", {"answer": "已安排维修，路灯已修复。"}, handler)):
+                    if await call(http, action, f"/api/v1/tickets/{n}/actions/{action}", body, who) is None:
+                        break
+
+        async def reader(c: int) -> None:
+            http = sessions[c % len(sessions)]
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                async with http.get("/api/v1/tickets?limit=20", headers=agent) as r:
+                    await r.read()
+                reads["list"].append(time.perf_counter() - t0)
+                if recent:
+                    t0 = time.perf_counter()
+                    async with http.get(f"/api/v1/tickets/{recent[-1]}", headers=agent) as r:
+                        await r.read()
+                    reads["detail"].append(time.perf_counter() - t0)
+                await asyncio.sleep(0.1)  # a person reading, not a crawler
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        return summary("http", latencies, time.perf_counter() - t0)
+        await asyncio.gather(*(client(c) for c in range(clients)), *(reader(c) for c in range(readers)))
+        wall = time.perf_counter() - t0
+    finally:
+        for s in sessions:
+            await s.close()
+    every = [x for v in latencies.values() for x in v]
+    return {"path": "http", "processes": len(bases), "actions": len(every), "seconds": round(wall, 2),
+            "per_s": round(len(every) / wall, 1), "p50_ms": pct(every, 0.5), "p99_ms": pct(every, 0.99),
+            "per_action_p99_ms": {k: pct(v, 0.99) for k, v in latencies.items()},
+            "reads_p99_ms": {k: pct(v, 0.99) for k, v in reads.items()},
+            "reads": {k: len(v) for k, v in reads.items()}, "errors": errors}
 
 
-async def store_run(db_url: str, redis_url: str, tickets: int, clients: int, data_dir: Path) -> dict[str, object]:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
-
-    import server
-    from config.settings import load_settings
-    from tickets.accounts.service import UserStore
-    from tickets.service import TicketStore
-
-    settings = load_settings(env={}).with_overrides(
-        server={"data_dir": str(data_dir), "password_time_cost": 1, "password_memory_kib": 1024},
-        database={"url": db_url}, redis={"url": redis_url})
-    await server.migrate(settings)
-    engine = server.make_engine(settings)
-    read_engine = server.make_engine(settings, for_reads=True) if db_url.startswith("sqlite") else engine
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    reads = async_sessionmaker(read_engine, expire_on_commit=False)
-    clock = lambda: datetime.now(timezone.utc)  # noqa: E731
-    users = UserStore(sessions, clock, settings, reads)
-    await users.sync_departments(settings.config_file(settings.tickets.departments_file))
-    agent = await users.create_user("store-agent", "bench-password", "agent")
-    handler = await users.create_user("store-dept", "bench-password", "department", department_code="cgj")
-    store = TicketStore(sessions, settings, clock, reads)
-    dept = handler.department_id
-    latencies: dict[str, list[float]] = {a: [] for a in ACTIONS}
-    counter = iter(range(tickets))
-
-    async def timed(action: str, coro):  # type: ignore[no-untyped-def]
-        t0 = time.perf_counter()
-        result = await coro
-        latencies[action].append(time.perf_counter() - t0)
-        return result
-
-    async def client() -> None:
-        for i in counter:
-            t = await timed("create", store.create(ticket_body(i), agent))
-            n = t["number"]
-            await timed("accept", store.act(n, "accept", {}, agent))
-            await timed("dispatch", store.act(n, "dispatch", {"lead_department_id": dept}, agent))
-            await timed("sign", store.act(n, "sign", {}, handler))
-            await timed("reply", store.act(n, "reply", {"answer": "已安排维修，路灯已修复。"}, handler))
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    result = summary("store", latencies, time.perf_counter() - t0)
-    await engine.dispose()
-    if read_engine is not engine:
-        await read_engine.dispose()
-    return result
-
-
-def start_server(db_url: str, redis_url: str, data_dir: Path, port: int) -> subprocess.Popen[str]:
+def start_servers(db_url: str, redis_url: str, data_dir: Path, n: int, extra_env: dict[str, str] | None = None
+                  ) -> tuple[list[subprocess.Popen[str]], list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env.update({"HOTLINE_DATABASE_URL": db_url, "HOTLINE_REDIS_URL": redis_url,
-                "HOTLINE_SERVER_DATA_DIR": str(data_dir), "HOTLINE_SERVER_ADMIN_PASSWORD": "bench-admin-pw",
-                "HOTLINE_LOG_LEVEL": "WARNING"})
-    proc = subprocess.Popen([sys.executable, "server.py", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    services._wait_port(port, 60)
-    return proc
+                "HOTLINE_SERVER_DATA_DIR": str(data_dir), "HOTLINE_SERVER_ADMIN_PASSWORD": ADMIN_PW,
+                "HOTLINE_LOG_LEVEL": "WARNING", **(extra_env or {})})
+    procs, bases = [], []
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(n):  # one after the other: the first migrates and creates the admin
+        port = services.free_port()
+        log = (data_dir / f"server-{i}.log").open("w")  # a file, never a pipe nobody reads
+        procs.append(subprocess.Popen([sys.executable, "server.py", "serve", "--host", "127.0.0.1", "--port",
+                                       str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                      text=True))
+        services._wait_port(port, 120)
+        bases.append(f"http://127.0.0.1:{port}")
+    return procs, bases
 
 
-def run_backend(kind: str, base_url: str | None, redis_url: str, args: argparse.Namespace) -> list[dict[str, object]]:
-    results = []
-    with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as tmp:
-        tmpdir = Path(tmp)
-        for path in ("store", "http"):
-            if kind == "sqlite":
-                db_url = f"sqlite+aiosqlite:///{tmpdir / (path + '.db')}"
-            else:
-                assert base_url
-                db_url = services.create_database(base_url, f"bench_{path}")
-            if path == "http":
-                port = services.free_port()
-                proc = start_server(db_url, redis_url, tmpdir / "var-http", port)
-                try:
-                    res = asyncio.run(http_run(f"http://127.0.0.1:{port}", "bench-admin-pw", args.tickets,
-                                               args.clients))
-                finally:
-                    proc.terminate()
-                    proc.wait(20)
-            else:
-                res = asyncio.run(store_run(db_url, redis_url, args.tickets, args.clients, tmpdir / "var-store"))
-            res["db"] = kind
-            print(json.dumps(res, ensure_ascii=False), flush=True)
-            results.append(res)
-    return results
+def stop_servers(procs: list[subprocess.Popen[str]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
+def http_phase(kind: str, db_url: str, redis_url: str, tmp: Path, n: int, args: argparse.Namespace
+               ) -> dict[str, object]:
+    procs, bases = start_servers(db_url, redis_url, tmp / f"var-{kind}-{n}-{time.monotonic_ns()}", n)
+    try:
+        return asyncio.run(write_load(bases, args.seconds, args.clients, args.readers))
+    finally:
+        stop_servers(procs)
+
+
+def loadavg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def med(rs: list[dict[str, object]], key: str) -> float:
+    return round(statistics.median(float(r[key]) for r in rs), 1)  # type: ignore[arg-type]
+
+
+def run_db(kind: str, base: str | None, redis_url: str, args: argparse.Namespace) -> dict[str, object]:
+    rows: dict[str, list[dict[str, object]]] = {}
+    procs = [1] if kind == "sqlite" else [int(p) for p in args.pg_processes.split(",")]
+    with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-", dir=args.tmp) as t:
+        tmp = Path(t)
+        for rep in range(args.reps):
+            for phase in ["bare", *(f"http{n}" for n in procs)]:
+                load0 = loadavg()
+                if phase == "bare":
+                    if kind == "sqlite":
+                        res = bare_sqlite(tmp / f"bare-{rep}.db", args.bare_seconds)
+                    else:
+                        assert base
+                        res = asyncio.run(bare_asyncpg(services.create_database(base, f"bare_{rep}"),
+                                                       args.bare_seconds, args.clients))
+                else:
+                    n = int(phase[4:])
+                    url = (f"sqlite+aiosqlite:///{tmp / f'http-{rep}.db'}" if kind == "sqlite"
+                           else services.create_database(base or "", f"http_{rep}_{n}"))
+                    res = http_phase(kind, url, redis_url, tmp, n, args)
+                res.update(db=kind, rep=rep + 1, phase=phase, load=[load0, loadavg()])
+                print(json.dumps(res, ensure_ascii=False), flush=True)
+                rows.setdefault(phase, []).append(res)
+    bare = med(rows["bare"], "per_s")
+    summary: dict[str, object] = {"db": kind, "bare_per_s": bare, "bare_p99_ms": med(rows["bare"], "p99_ms")}
+    for n in procs:
+        rs = rows[f"http{n}"]
+        ratio = [float(r["per_s"]) / float(b["per_s"]) for r, b in zip(rs, rows["bare"])]  # type: ignore[arg-type]
+        summary[f"http{n}"] = {
+            "per_s": med(rs, "per_s"), "p50_ms": med(rs, "p50_ms"), "p99_ms": med(rs, "p99_ms"),
+            "ratio_to_bare": round(statistics.median(ratio), 3),
+            "list_p99_ms": round(statistics.median(r["reads_p99_ms"]["list"] for r in rs), 1),  # type: ignore[index]
+            "detail_p99_ms": round(statistics.median(r["reads_p99_ms"]["detail"] for r in rs), 1),  # type: ignore[index]
+            "errors": [r["errors"] for r in rs]}
+    return {"summary": summary, "runs": rows}
+
+
+def flood_phase(redis_url: str, args: argparse.Namespace) -> dict[str, object]:
+    """SQLite, one process: the write load alone, then the same with 50 attackers guessing passwords."""
+    from benchmarks.login_flood import _flood_main
+
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-flood-", dir=args.tmp) as t:
+        tmp = Path(t)
+        procs, bases = start_servers(f"sqlite+aiosqlite:///{tmp / 'flood.db'}", redis_url, tmp / "var", 1)
+        try:
+            for phase in ("quiet", "flood"):
+                load0 = loadavg()
+                child = None
+                q: mp.Queue[dict] = mp.Queue()
+                if phase == "flood":
+                    child = mp.get_context("fork").Process(
+                        target=_flood_main, args=(bases[0], 50, args.seconds, 200_000, 1, q), daemon=True)
+                    child.start()
+                res = asyncio.run(write_load(bases, args.seconds, args.clients, args.readers))
+                if child is not None:
+                    flood = q.get(True, args.seconds + 300)
+                    child.join(30)
+                    res["flood"] = {"attempts": flood["attempts"], "answers": flood["answers"],
+                                    "attempts_per_s": flood["attempts_per_s"]}
+                res["load"] = [load0, loadavg()]
+                print(json.dumps({"phase": f"login-{phase}", **res}, ensure_ascii=False), flush=True)
+                out[phase] = res
+        finally:
+            stop_servers(procs)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tickets", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=20, help="length of each HTTP phase")
+    parser.add_argument("--bare-seconds", type=float, default=5, help="length of each bare-database phase")
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--readers", type=int, default=5, help="clients reading list + detail during the writes")
+    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--db", default="sqlite,postgres")
+    parser.add_argument("--pg-processes", default="1,2,4")
+    parser.add_argument("--flood", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--tmp", default=None, help="directory for the SQLite files (the disk being measured)")
     args = parser.parse_args()
-    results: list[dict[str, object]] = []
+    results: dict[str, object] = {"args": vars(args), "cores": os.cpu_count()}
     with services.redis_server() as redis_url:
         for kind in args.db.split(","):
             if kind == "postgres":
                 with services.postgres_server() as base:
-                    results += run_backend(kind, base, redis_url, args)
+                    results[kind] = run_db(kind, base, redis_url, args)
             else:
-                results += run_backend(kind, None, redis_url, args)
-    print(f"\n{args.tickets} tickets x 5 actions, {args.clients} concurrent clients, {os.cpu_count()} cores")
-    print(f"{'db':10} {'path':6} {'actions/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
-    for r in results:
-        print(f"{r['db']:10} {r['path']:6} {r['actions_per_s']:>10} {r['p50_ms']:>8} {r['p99_ms']:>8}")
+                results[kind] = run_db(kind, None, redis_url, args)
+        if args.flood:
+            results["login_flood"] = flood_phase(redis_url, args)
+    print(f"\n{args.clients} clients, {args.seconds:g} s per HTTP phase, medians of {args.reps}, "
+          f"{os.cpu_count()} cores, load now {loadavg()}")
     for kind in args.db.split(","):
-        by = {r["path"]: r for r in results if r["db"] == kind}
-        if "http" in by and "store" in by:
-            print(f"{kind}: HTTP throughput = {by['http']['actions_per_s'] / by['store']['actions_per_s']:.2f} x store")
+        s = results[kind]["summary"]  # type: ignore[index]
+        print(f"{kind}: bare {s['bare_per_s']} commits/s (p99 {s['bare_p99_ms']} ms)")
+        for key, h in s.items():
+            if key.startswith("http"):
+                print(f"  {key[4:]} process(es): {h['per_s']} actions/s = {h['ratio_to_bare']} x bare; "
+                      f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms; reads p99 list {h['list_p99_ms']} ms, "
+                      f"detail {h['detail_p99_ms']} ms; errors {h['errors']}")
+    if args.flood:
+        lf = results["login_flood"]
+        q, f = lf["quiet"], lf["flood"]  # type: ignore[index]
+        print(f"login flood (SQLite, 1 process): {q['per_s']} -> {f['per_s']} actions/s, p99 {q['p99_ms']} -> "
+              f"{f['p99_ms']} ms, reads p99 {q['reads_p99_ms']} -> {f['reads_p99_ms']}; attempts "
+              f"{f['flood']['attempts']} {f['flood']['answers']}")
     out = ROOT / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "tickets_throughput.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
