@@ -20,14 +20,14 @@ from tickets.accounts import http as accounts_http
 pytestmark = requires_captures
 
 
-async def burst_into(store: CallStore) -> list[CallEnded]:
+async def burst_into(calls: CallStore) -> list[CallEnded]:
     _, effects = fold(e for _, e in read_events(CAPTURES / "burst.ami"))
     ended = [e for e in effects if isinstance(e, CallEnded)]
     for e in effects:
         if isinstance(e, CallEnded):
-            await store.save_call(e)
+            await calls.save_call(e)
         elif isinstance(e, CallMissed):
-            await store.add_callback(e)
+            await calls.add_callback(e)
     return ended
 
 
