@@ -75,3 +75,30 @@ async def test_sender_killed_mid_burst_and_restarted_sends_every_text_exactly_on
         [row] = await world.outbox(number)
         part = next(p for p in smsc.parts if p.destination == row["phone"])
         assert row["message_ids"] == ([part.message_id] if row["state"] == "sent" else [])
+
+
+async def test_two_sender_processes_at_once_send_each_text_once(sms_world, database_url):
+    world = await sms_world(quiet_hours="00:00-23:59")  # the app's own sender stays out of it
+    c, smsc = world.center, world.smsc
+    phones = [f"137{i:08d}" for i in range(BURST)]
+    for phone in phones:
+        t = await c.new_ticket(caller_phone=phone)
+        await c.agent.act(t["number"], "accept")
+    engine = world.app[__import__("server").ENGINE]
+
+    async def states() -> Counter:
+        async with engine.connect() as conn:
+            return Counter(r[0] for r in await conn.execute(OUTBOX.select().with_only_columns(OUTBOX.c.state)))
+    procs = await asyncio.gather(*(start_sender(database_url, smsc.port, c.clock.now) for _ in range(2)))
+    try:
+        await until(lambda: len(smsc.parts) >= BURST, what="the burst")
+
+        async def drained() -> bool:
+            return await states() == Counter({"sent": BURST})
+        await until(drained, what="every row sent")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        await asyncio.gather(*(proc.wait() for proc in procs))
+    assert Counter(m.destination for m in smsc.messages()) == Counter(phones)
+    assert len(smsc.parts) == BURST

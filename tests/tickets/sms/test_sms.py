@@ -240,3 +240,14 @@ async def test_number_the_gateway_rejects_is_failed_and_listed_not_retried(sms_w
     assert smsc.parts == [] and len(smsc.refused) == 1
     [row] = await c.agent.get("/api/v1/sms/attention")
     assert row["ticket"] == t["number"] and "Invalid Destination" in row["last_error"]
+
+
+async def test_without_a_gateway_no_text_is_written_and_health_says_sms_is_off(center):
+    t = await center.new_ticket()
+    await center.agent.act(t["number"], "accept")
+    health = await (await center.client.get("/health")).json()
+    assert health["checks"]["sms"] == {"ok": True, "enabled": False}
+    assert await center.agent.get(f"/api/v1/sms?ticket={t['number']}") == []
+    # the opt-out list is kept even so, for when the gateway is configured
+    await center.agent.call("PUT", "/api/v1/sms/opt-out/13800138000", json={}, expect=201)
+    assert (await center.agent.get("/api/v1/sms/opt-out/138-0013-8000"))["opted_out"] is True
