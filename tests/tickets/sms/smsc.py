@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from smpp.pdu.constants import data_coding_default_name_map
-from smpp.pdu.pdu_encoding import PDUEncoder
 from smpp.pdu.operations import SubmitSMResp
+from smpp.pdu.pdu_encoding import PDUEncoder
 from smpp.pdu.pdu_types import CommandId, CommandStatus, EsmClassGsmFeatures
 from smppy.server import Application, SmppClient, SmppProtocol
 
