@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from config.settings import Settings
+from config.settings import Settings, SettingsError
 from tickets import phones
 from tickets.accounts.http import require_role
 from tickets.errors import Conflict, InvalidField
@@ -135,7 +135,10 @@ def setup(app: web.Application, settings: Settings, clock: Callable[[], datetime
     app[SMS_CLOCK] = clock
     setup_routes(app)
     # Fail at start-up, not at the first accepted ticket, on a template the centre mistyped.
-    templates = read_templates(settings.config_file(settings.sms.templates_file)) if settings.sms.host else None
+    try:
+        templates = read_templates(settings.config_file(settings.sms.templates_file)) if settings.sms.host else None
+    except ValueError as exc:
+        raise SettingsError(f"sms.templates_file: {exc}") from None
     health_probes["sms"] = lambda: app[SMS].health() if SMS in app else {"ok": True, "enabled": False}
 
     async def sms_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -251,3 +251,16 @@ async def test_without_a_gateway_no_text_is_written_and_health_says_sms_is_off(c
     # the opt-out list is kept even so, for when the gateway is configured
     await center.agent.call("PUT", "/api/v1/sms/opt-out/13800138000", json={}, expect=201)
     assert (await center.agent.get("/api/v1/sms/opt-out/138-0013-8000"))["opted_out"] is True
+
+
+def test_a_mistyped_template_stops_the_server_at_start_naming_it(settings_factory, tmp_path):
+    import pytest
+
+    import server
+    from config.settings import SettingsError
+
+    bad = tmp_path / "sms.toml"
+    bad.write_text('[templates]\naccepted = "工单{numbr}已受理"\n', encoding="utf-8")
+    settings = settings_factory(sms={"host": "127.0.0.1", "templates_file": str(bad)})
+    with pytest.raises(SettingsError, match=r"sms.templates_file: .*templates.accepted: unknown placeholder \{numbr\}"):
+        server.create_app(settings)
