@@ -28,7 +28,7 @@ class _Scene:
     def caller(self, t: float, queue: str, left: float = float("inf")) -> tuple[str, str, str]:
         self.n += 1
         uid = f"{t:.0f}.{self.n}"
-        num = f"1{3 + self.n % 7}{(self.n * 7919 + 1234567) % 10**9:09d}"
+        num = f"1{'358'[self.n % 3]}{(self.n * 7919 + 1234567) % 10**9:09d}"
         chan = f"PJSIP/trunk-{self.n:08x}"
         self.at(t, {"Event": "Newchannel", "Channel": chan, "ChannelState": "4", "ChannelStateDesc": "Ring",
                     "CallerIDNum": num, "CallerIDName": num, "Context": "incoming", "Exten": queue,

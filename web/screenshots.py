@@ -48,8 +48,9 @@ async def _play_from_a_line(page: Any) -> None:
 
 
 async def _busy_hour(app: aioweb.Application, settings: Any) -> None:
-    """The last 50 minutes of a busy hotline (``telephony.demo``) folded into the live view and the call records,
-    ending now and never reaching back past the centre's midnight (the day's counters would start over)."""
+    """The last 50 minutes of a busy hotline (``telephony.demo``) folded into the live view, the call records and
+    the missed-call list (the second one taken by a colleague), ending now and never reaching back past the
+    centre's midnight (the day's counters would start over)."""
     from telephony import demo as telephony_demo
     from telephony.service import SERVICE
 
@@ -60,6 +61,9 @@ async def _busy_hour(app: aioweb.Application, settings: Any) -> None:
     for event in telephony_demo.busy_hour(now, span=max(60.0, min(3000.0, since_midnight - 1))):
         svc.submit(event)
     await svc.drain()
+    missed = await svc.store.callbacks("open")
+    if len(missed) > 1:
+        await svc.store.claim(missed[1]["id"], "liuyang", "刘洋")
 
 
 async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable: str = CHROMIUM,
@@ -83,6 +87,9 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
         n = info["numbers"]
         if seed_recording is not None:
             await seed_recording(app, info["recorded_call"], settings.asr.recordings_dir)
+        # Before the pages: the agent's console lists the missed calls (one taken by a colleague), the wallboard
+        # shows the hour.
+        await _busy_hour(app, settings)
         prepare = {"16-ticket-recording": _play_from_a_line}
         plan = [
             (None, [("01-login", "/login")]),
@@ -132,7 +139,6 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
             await page.screenshot(path=str(target))
             shots.append(target)
             # The wallboard on the TV it is made for (1920x1080, read from across the room), after a busy hour.
-            await _busy_hour(app, settings)
             await page.set_viewport_size({"width": 1920, "height": 1080})
             await page.goto(base + "/wallboard")
             await page.wait_for_load_state("networkidle")
