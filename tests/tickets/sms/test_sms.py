@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from smpp.pdu.pdu_types import CommandStatus
 
+import server
+from config.settings import SettingsError
 from tests.tickets.sms.conftest import LINK_BASE, until
 
 PHONE = "13800138000"
@@ -254,11 +257,6 @@ async def test_without_a_gateway_no_text_is_written_and_health_says_sms_is_off(c
 
 
 def test_a_mistyped_template_stops_the_server_at_start_naming_it(settings_factory, tmp_path):
-    import pytest
-
-    import server
-    from config.settings import SettingsError
-
     bad = tmp_path / "sms.toml"
     bad.write_text('[templates]\naccepted = "工单{numbr}已受理"\n', encoding="utf-8")
     settings = settings_factory(sms={"host": "127.0.0.1", "templates_file": str(bad)})
