@@ -174,8 +174,23 @@ async def write_load(bases: list[str], seconds: float, clients: int, readers: in
             "reads": {k: len(v) for k, v in reads.items()}, "errors": errors}
 
 
-def start_servers(db_url: str, redis_url: str, data_dir: Path, n: int, extra_env: dict[str, str] | None = None
-                  ) -> tuple[list[subprocess.Popen[str]], list[str]]:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pids: list[int], limit: float = 90) -> None:
+    """Until the servers' start-up work (jieba's dictionary, the router) is done: < 5 % CPU over 0.5 s."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = sum(cpu_seconds(p) for p in pids)
+        time.sleep(0.5)
+        if sum(cpu_seconds(p) for p in pids) - before < 0.025 * len(pids):
+            return
+
+
+def start_servers(db_url: str, redis_url: str, data_dir: Path, n: int, extra_env: dict[str, str] | None = None,
+                  root: Path = ROOT) -> tuple[list[subprocess.Popen[str]], list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
     env.update({"HOTLINE_DATABASE_URL": db_url, "HOTLINE_REDIS_URL": redis_url,
                 "HOTLINE_SERVER_DATA_DIR": str(data_dir), "HOTLINE_SERVER_ADMIN_PASSWORD": ADMIN_PW,
@@ -186,10 +201,11 @@ def start_servers(db_url: str, redis_url: str, data_dir: Path, n: int, extra_env
         port = services.free_port()
         log = (data_dir / f"server-{i}.log").open("w")  # a file, never a pipe nobody reads
         procs.append(subprocess.Popen([sys.executable, "server.py", "serve", "--host", "127.0.0.1", "--port",
-                                       str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                       str(port)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=log,
                                       text=True))
         services._wait_port(port, 120)
         bases.append(f"http://127.0.0.1:{port}")
+    wait_idle([p.pid for p in procs])
     return procs, bases
 
 
@@ -204,9 +220,9 @@ def stop_servers(procs: list[subprocess.Popen[str]]) -> None:
             p.wait(10)
 
 
-def http_phase(kind: str, db_url: str, redis_url: str, tmp: Path, n: int, args: argparse.Namespace
-               ) -> dict[str, object]:
-    procs, bases = start_servers(db_url, redis_url, tmp / f"var-{kind}-{n}-{time.monotonic_ns()}", n)
+def http_phase(kind: str, db_url: str, redis_url: str, tmp: Path, n: int, args: argparse.Namespace,
+               root: Path = ROOT) -> dict[str, object]:
+    procs, bases = start_servers(db_url, redis_url, tmp / f"var-{kind}-{n}-{time.monotonic_ns()}", n, root=root)
     try:
         return asyncio.run(write_load(bases, args.seconds, args.clients, args.readers))
     finally:
@@ -227,7 +243,7 @@ def run_db(kind: str, base: str | None, redis_url: str, args: argparse.Namespace
     with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-", dir=args.tmp) as t:
         tmp = Path(t)
         for rep in range(args.reps):
-            for phase in ["bare", *(f"http{n}" for n in procs)]:
+            for phase in ["bare", *(["before"] if args.before_root else []), *(f"http{n}" for n in procs)]:
                 load0 = loadavg()
                 if phase == "bare":
                     if kind == "sqlite":
@@ -237,19 +253,20 @@ def run_db(kind: str, base: str | None, redis_url: str, args: argparse.Namespace
                         res = asyncio.run(bare_asyncpg(services.create_database(base, f"bare_{rep}"),
                                                        args.bare_seconds, args.clients))
                 else:
-                    n = int(phase[4:])
-                    url = (f"sqlite+aiosqlite:///{tmp / f'http-{rep}.db'}" if kind == "sqlite"
-                           else services.create_database(base or "", f"http_{rep}_{n}"))
-                    res = http_phase(kind, url, redis_url, tmp, n, args)
+                    n = 1 if phase == "before" else int(phase[4:])
+                    url = (f"sqlite+aiosqlite:///{tmp / f'{phase}-{rep}.db'}" if kind == "sqlite"
+                           else services.create_database(base or "", f"{phase}_{rep}_{n}"))
+                    res = http_phase(kind, url, redis_url, tmp, n, args,
+                                     Path(args.before_root) if phase == "before" else ROOT)
                 res.update(db=kind, rep=rep + 1, phase=phase, load=[load0, loadavg()])
                 print(json.dumps(res, ensure_ascii=False), flush=True)
                 rows.setdefault(phase, []).append(res)
     bare = med(rows["bare"], "per_s")
     summary: dict[str, object] = {"db": kind, "bare_per_s": bare, "bare_p99_ms": med(rows["bare"], "p99_ms")}
-    for n in procs:
-        rs = rows[f"http{n}"]
+    for key in [*(["before"] if args.before_root else []), *(f"http{n}" for n in procs)]:
+        rs = rows[key]
         ratio = [float(r["per_s"]) / float(b["per_s"]) for r, b in zip(rs, rows["bare"])]  # type: ignore[arg-type]
-        summary[f"http{n}"] = {
+        summary[key] = {
             "per_s": med(rs, "per_s"), "p50_ms": med(rs, "p50_ms"), "p99_ms": med(rs, "p99_ms"),
             "ratio_to_bare": round(statistics.median(ratio), 3),
             "list_p99_ms": round(statistics.median(r["reads_p99_ms"]["list"] for r in rs), 1),  # type: ignore[index]
@@ -299,6 +316,8 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgres")
     parser.add_argument("--pg-processes", default="1,2,4")
     parser.add_argument("--flood", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--before-root", default=None,
+                        help="also run (interleaved, 1 process) the server of another checkout, e.g. the commit before")
     parser.add_argument("--tmp", default=None, help="directory for the SQLite files (the disk being measured)")
     args = parser.parse_args()
     results: dict[str, object] = {"args": vars(args), "cores": os.cpu_count()}
@@ -317,8 +336,8 @@ def main() -> None:
         s = results[kind]["summary"]  # type: ignore[index]
         print(f"{kind}: bare {s['bare_per_s']} commits/s (p99 {s['bare_p99_ms']} ms)")
         for key, h in s.items():
-            if key.startswith("http"):
-                print(f"  {key[4:]} process(es): {h['per_s']} actions/s = {h['ratio_to_bare']} x bare; "
+            if key.startswith("http") or key == "before":
+                print(f"  {key[4:] or 'before (--before-root), 1'} process(es): {h['per_s']} actions/s = {h['ratio_to_bare']} x bare; "
                       f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms; reads p99 list {h['list_p99_ms']} ms, "
                       f"detail {h['detail_p99_ms']} ms; errors {h['errors']}")
     if args.flood:
