@@ -14,13 +14,20 @@
    the detector = LSH candidates + exact re-scoring. Baseline: the pairwise bigram scan the ticket store
    uses today in ``related`` (over its 2,000 most recent open tickets).
 3. Latency: routing per ticket (tokenize + model + rules), duplicate lookup against 1,000,000 stored tickets.
+4. Routing over HTTP (``--part http``): a real ``server.py serve`` process (SQLite, its own redis-server) with
+   a model trained on the development rows in its data dir; the time until it listens, the first
+   ``GET /api/v1/tickets/{number}/routing`` after that, then every held-out message as a ticket routed once
+   by one client and once by 4 clients at a time (p50/p95/p99/max), and the server's CPU seconds per phase.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import random
 import re
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -140,6 +147,113 @@ def bench_routing(quick: bool) -> dict[str, float]:
         lat.append(time.perf_counter() - t0)
     print(f"routing latency per ticket: p50 {pct(lat, 50) * 1000:.1f} ms, p99 {pct(lat, 99) * 1000:.1f} ms")
     return {"accuracy": acc, "macro_f1": f1, "baseline_accuracy": bacc, "baseline_macro_f1": bf1}
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_http_routing(quick: bool) -> None:
+    """GET /api/v1/tickets/{number}/routing of a real server, from the first request after start."""
+    import aiohttp
+
+    from benchmarks.http_accounts import PASSWORD, api_login
+    from tests import services
+
+    print("== routing over HTTP (a real server process, model in its data dir)")
+    _, test_rows = stratified_split(read_rows(LABELED), 0.3)
+    test_nos = {r["row_no"] for r in test_rows}
+    pool = [r for r in read_rows(TOKENIZED) if r["row_no"] not in test_nos]
+    if quick:
+        pool = random.Random(3).sample(pool, 3000)
+    t0 = time.perf_counter()
+    model = RouterModel.train([textproc.join_tokens(textproc.pretokenized(r["tokens"])) for r in pool],
+                              [r["label"] for r in pool], calibrate=False)
+    print(f"model trained on {len(pool)} rows in {time.perf_counter() - t0:.1f}s "
+          f"({model.coef.shape[1]} features x {len(model.labels)} labels, weights {model.coef.dtype})")
+    admin_pw = "bench-admin-password"
+    with services.redis_server() as redis_url, tempfile.TemporaryDirectory(prefix="bench-routing-http-") as tmp:
+        tmpdir = Path(tmp)
+        model.save(tmpdir / "var" / "routing" / "router_model.joblib")
+        port = services.free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOTLINE_")}
+        env.update({"HOTLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmpdir / 'hotline.db'}",
+                    "HOTLINE_REDIS_URL": redis_url, "HOTLINE_SERVER_DATA_DIR": str(tmpdir / "var"),
+                    "HOTLINE_SERVER_ADMIN_PASSWORD": admin_pw, "HOTLINE_LOG_LEVEL": "WARNING"})
+        log = tmpdir / "server.log"
+        started = time.perf_counter()
+        with log.open("w") as fh:
+            proc = subprocess.Popen([sys.executable, "server.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=fh, text=True)
+        try:
+            services._wait_port(port, 120)
+            listening = time.perf_counter() - started
+            asyncio.run(_http_phases(f"http://127.0.0.1:{port}", proc.pid, admin_pw, PASSWORD, api_login,
+                                     aiohttp, test_rows, listening))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+async def _http_phases(base: str, pid: int, admin_pw: str, password: str, api_login, aiohttp,  # type: ignore[no-untyped-def]
+                       rows: list[dict[str, str]], listening: float) -> None:
+    async with aiohttp.ClientSession(base) as http:
+        admin = await api_login(http, "admin", admin_pw)
+        async with http.post("/api/v1/users", json={"username": "bench-agent", "password": password,
+                                                    "role": "agent"}, headers=admin) as r:
+            assert r.status == 201, await r.text()
+        agent = await api_login(http, "bench-agent", password)
+
+        async def create(row: dict[str, str]) -> str:
+            body = {"title": row["title"] or row["body"][:30], "content": row["body"], "request_type": "complaint",
+                    "caller_phone": "13800138000", "accept": True}
+            async with http.post("/api/v1/tickets", json=body, headers=agent) as r:
+                out = await r.json()
+                assert r.status == 201, out
+                return str(out["number"])
+
+        async def route(number: str) -> float:
+            t0 = time.perf_counter()
+            async with http.get(f"/api/v1/tickets/{number}/routing", headers=agent) as r:
+                body = await r.json()
+                assert r.status == 200 and body["model"] is not None, body
+            return time.perf_counter() - t0
+
+        first_number = await create(rows[0])
+        first = await route(first_number)
+        print(f"server listening {listening:.1f}s after spawn; first routing request after start: "
+              f"{first * 1000:.0f} ms")
+        numbers = [first_number]
+        sem = asyncio.Semaphore(8)
+
+        async def create_limited(row: dict[str, str]) -> str:
+            async with sem:
+                return await create(row)
+
+        numbers += await asyncio.gather(*(create_limited(r) for r in rows[1:]))
+        for clients in (1, 4):
+            cpu0, wall0 = _cpu_seconds(pid), time.perf_counter()
+            if clients == 1:
+                lat = [await route(n) for n in numbers]
+            else:
+                lat = []
+
+                async def worker(queue: list[str], out: list[float]) -> None:
+                    while queue:
+                        out.append(await route(queue.pop()))
+
+                todo = list(numbers)
+                await asyncio.gather(*(worker(todo, lat) for _ in range(clients)))
+            wall, cpu = time.perf_counter() - wall0, _cpu_seconds(pid) - cpu0
+            print(f"  {clients} client(s), {len(lat)} tickets: p50 {pct(lat, 50) * 1000:.1f} ms, "
+                  f"p95 {pct(lat, 95) * 1000:.1f} ms, p99 {pct(lat, 99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms; "
+                  f"{len(lat) / wall:.0f}/s, server CPU {cpu:.1f}s ({cpu / len(lat) * 1000:.1f} ms per request)")
+    print(f"  load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def bench_duplicates(n_total: int) -> None:
@@ -299,7 +413,7 @@ def bench_hot_issues(show: bool, alert_size: int = 10) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="3,000 training rows, 3 folds, 200,000 tickets")
-    parser.add_argument("--part", action="append", choices=["routing", "hot", "topics", "duplicates"],
+    parser.add_argument("--part", action="append", choices=["routing", "hot", "topics", "duplicates", "http"],
                         help="run only these parts (repeatable; default all)")
     parser.add_argument("--show-clusters", action="store_true", help="print 20 sampled clusters of the 7-day windows")
     parser.add_argument("--alert-size", type=int, default=10, help="alert_size for the 7-day windows (default 10)")
@@ -316,6 +430,8 @@ def main() -> None:
         bench_topic_groups()
     if "duplicates" in parts:
         bench_duplicates(200_000 if args.quick else 1_000_000)
+    if "http" in parts:
+        bench_http_routing(args.quick)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,19 @@ def test_save_and_load_give_the_same_answers(tmp_path: Path) -> None:
     assert np.allclose(again.probabilities(texts), model.probabilities(texts))
 
 
+def test_one_ticket_is_ranked_as_the_batch_scores_it() -> None:
+    """The server ranks one ticket at a time on a shortcut (no sklearn input checks); a dispatcher must see
+    the same candidates and confidences as route-eval computes for the same message in a batch."""
+    model = trained_model()
+    _, test = routing_split()
+    texts = [t for t, _ in test[::10]] + ["", "停水"]
+    batch = model.probabilities(texts)
+    for text, probs in zip(texts, batch):
+        ranked = model.rank(text, top=len(model.labels), explain=0)
+        assert [label for label, _, _ in ranked] == [model.labels[i] for i in np.argsort(-probs, kind="stable")]
+        assert np.allclose([p for _, p, _ in ranked], np.sort(probs)[::-1], atol=1e-6)
+
+
 def test_a_return_is_negative_feedback_for_that_department_only() -> None:
     rnd = random.Random(1)
     water = ["停水", "水管", "水压", "自来水", "水表"]
