@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,18 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TZ = ZoneInfo("Asia/Shanghai")
-NOON = datetime(2026, 11, 24, 12, 0, tzinfo=TZ).astimezone(timezone.utc)
+NOON = datetime(2026, 11, 24, 12, 0, tzinfo=TZ).astimezone(UTC)
 SHORT = "【12345热线】您的诉求已受理，工单编号20261124-000001，请留存以便查询办理进度。回复TD退订"
 LONG = SHORT * 3  # three parts with a UDH each
 
 
 async def run(texts: int, text: str) -> dict[str, float]:
     import smpplib.client
+    from sqlalchemy.ext.asyncio import async_sessionmaker
 
     import migrations
     import server
     from config.settings import load_settings
-    from sqlalchemy.ext.asyncio import async_sessionmaker
     from tests.tickets.sms.smsc import TestSmsc
     from tickets.sms.gateway import encode
     from tickets.sms.service import SmsService, read_templates
@@ -63,7 +63,7 @@ async def run(texts: int, text: str) -> dict[str, float]:
         ours = time.perf_counter() - t0
         assert sent == texts and len(smsc.messages()) == texts, (sent, len(smsc.messages()))
         parts = len(smsc.parts)
-        await service.stop(asyncio.ensure_future(asyncio.sleep(0)), 1)
+        await service.close()
         await engine.dispose()
 
         # BASELINE: the same parts, smpplib alone, back to back (what the wire and the server cost).

@@ -158,6 +158,10 @@ class SmsService:
             await asyncio.gather(task, return_exceptions=True)
         except Exception:
             log.exception("SMS sender ended with an error")
+        await self.close()
+
+    async def close(self) -> None:
+        """Unbind from the gateway (a sender driven by ``step()`` alone, or after ``stop``)."""
         await asyncio.to_thread(self.gateway.close)
 
     async def step(self) -> int:
