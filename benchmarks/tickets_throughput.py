@@ -34,8 +34,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.http_accounts import agent_and_handler  # noqa: E402
-from tests import services  # noqa: E402
+from benchmarks.http_accounts import agent_and_handler
+from tests import services
 
 ACTIONS = ("create", "accept", "dispatch", "sign", "reply")
 ADMIN_PW = "bench-admin-pw"
@@ -337,7 +337,8 @@ def main() -> None:
         print(f"{kind}: bare {s['bare_per_s']} commits/s (p99 {s['bare_p99_ms']} ms)")
         for key, h in s.items():
             if key.startswith("http") or key == "before":
-                print(f"  {key[4:] or 'before (--before-root), 1'} process(es): {h['per_s']} actions/s = {h['ratio_to_bare']} x bare; "
+                label = "before-root, 1 process" if key == "before" else f"{key[4:]} process(es)"
+                print(f"  {label}: {h['per_s']} actions/s = {h['ratio_to_bare']} x bare; "
                       f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms; reads p99 list {h['list_p99_ms']} ms, "
                       f"detail {h['detail_p99_ms']} ms; errors {h['errors']}")
     if args.flood:
