@@ -149,7 +149,7 @@ class ChannelService:
     async def submit_open311(self, partner: Partner, intake: open311.Intake) -> str:
         address = intake.address or (f"（坐标 {intake.lat:.6f}, {intake.long:.6f}）"
                                      if intake.lat is not None and intake.long is not None else "")
-        content = intake.description + (f"\n照片：{intake.media_url}" if intake.media_url else "")
+        content = intake.description + (_photo_line(intake.media_url) if intake.media_url else "")
         data = {"channel": partner.channel, "caller_name": intake.caller_name, "caller_phone": intake.phone,
                 "request_type": intake.request_type, "title": _title(intake.description), "content": content,
                 "address": address, "category": intake.service_code}
@@ -177,7 +177,9 @@ class ChannelService:
     def _entry(self, ticket: Ticket, record: Open311Request, agency: str | None, viewer: Partner | None
                ) -> dict[str, Any]:
         service = self.services.get(record.service_code)
-        t = {"number": ticket.number, "status": ticket.status, "answer": ticket.answer, "content": ticket.content,
+        content = ticket.content  # the photo link shown to agents in the text is media_url here, not description
+        content = content.removesuffix(_photo_line(record.media_url)) if record.media_url else content
+        t = {"number": ticket.number, "status": ticket.status, "answer": ticket.answer, "content": content,
              "address": ticket.address, "created_at": ticket.created_at, "updated_at": ticket.updated_at,
              "reply_due": ticket.reply_due}
         rec = {"service_code": record.service_code, "address_id": record.address_id, "lat": record.lat,
@@ -325,6 +327,10 @@ async def add_partner(sessions: async_sessionmaker[AsyncSession], name: str, cha
     except IntegrityError:
         raise Conflict("partner_exists", f"渠道合作方 {name} 已存在") from None
     return key, partner
+
+
+def _photo_line(url: str) -> str:
+    return f"\n照片：{url}"
 
 
 def _pending_key(actor_name: str, ticket: Mapping[str, Any]) -> tuple[str, ...]:

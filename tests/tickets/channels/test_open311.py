@@ -204,3 +204,22 @@ async def test_partners_post_from_their_own_pages_but_the_citizen_form_only_from
     assert resp.status == 201
     resp = await center.client.post("/citizen", data={"content": "x"}, headers={"Origin": "https://evil.example"})
     assert resp.status == 403
+
+
+async def test_requests_posted_at_once_each_keep_their_own_record(center: Center) -> None:
+    """The writer batches creations from many requests: every ticket still gets the Open311 record of the post
+    that made it (its own text, location and photo link), and identical posts get one record each."""
+    key = await partner(center)
+    posts = [{**GOOD, "description": f"第{i}号路灯不亮", "media_url": f"https://img.example/{i}.jpg"}
+             for i in range(12)] + [GOOD, GOOD]
+    answers = await asyncio.gather(*(center.client.post("/open311/v2/requests.json", data={**p, "api_key": key})
+                                     for p in posts))
+    numbers = []
+    for resp in answers:
+        assert resp.status == 201, await resp.text()
+        numbers.append((await resp.json())[0]["service_request_id"])
+    assert len(set(numbers)) == len(posts)
+    for number, sent in zip(numbers, posts):
+        resp = await center.client.get(f"/open311/v2/requests/{number}.json", params={"api_key": key})
+        [seen] = await resp.json()
+        assert (seen["description"], seen["media_url"]) == (sent["description"], sent.get("media_url", ""))
