@@ -67,7 +67,7 @@ async def test_each_agents_answered_calls_and_talk_today(store: CallStore) -> No
     assert {i: f["answered"] for i, f in figures.items()} == Counter(e.interface for e in answered)
     for iface, f in figures.items():
         talk = [e.talk for e in answered if e.interface == iface]
-        assert f["avg_talk"] == round(round(sum(talk), 1) / len(talk), 1)
+        assert f["avg_talk"] == round(sum(talk) / len(talk), 1)
     assert await store.agent_day(day + timedelta(days=1), day + timedelta(days=2)) == {}
 
 
