@@ -54,7 +54,7 @@ class WorkerConfig:
     whisper_sha256: str = ""
     live_port: int = 0  # AudioSocket port for live transcription (asr/live.py); 0 = off
     live_host: str = "127.0.0.1"
-    live_max_calls: int = 2
+    live_max_calls: int = 1
     city: str | None = None
 
     @property

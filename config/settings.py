@@ -127,7 +127,9 @@ class AsrSettings(_Section):
     # port (SO_REUSEPORT spreads the calls); 0 = off. See config/asterisk/extensions.conf [live-audio].
     live_port: int = Field(0, ge=0, le=65535)
     live_host: str = "127.0.0.1"
-    live_max_calls: int = Field(2, ge=1)  # calls one worker follows live; more fall back to after-call text
+    # Calls one worker follows live; more fall back to after-call text. Whisper base spends ~0.9 CPU s on every
+    # partial (a padded 30 s encoder pass), so one core holds one call at a partial a second (BENCHMARKS.md).
+    live_max_calls: int = Field(1, ge=1)
 
 
 class DeadlineSettings(_Section):
