@@ -380,12 +380,17 @@ def main() -> None:
         pids = [p.pid for p, _ in servers]
         print(f"{args.servers} hotline serve (pid {', '.join(map(str, pids))}), {args.clients} logged-in WebSocket "
               f"clients; load average {os.getloadavg()[0]:.2f}", flush=True)
+        # what the server burns with no events (its timers, pollers, the other features' background tasks)
+        c0, w0 = sum(cpu_seconds(p) for p in pids) + cpu_seconds(redis.pid), time.perf_counter()
+        time.sleep(5)
+        idle_cpu = (sum(cpu_seconds(p) for p in pids) + cpu_seconds(redis.pid) - c0) / (time.perf_counter() - w0)
         phases: list[dict[str, Any]] = []
         first = 0
         for rate, count in zip(rates, counts):
             last_ts = max(t for t in ts[first:first + count] if t is not None)
             cpu0 = sum(cpu_seconds(p) for p in pids)
             rcpu0 = cpu_seconds(redis.pid)
+            wall0 = time.perf_counter()
             load = os.getloadavg()[0]
             bench_conn.send(("phase", first, count, rate))
             sent = bench_conn.recv()
@@ -403,6 +408,7 @@ def main() -> None:
             phases.append({"rate": rate, "events": count, "first": first, "sent": sent, "sent_seconds": sent_s,
                            "caught_up": caught_up, "lag_after_last_send_s": done_at - sent[-1],
                            "hotline_cpu_s": cpu, "redis_cpu_s": rcpu, "load_average": load,
+                           "idle_cpu_s": idle_cpu * (done_at - wall0),
                            "reconnects": st.get("reconnects"), "ami_connected": st.get("connected"),
                            "offered": offered, "joins_sent": sum(joins[:first + count]), "day": live.get("day")})
             print(f"  phase {rate:,.0f}/s: sent {count:,} in {sent_s:.1f} s, clients caught up: {caught_up}, "
@@ -459,14 +465,18 @@ def main() -> None:
         lat = sorted(((arrive[ok] - s[ok]) * 1000).tolist())
         delivered_rate = (ph["events"] / (max(arrive[ok]) - ph["sent"][0])) if ok.any() else 0.0
         cpu = ph["hotline_cpu_s"] + ph["redis_cpu_s"]
+        end = max(arrive[ok]) if ok.any() else ph["sent"][-1]
+        frames = int(((client_t[0] >= ph["sent"][0]) & (client_t[0] <= end)).sum())
         r = {"rate": ph["rate"], "events": ph["events"], "timed_events": len(idx),
              "not_delivered": int((~ok).sum()), "sent_rate": ph["events"] / max(ph["sent_seconds"], 1e-9),
              "delivered_rate": delivered_rate,
              "p50_ms": pct(lat, 0.5) if lat else None, "p99_ms": pct(lat, 0.99) if lat else None,
-             "max_ms": lat[-1] if lat else None,
+             "max_ms": lat[-1] if lat else None, "frames_per_client_s": frames / max(end - ph["sent"][0], 1e-9),
              "hotline_cpu_s": ph["hotline_cpu_s"], "redis_cpu_s": ph["redis_cpu_s"],
              "events_per_cpu_s": ph["events"] / cpu if cpu else None,
              "cpu_ratio_vs_panoramisk": (ph["events"] / cpu / bare) if cpu else None,
+             "idle_cpu_s": ph["idle_cpu_s"],
+             "cpu_ratio_net_of_idle": (ph["events"] / (cpu - ph["idle_cpu_s"]) / bare) if cpu > ph["idle_cpu_s"] else None,
              "reconnects": ph["reconnects"], "ami_connected": ph["ami_connected"],
              "offered": ph["offered"], "joins_sent": ph["joins_sent"], "day": ph["day"],
              "load_average": ph["load_average"], "caught_up": ph["caught_up"]}
@@ -490,8 +500,9 @@ def main() -> None:
               f"p50 {r['p50_ms'] or float('nan'):7.1f} ms  p99 {r['p99_ms'] or float('nan'):8.1f} ms  "
               f"max {r['max_ms'] or float('nan'):8.1f} ms  not delivered {r['not_delivered']}  "
               f"CPU hotline {r['hotline_cpu_s']:.1f} s + redis {r['redis_cpu_s']:.1f} s = "
-              f"{r['events_per_cpu_s'] or 0:,.0f} ev/CPU-s = {r['cpu_ratio_vs_panoramisk'] or 0:.2f}x panoramisk  "
-              f"reconnects {r['reconnects']}  offered {r['offered']} / joined {r['joins_sent']}  "
+              f"{r['events_per_cpu_s'] or 0:,.0f} ev/CPU-s = {r['cpu_ratio_vs_panoramisk'] or 0:.2f}x panoramisk "
+              f"({r['cpu_ratio_net_of_idle'] or 0:.2f}x without the idle {r['idle_cpu_s']:.1f} s)  "
+              f"frames/client/s {r['frames_per_client_s']:.0f}  reconnects {r['reconnects']}  offered {r['offered']} / joined {r['joins_sent']}  "
               f"load {r['load_average']:.2f}")
     print(f"patch messages lost {lost}, duplicated {dup} (all clients); fresh snapshots to slow clients {resnap}")
     print(f"client 0's rebuilt view equals the server's: {view_equal}")
@@ -500,7 +511,7 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "ami_bridge.json").write_text(json.dumps(
         {"anchor_panoramisk_events_per_cpu_s": bare, "servers": args.servers, "clients": args.clients,
-         "phases": results, "lost": lost, "duplicated": dup, "resnapshots": resnap, "view_equal": view_equal,
+         "idle_cpu_per_s": idle_cpu, "phases": results, "lost": lost, "duplicated": dup, "resnapshots": resnap, "view_equal": view_equal,
          "saturation": saturation, "load_before": load_before, "load_after": os.getloadavg()}, indent=1))
     shutil.rmtree(tmp, ignore_errors=True)
 
