@@ -65,6 +65,7 @@ async def test_one_agent_claims_a_missed_call_the_other_sees_it_taken(live_serve
     assert orig and (orig[-1]["Channel"], orig[-1]["Exten"]) == (IFACE, CALLER)
     await a.wait_for_selector("#screen-pop:not(.hidden)", timeout=30000)
     assert CALLER in await a.inner_text("#pop-caller")
+    assert "回拨漏接来电" in await a.inner_text("#pop-meta")
     number = (await a.get_attribute("#pop-open", "href")).split("ticket=", 1)[1]
     draft = await console.app[STORE].get(number, SYSTEM)
     assert draft["status"] == "draft" and draft["caller_phone"] == CALLER and draft["call_id"] == call_id

@@ -258,7 +258,7 @@
     const name = call.caller_name && call.caller_name !== caller ? call.caller_name + " " : "";
     $("pop-caller").textContent = name + (caller || "未知号码");
     const at = call.at ? new Date(call.at * 1000).toISOString() : new Date().toISOString();
-    $("pop-meta").textContent = [call.queue ? "队列 " + call.queue : "", call.wait != null ? "排队 " + Math.round(call.wait) + " 秒" : "",
+    $("pop-meta").textContent = [m.callback ? "回拨漏接来电" : "", call.queue ? "队列 " + call.queue : "", call.wait != null ? "排队 " + Math.round(call.wait) + " 秒" : "",
                                  call.call_id ? "通话 " + call.call_id : "", fmtTime(at)].filter(Boolean).join(" · ");
     const open = $("pop-open");
     const draft = m.draft && m.draft.number;
@@ -277,7 +277,7 @@
     $("pop-history").innerHTML = earlier.map(t => `<li><a href="/tickets/${esc(t.number)}">${esc(t.number)}</a> ${esc(t.title || (t.content || "").slice(0, 24))}
       <span class="tag">${esc(t.status_label || t.status)}</span> <span class="muted">${esc(fmtTime(t.created_at))}</span></li>`).join("")
       || '<li class="muted">近期无来电工单</li>';
-    if (!restored) toast("来电：" + (caller || "未知号码") + (m.repeat_caller ? "（重复来电）" : ""));
+    if (!restored) toast((m.callback ? "回拨：" : "来电：") + (caller || "未知号码") + (m.repeat_caller ? "（重复来电）" : ""));
   }
 
   // ------------------------------------------------------------ the socket
