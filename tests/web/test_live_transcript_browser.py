@@ -116,5 +116,8 @@ async def test_an_emergency_heard_raises_the_banner_and_one_click_transfers_to_1
         # the new-ticket form under the pop took the district and the urgency heard
         assert (await page.input_value("[name=district]")).startswith("朝阳")
         assert await page.input_value("[name=urgency]") == "urgent"
+        assert await page.input_value("[name=request_type]") == "help"  # 救命 was heard
+        # the knowledge search follows what the caller said
+        assert await page.input_value("#kb-q") == "我家厨房着火了"
     finally:
         await redis.aclose()

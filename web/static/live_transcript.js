@@ -93,12 +93,24 @@
     if (!note) { note = document.createElement("div"); note.className = "live-heard small muted"; field.appendChild(note); }
     note.textContent = heard && heard.length ? "听到：“" + heard.join("”“") + "”" : "";
   }
+  // The knowledge search follows the call too, until the agent types a search of their own.
+  const kb = $("kb-q");
+  let kbTyped = false;
+  if (kb) kb.addEventListener("input", ev => { if (ev.isTrusted) kbTyped = true; });
+  function followKnowledge(fields) {
+    const topic = fields.title && fields.title.value;
+    if (!kb || kbTyped || !topic || kb.value === topic) return;
+    kb.value = topic;
+    kb.dispatchEvent(new Event("input"));  // agent.js searches on input
+  }
   function fill(fields) {
     if (fields.urgency && fields.urgency.value === "urgent") urgent(fields.urgency);
+    followKnowledge(fields);
     if (!form) return;
     for (const name of FIELDS) {
       const f = fields[name], el = form.elements[name];
       if (!f || !el || f.value == null) continue;
+      if (!(f.heard && f.heard.length)) continue;  // a default guess (咨询 with no words for it) fills nothing
       const value = String(f.value);
       if (el.value === value || !fillable(name, el)) continue;
       if (el.tagName === "SELECT" && !Array.from(el.options).some(o => o.value === value)) continue;
