@@ -133,6 +133,7 @@ class SmsService:
     async def run(self) -> None:
         """The sender task: one pass, then wait for a wake-up or the tick; a failing pass is logged and retried."""
         while not self.stopping:
+            self._wake.clear()  # before the pass: a commit during it wakes the next one at once
             try:
                 await self.step()
             except asyncio.CancelledError:
@@ -144,7 +145,6 @@ class SmsService:
                 await asyncio.wait_for(self._wake.wait(), self.tick)
             except TimeoutError:
                 pass
-            self._wake.clear()
 
     async def stop(self, task: asyncio.Task[Any], grace: float) -> None:
         """End the sender after the text in hand: cancelling in the middle of a submit would leave a text the
