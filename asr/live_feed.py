@@ -74,20 +74,23 @@ class LiveFeed:
 
     async def watch_legs(self, every: float = live.BEAT) -> None:
         """A followed leg whose worker stopped renewing its key (killed mid-call) is told "stopped" here, to
-        this process's pages only (each server process does the same for its own)."""
+        this process's pages only (each server process does the same for its own); an unfollowed one is
+        forgotten."""
         while True:
             await asyncio.sleep(every)
             followed = {call for c in self.clients for call in c.calls}
             for leg, started in list(self.legs.items()):
-                if started.get("call_id") not in followed:
-                    continue
                 try:
                     alive = await self.redis.exists(live.LEG_PREFIX + leg)
                 except Exception:  # noqa: BLE001, S112  Redis away: the subscription logs it
                     continue
-                if not alive and self.legs.get(leg) is started:
+                if alive or self.legs.get(leg) is not started:
+                    continue
+                if started.get("call_id") in followed:
                     self.deliver(json.dumps({**started, "event": "stopped", "reason": "worker_lost",
                                              "message": audiosocket.END_REASONS["worker_lost"]}, ensure_ascii=False))
+                else:  # nobody here is watching: just forget it
+                    self.legs.pop(leg, None)
 
     async def run(self, backoff_min: float = 0.1, backoff_max: float = 5.0) -> None:
         """Follow the channel; subscribe again (with backoff) when Redis goes away."""
