@@ -275,6 +275,9 @@ class SmsSettings(_Section):
     lease_seconds: float = Field(120, gt=0)  # a claimed text whose sender died becomes "uncertain" after this
     timeout_seconds: float = Field(10, gt=0)  # waiting for the gateway's answer
     tick_seconds: float = Field(5, gt=0)  # the sender looks for due texts at least this often
+    # false: this process writes texts but binds to no gateway; the others send them. Carriers limit the binds
+    # of one account (often 1-2), so a city running many server processes lets only some of them send.
+    sender: bool = True
 
     @field_validator("quiet_hours")
     @classmethod

@@ -139,7 +139,8 @@ def setup(app: web.Application, settings: Settings, clock: Callable[[], datetime
         templates = read_templates(settings.config_file(settings.sms.templates_file)) if settings.sms.host else None
     except ValueError as exc:
         raise SettingsError(f"sms.templates_file: {exc}") from None
-    health_probes["sms"] = lambda: app[SMS].health() if SMS in app else {"ok": True, "enabled": False}
+    health_probes["sms"] = lambda: app[SMS].health() if SMS in app and settings.sms.sender else \
+        {"ok": True, "enabled": bool(settings.sms.host), "sender": False}
 
     async def sms_ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
@@ -150,6 +151,12 @@ def setup(app: web.Application, settings: Settings, clock: Callable[[], datetime
         service = SmsService(sms_store, settings, clock, templates, tick=settings.sms.tick_seconds)
         app[SMS] = service
         store.row_hooks.append(service.row_hook)
+        if not settings.sms.sender:  # texts are written here and sent by the processes that bind
+            try:
+                yield
+            finally:
+                store.row_hooks.remove(service.row_hook)
+            return
         store.listeners.append(service.listener)
         task = asyncio.create_task(service.run(), name="sms-sender")
         try:
