@@ -62,6 +62,7 @@ class StretchTracker:
         self.frame = rate * params.frame_ms // 1000
         self._vad = webrtcvad.Vad(params.vad_mode)
         self._pending = np.zeros(0, np.int16)  # less than one VAD frame
+        self._odd = b""  # half a sample
         self.samples_seen = 0
         self._pre: list[np.ndarray] = []  # recent frames before a stretch (pre-roll and onset)
         self._voiced_run = 0
@@ -75,7 +76,12 @@ class StretchTracker:
         self.open = False
 
     def feed(self, pcm: bytes) -> list[Due]:
-        data = np.frombuffer(pcm, np.int16)
+        """Audio as it arrives, cut anywhere (even inside a sample)."""
+        if self._odd:
+            pcm = self._odd + pcm
+        cut = len(pcm) - len(pcm) % 2
+        self._odd = pcm[cut:]
+        data = np.frombuffer(pcm[:cut], np.int16)
         if len(self._pending):
             data = np.concatenate([self._pending, data])
         n = len(data) // self.frame
