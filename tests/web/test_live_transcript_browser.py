@@ -119,5 +119,12 @@ async def test_an_emergency_heard_raises_the_banner_and_one_click_transfers_to_1
         assert await page.input_value("[name=request_type]") == "help"  # 救命 was heard
         # the knowledge search follows what the caller said
         assert await page.input_value("#kb-q") == "我家厨房着火了"
+        # the agent's leg found every worker full: the page says there is no live text for it, and why
+        await live.RedisPublisher(redis)({
+            "type": "asr_live", "call_id": CALL_ID, "speaker": "agent", "label": "座席", "event": "fallback",
+            "reason": "capacity", "message": audiosocket.END_REASONS["capacity"]})
+        await page.wait_for_function(
+            "() => document.getElementById('live-status').textContent.includes('座席：本通电话不做实时转写')")
+        assert "挂机后转写" in await page.inner_text("#live-status")
     finally:
         await redis.aclose()
