@@ -550,8 +550,14 @@ def _wire_asr(app: web.Application, settings: Settings, clock: Clock, interval: 
         await app[tickets_http.STORE].attach_draft(call_id, transcript_id, fields,
                                                    asr_drafts.ticket_values(fields), ASR_SYSTEM)
 
+    def suggest_department(text: str) -> list[dict[str, Any]]:
+        # The routing service starts after asr's context; a draft delivered before it has no suggestion.
+        routing_service = app.get(routing_http.ROUTING)
+        return routing_service.suggest_for_text(text) if routing_service is not None else []
+
     asr_service.setup(app, settings, sessions=lambda: app[SESSIONS], redis_url=lambda: app[REDIS_URL],
-                      clock=clock, on_draft_ready=on_draft_ready, interval=interval)
+                      clock=clock, on_draft_ready=on_draft_ready, suggest_department=suggest_department,
+                      interval=interval)
     async def access_log(user: Any, action: str, subject: str, detail: Any, address: str | None) -> None:
         await app[accounts_http.USERS].audit.access(user, action, subject, detail, address)
 

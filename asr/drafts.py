@@ -325,12 +325,37 @@ def title(text: str, src: _Sources, max_chars: int = 24) -> dict[str, Any] | Non
     return {"value": value, "sources": [src.span(start, start + len(value), "诉求要点所在的第一句")]}
 
 
+def _line_speakers(text: str, words: Sequence[Mapping[str, Any]] | None) -> list[tuple[int, int, str]]:
+    """(start, end, speaker) of each line of a transcript's text (one segment, one speaker per line)."""
+    lines, at = [], 0
+    timed = [w for w in (words or ()) if w.get("char_start") is not None]
+    for line in text.split("\n"):
+        end = at + len(line)
+        who = next((str(w.get("speaker") or "") for w in timed if at <= w["char_start"] < end), "")
+        lines.append((at, end, who))
+        at = end + 1
+    return lines
+
+
+def content(text: str, words: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The ticket's 诉求内容: what the caller (市民) said. When the recording keeps the two sides apart
+    (stereo MixMonitor, or separate caller and agent files), the agent's lines stay in the transcript but
+    not in the content; a mixed recording cannot tell them apart and gives its whole text."""
+    lines = _line_speakers(text, words)
+    caller = [(a, b) for a, b, who in lines if who == "caller" and b > a]
+    if not caller or not any(who == "agent" for _a, _b, who in lines):
+        return {"value": text, "sources": [{"rule": "通话转写全文", "start": 0, "end": len(text)}]}
+    return {"value": "\n".join(text[a:b] for a, b in caller),
+            "sources": [{"rule": "市民所说（话务员的话留在转写中）", "start": a, "end": b, "speaker": "caller"}
+                        for a, b in caller]}
+
+
 def extract(text: str, words: Sequence[Mapping[str, Any]] | None = None, *,
             suggest_department: SuggestDepartment | None = None, city: str | None = None) -> dict[str, Any]:
     """All draft fields of one transcript (or written message). Unfilled fields are left out."""
     src = _Sources(text, words)
     fields: dict[str, Any] = {
-        "content": {"value": text, "sources": [{"rule": "通话转写全文", "start": 0, "end": len(text)}]},
+        "content": content(text, words),
         "urgency": urgency(text, src),
     }
     fields["request_type"] = request_type(text, src, urgent=fields["urgency"]["value"] == "urgent")
@@ -346,7 +371,8 @@ def extract(text: str, words: Sequence[Mapping[str, Any]] | None = None, *,
     if heading:
         fields["title"] = heading
     if suggest_department is not None:
-        suggestions = [dict(s) for s in suggest_department(text)]
+        # The caller's words decide the department (the agent's script names many things).
+        suggestions = [dict(s) for s in suggest_department(fields["content"]["value"])]
         if suggestions:
             fields["department"] = {"value": suggestions[0], "candidates": suggestions,
                                     "sources": [{"rule": "派单规则（tickets 路由）"}]}

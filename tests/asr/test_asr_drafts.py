@@ -86,6 +86,19 @@ def test_negated_or_hypothetical_emergencies_are_not_urgent() -> None:
     assert drafts.extract("小区门口有人打架")["urgency"]["handoff"][0]["number"] == "110"
 
 
+def test_content_is_the_callers_side_when_the_recording_keeps_the_sides_apart() -> None:
+    w = engine.Word
+    agent = [[w("您好", 0.2, 0.5), w("这里是热线", 0.5, 1.4)], [w("您的地址是", 6.0, 7.0)]]
+    caller = [[w("我家楼下路灯坏了", 2.0, 4.0)], [w("在海淀区学院路十八号", 8.0, 9.5)]]
+    two = engine.build_transcript([("agent", agent), ("caller", caller)], 10.0, "test")
+    fields = drafts.extract(two.text, two.words)
+    assert fields["content"]["value"] == "我家楼下路灯坏了\n在海淀区学院路十八号"
+    assert [two.text[s["start"]:s["end"]] for s in fields["content"]["sources"]] == ["我家楼下路灯坏了", "在海淀区学院路十八号"]
+    assert "您好" in two.text and fields["address"]["value"].startswith("海淀区学院路")
+    mixed = engine.build_transcript([("mixed", [agent[0] + caller[0]])], 10.0, "test")
+    assert drafts.extract(mixed.text, mixed.words)["content"]["value"] == mixed.text  # cannot tell them apart
+
+
 def test_department_suggestion_comes_from_the_injected_rules() -> None:
     seen = []
 

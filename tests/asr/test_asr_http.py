@@ -109,3 +109,38 @@ async def test_an_injected_visibility_rule_limits_what_each_user_reads(
     assert (await client.get("/api/v1/asr/calls/zjj-1", headers=department)).status == 200
     every = await (await client.get("/api/v1/asr/transcripts", params={"q": "路灯"}, headers=supervisor)).json()
     assert sorted(i["call_id"] for i in every["items"]) == ["rsj-1", "zjj-1"]
+
+
+async def test_a_two_sided_call_drafts_the_callers_words_and_a_department_from_the_routing_rules(
+        aiohttp_client: Any, settings_factory: Any, redis_url: str) -> None:
+    """A stereo recording keeps caller and agent apart: the draft's 诉求内容 is what the caller (市民) said,
+    the agent's lines stay in the transcript, and the department comes from tickets.routing's rules
+    (config/routing.toml: 停水 -> the water authority), wired by server.py."""
+    from asr import engine
+
+    app = make_app(settings_factory(redis_url=redis_url))
+    client = await aiohttp_client(app)
+    service = app[asr_service.SERVICE]
+    supervisor = await login(client, app, "banzhang", "supervisor")
+    w = engine.Word
+    transcript = engine.build_transcript([
+        ("agent", [[w("您好", 0.2, 0.5), w("这里是热线", 0.5, 1.4), w("请讲", 1.4, 1.8)], [w("请问您的地址", 6.0, 7.0)]]),
+        ("caller", [[w("我们小区停水两天了", 2.2, 4.0), w("一直没人管", 4.1, 5.2)], [w("在朝阳区幸福小区三号楼", 8.0, 9.5)]]),
+    ], 10.0, "test")
+    await service.store.queue("stereo-1", "/r/stereo-1.wav", None, jobs.job_id_for("stereo-1"))
+    await service.store.finish("stereo-1", "/r/stereo-1.wav", transcript.as_dict())
+    deadline = asyncio.get_running_loop().time() + 60
+    while not (await service.store.job("stereo-1"))["draft_delivered_at"]:
+        assert asyncio.get_running_loop().time() < deadline, "the background loop never delivered the draft"
+        await asyncio.sleep(0.1)
+
+    listed = await (await client.get("/api/v1/tickets?status=draft", headers=supervisor)).json()
+    [number] = [t["number"] for t in listed["items"] if t["call_id"] == "stereo-1"]
+    ticket = await (await client.get(f"/api/v1/tickets/{number}", headers=supervisor)).json()
+    assert ticket["content"] == "我们小区停水两天了一直没人管\n在朝阳区幸福小区三号楼"
+    assert "您好" in transcript.text and "您好" not in ticket["content"]
+    draft = ticket["draft_fields"]
+    assert draft["department"]["value"]["name"] and draft["department"]["value"]["source"] == "rule"
+    assert "停水" in " ".join(draft["department"]["value"]["reasons"]), draft["department"]
+    body = await (await client.get("/api/v1/asr/calls/stereo-1", headers=supervisor)).json()
+    assert "请问您的地址" in body["transcript"]["text"]
