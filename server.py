@@ -668,6 +668,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     use_cache_dir(settings)
     try:
         return int(args.func(settings, args) or 0)
+    except SettingsError as exc:  # a file named in the settings (sms.toml, catalogue.toml...) read at start-up
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         if getattr(exc, "slug", None) is None:
             raise
