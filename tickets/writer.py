@@ -13,7 +13,11 @@ them all. At low load a batch is one job and nobody waits for company.
 Two ways to reach the database:
 - a synchronous engine and one thread of its own (SQLite): the whole batch is one hop to that thread, and
   SQLite releases the GIL while it works and fsyncs, so the event loop keeps parsing the next requests;
-- an async engine (PostgreSQL/asyncpg): the batch runs through ``AsyncConnection.run_sync``.
+- an async engine (PostgreSQL/asyncpg): the batch runs through ``AsyncConnection.run_sync``, and up to
+  ``parallel`` batches run at once on their own connections. PostgreSQL has no single write lock, and each
+  batch is a chain of round trips: one batch at a time left the pool idle and was slower than the old
+  transaction per request (benchmarks/tickets_throughput.py, BENCHMARKS.md). PostgreSQL's WAL flush groups
+  the commits of concurrent transactions by itself.
 """
 from __future__ import annotations
 
@@ -80,12 +84,15 @@ def run_batch(conn: Connection, jobs: list[Job]) -> None:
 
 
 class GroupWriter:
-    def __init__(self, async_engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
+    def __init__(self, async_engine: AsyncEngine, sync_engine: Engine | None = None, parallel: int = 1) -> None:
         self.async_engine = async_engine
         self.sync_engine = sync_engine
+        # SQLite has one writer at a time: batches run one after the other whatever is asked.
+        self.parallel = 1 if sync_engine is not None else max(1, parallel)
+        self._running = 0
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ticket-writer") if sync_engine else None
         self._queue: list[Job] = []
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # committed or failed batches, for /metrics and the benchmark
         self.jobs = 0
 
@@ -99,11 +106,19 @@ class GroupWriter:
         loop = asyncio.get_running_loop()
         job = Job(fn, loop.create_future())
         self._queue.append(job)
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._drain())
+        if self._running < self.parallel:
+            self._running += 1
+            self._tasks.add(task := loop.create_task(self._drain()))
+            task.add_done_callback(self._tasks.discard)
         return await job.future
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_queue()
+        finally:
+            self._running -= 1
+
+    async def _drain_queue(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             batch = [j for j in batch if not j.future.done()]  # a request gone before its turn: nothing to write
@@ -164,5 +179,7 @@ def writer_for(async_engine: AsyncEngine, sync_engine: Engine | None = None) -> 
     key = async_engine.sync_engine
     writer = _WRITERS.get(key)
     if writer is None or (sync_engine is not None and writer.sync_engine is not sync_engine):
-        writer = _WRITERS[key] = GroupWriter(async_engine, sync_engine)
+        # PostgreSQL: as many batches at once as the pool has connections, less one for the other writers
+        parallel = max(1, async_engine.pool.size() - 1) if hasattr(async_engine.pool, "size") else 1
+        writer = _WRITERS[key] = GroupWriter(async_engine, sync_engine, parallel)
     return writer

@@ -37,6 +37,8 @@ class Blocker:
 
     def __init__(self, app: Any) -> None:
         BLOCKERS.append(self)
+        # one batch at a time (PostgreSQL runs several at once), so that the test decides where batches end
+        app[tickets_http.STORE].writer.parallel = 1
         self.key = LOCK_KEY + len(BLOCKERS)  # each its own lock: the second must not wait for the first
         self.app = app
         self.writer = app[tickets_http.STORE].writer
