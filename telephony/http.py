@@ -9,11 +9,13 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import WSMsgType, web
 
 from . import actions
+from .privacy import sees_whole_numbers
 from .service import SERVICE, TelephonyService
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -79,9 +81,15 @@ def _text(body: dict[str, Any], key: str, required: bool = True, max_len: int = 
 
 
 # ---------------------------------------------------------------- live view
+def _whole_numbers(request: web.Request, user: dict[str, Any], wall_screen: bool = False) -> bool:
+    """Whether this user's live view carries callers' numbers whole (``telephony.privacy``)."""
+    return sees_whole_numbers(str(user.get("role") or ""), wall_screen=wall_screen,
+                              mask_numbers=_svc(request).settings.wallboard.mask_numbers)
+
+
 async def live(request: web.Request) -> web.Response:
-    _user(request, *AGENTS)
-    return ok(_svc(request).hub.view)
+    user = _user(request, *AGENTS)
+    return ok(_svc(request).hub.view_for(_whole_numbers(request, user)))
 
 
 async def status(request: web.Request) -> web.Response:
@@ -132,13 +140,19 @@ def _text_frame(payload: bytes) -> bytes:
 
 
 async def ws_live(request: web.Request) -> web.WebSocketResponse:
-    """The live feed (format: ``telephony.live``): a snapshot, then patches, fanned out by the hub."""
+    """The live feed (format: ``telephony.live``): a snapshot, then patches, fanned out by the hub.
+
+    ``?view=wallboard`` (the wall screen's page): callers' numbers masked whoever is logged in, and no screen
+    pops (they carry the caller's whole number to the agent who took the call)."""
     user = _user(request, *AGENTS)
     svc = _svc(request)
+    wall_screen = request.query.get("view") == "wallboard"
     # No permessage-deflate: the hub's frames are shared bytes, and small JSON patches gain little from it.
     ws = web.WebSocketResponse(heartbeat=30, compress=False)
     await ws.prepare(request)
-    client = svc.hub.attach(_WsSink(ws, request.transport), interface=user.get("interface") or None)
+    client = svc.hub.attach(_WsSink(ws, request.transport),
+                            interface=None if wall_screen else user.get("interface") or None,
+                            whole_numbers=_whole_numbers(request, user, wall_screen))
     try:
         async for msg in ws:  # nothing to read from the client; aiohttp answers its pings here
             if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
@@ -152,7 +166,14 @@ async def ws_live(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def wallboard(request: web.Request) -> web.FileResponse:
+async def wallboard(request: web.Request) -> web.StreamResponse:
+    """The wall screen's page; like the console's pages it sends whoever is not logged in to the login page
+    (its figures need the login anyway) and refuses a role that may not read the live view."""
+    user = request.get("user")
+    if not user:
+        raise web.HTTPFound("/login?next=" + quote(request.path_qs))
+    if user.get("role") not in AGENTS:
+        return web.Response(status=403, text="无权访问：您的角色不能打开此页面。", content_type="text/plain")
     return web.FileResponse(STATIC / "wallboard.html")
 
 

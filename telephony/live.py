@@ -28,7 +28,12 @@ The feed a WebSocket client receives (``/ws/telephony``; every message is one JS
 A client that cannot keep up (its socket's send buffer over ``max_buffer``) is skipped, not waited for; once its
 buffer has drained it gets a fresh snapshot and the patches after it, and if it has not drained within
 ``drop_after`` seconds its socket is closed (it reconnects and starts from a snapshot). Messages other than
-patches sent while it was skipped are not repeated. Every client's frames are the same bytes, encoded once.
+patches sent while it was skipped are not repeated.
+
+Callers' numbers (``telephony.privacy``): a client that may not see them whole (a supervisor, a wall screen) gets
+every snapshot, patch and missed-call entry with them masked (138****5678); the hub keeps the whole view and
+masks at encoding. Every client of one privacy class gets the same bytes, encoded once per class, not per client;
+``screen_pop`` (to the agent who took the call) carries its caller whole.
 """
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .privacy import masked
+
 log = logging.getLogger("hotline.telephony.live")
 
 PREFIX = "hotline:telephony:"
@@ -46,6 +53,12 @@ PREFIX = "hotline:telephony:"
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _frame(texts: list[str]) -> bytes:
+    """One frame for what one flush sends: the message alone, or a batch of them in order."""
+    text = texts[0] if len(texts) == 1 else '{"type":"batch","messages":[' + ",".join(texts) + "]}"
+    return text.encode()
 
 
 def _put_part(parts: list[dict[str, Any]], field: str, key: str, value: dict[str, Any]) -> None:
@@ -117,9 +130,10 @@ class Sink(Protocol):
 class LiveClient:
     """One connected client: its sink, its interface (for screen pops) and whether it is being skipped."""
 
-    def __init__(self, sink: Sink, interface: str | None) -> None:
+    def __init__(self, sink: Sink, interface: str | None, whole_numbers: bool = False) -> None:
         self.sink = sink
         self.interface = interface
+        self.whole_numbers = whole_numbers  # its privacy class: callers' numbers whole or masked
         self.stale_since: float | None = None  # skipped since (loop time): its buffer was over the limit
         self.resnapshots = 0
         self.dropped = False
@@ -144,10 +158,13 @@ class LiveHub:
         self._pub_lock = asyncio.Lock()  # sequence numbers must reach Redis in order
         self._ready = asyncio.Event()
         self.node = uuid.uuid4().hex[:12]
-        self._outbox: list[str] = []  # messages for every client, sent together at the next flush
+        # messages for every client, sent together at the next flush: (JSON text, the same with callers' numbers
+        # masked, made only while some client is of that class; ``attach`` flushes, so none joins in between)
+        self._outbox: list[tuple[str, str]] = []
         self._flush_handle: asyncio.Handle | None = None
         self._stale_check: asyncio.TimerHandle | None = None
-        self._snapshot_bytes: bytes | None = None  # the current view encoded, while it does not change
+        # the current view encoded for each privacy class (whole numbers or not), while it does not change
+        self._snapshot_bytes: dict[bool, bytes] = {}
         self.frames = 0  # frames written to clients (diagnostics)
 
     @property
@@ -167,24 +184,39 @@ class LiveHub:
         return self.prefix + "leader"
 
     # ------------------------------------------------------------ local clients
-    def attach(self, sink: Sink, interface: str | None = None) -> LiveClient:
-        """A new client: it gets the current snapshot now, then every later message."""
+    def attach(self, sink: Sink, interface: str | None = None, *, whole_numbers: bool = False) -> LiveClient:
+        """A new client: it gets the current snapshot now, then every later message; callers' numbers masked
+        unless ``whole_numbers`` (``telephony.privacy.sees_whole_numbers``)."""
         self._flush()  # what is already in the view must not reach it a second time as patches
-        client = LiveClient(sink, interface)
-        sink.send(self._snapshot())
+        client = LiveClient(sink, interface, whole_numbers)
+        sink.send(self._snapshot(whole_numbers))
         self.clients.add(client)
         return client
 
     def detach(self, client: LiveClient) -> None:
         self.clients.discard(client)
 
-    def _snapshot(self) -> bytes:
-        if self._snapshot_bytes is None:
-            self._snapshot_bytes = _dumps({"type": "snapshot", "seq": self.seq, "data": self.view}).encode()
-        return self._snapshot_bytes
+    def _snapshot(self, whole_numbers: bool) -> bytes:
+        encoded = self._snapshot_bytes.get(whole_numbers)
+        if encoded is None:
+            data = self.view if whole_numbers else masked(self.view)
+            encoded = self._snapshot_bytes[whole_numbers] = _dumps(
+                {"type": "snapshot", "seq": self.seq, "data": data}).encode()
+        return encoded
 
-    def _queue_out(self, text: str) -> None:
-        self._outbox.append(text)
+    def view_for(self, whole_numbers: bool) -> dict[str, Any]:
+        """The current view as a client of that privacy class sees it (the REST live view)."""
+        if whole_numbers:
+            return self.view
+        hidden: dict[str, Any] = masked(self.view)
+        return hidden
+
+    def _queue_out(self, text: str, msg: dict[str, Any]) -> None:
+        hidden = "" if all(c.whole_numbers for c in self.clients) else _dumps(masked(msg))
+        self._outbox.append((text, hidden))
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if self._flush_handle is None:
             # One flush per loop turn: whatever arrived meanwhile goes out as one frame, encoded once.
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
@@ -193,11 +225,15 @@ class LiveHub:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        texts, self._outbox = self._outbox, []
-        if not texts:
+        out, self._outbox = self._outbox, []
+        if not out:
             return
-        text = texts[0] if len(texts) == 1 else '{"type":"batch","messages":[' + ",".join(texts) + "]}"
-        self._deliver(text.encode(), self.clients)
+        whole = [c for c in self.clients if c.whole_numbers]
+        if whole:
+            self._deliver(_frame([text for text, _ in out]), whole)
+        hidden = [c for c in self.clients if not c.whole_numbers]
+        if hidden:
+            self._deliver(_frame([text for _, text in out]), hidden)
 
     def _deliver(self, payload: bytes, targets: set[LiveClient] | list[LiveClient]) -> None:
         now = asyncio.get_running_loop().time()
@@ -217,7 +253,7 @@ class LiveHub:
     def _revisit(self, c: LiveClient, now: float) -> None:
         if c.sink.buffered() <= self.max_buffer // 4:
             c.stale_since = None
-            c.sink.send(self._snapshot())
+            c.sink.send(self._snapshot(c.whole_numbers))
         elif c.stale_since is not None and now - c.stale_since > self.drop_after:
             log.warning("live view: dropping a WebSocket client that read nothing for %.0f s", now - c.stale_since)
             c.dropped = True
@@ -248,14 +284,16 @@ class LiveHub:
                 return
             apply_patches(self.view, msg["patches"])
             self.seq = seq
-            self._snapshot_bytes = None
-            self._queue_out(raw if raw is not None else _dumps(msg))
+            self._snapshot_bytes = {}
+            self._queue_out(raw if raw is not None else _dumps(msg), msg)
         elif kind == "snapshot":
             self.view = msg["data"]
             self.seq = int(msg.get("seq", 0))
-            self._snapshot_bytes = None
+            self._snapshot_bytes = {}
             self._flush()  # patches queued before it still go out first, in order
-            self._queue_out(self._snapshot().decode())
+            hidden = "" if all(c.whole_numbers for c in self.clients) else self._snapshot(False).decode()
+            self._outbox.append((self._snapshot(True).decode(), hidden))
+            self._schedule_flush()
         elif kind == "hello":
             # A process joined and found no snapshot: the leader answers with the whole view.
             if self.leader and self.snapshot_source is not None:
@@ -266,8 +304,8 @@ class LiveHub:
             if targets:
                 self._flush()  # in order with what every client was sent before it
                 self._deliver(_dumps(msg["message"]).encode(), targets)
-        else:  # alerts and other broadcasts
-            self._queue_out(raw if raw is not None else _dumps(msg))
+        else:  # alerts and other broadcasts (missed-call entries carry the caller's number)
+            self._queue_out(raw if raw is not None else _dumps(msg), msg)
 
     # ------------------------------------------------------------ leader side
     async def publish(self, patches: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:

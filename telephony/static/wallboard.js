@@ -173,7 +173,7 @@ function render() { if (!view) return; renderConn(); renderQueues(); renderAgent
 
 function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${proto}//${location.host}/ws/telephony`);
+  const ws = new WebSocket(`${proto}//${location.host}/ws/telephony?view=wallboard`);
   ws.onmessage = (ev) => {
     const frame = JSON.parse(ev.data);
     for (const msg of frame.type === "batch" ? frame.messages : [frame]) {  // a batch: several messages in order

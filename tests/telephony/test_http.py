@@ -70,7 +70,9 @@ async def test_without_asterisk(aiohttp_client, settings_factory, redis_url):
     assert (await client.get("/api/v1/telephony/report", headers=agent)).status == 403
     h = await (await client.get("/health")).json()
     assert h["ok"] and h["checks"]["ami"]["ok"] is True
-    page = await client.get("/wallboard")
+    page = await client.get("/wallboard", allow_redirects=False)  # its data needs the login: so does the page
+    assert page.status == 302 and page.headers["Location"] == "/login?next=/wallboard"
+    page = await client.get("/wallboard", headers=sup)
     assert page.status == 200 and "未连接" in await page.text()
     admin = await login(client, users, "root2", "admin")
     r = await client.post("/api/v1/telephony/replay", json={"file": "/etc/passwd"}, headers=admin)

@@ -155,10 +155,9 @@ async def test_only_these_pages_answer_without_a_session(console: Console) -> No
         resp = await s.get(path, allow_redirects=False)
         if resp.status < 300:
             public.add(path)
-    # /metrics answers 401 itself; login and unresolved are POST only; the wallboard is a static shell whose
-    # figures come from /api/ and /ws/ behind the login (telephony's, as it was before the citizen pages)
-    expected = (PUBLIC_PATHS | PUBLIC_PAGES | {"/wallboard"}) - {"/metrics", "/api/v1/auth/login",
-                                                                 "/citizen/status/unresolved"}
+    # /metrics answers 401 itself; login and unresolved are POST only; the wallboard sends whoever is not
+    # logged in to the login page, like the console's pages
+    expected = (PUBLIC_PATHS | PUBLIC_PAGES) - {"/metrics", "/api/v1/auth/login", "/citizen/status/unresolved"}
     assert public == expected, public ^ expected
     assert KEY_AUTH_PREFIX == "/open311/v2/" and PUBLIC_PREFIXES == ("/static/",)
     # a form of another site cannot post into the public pages

@@ -40,13 +40,15 @@ async def test_pages_need_login_and_the_right_role(console: Console) -> None:
     anon = await session_for(console, None)
     resp = await anon.get("/agent", allow_redirects=False)
     assert resp.status == 302 and resp.headers["Location"] == "/login?next=/agent"
+    resp = await anon.get("/wallboard", allow_redirects=False)  # a wall screen logs in like any console page
+    assert resp.status == 302 and resp.headers["Location"] == "/login?next=/wallboard"
     assert (await anon.get("/login")).status == 200
     resp = await anon.get("/api/v1/knowledge")
     assert resp.status == 401
     await anon.close()
     expected_home = {"agent1": "/agent", "water1": "/dept", "super1": "/supervisor"}
     forbidden = {"agent1": ["/dept", "/supervisor", "/reports"], "water1": ["/agent", "/supervisor", "/reports",
-                                                                          "/reports/export.xlsx"],
+                                                                          "/reports/export.xlsx", "/wallboard"],
                  "super1": ["/dept"]}
     for user, home in expected_home.items():
         s = await session_for(console, user)

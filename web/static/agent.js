@@ -197,7 +197,10 @@
       ${m.paused ? `<span class="tag amber">示忙${m.paused_reason ? "：" + esc(m.paused_reason) : ""}</span>` : '<span class="tag blue">在线</span>'}
       <span class="muted">今日接听 ${esc(m.calls_taken || 0)}</span></li>`).join("") || '<li class="muted">未签入任何队列</li>';
     const call = me && me.call_id ? (view.calls || {})[me.call_id] : null;
-    $("status-call").textContent = call ? `当前通话：${call.caller_num || "未知号码"}${call.queue ? "（队列 " + call.queue + "）" : ""}` : "";
+    // A supervisor's live view has callers' numbers masked; its own caller came whole with the screen pop.
+    const popped = storedPop();
+    const num = call && popped && (popped.call || {}).call_id === call.id ? popped.call.caller_num : call && call.caller_num;
+    $("status-call").textContent = call ? `当前通话：${num || "未知号码"}${call.queue ? "（队列 " + call.queue + "）" : ""}` : "";
     restorePop(me);
     if ($("btn-pause")) {
       $("btn-pause").disabled = !members.length || paused;

@@ -33,6 +33,9 @@ window.HotlineCallbacks = (() => {
     if (!items) { if (early.length < 1000) early.push(entry); return; }  // bounded while the list cannot load
     // An entry absorbs the caller's earlier misses of the day (their ids are in call_ids).
     const calls = new Set(entry.call_ids || []);
+    // A supervisor's socket carries callers' numbers masked: keep the whole one the list (REST) gave it.
+    const known = items.find(c => String(c.id) === String(entry.id));
+    if (known && known.caller_num && String(entry.caller_num || "").includes("*")) entry = { ...entry, caller_num: known.caller_num, caller_name: known.caller_name };
     items = items.filter(c => String(c.id) !== String(entry.id) && !(c.call_ids || []).some(x => calls.has(x)));
     if (OPEN.includes(entry.status)) {
       items.push(entry);
