@@ -38,3 +38,50 @@ def test_who_gets_whole_numbers() -> None:
     assert not sees_whole_numbers("supervisor") and not sees_whole_numbers("admin")
     assert not sees_whole_numbers("agent", wall_screen=True)  # a wall screen, whoever logged it in
     assert sees_whole_numbers("supervisor", wall_screen=True, mask_numbers=False)  # the centre's own choice
+
+
+class Sink:
+    """A hub client's socket that keeps the very bytes objects it is handed."""
+
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+
+    def send(self, payload: bytes) -> None:
+        self.payloads.append(payload)
+
+    def buffered(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+async def test_the_hub_encodes_each_frame_once_per_privacy_class_not_per_client() -> None:
+    import asyncio
+
+    from telephony.live import LiveHub
+
+    hub = LiveHub(None)
+    agents, others = [Sink(), Sink()], [Sink(), Sink(), Sink()]
+    for s in agents:
+        hub.attach(s, whole_numbers=True)
+    for s in others:
+        hub.attach(s)  # masked unless said otherwise
+    call = {"id": "1.1", "state": "waiting", "caller_num": "13812345678", "caller_name": "citizen"}
+    await hub.publish([{"op": "put", "kind": "call", "key": "1.1", "value": call}])
+    await hub.broadcast({"type": "missed", "callback": {"id": 1, "caller_num": "13812345678"}})
+    await asyncio.sleep(0)  # the flush runs on the next loop turn
+    for group in (agents, others):
+        assert all(len(s.payloads) == 3 for s in group)  # snapshot, the patch, the missed caller
+        for i in (1, 2):  # each frame the same bytes object for the whole class: encoded once for it
+            assert all(s.payloads[i] is group[0].payloads[i] for s in group)
+    whole, hidden = b"".join(agents[0].payloads[1:]), b"".join(others[0].payloads[1:])
+    assert whole.count(b"13812345678") == 2 and b"13812345678" not in hidden
+    assert hidden.count(b"138****5678") == 2
+    # a client joining now: the snapshot of its class, whole numbers or not
+    late, late_agent = Sink(), Sink()
+    hub.attach(late)
+    hub.attach(late_agent, whole_numbers=True)
+    assert b"138****5678" in late.payloads[0] and b"13812345678" not in late.payloads[0]
+    assert b"13812345678" in late_agent.payloads[0]
+    assert hub.view["calls"]["1.1"]["caller_num"] == "13812345678"  # the hub keeps the whole view
