@@ -148,6 +148,9 @@ async def ticket_action(request: web.Request) -> web.Response:
         params["due"] = parse_datetime(params["due"], "due", request.app[TZ])
     if action not in workflow.RULES:
         raise InvalidField("action", f"未知操作：{action}；可用操作：{', '.join(workflow.ACTIONS)}")
+    if who.district and action == "edit" and "district" in params and params["district"] != who.district:
+        # the case would leave the sub-center's sight: moving it to another district is the city center's call
+        raise InvalidField("district", f"区分中心不能把工单改到其他区（本区：{who.district}）")
     return ok(shown_to(await request.app[STORE].act(request.match_info["number"], action, params, who), who))
 
 

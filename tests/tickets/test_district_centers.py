@@ -52,6 +52,11 @@ async def test_sub_center_registers_its_own_district(center: Center) -> None:
     assert created["district"] == "南湖区"
     refused = await nh.post("/api/v1/tickets", {**body, "district": "东城区"}, expect=400)
     assert refused["field"] == "district" and "南湖区" in refused["message"]
+    # nor can it move one of its cases to another district (it would vanish from its own lists)
+    moved = await nh.act(created["number"], "edit", expect=400, district="东城区")
+    assert moved["field"] == "district"
+    assert (await nh.get(f"/api/v1/tickets/{created['number']}"))["district"] == "南湖区"
+    await nh.act(created["number"], "edit", address="滨河花园3栋")
 
 
 async def test_center_accounts_belong_only_to_district_units(center: Center) -> None:
