@@ -238,7 +238,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(tmp: Path, n: int, redis_url: str, ami_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(tmp: Path, n: int, redis_url: str, ami_port: int,
+                 whole_numbers: bool = False) -> tuple[subprocess.Popen[bytes], int]:
     from tests import services
 
     port = services.free_port()
@@ -248,6 +249,8 @@ def start_server(tmp: Path, n: int, redis_url: str, ami_port: int) -> tuple[subp
                 "HOTLINE_SERVER_ADMIN_PASSWORD": ADMIN_PW, "HOTLINE_LOG_LEVEL": "WARNING",
                 "HOTLINE_AMI_ENABLED": "true", "HOTLINE_AMI_HOST": "127.0.0.1", "HOTLINE_AMI_PORT": str(ami_port),
                 "HOTLINE_AMI_SECRET": "bench"})
+    if whole_numbers:  # the clients (admins) get callers' numbers whole: the feed as before it masked them
+        env["HOTLINE_WALLBOARD_MASK_NUMBERS"] = "false"
     exe = ROOT / ".venv" / "bin" / "hotline"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "server.py"]
     log = (tmp / f"server{n}.log").open("w")
@@ -317,6 +320,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--servers", type=int, default=1)
     ap.add_argument("--grace", type=float, default=30.0, help="s after a phase for the clients to catch up")
+    ap.add_argument("--whole-numbers", action="store_true",
+                    help="no masking of callers' numbers (the clients log in as admins: masked by default)")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     if not CAPTURE.exists():
@@ -354,7 +359,7 @@ def main() -> None:
     stop = ctx.Event()
     try:
         ami_port = port_q.get(timeout=60)
-        servers = [start_server(tmp, n, redis_url, ami_port) for n in range(args.servers)]
+        servers = [start_server(tmp, n, redis_url, ami_port, args.whole_numbers) for n in range(args.servers)]
         bases = [f"http://127.0.0.1:{port}" for _, port in servers]
         # each server has its own accounts database: client i logs in on, and connects to, bases[i % servers]
         by_base = [asyncio.run(login_tokens(b, len(range(i, args.clients, len(bases))))) for i, b in enumerate(bases)]
