@@ -11,7 +11,8 @@ counts survey answers given in the period.
 What each figure counts (the README's "Rates" paragraph says the same):
 - 来件总数 ``totals.created``: accepted cases (受理件) created in the period: every ticket except drafts not yet
   accepted, invalid records (无效件) and duplicates merged into another ticket. Types, places, hours and days
-  count the same set; ``totals.excluded`` shows the records left out.
+  count the same set; ``totals.excluded`` shows the records left out, ``totals.invalid_reasons`` the 无效件 by
+  reason (the agent page closes a call's draft with 打错电话, 无声电话, 已转接, 骚扰电话 in one key).
 - 环比 ``totals.change``: against the same span of the previous period. A period still running (the month so
   far) is compared with as much of the previous period, up to the same time; a finished one with the whole
   previous period (日: the day before, 周: the week before, 月: the calendar month before).
@@ -276,12 +277,19 @@ class Reports:
         async with self.sessions() as session:
             ledger = int(await session.scalar(select(func.count()).select_from(LedgerItem).where(
                 LedgerItem.at >= p.start, LedgerItem.at < p.end)) or 0)
+            # Calls handled without a ticket (打错电话, 无声电话, 已转接...): the reason is the history note.
+            invalid = (await session.execute(
+                select(TicketHistory.note, func.count()).join(Ticket, Ticket.id == TicketHistory.ticket_id)
+                .where(TicketHistory.action == "mark_invalid", Ticket.created_at >= p.start,
+                       Ticket.created_at < p.end).group_by(TicketHistory.note))).all()
         on_spot = by_status.get("answered_on_spot", 0)
         if by_status.get("surveyed") or by_status.get("archived"):
             on_spot += await self._answered_on_spot_later(p)
         return {
             "created": created, "counts": "受理件（不含草稿、无效件和合并的重复件）",
             "excluded": {s: by_status.get(s, 0) for s in NOT_CASES},
+            "invalid_reasons": [{"reason": r, "count": int(n)}
+                                for r, n in sorted(invalid, key=lambda rn: (-rn[1], rn[0]))],
             "previous_created": previous, "compared_created": current,
             "change": ratio(current - previous, previous) if current is not None and previous is not None else None,
             "comparison": None if span is None else {

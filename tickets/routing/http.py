@@ -1,6 +1,7 @@
 """Routes of routing, duplicates and hot issues; the work is done by ``service.RoutingService``.
 
 - GET /api/v1/tickets/{number}/routing     suggestions (rules, then model; dispatcher below the threshold)
+- POST /api/v1/tickets/{number}/routing    the same for the draft's unsaved text (the agent's screen during a call)
 - GET /api/v1/tickets/{number}/duplicates  open tickets that look like the same matter, with a score
 - GET /api/v1/hot-issues?days=7&end=...    clusters of recent tickets (supervisors)
 - GET /api/v1/dispatch-catalogue           the 派单目录 (category x place -> department) loaded at start
@@ -31,6 +32,32 @@ ROUTING = web.AppKey("routing_service", RoutingService)
 async def get_routing(request: web.Request) -> web.Response:
     who = principal(request)
     return ok(await request.app[ROUTING].suggestions(request.app[STORE], request.match_info["number"], who))
+
+
+DRAFT_FIELDS = ("title", "content", "address", "district", "request_type", "category")
+
+
+async def post_routing(request: web.Request) -> web.Response:
+    """Suggestions for the draft as the agent has it on screen (during a call the text grows before it is
+    saved): the same visibility as the GET, the posted fields in place of the stored ones, nothing saved."""
+    who = principal(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidField("body", "请求体须为 JSON 对象") from None
+    if not isinstance(body, dict):
+        raise InvalidField("body", "请求体须为 JSON 对象")
+    draft: dict[str, str] = {}
+    for key in DRAFT_FIELDS:
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidField(key, f"{key} 须为文字")
+        if len(value) > 20000:
+            raise InvalidField(key, f"{key} 超过 20000 字")
+        draft[key] = value
+    return ok(await request.app[ROUTING].suggestions(request.app[STORE], request.match_info["number"], who, draft))
 
 
 async def get_catalogue(request: web.Request) -> web.Response:
@@ -72,6 +99,10 @@ def openapi_paths() -> dict[str, Any]:
     return {
         "/api/v1/tickets/{number}/routing": {"get": {
             "summary": "派单建议（规则优先，其次模型；低于阈值时由派单员决定）", "parameters": [number],
+            "responses": {"200": {"description": "suggestions"}, **std}}, "post": {
+            "summary": "按座席屏幕上尚未保存的草稿内容给出派单建议（不保存）", "parameters": [number],
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
+                k: {"type": "string", "maxLength": 20000} for k in DRAFT_FIELDS}}}}},
             "responses": {"200": {"description": "suggestions"}, **std}}},
         "/api/v1/tickets/{number}/duplicates": {"get": {"summary": "疑似重复工单", "parameters": [number],
                                                         "responses": {"200": {"description": "candidates"}, **std}}},
@@ -87,6 +118,7 @@ def openapi_paths() -> dict[str, Any]:
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/tickets/{number}/routing", get_routing)
+    app.router.add_post("/api/v1/tickets/{number}/routing", post_routing)
     app.router.add_get("/api/v1/tickets/{number}/duplicates", get_duplicates)
     app.router.add_get("/api/v1/hot-issues", get_hot_issues)
     app.router.add_get("/api/v1/dispatch-catalogue", get_catalogue)

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,10 @@ class RoutingService:
                     return added
 
     # ------------------------------------------------------------ routing
-    async def suggestions(self, store: Any, number: str, who: Any) -> dict[str, Any]:
+    async def suggestions(self, store: Any, number: str, who: Any,
+                          draft: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """``draft``: the agent's unsaved text (title, content, address, district, request_type, category) in
+        place of the stored one, for suggestions that follow a call's draft as it grows; nothing is saved."""
         # One session, only the columns routing reads: the whole ticket view (history, deadlines) was a
         # third of the request's time. The same visibility rule as the store: 404 for a ticket not theirs.
         async with self.sessions() as session:
@@ -137,8 +140,9 @@ class RoutingService:
                 select(Department.code).join(Assignment, Assignment.department_id == Department.id)
                 .where(Assignment.ticket_id == view.id, Assignment.outcome == "returned"))).all()
             ids = dict((await session.execute(select(Department.code, Department.id))).all())
-        ticket = routing.TicketInput(view.title, view.content, view.address, view.request_type, view.district,
-                                     tuple(sorted(set(returned))), view.category or "")
+        now = {**view._asdict(), **(draft or {})}
+        ticket = routing.TicketInput(now["title"], now["content"], now["address"], now["request_type"],
+                                     now["district"], tuple(sorted(set(returned))), now["category"] or "")
         await self._reload_model()
         ranking = None
         if self.model is not None:
