@@ -16,6 +16,9 @@ def _f(name: str, label: str, kind: str = "text", **extra: Any) -> Field:
 
 OUTCOME = _f("outcome", "办理结果", "select", options=[
     ("resolved", "已解决"), ("explained", "已解释说明"), ("referred", "依法分流"), ("fallback", "无法办理（兜底）")])
+# A call the agent handled without a ticket closes its draft as 无效件 with one of these (one key each on the
+# agent page, Alt+1..); the reason is the history note, so the report can count them by reason.
+INVALID_CALL_REASONS = ("打错电话", "无声电话", "已转接", "骚扰电话")
 REFER_PROCEDURES = ("行政复议", "行政诉讼", "民事诉讼", "仲裁", "信访", "纪检监察", "其他法定途径")
 
 
