@@ -48,7 +48,11 @@ MAX_STRETCH = 28.0  # seconds: under Whisper's 30 s window, so one stretch is on
 # marks the first 90 ms of a stream as voiced while it adapts, and each such blip would cost a whole
 # 30-second encoder pass (half the extra CPU on the benchmark's padded files); a syllable is longer.
 STRETCH_VAD = vad_mod.VadParams(mode=2, pad=0.5, min_silence=2.0, min_saving=0.0, min_speech=0.12)
-TOKENS_PER_SECOND = 8  # output cap: Mandarin runs at 4-6 characters a second, each 1-2 tokens
+# Output cap: Mandarin runs at 4-6 characters a second, but a character is 1-3 byte-level tokens (traditional
+# forms, before OpenCC, take more) plus timestamp tokens. At 8 a second the cap cut 3 of the 16 real files
+# short, and faster-whisper then seeks and decodes the rest in a second 30-second window: a whole extra
+# encoder pass (1 CPU s) and words lost at the cut. 20 a second never binds on speech, only on a loop.
+TOKENS_PER_SECOND = 20
 NO_SPEECH = 0.6
 MIN_AVG_LOGPROB = -1.0
 NO_REPEAT_NGRAM = 4
@@ -198,7 +202,7 @@ class RawSegment:
 
 def keep_segments(segments: Sequence[RawSegment]) -> list[RawSegment]:
     """Drop what is not speech: silence read as words, subtitle credits, loops, a repeat of the previous
-    segment (Whisper's other way of looping)."""
+    segment straight after it (Whisper's other way of looping)."""
     kept: list[RawSegment] = []
     for s in segments:
         text = s.text.strip()
@@ -208,7 +212,8 @@ def keep_segments(segments: Sequence[RawSegment]) -> list[RawSegment]:
             continue
         if is_hallucination(text) or looping(text):
             continue
-        if kept and text == kept[-1].text.strip():
+        # A loop repeats at once; the same words after a second's pause are a caller saying them again.
+        if kept and text == kept[-1].text.strip() and s.start - kept[-1].end < 1.0:
             continue
         kept.append(s)
     return kept
@@ -321,6 +326,10 @@ class WhisperBackend:
         self._lock = threading.Lock()
 
     def decode(self, pcm: bytes, sample_rate: int) -> list[Word]:
+        """Each voiced stretch decoded on its own (one call, one window each). Packing several stretches
+        into one window would save encoder passes on calls with long pauses, but the decoder's ban on a
+        repeated 4-gram then spans them: a caller saying the same words again after a pause (a number
+        asked for twice) lost the second time (tests/asr/test_asr_whisper.py)."""
         samples = np.frombuffer(pcm, np.int16)
         if sample_rate != RATE:
             from asr import audio

@@ -102,6 +102,18 @@ def test_backend_setting_defaults_to_whisper_unless_a_vosk_model_is_configured(
 
 
 # ---------------------------------------------------------------- bad models
+def test_the_same_words_said_again_after_a_pause_are_kept_at_their_own_times(whisper_backend: whisper.WhisperBackend,
+                                                                       speech_dir: Path) -> None:
+    clip = audio.read(speech_dir / "real" / "aishell2_IT0011W0001.wav").channels[0]  # 换一首歌, 2 s
+    gap = np.zeros(16000 * 5, np.int16)
+    samples = np.concatenate([clip, gap, clip])
+    words = whisper_backend.decode(samples.tobytes(), 16000)
+    assert "".join(w.word for w in words) == "换一首歌换一首歌"
+    second = len(clip) / 16000 + 5.0
+    # each stretch keeps 0.5 s of the pause before it, and Whisper may start its first word there
+    assert all(w.end <= second for w in words[:4]) and all(w.start >= second - 0.6 for w in words[4:]), words
+
+
 def test_wrong_checksum_of_the_bundled_model_is_refused() -> None:
     with pytest.raises(ModelError, match="校验和不符") as err:
         whisper.bundled_files("0" * 64)
@@ -125,6 +137,9 @@ def test_named_directories_are_checked_before_loading(tmp_path: Path) -> None:
     english = _model_dir(tmp_path / "en", head, tokenizer='{"added_tokens": [{"content": "<|en|>"}]}')
     with pytest.raises(ModelError, match="不含中文"):
         whisper.WhisperBackend(english, whisper.BUNDLED_SHA256)
+    with pytest.raises(ModelError, match="不含中文"):  # what `hotline worker` checks before starting any process
+        backends.preflight(backends.BackendConfig("whisper", whisper_model_path=str(english),
+                                                  whisper_sha256=whisper.BUNDLED_SHA256))
     with pytest.raises(ModelError, match="不存在"):
         whisper.WhisperBackend(tmp_path / "nothing-here", whisper.BUNDLED_SHA256)
 
