@@ -291,36 +291,89 @@ def bench_duplicates(n_total: int) -> None:
     print(f"baseline pairwise scan of 2,000 tickets: p50 {pct(scan, 50) * 1000:.1f} ms "
           f"(a scan of {n_total:,} would be ~{pct(scan, 50) * n_total / 2000:.0f} s)")
 
-    # 1,000,000 stored tickets: the real messages, 50,000 recombined from their sentences (realistic
-    # collisions between similar complaints), the rest random band keys (distinct texts).
-    rnd = random.Random(9)
-    sentences = [s for _, t in msgs for s in re.split(r"(?<=[。！？])", t) if len(s) > 8]
+    bench_duplicate_scaling(msgs, [n for n in (100_000, 300_000, 1_000_000) if n <= n_total])
+
+
+_ROAD = re.compile(r"[\u4e00-\u9fa5]{2,4}(?:路|街|大道)")
+_ESTATE = re.compile(r"[\u4e00-\u9fa5]{2,4}(?:小区|花园|家园|新城|公寓|广场|苑)")
+_NOT_A_NAME = re.compile(r"[的了是在我们等这那个和与及对从到把被因所有就都也没]")
+
+
+class RecombinedTexts:
+    """Real-looking tickets, text ``i`` made again on demand from its id (a million strings would not fit
+    beside the index on this machine): an address as callers give it (district, a road and an estate named
+    in the data, a number and a building) and 3-5 sentences drawn from the real messages."""
+
+    def __init__(self, msgs: list[tuple[int, str]]) -> None:
+        texts = [t for _, t in msgs] + [t for _, t in ((0, r["body"]) for r in read_rows(LABELED))]
+        self.sentences = sorted({s for t in texts for s in re.split(r"(?<=[。！？])", t) if len(s) > 8})
+        self.roads = sorted({m for t in texts for m in _ROAD.findall(t) if not _NOT_A_NAME.search(m)})
+        self.estates = sorted({m for t in texts for m in _ESTATE.findall(t) if not _NOT_A_NAME.search(m)})
+
+    def __call__(self, i: int) -> str:
+        rnd = random.Random(i)
+        address = (f"A市A{rnd.randint(1, 7)}区{rnd.choice(self.roads)}{rnd.randint(1, 399)}号"
+                   f"{rnd.choice(self.estates)}{rnd.randint(1, 30)}栋")
+        return f"{address}，" + "".join(rnd.sample(self.sentences, rnd.randint(3, 5)))
+
+
+def bench_duplicate_scaling(msgs: list[tuple[int, str]], sizes: list[int]) -> None:
+    """Duplicate lookup at growing index sizes, every stored ticket a real-looking text (no random keys):
+    the real messages plus recombined ones. Per size: lookup p50/p99 (LSH candidates + re-scoring of up
+    to 50 on their text, as ``/duplicates`` does), how many tickets the bands return before the cut to 50
+    (what grows with the index), and recall: a re-report of a stored real message found first, and a
+    near-copy of a stored recombined text found first."""
+    texts = dict(msgs)
+    gen = RecombinedTexts(msgs)
+    print(f"recombined texts from {len(gen.sentences):,} real sentences, {len(gen.roads):,} roads, "
+          f"{len(gen.estates):,} estates; e.g. {gen(10_000_000)[:80]}")
+
+    def text_of(i: int) -> str:
+        return texts[i] if i in texts else gen(i)
+
     big = duplicates.MinHashIndex()
-    t0 = time.perf_counter()
-    recombined = [(10_000_000 + i, "".join(rnd.sample(sentences, 4))) for i in range(50_000)]
-    big.add_many(recombined)
-    real_built = time.perf_counter() - t0
-    n_random = n_total - len(recombined) - len(msgs)
-    keys = np.random.default_rng(0).integers(0, 2**32, size=(n_random, duplicates.BANDS), dtype=np.uint64)
-    big._pending_ids = list(range(20_000_000, 20_000_000 + n_random))
-    big._pending_keys = list(keys.astype(np.uint32))
-    big._members.update(big._pending_ids)
-    big._merge()
     big.add_many(msgs)
-    print(f"index of {len(big):,} tickets (hashing 50,000 texts took {real_built:.1f}s, "
-          f"{real_built / 50_000 * 1e6:.0f} us/ticket); max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-    lat, hits = [], 0
-    queries = rnd.sample(msgs, 1000)
-    for mid, text in queries:
-        again = "再次反映：" + text.replace("，", ",")
+    base, have, hash_s = 10_000_000, 0, 0.0
+    rnd = random.Random(9)
+    real_queries = rnd.sample(msgs, 500)
+    for size in sizes:
         t0 = time.perf_counter()
-        cands = big.candidates(again, limit=50)
-        ranked = duplicates.rank(duplicates.TicketFacts(-1, again),
-                                 [duplicates.TicketFacts(c, texts.get(c, "")) for c, _ in cands if c in texts])
-        lat.append(time.perf_counter() - t0)
-        hits += bool(ranked) and (ranked[0].id == mid or duplicates.text_similarity(texts[ranked[0].id], text) >= 0.8)
-    print(f"duplicate lookup against {len(big):,} tickets: p50 {pct(lat, 50) * 1000:.2f} ms, "
-          f"p99 {pct(lat, 99) * 1000:.2f} ms; re-report found first in {hits / len(queries):.1%}")
+        chunk = 20_000
+        while len(big) < size:
+            n = min(chunk, size - len(big))
+            big.add_many((base + have + k, gen(base + have + k)) for k in range(n))
+            have += n
+        built = time.perf_counter() - t0
+        hash_s += built
+        lat, band_lat, bucket_sizes, hits_real, hits_gen = [], [], [], 0, 0
+        gen_queries = [base + rnd.randrange(have) for _ in range(500)]
+        queries = [(mid, "再次反映：" + text.replace("，", ",")) for mid, text in real_queries]
+        for gid in gen_queries:  # a near-copy: other opening, a word changed, punctuation changed
+            queries.append((gid, "还是上次的问题，" + text_of(gid).replace("，", " ").replace("小区", "小区里", 1)))
+        for want, q in queries:
+            t0 = time.perf_counter()
+            cands = big.candidates(q, limit=50)
+            t_bands = time.perf_counter() - t0
+            facts = [duplicates.TicketFacts(c, text_of(c)) for c, _ in cands]  # the server reads them from SQL
+            t0 = time.perf_counter()
+            ranked = duplicates.rank(duplicates.TicketFacts(-1, q), facts)
+            lat.append(t_bands + time.perf_counter() - t0)
+            band_lat.append(t_bands)
+            bucket_sizes.append(big.last_candidates)
+            ok = bool(ranked) and (ranked[0].id == want
+                                   or duplicates.text_similarity(text_of(ranked[0].id), text_of(want)) >= 0.8)
+            if want in texts:
+                hits_real += ok
+            else:
+                hits_gen += ok
+        print(f"  {len(big):>9,} tickets (+{built:.0f}s hashing): lookup p50 {pct(lat, 50) * 1000:.2f} ms, "
+              f"p99 {pct(lat, 99) * 1000:.2f} ms, max {max(lat) * 1000:.1f} ms (bands alone p50 "
+              f"{pct(band_lat, 50) * 1000:.2f} p99 {pct(band_lat, 99) * 1000:.2f} ms); tickets from the bands per lookup "
+              f"p50 {pct(bucket_sizes, 50):.0f} p99 {pct(bucket_sizes, 99):.0f}; found first: re-report of a real "
+              f"message {hits_real / len(real_queries):.1%}, near-copy of a recombined one "
+              f"{hits_gen / len(gen_queries):.1%}; max RSS "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; load "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def bench_topic_groups() -> None:
@@ -416,6 +469,8 @@ def main() -> None:
     parser.add_argument("--part", action="append", choices=["routing", "hot", "topics", "duplicates", "http"],
                         help="run only these parts (repeatable; default all)")
     parser.add_argument("--show-clusters", action="store_true", help="print 20 sampled clusters of the 7-day windows")
+    parser.add_argument("--max-tickets", type=int, default=None,
+                        help="duplicates: index sizes 100k/300k/1M up to this many tickets")
     parser.add_argument("--alert-size", type=int, default=10, help="alert_size for the 7-day windows (default 10)")
     args = parser.parse_args()
     if not LABELED.exists():
@@ -429,7 +484,7 @@ def main() -> None:
     if "topics" in parts:
         bench_topic_groups()
     if "duplicates" in parts:
-        bench_duplicates(200_000 if args.quick else 1_000_000)
+        bench_duplicates(args.max_tickets or (200_000 if args.quick else 1_000_000))
     if "http" in parts:
         bench_http_routing(args.quick)
 
