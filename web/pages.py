@@ -25,7 +25,7 @@ from tickets.reports.http import REPORTS, build_report, today
 from tickets.reports.service import KIND_LABELS, TYPE_LABELS, pending_extensions, period_for
 from tickets.routing.service import duplicate_groups
 from tickets.service import TicketQuery
-from web.forms import action_forms
+from web.forms import INVALID_CALL_REASONS, action_forms
 from web.security import csp_nonce
 
 OPTIONS = web.AppKey("console_options", dict)
@@ -132,7 +132,7 @@ async def agent_page(request: web.Request, who: Principal) -> web.StreamResponse
     ctx: dict[str, Any] = {"work": work["items"], "work_total": work["total"], "ticket": None,
                            "departments": [d for d in depts.values() if d.active], "dept_names": {
                                i: d.name for i, d in depts.items()}, "type_labels": TYPE_LABELS,
-                           "field_labels": FIELD_LABELS}
+                           "field_labels": FIELD_LABELS, "invalid_reasons": INVALID_CALL_REASONS}
     number = request.query.get("ticket")
     if number:
         ticket = await store.get(number, who)

@@ -102,6 +102,9 @@ async def test_an_emergency_heard_raises_the_banner_and_one_click_transfers_to_1
         fake.hold_at(cap.index(lambda m: m.get("Event") == "AgentConnect"))
         fake.go()
         await page.wait_for_selector("#screen-pop:not(.hidden)", timeout=30000)
+        await page.click("#pop-open")  # the call's draft is the one form under the pop
+        await page.wait_for_url("**/agent?ticket=*")
+        await page.wait_for_selector("#screen-pop:not(.hidden)")
         said = "救命啊，我家厨房着火了，在朝阳区幸福小区三号楼"
         await live.RedisPublisher(redis)({
             "type": "asr_live", "call_id": CALL_ID, "speaker": "caller", "label": "市民", "event": "final",
@@ -113,7 +116,7 @@ async def test_an_emergency_heard_raises_the_banner_and_one_click_transfers_to_1
                                      timeout=30000)
         transfer = [a for a in fake.actions if a.get("Action") in ("BlindTransfer", "Redirect")]
         assert transfer and transfer[0]["Exten"] == "119"
-        # the new-ticket form under the pop took the district and the urgency heard
+        # the call's draft took the district and the urgency heard
         assert (await page.input_value("[name=district]")).startswith("朝阳")
         assert await page.input_value("[name=urgency]") == "urgent"
         assert await page.input_value("[name=request_type]") == "help"  # 救命 was heard

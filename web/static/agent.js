@@ -51,16 +51,23 @@
     toast("已直接办结");
     setTimeout(() => { location.href = "/agent"; }, 500);
   }
-  async function invalid() {
-    const reason = prompt("无效原因（如骚扰电话、无实质诉求）");
+  async function invalid(given) {
+    const reason = given || prompt("无效原因（如骚扰电话、无实质诉求）");
     if (!reason) return;
     await api("POST", `/api/v1/tickets/${C.ticket}/actions/mark_invalid`, { reason });
-    location.href = "/agent";
+    toast("已作无效件：" + reason);
+    setTimeout(() => { location.href = "/agent"; }, 300);
   }
   const guard = fn => async () => { try { await fn(); } catch (e) { toast(e.message, true); } };
   const bind = (id, fn) => { const el = $(id); if (el) el.addEventListener("click", guard(fn)); };
   bind("btn-save", () => save(false)); bind("btn-create", create); bind("btn-accept", () => accept(false));
-  bind("btn-dispatch", dispatch); bind("btn-onspot", onSpot); bind("btn-invalid", invalid);
+  bind("btn-dispatch", dispatch); bind("btn-onspot", onSpot); bind("btn-invalid", () => invalid());
+  // A call handled without a ticket (wrong number, silence, transferred...): its draft closes in one key.
+  for (const b of document.querySelectorAll("[data-invalid-reason]")) {
+    const close = guard(() => invalid(b.dataset.invalidReason));
+    b.addEventListener("click", close);
+    shortcut(b.dataset.key, close, "无效件：" + b.dataset.invalidReason);
+  }
   const editable = !C.ticket || C.status === "draft" || C.status === "accepted";
   if (editable && form) {
     shortcut("ctrl+s", guard(() => save(false)));
@@ -100,11 +107,26 @@
   $("kb-q").addEventListener("keydown", ev => { if (ev.key === "Enter") { ev.preventDefault(); kbSearch(); } });
 
   // ------------------------------------------------------------ routing suggestions (optional API)
+  // They follow the draft as it grows (typed, or filled from the live words): the unsaved text is posted,
+  // debounced, and only the newest answer is shown.
+  let routingSeq = 0, routingTimer = null, routingSent = "", leadPicked = false;
+  function draftText() {
+    const out = {};
+    for (const k of ["title", "content", "address", "district", "request_type", "category"])
+      if (form && form.elements[k]) out[k] = form.elements[k].value;
+    return out;
+  }
   async function routing() {
     if (!C.ticket || !$("routing-card") || !$("d-lead")) return;
+    const seq = ++routingSeq;
+    const body = draftText(), sent = JSON.stringify(body);
     let data;
-    try { data = await optional(`/api/v1/tickets/${C.ticket}/routing`); } catch (e) { return; }
-    if (!data) return;
+    try {
+      data = routingSent === "" ? await optional(`/api/v1/tickets/${C.ticket}/routing`)
+                                : await api("POST", `/api/v1/tickets/${C.ticket}/routing`, body);
+    } catch (e) { return; }
+    if (seq !== routingSeq || !data) return;  // a newer request is on its way
+    routingSent = sent;
     const items = Array.isArray(data) ? data : (data.suggestions || data.candidates || []);
     if (!items.length) return;
     $("routing").innerHTML = items.slice(0, 5).map(s => {
@@ -115,13 +137,25 @@
         <div class="muted">${esc(reasons)}</div></li>`;
     }).join("");
     $("routing").querySelectorAll("a[data-dept]").forEach(a => a.addEventListener("click", ev => {
-      ev.preventDefault(); $("d-lead").value = a.dataset.dept; $("d-lead").focus();
+      ev.preventDefault(); leadPicked = true; $("d-lead").value = a.dataset.dept; $("d-lead").focus();
     }));
     const first = items[0];
-    if (first && first.department_id && !$("d-lead").value) $("d-lead").value = first.department_id;
+    // the top suggestion preselected until the agent picks a lead of their own
+    if (first && first.department_id && !leadPicked) $("d-lead").value = first.department_id;
+    $("routing-card").dataset.refreshed = String(seq);
     $("routing-card").classList.remove("hidden");
   }
-  routing();
+  function routingSoon() {
+    if (routingSent === "" || JSON.stringify(draftText()) === routingSent) return;
+    clearTimeout(routingTimer); routingTimer = setTimeout(routing, 800);
+  }
+  if ($("d-lead")) $("d-lead").addEventListener("change", ev => { if (ev.isTrusted) leadPicked = true; });
+  if (form && C.ticket) {
+    form.addEventListener("input", routingSoon);
+    form.addEventListener("change", routingSoon);
+    form.addEventListener("hotline:filled", routingSoon);  // live_transcript.js filled fields from the words heard
+  }
+  routing().then(() => { if (routingSent === "") routingSent = JSON.stringify(draftText()); });
 
   // ------------------------------------------------------------ missed calls (漏接回拨): callbacks.js
   // The list is loaded over HTTP once per socket connection (the first and every reconnect, which may have
@@ -268,13 +302,20 @@
     open.href = draft ? "/agent?ticket=" + encodeURIComponent(draft) : "/agent";
     open.textContent = draft ? "打开草稿 " + draft : "新建工单";
     open.classList.remove("hidden");
-    // the committed draft joins the work list at once (the page was rendered before the call)
+    // The committed draft joins the work list at once (the page was rendered before the call). A page loaded
+    // since (the pop restored) lists it itself while it is still open: closed already (无效件, dispatched),
+    // it is not put back.
     const list = $("work-list");
-    if (draft && list && !list.querySelector(`a[href$="=${CSS.escape(draft)}"]`)) {
+    const listed = !!(draft && list && list.querySelector(`a[href$="=${CSS.escape(draft)}"]`));
+    if (draft && list && !listed && !restored) {
       const empty = list.querySelector("li.muted"); if (empty) empty.remove();
       list.insertAdjacentHTML("afterbegin", `<li class="new-draft"><a href="/agent?ticket=${encodeURIComponent(draft)}">${esc(m.draft.title || "来电 " + caller)}</a>
         <div class="small muted">${esc(draft)} · <span class="tag amber">草稿</span></div></li>`);
     }
+    // One form for the call: its open draft. The unlinked new-ticket form goes away unless the agent typed in it.
+    const fresh = $("new-ticket");
+    if (draft && fresh && (listed || !restored) && !Object.keys(changedFields()).length) fresh.classList.add("hidden");
+    if (restored && draft && !listed && list) open.textContent = "查看工单 " + draft;
     $("pop-repeat").classList.toggle("hidden", !m.repeat_caller);
     const earlier = m.earlier_tickets || [];
     $("pop-history").innerHTML = earlier.map(t => `<li><a href="/tickets/${esc(t.number)}">${esc(t.number)}</a> ${esc(t.title || (t.content || "").slice(0, 24))}

@@ -53,6 +53,18 @@
     legs[m.speaker] = `${m.label}：实时转写中`;
     render();
     if (m.fields) fill(m.fields);
+    if (m.event === "final" && m.speaker === "caller") fillContent();
+  }
+  // The draft's content is what the caller said so far (their final lines), until the agent writes it.
+  function fillContent() {
+    const el = form && form.elements.content;
+    if (!el || typed.has("content") || !(el.value === "" || el.value === el.dataset.liveValue)) return;
+    const said = Array.from(lines.values()).filter(l => l.final && l.speaker === "caller" && l.text)
+      .sort((a, b) => a.start - b.start).map(l => l.text).join("");
+    if (!said || said === el.value) return;
+    el.value = el.dataset.liveValue = said;
+    el.closest(".field") && el.closest(".field").classList.add("from-live");
+    form.dispatchEvent(new Event("hotline:filled"));
   }
   function onMessage(m) {
     if (m.type !== "asr_live" || m.call_id !== followed) return;
@@ -62,7 +74,10 @@
     if (m.event === "partial" || m.event === "final") return onLine(m);
     const who = m.label || "";
     if (m.event === "started") legs[m.speaker] = `${who}：实时转写中`;
-    else if (m.event === "stopped") legs[m.speaker] = `${who}：实时转写已停止（${m.message || m.reason}）${m.reason === "closed" || m.reason === "hangup" ? "" : "，挂机后仍会转写录音"}`;
+    else if (m.event === "stopped") {
+      legs[m.speaker] = `${who}：实时转写已停止（${m.message || m.reason}）${m.reason === "closed" || m.reason === "hangup" ? "" : "，挂机后仍会转写录音"}`;
+      afterCall(followed);
+    }
     else if (m.event === "fallback") legs[m.speaker] = `${who}：本通电话不做实时转写（${m.message}）`;
     else if (m.event === "refused") legs.all = m.message;
     card.dataset.state = m.event;
@@ -107,6 +122,7 @@
     if (fields.urgency && fields.urgency.value === "urgent") urgent(fields.urgency);
     followKnowledge(fields);
     if (!form) return;
+    let filled = false;
     for (const name of FIELDS) {
       const f = fields[name], el = form.elements[name];
       if (!f || !el || f.value == null) continue;
@@ -118,7 +134,9 @@
       el.dataset.liveValue = value;
       el.closest(".field") && el.closest(".field").classList.add("from-live");
       heardNote(el, f.heard);
+      filled = true;
     }
+    if (filled) form.dispatchEvent(new Event("hotline:filled"));  // agent.js refreshes the routing suggestions
   }
   function urgent(u) {
     banner.classList.remove("hidden");
@@ -130,6 +148,65 @@
       try { await api("POST", "/api/v1/telephony/agent/transfer", { exten: b.dataset.exten }); toast("已转接 " + b.dataset.exten); }
       catch (e) { b.disabled = false; toast(e.message, true); }
     }));
+  }
+
+  // ------------------------------------------------------------ after the call
+  // The recording's transcript (whole call, better accuracy) replaces the live lines once recognition has
+  // it; the fields it reads differently are marked: applied where the live words had filled them (or they
+  // were empty), offered with 采用 where the agent typed, never written over the agent's words.
+  let waiting = "";
+  async function afterCall(call) {
+    if (!call || waiting === call) return;
+    waiting = call;
+    for (let i = 0; i < 300 && waiting === call && followed === call; i++) {  // ~15 min, then the page's reload shows it
+      let got = null;
+      try { got = await api("GET", "/api/v1/asr/calls/" + encodeURIComponent(call)); } catch (e) { got = null; }
+      // the transcript first, its draft fields a moment later (the delivery that also fills the ticket)
+      if (got && got.transcript && (got.transcript.draft || (got.job && got.job.draft_error) || i >= 20))
+        return replaceWithRecording(got.transcript);
+      await new Promise(r => setTimeout(r, 3000));
+    }
+  }
+  function replaceWithRecording(t) {
+    const labels = { caller: "市民", agent: "座席" };
+    const segs = (t.segments || []).filter(x => x.text);
+    box.innerHTML = (segs.length ? segs.map(x => `<div class="live-line final after-call" data-speaker="${esc(x.speaker || "")}">
+      ${x.speaker ? `<span class="tag ${x.speaker === "caller" ? "amber" : "blue"}">${esc(labels[x.speaker] || x.speaker)}</span> ` : ""}${esc(x.text)}</div>`).join("")
+      : `<div class="live-line final after-call">${esc(t.text || "")}</div>`);
+    card.dataset.state = "recording";
+    for (const k of Object.keys(legs)) delete legs[k];
+    legs.all = "通话已结束：录音转写全文已替换实时转写";
+    status.textContent = legs.all;
+    if (!form || !isDraft) return;
+    const draft = t.draft || {};
+    let changed = 0;
+    for (const name of [...FIELDS, "content"]) {
+      const f = draft[name], el = form.elements[name];
+      if (!f || f.value == null || !el) continue;
+      const value = String(f.value);
+      if (!value || el.value === value) continue;
+      if (el.tagName === "SELECT" && !Array.from(el.options).some(o => o.value === value)) continue;
+      if (name === "request_type" && !(f.sources && f.sources.length)) continue;  // a default guess, no words for it
+      const field = el.closest(".field");
+      if (!field) continue;
+      const was = el.value;
+      field.classList.add("changed");
+      let note = field.querySelector(".after-call-was");
+      if (!note) { note = document.createElement("div"); note.className = "after-call-was small"; field.appendChild(note); }
+      const shown = o => el.tagName === "SELECT" ? (Array.from(el.options).find(x => x.value === o) || {}).text || o : o;
+      if (!typed.has(name) && (was === "" || was === el.dataset.liveValue || fillable(name, el))) {
+        el.value = el.dataset.liveValue = value;
+        note.textContent = `录音转写改为：${shown(value)}（实时：${shown(was) || "空"}）`;
+      } else {
+        note.innerHTML = `录音转写为：${esc(shown(value))} <button type="button" class="adopt" style="padding:0 6px">采用</button>`;
+        note.querySelector(".adopt").addEventListener("click", () => {
+          el.value = value; el.dispatchEvent(new Event("input", { bubbles: true })); note.textContent = "已采用录音转写";
+        });
+      }
+      changed++;
+    }
+    card.dataset.changed = String(changed);
+    if (changed) form.dispatchEvent(new Event("hotline:filled"));
   }
 
   // ------------------------------------------------------------ the socket
