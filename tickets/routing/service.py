@@ -194,8 +194,9 @@ class RoutingService:
                     .order_by(Ticket.id.desc()).limit(50))).all())
             stmt = visibility.restrict(select(Ticket).where(Ticket.id.in_(ids)), who) if ids else None
             others = list((await session.scalars(stmt)).all()) if stmt is not None else []
-        new = duplicates.TicketFacts(me.id, text, me.caller_phone, me.address_key)
-        facts = [duplicates.TicketFacts(o.id, _text(o), o.caller_phone, o.address_key) for o in others]
+        new = duplicates.TicketFacts(me.id, text, me.caller_phone, me.address_key, me.category, me.created_at)
+        facts = [duplicates.TicketFacts(o.id, _text(o), o.caller_phone, o.address_key, o.category, o.created_at)
+                 for o in others]
         by_id = {o.id: o for o in others}
         items = []
         for m in duplicates.rank(new, facts, min_score=0.3, top=limit):

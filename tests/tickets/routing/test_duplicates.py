@@ -148,3 +148,28 @@ def test_lookup_among_many_tickets_finds_the_message_not_the_filler() -> None:
         if found:  # texts with nothing to compare (punctuation only) have no signature
             assert found[0][1] == duplicates.BANDS and found[0][0] in real
             assert ticket_id in {i for i, n in found if n == duplicates.BANDS}
+
+
+def test_a_same_estate_parking_dispute_in_other_words_links_and_other_problems_there_do_not() -> None:
+    """Issue 20: callers of one estate tell one parking dispute each in their own words; a burst pipe at
+    the same address, or the same dispute half a year later, is another matter."""
+    from datetime import datetime, timedelta
+
+    day = datetime(2019, 7, 1, 9, 30)
+    place = "伊景园滨河苑"
+    first = duplicates.TicketFacts(1, "伊景园滨河苑开发商捆绑销售车位，不买车位就不给交房，强烈要求查处",
+                                   "13800000001", place, "城乡建设/住房/物业车位", day)
+    other_words = duplicates.TicketFacts(2, "我们小区业主被逼着花十几万买停车位才能拿钥匙，这合法吗？",
+                                         "13800000002", place, "城乡建设/住房/物业车位", day + timedelta(days=6))
+    pipe = duplicates.TicketFacts(3, "伊景园滨河苑3栋地下室水管爆裂，水漫进电梯井，请尽快维修",
+                                  "13800000003", place, "城乡建设/供水/管网维修", day + timedelta(days=2))
+    months_later = duplicates.TicketFacts(4, "小区车库车位只售不租，物业说是开发商定的",
+                                          "13800000004", place, "城乡建设/住房/物业车位", day + timedelta(days=180))
+    ranked = duplicates.rank(other_words, [first, pipe, months_later], min_score=0.3)
+    assert [m.id for m in ranked] == [1]
+    assert ranked[0].same_matter and "同一地址同类问题（30天内）" in ranked[0].reasons
+    assert ranked[0].score < 0.6  # linked for the agent to read, not offered for merging on place alone
+    # The texts alone share nothing: without the place and the category it would not link.
+    plain = duplicates.TicketFacts(2, other_words.text)
+    assert duplicates.rank(plain, [duplicates.TicketFacts(1, first.text)], min_score=0.3) == []
+    assert duplicates.rank(pipe, [first, other_words], min_score=0.3) == []

@@ -108,3 +108,22 @@ async def test_routing_duplicates_isolation_and_hot_issues(center: dict[str, Any
     texts, labels, negatives = await routing_service.load_training_set(center["settings"].database_url)
     assert labels == ["sthj"] and "黑臭水体" in texts[0]
     assert [code for _, code in negatives] == ["swuj"]
+
+
+async def test_same_estate_same_problem_in_other_words_is_linked_not_merged(center: dict[str, Any]) -> None:
+    """Issue 20: two neighbours tell one parking dispute in their own words; a burst pipe at the same
+    address is another matter and stays out of the list."""
+    agent = center["users"]["agent"]
+    place = {"address": "滨河路9号伊景园滨河苑", "district": "A7区"}
+    first = await new_ticket(agent, caller_phone="13800000001", category="城乡建设/住房/物业车位", **place,
+                             title="伊景园滨河苑捆绑销售车位", content="开发商捆绑销售车位，不买车位就不给交房，强烈要求查处。")
+    pipe = await new_ticket(agent, caller_phone="13800000003", category="城乡建设/供水/管网维修", **place,
+                            title="地下室水管爆裂", content="3栋地下室水管爆裂，水漫进电梯井，请尽快维修。")
+    second = await new_ticket(agent, caller_phone="13800000002", category="城乡建设/住房/物业车位", **place,
+                              title="买房还要买停车位？", content="我们业主被逼着花十几万买停车位才能拿钥匙，这合法吗？")
+    d = await agent.call("GET", f"/api/v1/tickets/{second}/duplicates")
+    numbers = [x["number"] for x in d["duplicates"]]
+    assert numbers == [first], d
+    top = d["duplicates"][0]
+    assert "同一地址同类问题（30天内）" in top["reasons"] and not top["mergeable"]
+    assert pipe not in numbers
