@@ -183,11 +183,19 @@ async def health(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     checks: dict[str, Any] = {}
     try:
-        async with request.app[ENGINE].connect() as conn:
+        # A read on the read engine: on SQLite the write engine's one connection is the process's write slot,
+        # so a check there (BEGIN IMMEDIATE) waited behind whole write batches; the writer's own state below
+        # says more about write health.
+        async with request.app[READ_ENGINE].connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
         checks["database"] = "ok"
     except Exception as exc:  # health must report, not raise
         checks["database"] = f"error: {exc}"
+    if tickets_http.STORE in request.app:
+        writer = request.app[tickets_http.STORE].writer.status()
+        # Degraded, not down: a batch stuck longer than SQLite's busy timeout (30 s) needs a person's attention.
+        writer["degraded"] = (writer["batch_running_s"] or 0) > 30
+        checks["ticket_writer"] = writer
     try:
         await request.app[REDIS].ping()
         checks["redis"] = "ok"
@@ -335,6 +343,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
         users = UserStore(sessions, clock, settings, read_sessions)
         write_engine = make_ticket_write_engine(settings)
         store = TicketStore(sessions, settings, clock, read_sessions, write_engine)
+        users.audit.writer = store.writer.submit  # access-log rows ride the ticket writer's batches
         users.marker = app[REDIS]  # the cross-process revocation mark: disabling an account holds at once
         app[accounts_http.USERS] = users
         app[tickets_http.STORE] = store

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -95,11 +96,25 @@ class GroupWriter:
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # committed or failed batches, for /metrics and the benchmark
         self.jobs = 0
+        self.failed_batches = 0
+        # Monotonic times for /health: a batch that has been running for long, or commits that stopped while
+        # jobs queue, say more about write health than one more transaction of /health's own would.
+        self._batch_started: float | None = None
+        self._last_commit: float | None = None
 
     @property
     def queued(self) -> int:
         """Jobs waiting for the next batch (not counting the batch being written)."""
         return len(self._queue)
+
+    def status(self) -> dict[str, Any]:
+        """The writer's state for /health: queue depth, whether a batch is being written and for how long,
+        how long ago the last batch committed (None before the first)."""
+        now = time.monotonic()
+        return {"queued": len(self._queue), "writing": self._running > 0,
+                "batch_running_s": None if self._batch_started is None else round(now - self._batch_started, 3),
+                "last_commit_age_s": None if self._last_commit is None else round(now - self._last_commit, 3),
+                "batches": self.batches, "jobs": self.jobs, "failed_batches": self.failed_batches}
 
     async def submit(self, fn: Callable[[Connection], Any]) -> Any:
         """Run ``fn`` in the next batch; returns its result after the batch's commit, or raises its error."""
@@ -126,9 +141,12 @@ class GroupWriter:
                 continue
             self.batches += 1
             self.jobs += len(batch)
+            self._batch_started = time.monotonic()
             try:
                 await self._write(batch)
             except BaseException as exc:
+                self._batch_started = None
+                self.failed_batches += 1
                 if not isinstance(exc, asyncio.CancelledError):
                     log.error("ticket write batch of %d failed: %s", len(batch), exc)
                 for job in batch:
@@ -137,6 +155,8 @@ class GroupWriter:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
+            self._batch_started = None
+            self._last_commit = time.monotonic()
             for job in batch:
                 if job.future.done() or job.outcome is None:
                     continue

@@ -288,3 +288,80 @@ async def test_kill_9_during_a_burst_loses_no_acknowledged_ticket(tmp_path, redi
     assert [n for n in told_created if n not in status] == []
     assert [n for n in told_accepted if status[n] != "accepted"] == []
     assert len(told_accepted) >= 200
+
+
+async def access_log(center: Any, number: str) -> list[dict[str, Any]]:
+    return (await center.admin.get(f"/api/v1/audit?category=access&subject=ticket:{number}"))["items"]
+
+
+async def test_an_agents_detail_read_is_answered_once_its_access_log_row_is_committed(center):
+    """The access-log row of a whole number shown rides the writer's next batch (no write transaction of its
+    own), and the agent sees the number only after that batch committed it: exactly one row per read."""
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    t = await center.new_ticket()
+    before = len(await access_log(center, t["number"]))
+    blocker = await Blocker(app).start()
+    await until(blocker.entered.is_set, "the first batch to start")
+    read = asyncio.ensure_future(center.agent.get(f"/api/v1/tickets/{t['number']}"))
+    await until(lambda: writer.queued == 1, "the access-log row to queue for the next batch")
+    assert not read.done()
+    await blocker.let_go()
+    shown = await read
+    assert shown["caller_phone"] == "13800138000"
+    entries = await access_log(center, t["number"])
+    assert len(entries) == before + 1
+    assert (entries[0]["action"], entries[0]["actor_username"]) == ("view_phone", "agent")
+
+
+async def test_a_detail_read_whose_access_log_row_is_lost_shows_no_number(center):
+    """If the batch holding the row fails, the read fails (503) instead of showing a number nobody recorded."""
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    t = await center.new_ticket()
+    before = len(await access_log(center, t["number"]))
+    first = await Blocker(app).start()
+    await until(first.entered.is_set, "the first batch to start")
+    read = asyncio.ensure_future(center.agent.get(f"/api/v1/tickets/{t['number']}", expect=None))
+    await until(lambda: writer.queued == 1, "the access-log row to queue")
+    second = await Blocker(app).start()
+    await until(lambda: writer.queued == 2, "a blocker to queue behind it")
+    await first.let_go()
+    await until(second.entered.is_set, "the batch to stop half-way")
+    if second.sqlite:
+        second.dbapi.close()
+    else:
+        async with app[server.ENGINE].connect() as conn:
+            await conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND state = 'active' AND query LIKE '%pg_advisory_xact_lock%'"))
+    await second.let_go()
+    answer = await read
+    assert answer["error"] == "database_unavailable" and "13800138000" not in str(answer)
+    with pytest.raises(Unavailable):
+        await second.task
+    assert len(await access_log(center, t["number"])) == before
+
+
+async def test_health_answers_during_a_batch_and_reports_the_writer(center):
+    """/health checks the database with a read, so it answers while a batch holds the write slot, and says
+    what the writer is doing: a batch in progress, what is queued behind it, the last commit's age."""
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    t = await center.new_ticket()  # at least one committed batch
+    blocker = await Blocker(app).start()
+    await until(blocker.entered.is_set, "the batch to start")
+    accept = act(center, "agent", t["number"], "accept")
+    await until(lambda: writer.queued == 1, "an action to queue behind the batch")
+    resp = await center.client.get("/health")
+    assert resp.status == 200
+    health = await resp.json()
+    w = health["checks"]["ticket_writer"]
+    assert health["checks"]["database"] == "ok"
+    assert w["writing"] is True and w["queued"] == 1 and w["batch_running_s"] is not None
+    assert w["last_commit_age_s"] is not None and w["failed_batches"] == 0
+    assert not accept.done()
+    await blocker.let_go()
+    assert (await accept)["status"] == "accepted"
+    w = (await (await center.client.get("/health")).json())["checks"]["ticket_writer"]
+    assert (w["writing"], w["queued"], w["batch_running_s"]) == (False, 0, None)
