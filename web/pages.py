@@ -152,7 +152,8 @@ async def agent_page(request: web.Request, who: Principal) -> web.StreamResponse
 
 
 FIELD_LABELS = {"caller_name": "来电人", "caller_phone": "电话", "request_type": "诉求类型", "urgency": "紧急程度",
-                "title": "标题", "content": "诉求内容", "address": "地址", "district": "区域", "category": "分类"}
+                "title": "标题", "content": "诉求内容", "address": "地址", "district": "区域", "category": "分类",
+                "department": "建议承办单位"}
 
 
 VALUE_LABELS = {"request_type": TYPE_LABELS, "urgency": {"urgent": "紧急", "normal": "一般"}}

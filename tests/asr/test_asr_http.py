@@ -144,3 +144,7 @@ async def test_a_two_sided_call_drafts_the_callers_words_and_a_department_from_t
     assert "停水" in " ".join(draft["department"]["value"]["reasons"]), draft["department"]
     body = await (await client.get("/api/v1/asr/calls/stereo-1", headers=supervisor)).json()
     assert "请问您的地址" in body["transcript"]["text"]
+    from web.pages import provenance  # what the ticket page lists under 自动识别字段
+
+    [shown] = [f for f in provenance(draft, body["transcript"]["text"])["fields"] if f["name"] == "department"]
+    assert shown["label"] == "建议承办单位" and shown["display"] == draft["department"]["value"]["name"]
