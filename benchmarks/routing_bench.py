@@ -9,11 +9,13 @@
    on the held-out messages; ``route-eval --model`` timed in a new process.
    Hot issues: precision and recall on the labelled sample of tests/tickets/routing/test_hot_issues.py, the
    template user, and 7-day windows through messages_with_support.csv (clusters, alerts, time).
-   Topic groups: how many messages of each labelled group link to another of the group as duplicates.
+   Topic groups: how many messages of each labelled group link to another of the group as duplicates, text
+   only and with the same-address same-category link, and the precision of those links.
 2. Duplicates: messages_with_support.csv; reference = exact character-3-gram Jaccard >= 0.8 over all pairs;
    the detector = LSH candidates + exact re-scoring. Baseline: the pairwise bigram scan the ticket store
    uses today in ``related`` (over its 2,000 most recent open tickets).
-3. Latency: routing per ticket (tokenize + model + rules), duplicate lookup against 1,000,000 stored tickets.
+3. Latency: routing per ticket (tokenize + model + rules); duplicate lookup against 100k, 300k and 1M
+   (``--max-tickets``) real-looking stored tickets (recombined real sentences + addresses), p50/p99 per size.
 4. Routing over HTTP (``--part http``): a real ``server.py serve`` process (SQLite, its own redis-server) with
    a model trained on the development rows in its data dir; the time until it listens, the first
    ``GET /api/v1/tickets/{number}/routing`` after that, then every held-out message as a ticket routed once
