@@ -216,7 +216,10 @@ async def test_wall_screens_and_supervisors_never_get_a_whole_number_the_answeri
             assert r.pops == []
         # the answering agent: each of its callers whole, in its screen pop and in its view
         assert {p["call"]["call_id"]: p["call"]["caller_num"] for p in agent_ws.pops} == mine
-        assert all(n in "\n".join(agent_ws.frames) for n in numbers)
+        # and the missed-call entries whole (each goes out as its own message; a caller who joined and was
+        # answered by another agent within one 4 ms fold may never be in a patch, so not every number is)
+        gave_up = {m["CallerIDNum"] for m in parsed if m.get("Event") == "QueueCallerAbandon"}
+        assert gave_up and all(n in "\n".join(agent_ws.frames) for n in gave_up | set(mine.values()))
 
         rest = await client.get("/api/v1/telephony/live", headers=sup)
         body = await rest.text()
