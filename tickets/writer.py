@@ -93,6 +93,10 @@ class GroupWriter:
         self._running = 0
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ticket-writer") if sync_engine else None
         self._queue: list[Job] = []
+        # Small jobs a reader waits for (access-log rows of a detail read): a batch of their own, between
+        # batches of actions, so the read waits for the batch in progress and one short commit, not for a
+        # whole batch of ~50 actions queued meanwhile as well.
+        self._urgent: list[Job] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # committed or failed batches, for /metrics and the benchmark
         self.jobs = 0
@@ -105,22 +109,23 @@ class GroupWriter:
     @property
     def queued(self) -> int:
         """Jobs waiting for the next batch (not counting the batch being written)."""
-        return len(self._queue)
+        return len(self._queue) + len(self._urgent)
 
     def status(self) -> dict[str, Any]:
         """The writer's state for /health: queue depth, whether a batch is being written and for how long,
         how long ago the last batch committed (None before the first)."""
         now = time.monotonic()
-        return {"queued": len(self._queue), "writing": self._running > 0,
+        return {"queued": self.queued, "writing": self._running > 0,
                 "batch_running_s": None if self._batch_started is None else round(now - self._batch_started, 3),
                 "last_commit_age_s": None if self._last_commit is None else round(now - self._last_commit, 3),
                 "batches": self.batches, "jobs": self.jobs, "failed_batches": self.failed_batches}
 
-    async def submit(self, fn: Callable[[Connection], Any]) -> Any:
-        """Run ``fn`` in the next batch; returns its result after the batch's commit, or raises its error."""
+    async def submit(self, fn: Callable[[Connection], Any], *, urgent: bool = False) -> Any:
+        """Run ``fn`` in the next batch; returns its result after the batch's commit, or raises its error.
+        ``urgent``: a short job someone reads behind; it goes into the next batch of urgent jobs only."""
         loop = asyncio.get_running_loop()
         job = Job(fn, loop.create_future())
-        self._queue.append(job)
+        (self._urgent if urgent else self._queue).append(job)
         if self._running < self.parallel:
             self._running += 1
             self._tasks.add(task := loop.create_task(self._drain()))
@@ -134,8 +139,15 @@ class GroupWriter:
             self._running -= 1
 
     async def _drain_queue(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        urgent_turn = True
+        while self._queue or self._urgent:
+            # urgent and ordinary batches take turns, so a stream of reads cannot hold the actions back
+            if self._urgent and (urgent_turn or not self._queue):
+                batch, self._urgent = self._urgent[:MAX_BATCH], self._urgent[MAX_BATCH:]
+                urgent_turn = False
+            else:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                urgent_turn = True
             batch = [j for j in batch if not j.future.done()]  # a request gone before its turn: nothing to write
             if not batch:
                 continue

@@ -35,8 +35,9 @@ async def _let_every_blocker_go():
 class Blocker:
     """A job that stops the writer inside its batch until ``let_go``."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, urgent: bool = False) -> None:
         BLOCKERS.append(self)
+        self.urgent = urgent
         # one batch at a time (PostgreSQL runs several at once), so that the test decides where batches end
         app[tickets_http.STORE].writer.parallel = 1
         self.key = LOCK_KEY + len(BLOCKERS)  # each its own lock: the second must not wait for the first
@@ -53,7 +54,7 @@ class Blocker:
         if not self.sqlite:
             self.holder = await self.app[server.ENGINE].connect()
             await self.holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
-        self.task = asyncio.ensure_future(self.writer.submit(self.job))
+        self.task = asyncio.ensure_future(self.writer.submit(self.job, urgent=self.urgent))
         return self
 
     def job(self, conn: Any) -> None:
@@ -324,7 +325,7 @@ async def test_a_detail_read_whose_access_log_row_is_lost_shows_no_number(center
     await until(first.entered.is_set, "the first batch to start")
     read = asyncio.ensure_future(center.agent.get(f"/api/v1/tickets/{t['number']}", expect=None))
     await until(lambda: writer.queued == 1, "the access-log row to queue")
-    second = await Blocker(app).start()
+    second = await Blocker(app, urgent=True).start()  # in the access-log row's batch
     await until(lambda: writer.queued == 2, "a blocker to queue behind it")
     await first.let_go()
     await until(second.entered.is_set, "the batch to stop half-way")
@@ -365,3 +366,25 @@ async def test_health_answers_during_a_batch_and_reports_the_writer(center):
     assert (await accept)["status"] == "accepted"
     w = (await (await center.client.get("/health")).json())["checks"]["ticket_writer"]
     assert (w["writing"], w["queued"], w["batch_running_s"]) == (False, 0, None)
+
+
+async def test_a_detail_read_does_not_wait_for_the_actions_queued_before_it(center):
+    """Its access-log row gets a short batch of its own before the next batch of actions: the agent sees the
+    ticket while the batch of the actions queued before the read is still open."""
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    t = await center.new_ticket()
+    first = await Blocker(app).start()
+    await until(first.entered.is_set, "the first batch to start")
+    second = await Blocker(app).start()  # stands for the actions queued meanwhile
+    await until(lambda: writer.queued == 1, "the next batch of actions to queue")
+    read = asyncio.ensure_future(center.agent.get(f"/api/v1/tickets/{t['number']}"))
+    await until(lambda: writer.queued == 2, "the access-log row to queue")
+    await first.let_go()
+    await until(second.entered.is_set, "the batch of actions to start")
+    # the actions' batch is held open: the read must have been answered without it
+    await until(read.done, "the read to be answered while the actions' batch is still open")
+    assert (await read)["caller_phone"] == "13800138000"
+    assert [e["action"] for e in await access_log(center, t["number"])][:1] == ["view_phone"]
+    await second.let_go()
+    await second.task

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import ServerSettings, Settings
@@ -87,7 +87,8 @@ class AuditLog:
         # the process's one SQLite write slot behind whole batches and paid an fsync of its own, on every
         # agent's ticket detail. The caller still waits for that commit: a caller's number is not shown before
         # its record is on disk, and if the batch fails the read fails (503) instead of going unrecorded.
-        self.writer: Callable[[Callable[[Connection], Any]], Awaitable[Any]] | None = None
+        # Called with ``urgent=True``: the row gets a short batch of its own before the next batch of actions.
+        self.writer: Callable[..., Awaitable[Any]] | None = None
 
     def entry(self, who: Principal | Mapping[str, Any] | None, category: str, action: str, subject: str,
               detail: Mapping[str, Any] | None = None, address: str | None = "") -> AuditEntry:
@@ -102,7 +103,7 @@ class AuditLog:
         row = self.entry(who, category, action, subject, detail, address)
         if self.writer is not None:
             values = {c.key: getattr(row, c.key) for c in AuditEntry.__table__.columns if c.key != "id"}
-            await self.writer(lambda conn: conn.execute(insert(AuditEntry).values(**values)))
+            await self.writer(lambda conn: conn.execute(insert(AuditEntry).values(**values)), urgent=True)
             return
         async with self.sessions.begin() as session:
             session.add(row)
