@@ -190,8 +190,11 @@ class TicketStore:
 
     async def create(self, data: Mapping[str, Any], who: Principal, *, accept: bool = False,
                      call_id: str | None = None, recording_path: str | None = None,
-                     draft_fields: Mapping[str, Any] | None = None, transcript_id: int | None = None
+                     draft_fields: Mapping[str, Any] | None = None, transcript_id: int | None = None,
+                     with_rows: Callable[[Mapping[str, Any]], Iterable[tuple[Table, dict[str, Any]]]] | None = None
                      ) -> dict[str, Any]:
+        """``with_rows`` gives rows of the caller's own (an Open311 request's record) that must commit with this
+        ticket and name it: called with the new ticket's view inside the creating transaction."""
         if who.role not in workflow.CENTER_ROLES and who.role != "system":
             raise Refused("not_permitted", "只有话务员和班长可以登记工单", "draft", [])
         values = self._clean(data)
@@ -201,14 +204,16 @@ class TicketStore:
         if not (values.get("content") or values.get("title")):
             raise InvalidField("content", "请填写诉求内容")
         view, entries = await self.writer.submit(lambda conn: self._create_in(
-            conn, values, who, accept, call_id, recording_path, draft_fields, transcript_id))
+            conn, values, who, accept, call_id, recording_path, draft_fields, transcript_id, with_rows))
         for entry in entries:
             self._notify(view, entry)
         return view
 
     def _create_in(self, conn: Connection, values: Mapping[str, Any], who: Principal, accept: bool,
                    call_id: str | None, recording_path: str | None, draft_fields: Mapping[str, Any] | None,
-                   transcript_id: int | None) -> tuple[dict[str, Any], list[workflow.HistoryEntry]]:
+                   transcript_id: int | None,
+                   with_rows: Callable[[Mapping[str, Any]], Iterable[tuple[Table, dict[str, Any]]]] | None = None
+                   ) -> tuple[dict[str, Any], list[workflow.HistoryEntry]]:
         """The creation inside a write batch: returns the view and the entries to notify after the commit."""
         now = self.clock()
         row = {**_ROW_DEFAULTS, "co_handler_ids": [], **values}
@@ -229,6 +234,8 @@ class TicketStore:
             entries.append(entry)
         view = self._view(ticket, mask=False)
         self._hook_rows(conn, [(view, created)] + [(view, e) for e in entries])
+        for table, extra in with_rows(view) if with_rows else ():
+            conn.execute(insert(table).values(**extra))
         return view, entries
 
     async def attach_draft(self, call_id: str, transcript_id: int | None, draft_fields: Mapping[str, Any],

@@ -10,17 +10,16 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tickets import phones, workflow
+from tickets import phones
 from tickets.accounts.service import Principal
 from tickets.channels import citizen, open311
 from tickets.channels.store import ChannelPartner, Open311Request
@@ -103,11 +102,6 @@ class ChannelService:
         self.tz: ZoneInfo = tickets.tz
         self.limits = limits
         self.limiter = RateLimiter(redis)
-        # Open311 records waiting for their ticket's creation, by what the creation's view and history entry
-        # show of it: the store's writer runs creations in its own thread and batches, so the hook finds its
-        # record by content, first in first out (two identical posts would only swap identical records).
-        self._pending: dict[tuple[str, ...], deque[dict[str, Any]]] = {}
-        tickets.row_hooks.append(self._open311_row)
 
     # ------------------------------------------------------------ partners (admins)
     async def create_partner(self, name: str, channel: str, by: Principal | None) -> tuple[str, Partner]:
@@ -136,16 +130,6 @@ class ChannelService:
         return Partner(row.id, row.name, row.channel, row.active)
 
     # ------------------------------------------------------------ Open311
-    def _open311_row(self, view: Mapping[str, Any], entry: workflow.HistoryEntry
-                     ) -> Iterable[tuple[Table, dict[str, Any]]]:
-        if entry.action != "create":
-            return []
-        waiting = self._pending.get(_pending_key(entry.actor_name, view))
-        if not waiting:
-            return []
-        record = waiting.popleft()
-        return [(Open311Request.__table__, {**record, "ticket_number": view["number"]})]  # type: ignore[list-item]
-
     async def submit_open311(self, partner: Partner, intake: open311.Intake) -> str:
         address = intake.address or (f"（坐标 {intake.lat:.6f}, {intake.long:.6f}）"
                                      if intake.lat is not None and intake.long is not None else "")
@@ -156,17 +140,10 @@ class ChannelService:
         record = {"partner_id": partner.id, "service_code": intake.service_code, "lat": intake.lat,
                   "long": intake.long, "address_id": intake.address_id, "email": intake.email,
                   "device_id": intake.device_id, "account_id": intake.account_id, "media_url": intake.media_url}
-        actor = _partner_actor(partner)
-        key = _pending_key(actor.name, {**data, "caller_phone": phones.normalize(intake.phone)})
-        waiting = self._pending.setdefault(key, deque())
-        waiting.append(record)
-        try:
-            view = await self.tickets.create(data, actor)
-        finally:  # refused or failed before the hook ran: the record must not wait for another ticket
-            if any(r is record for r in waiting):
-                waiting.remove(record)
-            if not waiting:
-                self._pending.pop(key, None)
+        # the request's record commits with its ticket, in the creating transaction, or not at all
+        table: Table = Open311Request.__table__  # type: ignore[assignment]
+        view = await self.tickets.create(data, _partner_actor(partner), with_rows=lambda created: [
+            (table, {**record, "ticket_number": created["number"]})])
         return str(view["number"])
 
     def _open311_select(self) -> Any:
@@ -331,10 +308,6 @@ async def add_partner(sessions: async_sessionmaker[AsyncSession], name: str, cha
 
 def _photo_line(url: str) -> str:
     return f"\n照片：{url}"
-
-
-def _pending_key(actor_name: str, ticket: Mapping[str, Any]) -> tuple[str, ...]:
-    return (actor_name, *(str(ticket.get(k) or "") for k in ("content", "address", "caller_phone", "category")))
 
 
 def _partner_actor(partner: Partner) -> Principal:
