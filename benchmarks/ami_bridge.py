@@ -127,7 +127,10 @@ def fake_asterisk(port_q: Any, conn: Any, msgs_path: str) -> None:
             writers.append(writer)
             buf = b""
             while True:
-                data = await reader.read(65536)
+                try:
+                    data = await reader.read(65536)
+                except (asyncio.CancelledError, ConnectionError):  # the fake PBX stopping: not a result
+                    return
                 if not data:
                     return
                 buf += data
