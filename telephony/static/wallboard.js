@@ -46,30 +46,7 @@ function queueFigures(q) {
           alert: rate !== null && finished >= th.alert_min_calls && rate < th.answer_rate_target};
 }
 
-// Patch format: telephony/live.py. Only what changed comes: "set" carries the changed fields of a queue, call or
-// agent, "member"/"waiter" patches one row of a queue's lists.
 let liveSeq = 0;
-function cmp(x, y) { return x < y ? -1 : x > y ? 1 : 0; }
-function applyPart(p) {
-  const q = (view.queues || {})[p.queue]; if (!q) return;
-  const member = p.kind === "member", id = member ? "interface" : "call_id", list = member ? "members" : "waiting";
-  const rows = (q[list] || []).filter(x => x[id] !== p.key);
-  if (p.op === "put") rows.push(p.value);
-  q[list] = rows.sort(member ? (a, b) => cmp(a.name || a.interface, b.name || b.interface) : (a, b) => a.position - b.position);
-}
-function applyPatches(patches) {
-  for (const p of patches) {
-    if (p.kind === "member" || p.kind === "waiter") { applyPart(p); }
-    else if (p.op === "put") { (view[p.kind + "s"] = view[p.kind + "s"] || {})[p.key] = p.value; }
-    else if (p.op === "del") { delete (view[p.kind + "s"] || {})[p.key]; }
-    else if (p.op === "set") {
-      const e = (view[p.kind + "s"] || {})[p.key];
-      if (e) for (const [k, v] of Object.entries(p.value)) { if (k === "stats" && e.stats) Object.assign(e.stats, v); else e[k] = v; }
-    }
-    else if (p.op === "now") { view.now = p.now; view.day = p.day; setOffset(); }
-    else if (p.op === "ami") { view.ami = p.value; }
-  }
-}
 function setOffset() { if (view && view.now) offset = Date.now() / 1000 - view.now; }
 
 function renderConn() {
@@ -178,7 +155,7 @@ function connect() {
     const frame = JSON.parse(ev.data);
     for (const msg of frame.type === "batch" ? frame.messages : [frame]) {  // a batch: several messages in order
     if (msg.type === "snapshot") { view = msg.data; liveSeq = msg.seq || 0; setOffset(); }
-    else if (msg.type === "patch" && view) { if (!(msg.seq <= liveSeq)) { liveSeq = msg.seq; applyPatches(msg.patches); } }
+    else if (msg.type === "patch" && view) { if (!(msg.seq <= liveSeq)) { liveSeq = msg.seq; LivePatches.apply(view, msg.patches); if (msg.patches.some(p => p.op === "now")) setOffset(); } }
     else if (msg.type === "alert") { if (msg.data.active) alerts[msg.data.queue] = msg.data; else delete alerts[msg.data.queue]; }
     }
     render();

@@ -174,30 +174,7 @@
   const iface = C.interface || "";
   const dot = $("status-dot"), text = $("status-text");
   let view = null;
-  // Patch format: telephony/live.py. Only what changed comes: "set" carries the changed fields of a queue, call
-  // or agent, "member"/"waiter" patches one row of a queue's lists.
-  let liveSeq = 0;
-  const cmp = (x, y) => x < y ? -1 : x > y ? 1 : 0;
-  function applyPart(p) {
-    const q = (view.queues || {})[p.queue]; if (!q) return;
-    const member = p.kind === "member", id = member ? "interface" : "call_id", list = member ? "members" : "waiting";
-    const rows = (q[list] || []).filter(x => x[id] !== p.key);
-    if (p.op === "put") rows.push(p.value);
-    q[list] = rows.sort(member ? (a, b) => cmp(a.name || a.interface, b.name || b.interface) : (a, b) => a.position - b.position);
-  }
-  function applyPatches(patches) {
-    for (const p of patches) {
-      if (p.kind === "member" || p.kind === "waiter") applyPart(p);
-      else if (p.op === "put") (view[p.kind + "s"] = view[p.kind + "s"] || {})[p.key] = p.value;
-      else if (p.op === "del") delete (view[p.kind + "s"] || {})[p.key];
-      else if (p.op === "set") {
-        const e = (view[p.kind + "s"] || {})[p.key];
-        if (e) for (const [k, v] of Object.entries(p.value)) { if (k === "stats" && e.stats) Object.assign(e.stats, v); else e[k] = v; }
-      }
-      else if (p.op === "now") { view.now = p.now; view.day = p.day; }
-      else if (p.op === "ami") view.ami = p.value;
-    }
-  }
+  let liveSeq = 0;  // patches: telephony/static/live_patches.js
   function myMembers() {
     const out = [];
     for (const q of Object.values((view && view.queues) || {}))
@@ -331,7 +308,7 @@
     if (m.type === "batch") { for (const x of m.messages || []) onMessage(x); return; }  // several, in order
     if (m.type === "snapshot") { view = m.data; liveSeq = m.seq || 0; renderStatus(); }
     else if (m.type === "patch") {
-      if (view && !(m.seq <= liveSeq)) { liveSeq = m.seq; applyPatches(m.patches || []); renderStatus(); }
+      if (view && !(m.seq <= liveSeq)) { liveSeq = m.seq; LivePatches.apply(view, m.patches || []); renderStatus(); }
     }
     else if (m.type === "screen_pop") screenPop(m);
     else if (m.type === "missed" || m.type === "callback") upsertCallback(m.callback);
