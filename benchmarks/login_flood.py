@@ -240,12 +240,7 @@ def run_mode(mode: str, args: argparse.Namespace, seed: int) -> dict[str, object
         try:
             return asyncio.run(scenario(f"http://127.0.0.1:{port}", proc.pid, args, mode, seed))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            services.stop(proc)
 
 
 def med(values: list[float]) -> float:

@@ -194,12 +194,7 @@ def bench_http_routing(quick: bool) -> None:
             asyncio.run(_http_phases(f"http://127.0.0.1:{port}", proc.pid, admin_pw, PASSWORD, api_login,
                                      aiohttp, test_rows, listening))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            services.stop(proc)
 
 
 async def _http_phases(base: str, pid: int, admin_pw: str, password: str, api_login, aiohttp,  # type: ignore[no-untyped-def]
