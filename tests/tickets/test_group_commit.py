@@ -149,14 +149,18 @@ async def test_each_refusal_keeps_its_http_status(center):
     t = await center.new_ticket()
     blocker = await Blocker(app).start()
     await until(blocker.entered.is_set, "the first batch to start")
+    # queued one at a time: three requests sent together may reach the server in any order, and accept, dispatch,
+    # sign in that order would all succeed
     sign = asyncio.ensure_future(center.client.post(f"/api/v1/tickets/{t['number']}/actions/sign", json={},
                                                     headers={"Authorization": f"Bearer {center.water.token}"}))
+    await until(lambda: writer.queued == 1, "the sign to queue")
     dispatch = asyncio.ensure_future(center.client.post(
         f"/api/v1/tickets/{t['number']}/actions/dispatch", json={"lead_department_id": center.departments["swuj"]},
         headers={"Authorization": f"Bearer {center.agent.token}"}))
+    await until(lambda: writer.queued == 2, "the dispatch to queue")
     accept = asyncio.ensure_future(center.client.post(f"/api/v1/tickets/{t['number']}/actions/accept", json={},
                                                       headers={"Authorization": f"Bearer {center.agent.token}"}))
-    await until(lambda: writer.queued == 3, "the actions to queue")
+    await until(lambda: writer.queued == 3, "the accept to queue")
     await blocker.let_go()
     sign_r, dispatch_r, accept_r = await asyncio.gather(sign, dispatch, accept)
     assert sign_r.status == 404  # the department does not see a ticket not dispatched to it
