@@ -161,9 +161,19 @@ async def test_concurrency_limit_is_never_exceeded(database_url: str, redis_url:
             await e.dispose()
 
 
+async def slots_freed(service: SurveyService, timeout: float = 60) -> None:
+    """Wait until every lease has run out (Redis's own clock); ``timeout`` only bounds a failure."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await service.slots_in_use():
+        assert asyncio.get_running_loop().time() < deadline, "the leases never ran out"
+        await asyncio.sleep(0.1)
+
+
 async def test_slots_of_a_crashed_process_expire(world: World) -> None:
     world.service.max_concurrent = 2
-    world.service.lease_seconds = 0.5
+    # Leases run on Redis's real clock: long enough that a loaded machine's pause between placing a call and
+    # the next check never lets one run out early (0.5 s did), and the test waits for them to run out.
+    world.service.lease_seconds = 3
     for i in range(3):
         await world.replied(caller_phone=f"1390013{i:04d}")
     world.clock.set_local(2026, 11, 24, 9, 0)
@@ -172,12 +182,12 @@ async def test_slots_of_a_crashed_process_expire(world: World) -> None:
     # The process "dies": its two calls never report back and it stops renewing its leases.
     world.phone.open.clear()
     assert await world.service.pump() == 0
-    await asyncio.sleep(0.7)
+    await slots_freed(world.service)
     placed = await world.service.pump()
     assert placed == 1 and await world.service.slots_in_use() == 1
     # Its claimed surveys stay "dialing" until the sweep gives up on them after max_call_seconds.
     world.clock.advance(seconds=world.service.max_call_seconds + 60)
-    await asyncio.sleep(0.6)  # the third call's lease expires too (it is not renewed here)
+    await slots_freed(world.service)  # the third call's lease runs out too (it is not renewed here)
     result = await world.service.sweep()
     assert result["lost"] == 3
     states = [(await world.surveys.get(p["survey_id"])).state for p in world.phone.placed]
@@ -280,11 +290,13 @@ async def test_a_failure_after_the_result_is_stored_is_recovered_by_the_sweep(wo
 
 
 async def test_a_long_call_keeps_its_slot_while_renewed(world: World) -> None:
-    world.service.lease_seconds = 0.4
+    # 2 s leases renewed every 0.25 s for 3 s, longer than a lease: a loaded machine may pause the test up to
+    # 1.75 s between renewals (0.2 s of 0.4 s leases left it no room).
+    world.service.lease_seconds = 2
     await world.replied()
     world.clock.set_local(2026, 11, 24, 9, 0)
     await world.service.sweep()
-    for _ in range(6):  # 1.2 s, three times the lease
-        await asyncio.sleep(0.2)
+    for _ in range(12):
+        await asyncio.sleep(0.25)
         assert await world.service.renew_leases() == 1
-    assert await world.service.slots_in_use() == 1
+        assert await world.service.slots_in_use() == 1
