@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Select, Table, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Select, Table, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -36,6 +36,8 @@ from tickets.models import (
 
 T = Ticket.__table__
 H = TicketHistory.__table__
+A = Assignment.__table__
+TH = TicketHandler.__table__
 CHANNELS = ("phone", "web", "wechat", "app", "mailbox", "walk_in", "sms", "email")
 URGENCIES = ("urgent", "normal")
 EDITABLE_FIELDS = ("channel", "caller_name", "caller_phone", "anonymous", "survey_opt_out", "request_type",
@@ -45,6 +47,46 @@ _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
 # Who relays the master's answer to merged callers (history shows it as the system's doing).
 SYSTEM_ACTOR = Principal(id=0, username="system", name="系统", role="system", department_id=None,
                          department_code=None, interface=None)
+
+
+# The statements of the action path, built once with their values as parameters. SQLAlchemy caches a statement's
+# compiled SQL, but building the statement and its cache key on every call cost more CPU than SQLite's running
+# it: py-spy put ~2/3 of the writer thread in statement construction and cache keys (benchmarks/ticket_cpu.py,
+# BENCHMARKS.md). An UPDATE without ``values()`` sets the columns named by the parameters it is given.
+_INSERT_TICKET = insert(T).returning(T.c.id)
+_INSERT_HISTORY = insert(H)
+_SAVE = update(T).where(T.c.id == bindparam("b_id"), T.c.version == bindparam("b_version"))
+_INSERT_ASSIGNMENT = insert(A)
+_UPDATE_OPEN_ASSIGNMENT = update(A).where(A.c.ticket_id == bindparam("b_ticket_id"),
+                                          A.c.department_id == bindparam("b_department_id"), A.c.closed_at.is_(None))
+_ACTIVE_DEPARTMENTS = select(Department.__table__.c.id).where(
+    Department.__table__.c.id.in_(bindparam("b_ids", expanding=True)), Department.__table__.c.active.is_(True))
+_DELETE_HANDLERS = TH.delete().where(TH.c.ticket_id == bindparam("b_ticket_id"))
+_INSERT_HANDLERS = insert(TH)
+_MERGED_CALLERS = (select(T).where(T.c.duplicate_of == bindparam("b_number"), T.c.status == "merged")
+                   .order_by(T.c.id).with_for_update())
+_LOAD: dict[tuple[bool, bool, bool], Select[Any]] = {}
+_NEXT_NUMBER: dict[str, Any] = {}
+
+
+def _load_stmt(who: Principal, for_update: bool) -> Select[Any]:
+    """The ticket by number as ``who`` may see it (``visibility.restrict_bound``), built once per shape."""
+    key = (*visibility.shape(who), for_update)
+    stmt = _LOAD.get(key)
+    if stmt is None:
+        stmt = visibility.restrict_bound(select(T).where(T.c.number == bindparam("b_number")), key[0], key[1])
+        stmt = _LOAD[key] = stmt.with_for_update() if for_update else stmt
+    return stmt
+
+
+def _next_number_stmt(dialect: str) -> Any:
+    """Today's next ticket number, taken in the creating transaction (one row per day)."""
+    stmt = _NEXT_NUMBER.get(dialect)
+    if stmt is None:
+        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TicketCounter)
+        stmt = _NEXT_NUMBER[dialect] = ins.values(day=bindparam("b_day"), last=1).on_conflict_do_update(
+            index_elements=[TicketCounter.day], set_={"last": TicketCounter.last + 1}).returning(TicketCounter.last)
+    return stmt
 
 
 def address_key(address: str) -> str:
@@ -152,11 +194,7 @@ class TicketStore:
     # ------------------------------------------------------------ create
     def _next_number(self, conn: Connection, now: datetime) -> str:
         day = now.astimezone(self.tz).strftime("%Y%m%d")
-        ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(TicketCounter)
-        stmt = ins.values(day=day, last=1).on_conflict_do_update(
-            index_elements=[TicketCounter.day], set_={"last": TicketCounter.last + 1}
-        ).returning(TicketCounter.last)
-        seq = conn.execute(stmt).scalar_one()
+        seq = conn.execute(_next_number_stmt(conn.dialect.name), {"b_day": day}).scalar_one()
         return f"{day}-{seq:06d}"
 
     def _clean(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -221,12 +259,12 @@ class TicketStore:
                    created_by=who.id if who.role != "system" else None, status="draft", call_id=call_id,
                    recording_path=recording_path, draft_fields=dict(draft_fields) if draft_fields else None,
                    transcript_id=transcript_id)
-        ticket_id = conn.execute(insert(T).values(**row).returning(T.c.id)).scalar_one()
+        ticket_id = conn.execute(_INSERT_TICKET, row).scalar_one()
         ticket = SimpleNamespace(id=ticket_id, **row)
         created = workflow.HistoryEntry(action="create", at=now, actor_id=who.id, actor_role=who.role,
                                         actor_name=who.name, from_status="", to_status="draft", note="",
                                         data={"channel": ticket.channel})
-        conn.execute(insert(H).values(ticket_id=ticket_id, **_entry_row(created)))
+        conn.execute(_INSERT_HISTORY, {"ticket_id": ticket_id, **_entry_row(created)})
         entries = []
         if accept:
             entry, changes = self._apply(conn, ticket, "accept", {}, who, now)
@@ -381,8 +419,7 @@ class TicketStore:
     def _relay_reply(self, conn: Connection, master: SimpleNamespace, now: datetime
                            ) -> list[tuple[dict[str, Any], workflow.HistoryEntry]]:
         """Every caller merged into the master gets its answer; each phone number is surveyed once."""
-        rows = (conn.execute(select(T).where(T.c.duplicate_of == master.number, T.c.status == "merged")
-                                      .order_by(T.c.id).with_for_update())).mappings().all()
+        rows = conn.execute(_MERGED_CALLERS, {"b_number": master.number}).mappings().all()
         surveyed = {master.caller_phone} if master.caller_phone else set()
         out = []
         for row in rows:
@@ -397,10 +434,8 @@ class TicketStore:
     def _load_row(self, conn: Connection, number: str, who: Principal, for_update: bool = False
                         ) -> SimpleNamespace:
         """The ticket as plain attributes (Core, not the ORM: the action path is the hot path)."""
-        stmt = self._visible(select(T).where(T.c.number == number), who)
-        if for_update:
-            stmt = stmt.with_for_update()
-        row = (conn.execute(stmt)).mappings().first()
+        row = conn.execute(_load_stmt(who, for_update),
+                           {"b_number": number, **visibility.bound_values(who)}).mappings().first()
         if row is None:  # 404 also for another department's ticket: do not reveal that it exists
             raise NotFound("ticket_not_found", f"工单 {number} 不存在")
         return SimpleNamespace(**row)
@@ -409,8 +444,7 @@ class TicketStore:
                     now: datetime) -> None:
         """One UPDATE of the changed columns, guarded by the version so a lost update cannot happen."""
         changes = {**changes, "updated_at": now, "version": ticket.version + 1}
-        result = conn.execute(update(T).where(T.c.id == ticket.id, T.c.version == ticket.version)
-                                       .values(**changes))
+        result = conn.execute(_SAVE, {**changes, "b_id": ticket.id, "b_version": ticket.version})
         if result.rowcount != 1:
             raise Conflict("concurrent_update", "工单刚被他人修改，请刷新后重试")
         ticket.version += 1
@@ -422,8 +456,7 @@ class TicketStore:
             ids = [params.get("lead_department_id"), *(params.get("co_handler_ids") or [])]
             ids = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
             if ids:
-                found = set((conn.scalars(
-                    select(Department.id).where(Department.id.in_(ids), Department.active.is_(True)))).all())
+                found = set(conn.scalars(_ACTIVE_DEPARTMENTS, {"b_ids": ids}).all())
                 missing = [i for i in ids if i not in found]
                 if missing:
                     field = "lead_department_id" if params.get("lead_department_id") in missing else "co_handler_ids"
@@ -464,10 +497,7 @@ class TicketStore:
                 changes[name] = list(value) if name == "co_handler_ids" else value
         vars(ticket).update(changes)
         entry = result.entry
-        conn.execute(insert(H).values(
-            ticket_id=ticket.id, action=entry.action, at=entry.at, actor_id=entry.actor_id,
-            actor_role=entry.actor_role, actor_name=entry.actor_name, from_status=entry.from_status,
-            to_status=entry.to_status, note=entry.note, data=_jsonable(entry.data)))
+        conn.execute(_INSERT_HISTORY, {"ticket_id": ticket.id, **_entry_row(entry)})
         lead_cleared = "lead_department_id" in changes and changes["lead_department_id"] is None
         # lead cleared = approved return: old handlers lose access; co-handlers changed = merge or split
         self._carry_out(conn, ticket, result.effects, lead_cleared or "co_handler_ids" in changes)
@@ -478,18 +508,18 @@ class TicketStore:
         handlers_changed = False
         for eff in effects:
             if isinstance(eff, workflow.AssignmentOpened):
-                conn.execute(insert(Assignment).values(
-                    ticket_id=ticket.id, department_id=eff.department_id, role=eff.role,
-                    dispatched_at=eff.dispatched_at, sign_due=eff.sign_due, reply_due=eff.reply_due, reason=""))
+                conn.execute(_INSERT_ASSIGNMENT, {
+                    "ticket_id": ticket.id, "department_id": eff.department_id, "role": eff.role,
+                    "dispatched_at": eff.dispatched_at, "sign_due": eff.sign_due, "reply_due": eff.reply_due,
+                    "reason": ""})
                 handlers_changed = True
             elif isinstance(eff, workflow.AssignmentSigned):
-                conn.execute(update(Assignment).where(
-                    Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id,
-                    Assignment.closed_at.is_(None)).values(signed_at=eff.at))
+                conn.execute(_UPDATE_OPEN_ASSIGNMENT, {"b_ticket_id": ticket.id, "b_department_id": eff.department_id,
+                                                       "signed_at": eff.at})
             elif isinstance(eff, workflow.AssignmentClosed):
-                conn.execute(update(Assignment).where(
-                    Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id,
-                    Assignment.closed_at.is_(None)).values(closed_at=eff.at, outcome=eff.outcome, reason=eff.reason))
+                conn.execute(_UPDATE_OPEN_ASSIGNMENT, {"b_ticket_id": ticket.id, "b_department_id": eff.department_id,
+                                                       "closed_at": eff.at, "outcome": eff.outcome,
+                                                       "reason": eff.reason})
             elif isinstance(eff, workflow.AssignmentRestored):
                 latest = conn.scalar(select(func.max(Assignment.id)).where(
                     Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id))
@@ -534,12 +564,12 @@ class TicketStore:
                 revisit_satisfaction=eff.satisfaction, revisit_resolved=eff.resolved, revisit_at=eff.at))
 
     def _sync_handlers(self, conn: Connection, ticket: Any) -> None:
-        conn.execute(TicketHandler.__table__.delete().where(TicketHandler.ticket_id == ticket.id))
+        conn.execute(_DELETE_HANDLERS, {"b_ticket_id": ticket.id})
         if ticket.lead_department_id is not None:
             rows = [{"ticket_id": ticket.id, "department_id": ticket.lead_department_id, "role": "lead"}]
             rows += [{"ticket_id": ticket.id, "department_id": co, "role": "co"}
                      for co in ticket.co_handler_ids or [] if co != ticket.lead_department_id]
-            conn.execute(insert(TicketHandler), rows)
+            conn.execute(_INSERT_HANDLERS, rows)
 
     def _hook_rows(self, conn: Connection,
                          changed: Iterable[tuple[dict[str, Any], workflow.HistoryEntry]]) -> None:
