@@ -13,15 +13,26 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 PG_BIN = Path(os.environ.get("HOTLINE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 def free_port() -> int:
+    """A port free now: another process may take it before it is bound (prefer ``serve``, or retry)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def serve(runner: Any) -> str:
+    """Start an aiohttp ``AppRunner`` on a port the kernel picks while binding, and return its base URL.
+
+    Picking a free port first and binding it later raced with the other test processes on the machine."""
+    from aiohttp import web
+
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return f"http://127.0.0.1:{runner.addresses[-1][1]}"
 
 
 def stop(proc: subprocess.Popen, grace: float = 20) -> None:  # type: ignore[type-arg]
@@ -51,16 +62,43 @@ def redis_server() -> Iterator[str]:
     if exe is None:
         raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
     tmp = Path(tempfile.mkdtemp(prefix="hotline-redis-"))
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for attempt in range(5):
+        port = free_port()
+        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                 "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Another process may have taken the port since free_port(): then ours exits and whatever listens
+        # there is not it (tests would flush someone else's Redis). Ask the listener for its pid.
+        if _redis_is(proc, port):
+            break
+        stop(proc, grace=5)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError("redis-server could not get a free port in 5 tries")
     try:
-        _wait_port(port)
         yield f"redis://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(5)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _redis_is(proc: subprocess.Popen, port: int, timeout: float = 60) -> bool:  # type: ignore[type-arg]
+    """True once the redis-server listening on ``port`` is ``proc``; False when ``proc`` exits or another
+    process holds the port. ``timeout`` only bounds a failure (a loaded machine starts it slowly)."""
+    import redis
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with redis.Redis(port=port, socket_timeout=5) as client:
+                pid = client.info("server")["process_id"]
+        except (redis.RedisError, OSError):
+            time.sleep(0.05)
+            continue
+        return bool(pid == proc.pid)
+    if proc.poll() is None:
+        raise RuntimeError(f"redis-server does not answer on 127.0.0.1:{port} after {timeout} s")
+    return False
 
 
 def postgres_available() -> bool:
@@ -77,16 +115,24 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:
         pg = pwd.getpwnam("postgres")
         os.chown(tmp, pg.pw_uid, pg.pw_gid)
-    port = free_port()
 
     def run(*args: str) -> None:
         cmd = (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) + list(args)
         subprocess.run(cmd, check=True, capture_output=True, text=True)
 
     run(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
-    run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-w", "-o",
-        f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
-        " -c full_page_writes=off -c max_connections=200", "start")
+    for attempt in range(5):
+        port = free_port()
+        try:  # -t: pg_ctl's default 60 s wait is short on a loaded machine
+            run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-w", "-t", "300", "-o",
+                f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
+                " -c full_page_writes=off -c max_connections=200", "start")
+            break
+        except subprocess.CalledProcessError:
+            # Another process took the port since free_port() (PostgreSQL could not bind it): another port.
+            if attempt == 4 or "could not bind" not in (tmp / "log").read_text(errors="replace"):
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
     try:
         yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}"
     finally:

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web as aioweb
 
 import server
-from tests.services import free_port
+from tests.services import serve
 
 EXAMPLES = 20  # per operation and generation mode
 TIME_CAP = 50.0  # seconds for the whole run; each operation still gets at least one example
@@ -31,10 +31,9 @@ async def live(settings_factory: Any, redis_url: str, sqlite_url: str, sqlite_te
     app = server.create_app(settings, survey_worker=False, migrate_db=False)
     runner = aioweb.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
-    await aioweb.TCPSite(runner, "127.0.0.1", port).start()
+    base = await serve(runner)
     try:
-        yield app, f"http://127.0.0.1:{port}"
+        yield app, base
     finally:
         await runner.cleanup()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -27,12 +26,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
 AppFactory = Callable[[Any], aioweb.Application]  # server.create_app: settings -> the whole server
 # asr.demo.seed_recording: (app, call_id, recordings_dir) -> the recording it wrote, with its transcript stored
 SeedRecording = Callable[[aioweb.Application, str, str], Awaitable[Any]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _play_from_a_line(page: Any) -> None:
@@ -78,9 +71,9 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
     web.setup(app, schedule_reports=False)
     runner = aioweb.AppRunner(app)
     await runner.setup()
-    port = _free_port()
-    await aioweb.TCPSite(runner, "127.0.0.1", port).start()
-    base = f"http://127.0.0.1:{port}"
+    # Port 0: the kernel picks a free port while binding (picking one first raced with other processes).
+    await aioweb.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[-1][1]}"
     shots: list[Path] = []
     try:
         info = await demo.seed(app)

@@ -11,7 +11,7 @@ from aiohttp import web as aioweb
 
 import server
 import web
-from tests.services import free_port
+from tests.services import serve
 from tickets.accounts.http import USERS
 from tickets.http import STORE
 from tickets.accounts.service import Principal
@@ -61,8 +61,7 @@ async def console_factory(settings_factory, redis_url, sqlite_url, sqlite_templa
         runner = aioweb.AppRunner(app, access_log=None)
         await runner.setup()
         runners.append(runner)
-        port = free_port()
-        await aioweb.TCPSite(runner, "127.0.0.1", port).start()
+        base = await serve(runner)
         users = app[USERS]
         depts = {d.code: d.id for d in (await users.load_departments()).values()}
         people = {
@@ -73,7 +72,7 @@ async def console_factory(settings_factory, redis_url, sqlite_url, sqlite_templa
                                            department_code="sthj"),
             "super": await users.create_user("super1", PASSWORD, "supervisor", display_name="赵敏"),
         }
-        return Console(app, f"http://127.0.0.1:{port}", depts, people)
+        return Console(app, base, depts, people)
 
     try:
         yield make

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web as aioweb
 
 import server
-from tests.services import free_port
+from tests.services import serve
 from tickets.accounts.http import USERS
 from tickets.service import TicketQuery
 
@@ -48,9 +48,7 @@ async def attacker_server(target: str) -> tuple[aioweb.AppRunner, str]:
     app.router.add_get("/", page)
     runner = aioweb.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
-    await aioweb.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
+    return runner, await serve(runner)
 
 
 async def wait_for(page: Any, expr: str, timeout: float = 10.0) -> Any:

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web as aioweb
 
 import server
-from tests.services import free_port
+from tests.services import serve
 from tests.telephony.fake_ami import Capture, FakeAmi, requires_captures
 from tickets.accounts.http import USERS
 from tickets.http import STORE
@@ -47,13 +47,12 @@ async def live_server(settings_factory, redis_url, sqlite_url, sqlite_template) 
         runner = aioweb.AppRunner(app, access_log=None)
         await runner.setup()
         made.append((runner, fake))
-        port = free_port()
-        await aioweb.TCPSite(runner, "127.0.0.1", port).start()
+        base = await serve(runner)
         users = app[USERS]
         depts = {d.code: d.id for d in (await users.load_departments()).values()}
         people = {"agent": await users.create_user("zuoxi8001", PASSWORD, "agent", display_name="周晓",
                                                    interface=IFACE)}
-        return Console(app, f"http://127.0.0.1:{port}", depts, people), fake, cap
+        return Console(app, base, depts, people), fake, cap
 
     try:
         yield make
