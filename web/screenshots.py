@@ -28,6 +28,15 @@ AppFactory = Callable[[Any], aioweb.Application]  # server.create_app: settings 
 SeedRecording = Callable[[aioweb.Application, str, str], Awaitable[Any]]
 
 
+async def _context(browser: Any, **options: Any) -> Any:
+    """A browser context that waits up to 2 minutes for pages and elements: a busy machine (CI, a server
+    under load) can take longer than Playwright's 30 s, and a screenshot run should not fail for it."""
+    ctx = await browser.new_context(**options)
+    ctx.set_default_timeout(120_000)
+    ctx.set_default_navigation_timeout(120_000)
+    return ctx
+
+
 async def _play_from_a_line(page: Any) -> None:
     """The recording panel as a listener leaves it: loaded, a transcript line clicked, paused there."""
     await page.wait_for_function("() => { const p = document.getElementById('recording');"
@@ -100,7 +109,7 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
             for user, pages in plan:
-                ctx = await browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+                ctx = await _context(browser, viewport={"width": 1366, "height": 768}, locale="zh-CN")
                 page = await ctx.new_page()
                 if user:
                     await page.goto(base + "/login")
@@ -120,7 +129,7 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
                         shots.append(target)
                 await ctx.close()
             # The same reports on a wallboard-sized screen (2560x1440): the layout scales up, nothing stretches.
-            ctx = await browser.new_context(viewport={"width": 2560, "height": 1440}, locale="zh-CN")
+            ctx = await _context(browser, viewport={"width": 2560, "height": 1440}, locale="zh-CN")
             page = await ctx.new_page()
             await page.goto(base + "/login")
             await page.fill("#username", "zhaomin")
@@ -142,7 +151,7 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
             shots.append(target)
             await ctx.close()
             # Department pages on a phone (390x844, touch): handlers sign and reply from theirs.
-            ctx = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+            ctx = await _context(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
                                             locale="zh-CN")
             page = await ctx.new_page()
             await page.goto(base + "/login")

@@ -32,6 +32,8 @@ def pct(x: float | None) -> str:
 async def open_wallboard(pw: Any, client: Any, token: str, width: int, height: int) -> tuple[Any, Any, list[str]]:
     browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
     ctx = await browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
+    ctx.set_default_timeout(90_000)  # Playwright's 30 s is short for Chromium on a loaded machine
+    ctx.set_default_navigation_timeout(90_000)
     base = str(client.make_url("/")).rstrip("/")
     await ctx.add_cookies([{"name": accounts_http.COOKIE, "value": token, "url": base}])
     page = await ctx.new_page()

@@ -92,10 +92,28 @@ async def browser() -> AsyncIterator[Any]:
 
     async with async_playwright() as pw:
         b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b.new_context = patient(b.new_context)
         try:
             yield b
         finally:
             await b.close()
+
+
+# Every wait and navigation without a timeout of its own: Playwright's 30 s is short for Chromium on a loaded
+# machine; a generous bound only delays a failure.
+WAIT_MS = 90_000
+
+
+def patient(new_context: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``browser.new_context`` whose contexts wait up to ``WAIT_MS`` by default."""
+
+    async def make(**kw: Any) -> Any:
+        ctx = await new_context(**kw)
+        ctx.set_default_timeout(WAIT_MS)
+        ctx.set_default_navigation_timeout(WAIT_MS)
+        return ctx
+
+    return make
 
 
 async def login(browser: Any, console: Console, username: str) -> Any:
