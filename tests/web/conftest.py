@@ -3,7 +3,9 @@ loop, and headless Chromium driven by Playwright against it."""
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -22,6 +24,18 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background
         "--disable-component-update", "--disable-sync"]
 SYSTEM = Principal(0, "system", "系统", "system", None, None, None)
 TRANSCRIPT = "喂你好，我姓刘，住在南湖区幸福路18号，楼下工地每天晚上十一点多还在打桩，吵得孩子睡不着。"
+
+
+class RunningClock:
+    """The server's clock for browser tests whose outcome depends on the date: it starts at a fixed moment and
+    runs at the real pace (sessions, toasts and timestamps behave as usual), so the test means the same on any
+    day, never crosses a midnight or month end, and never reaches a year whose holidays are unknown."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start, self.began = start, time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self.began)
 
 
 @dataclass
@@ -48,13 +62,15 @@ class Console:
 @pytest.fixture
 async def console_factory(settings_factory, redis_url, sqlite_url, sqlite_template
                           ) -> AsyncIterator[Callable[..., Awaitable[Console]]]:
-    """Start the server; ``routes`` may add endpoints of packages not built yet (before the router freezes)."""
+    """Start the server; ``routes`` may add endpoints of packages not built yet (before the router freezes);
+    ``clock`` is the server's clock (default: the real one), for tests whose outcome depends on the date."""
     runners: list[aioweb.AppRunner] = []
 
-    async def make(routes: Callable[[aioweb.Application], None] | None = None, **setup: Any) -> Console:
+    async def make(routes: Callable[[aioweb.Application], None] | None = None,
+                   clock: Callable[[], Any] | None = None, **setup: Any) -> Console:
         shutil.copyfile(sqlite_template, sqlite_url.split("///", 1)[1])
         settings = settings_factory(database_url=sqlite_url, redis_url=redis_url)
-        app = server.create_app(settings)
+        app = server.create_app(settings, clock) if clock else server.create_app(settings)
         web.setup(app, schedule_reports=False, **setup)
         if routes:
             routes(app)

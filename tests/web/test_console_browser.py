@@ -2,21 +2,27 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from openpyxl import load_workbook
 
 from tickets.attachments.http import ATTACHMENTS
 
-from .conftest import SYSTEM, Console, login
+from .conftest import SYSTEM, RunningClock, login
 
 pytestmark = pytest.mark.browser
+TZ = ZoneInfo("Asia/Shanghai")
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
        b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
-async def test_agent_dispatches_department_replies_supervisor_sees_rates(console: Console, browser) -> None:
+async def test_agent_dispatches_department_replies_supervisor_sees_rates(console_factory, browser) -> None:
+    # A Wednesday morning mid-month: on the real clock a run crossing a month's end counted the ticket in one
+    # month's report and its dispatch in the next.
+    console = await console_factory(clock=RunningClock(datetime(2026, 11, 18, 10, 0, tzinfo=TZ)))
     draft = await console.draft()
     number = draft["number"]
     water_code = "swuj"

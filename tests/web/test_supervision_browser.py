@@ -1,14 +1,21 @@
 """Extension request and approval, supervision and escalation through the real pages in Chromium."""
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
-from .conftest import SYSTEM, Console, login
+from .conftest import SYSTEM, RunningClock, login
 
 pytestmark = pytest.mark.browser
 
 
-async def test_extension_approval_supervision_and_escalation(console: Console, browser) -> None:
+async def test_extension_approval_supervision_and_escalation(console_factory, browser) -> None:
+    # A fixed start (running at the real pace): the 督办 deadline typed below must stay in the future, and the
+    # deadlines never reach a year whose holidays are unknown.
+    start = datetime(2026, 11, 23, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Monday
+    console = await console_factory(clock=RunningClock(start))
     t = await console.draft()
     number = t["number"]
     await console.store.act(number, "accept", {}, console.users["agent"])
