@@ -3,7 +3,7 @@ attachment checks, report exports, and where draft fields came from."""
 from __future__ import annotations
 
 import io
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -206,10 +206,14 @@ def test_provenance_marks_transcript_and_source_text() -> None:
     assert provenance(None, None) == {"fields": [], "transcript": []}
 
 
-async def test_pages_offer_follow_up_split_supervision_and_suspension(console: Console) -> None:
-    import asyncio
-    from datetime import datetime, timedelta
+async def test_pages_offer_follow_up_split_supervision_and_suspension(console_factory: Any) -> None:
+    from datetime import timedelta
 
+    from tests.tickets.conftest import TZ, Clock
+
+    # The server's clock is the test's (it was the real one, with a 1 s 督办 deadline and a sleep to pass it).
+    clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=TZ).astimezone(UTC))  # a Monday
+    console = await console_factory(clock=clock)
     number = await dispatched(console)
     store, users = console.store, console.users
     await store.act(number, "sign", {}, users["water"])
@@ -220,10 +224,10 @@ async def test_pages_offer_follow_up_split_supervision_and_suspension(console: C
     assert f"/api/v1/tickets/{number}/actions/follow_up" in page and f'value="{new["number"]}"' in page
     await agent.close()
 
-    due = datetime.now(UTC) + timedelta(seconds=1)
+    due = clock.now + timedelta(hours=1)
     await store.act(number, "supervise", {"note": "请明日前书面反馈", "due": due}, users["super"])
     await store.act(number, "suspend", {"note": "等待来电人补充材料"}, users["water"])
-    await asyncio.sleep(1.2)
+    clock.advance(hours=2)  # past the 督办 deadline
     water = await session_for(console, "water1")
     inbox = await (await water.get("/dept")).text()
     top = inbox[inbox.index('id="supervised"'):].split("</section>", 1)[0]
