@@ -91,12 +91,18 @@ async def test_unanswered_pings_force_a_reconnect(bridge_factory, monkeypatch):
     assert waited and waited[0] >= 0.3  # the link was given up only after a ping had its full time to answer
 
 
-async def test_backoff_grows_when_pbx_is_down(settings_factory, unused_tcp_port, caplog):
+async def test_backoff_grows_when_pbx_is_down(settings_factory, caplog):
+    import socket
     from datetime import UTC, datetime
 
     from telephony.service import TelephonyService
 
-    settings = settings_factory(ami={"enabled": True, "host": "127.0.0.1", "port": unused_tcp_port, "secret": "s",
+    # A port bound and never listened on: connecting is refused, and no other process on the machine can start
+    # listening there meanwhile (an "unused" port picked before the test could be taken by one).
+    down = socket.socket()
+    down.bind(("127.0.0.1", 0))
+    port = down.getsockname()[1]
+    settings = settings_factory(ami={"enabled": True, "host": "127.0.0.1", "port": port, "secret": "s",
                                      "reconnect_min": 0.03, "reconnect_max": 0.96, "action_timeout": 0.5})
     moment = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
     svc = TelephonyService(settings, lambda: moment)
@@ -116,6 +122,7 @@ async def test_backoff_grows_when_pbx_is_down(settings_factory, unused_tcp_port,
         assert h["ok"] is False and h["enabled"] and "Connect" in h["last_error"]
     finally:
         await svc.stop()
+        down.close()
 
 
 async def test_backpressure_pauses_reading_and_loses_nothing(bridge_factory):
