@@ -56,7 +56,7 @@ async def test_killed_private_redis_is_restarted_and_the_live_view_comes_back(ai
     assert (await (await client.get("/health")).json())["checks"]["redis"] == "ok"
 
     ws = await client.ws_connect("/ws/telephony", headers=headers)
-    assert (await ws.receive_json(timeout=10))["type"] == "snapshot"
+    assert (await ws.receive_json(timeout=60))["type"] == "snapshot"
     svc.submit({"Event": "QueueParams", "Queue": "12345", "Strategy": "rrmemory"})
     await _queue_seen(ws, "12345")
 
@@ -79,7 +79,7 @@ async def test_killed_private_redis_is_restarted_and_the_live_view_comes_back(ai
     await _queue_seen(ws, "12346")
     # A new socket gets the whole view, both queues.
     ws2 = await client.ws_connect("/ws/telephony", headers=headers)
-    first = await ws2.receive_json(timeout=10)
+    first = await ws2.receive_json(timeout=60)
     assert first["type"] == "snapshot" and {"12345", "12346"} <= set(first["data"]["queues"])
     # Logins still work (the throttle and revocation mark live in the restarted Redis).
     r = await client.post("/api/v1/auth/login", json={"username": "banzhang", "password": "password-123",

@@ -19,13 +19,15 @@ class Bridge:
         self.svc = service
         self.effects = effects
 
-    async def sync(self, timeout: float = 10.0) -> None:
-        """Everything the server wrote so far is read and folded: a Ping's answer comes after it."""
+    async def sync(self, timeout: float = 60.0) -> None:
+        """Everything the server wrote so far is read and folded: a Ping's answer comes after it.
+
+        The timeouts here only bound a failure: a loaded machine may take seconds to fold a capture."""
         await self.ready(timeout)
         await self.svc.connection.send({"Action": "Ping"}, timeout=timeout)
         await self.svc.drain()
 
-    async def ready(self, timeout: float = 10.0) -> None:
+    async def ready(self, timeout: float = 60.0) -> None:
         """Connected and resynchronised (the fake's canned lists are then behind us)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while self.svc.connection is None:
@@ -34,7 +36,7 @@ class Bridge:
             await asyncio.sleep(0.01)
         await self.svc.connection.wait_connected(timeout)
 
-    async def at(self, index: int, timeout: float = 20.0) -> None:
+    async def at(self, index: int, timeout: float = 60.0) -> None:
         """Let the fake stream up to message ``index`` (inclusive), then fold everything received."""
         await self.ready()
         self.fake.hold_at(index)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from fake_ami import requires_captures
+from fake_ami import requires_captures, until
 
 from telephony.connection import AmiError, AmiTimeout
 
@@ -184,11 +184,8 @@ async def test_sip_answered_call(bridge_factory):
 
 async def test_login_failure_reported_and_retried_with_backoff(bridge_factory):
     b = await bridge_factory("login_failure", start_paused=False)
-    import asyncio
-    for _ in range(300):
-        if b.fake.connections >= 3:
-            break
-        await asyncio.sleep(0.02)
+    # a 60 s bound for a loaded machine (it was 6 s); only a failure waits for it
+    await until(lambda: b.fake.connections >= 3, "three login attempts", timeout=60)
     h = b.svc.health()
     assert h["ok"] is False and h["connected"] is False
     assert "Authentication failed" in h["last_error"]
@@ -196,16 +193,12 @@ async def test_login_failure_reported_and_retried_with_backoff(bridge_factory):
 
 
 async def test_shutdown_then_reconnect_without_ghosts(bridge_factory):
-    import asyncio
     b = await bridge_factory("shutdown")
     cap = b.fake.cap
     await b.at(cap.index(ev("AgentConnect")))
     assert b.agent("agent-8001").state == "in_call"
     b.fake.go()
-    for _ in range(300):
-        if b.fake.logins >= 2 and b.svc.connection.connected:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: b.fake.logins >= 2 and b.svc.connection.connected, "logged in again", timeout=60)
     assert b.fake.logins >= 2 and b.svc.connection.reconnects >= 1
     await b.sync()
     assert b.svc.state.calls == {} and b.svc.state.channels == {}

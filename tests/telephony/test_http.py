@@ -28,7 +28,7 @@ def fixed_clock(*args: int) -> Any:
     return lambda: moment
 
 
-async def until(pred: Any, what: str, timeout: float = 20.0) -> None:
+async def until(pred: Any, what: str, timeout: float = 60.0) -> None:
     """Poll ``pred`` until true; ``timeout`` only bounds a failure."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not pred():
@@ -44,7 +44,7 @@ async def login(client, users, username: str, role: str, interface: str | None =
     return {"Authorization": f"Bearer {(await r.json())['token']}"}
 
 
-async def next_msg(ws, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+async def next_msg(ws, kind: str, timeout: float = 60.0) -> dict[str, Any]:
     """The next live message of ``kind``, also from inside a batch frame (the rest of that batch is skipped)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -119,8 +119,8 @@ async def test_screen_pop_actions_and_refusals(aiohttp_client, settings_factory,
         assert pop["draft"]["call_id"] == "1795383048.0" and pop["draft"]["status"] == "draft"
         patch = await next_msg(ws_sup, "patch")
         assert patch["patches"]
-        await asyncio.wait_for(fake.paused.wait(), 10)
-        await svc.connection.send({"Action": "Ping"})
+        await asyncio.wait_for(fake.paused.wait(), 60)
+        await svc.connection.send({"Action": "Ping"}, timeout=60)
         await svc.drain()
         r = await client.post("/api/v1/telephony/spy", json={"agent_interface": "Local/8001@agents/n",
                                                              "mode": "whisper"}, headers=sup)
@@ -146,8 +146,8 @@ async def test_screen_pop_actions_and_refusals(aiohttp_client, settings_factory,
         assert (bt["Channel"], bt["Context"], bt["Exten"]) == ("Local/8001@agents-00000001;1", "transfer-110", "s")
         fake.hold_at(len(cap.msgs) - 2)
         fake.go()
-        await asyncio.wait_for(fake.paused.wait(), 10)
-        await svc.connection.send({"Action": "Ping"})
+        await asyncio.wait_for(fake.paused.wait(), 60)
+        await svc.connection.send({"Action": "Ping"}, timeout=60)
         await svc.drain()
         # the call counts on the local day its caller joined, as the PBX says (not the day the test runs)
         joined = cap.time_at(cap.index(ev("QueueCallerJoin")))

@@ -96,7 +96,7 @@ class FakeAmi:
             writer.close()
 
 
-async def _wait(cond: Any, timeout: float = 10.0) -> None:
+async def _wait(cond: Any, timeout: float = 60.0) -> None:  # a failure guard, for a loaded machine
     deadline = asyncio.get_running_loop().time() + timeout
     while not cond():
         if asyncio.get_running_loop().time() > deadline:
