@@ -2,6 +2,7 @@
 change roles and departments; every change is in the audit log, which the API only reads."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
@@ -145,6 +146,31 @@ async def test_disabling_in_one_process_stops_a_token_cached_by_another(
         assert await a.authenticate(token) == clerk
         await b.update_user(clerk.id, boss, active=False)
         assert await a.authenticate(token) == clerk  # stale: what the mark is there for
+    finally:
+        await redis.aclose()
+        await engine.dispose()
+
+
+async def test_requests_arriving_together_all_see_another_process_revoking_before_them(
+        settings_factory: Any, database_url: str, redis_url: str) -> None:
+    """Requests arriving at once share one read of the revocation mark (one Redis GET per turn of the event
+    loop); every one of them that arrives after process B revoked the token is refused, every earlier burst
+    answered."""
+    settings = settings_factory(database_url=database_url, redis_url=redis_url)
+    engine = server.make_engine(settings)
+    redis = Redis.from_url(redis_url)
+    try:
+        a = UserStore(async_sessionmaker(engine, expire_on_commit=False), server.system_clock, settings)
+        b = UserStore(async_sessionmaker(engine, expire_on_commit=False), server.system_clock, settings)
+        a.marker = b.marker = redis
+        await a.load_departments()
+        await b.load_departments()
+        await a.create_user("clerk", PASSWORD, "agent")
+        token, clerk = await a.login("clerk", PASSWORD)
+        for _ in range(3):  # the token is in A's cache, read by bursts of requests
+            assert await asyncio.gather(*(a.authenticate(token) for _ in range(20))) == [clerk] * 20
+        await b.revoke_tokens(clerk.id)
+        assert await asyncio.gather(*(a.authenticate(token) for _ in range(20))) == [None] * 20
     finally:
         await redis.aclose()
         await engine.dispose()
