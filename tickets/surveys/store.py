@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence, cast
 from sqlalchemy import (
     JSON,
     Boolean,
+    Connection,
     ForeignKey,
     Index,
     Integer,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     func,
     insert,
     or_,
@@ -120,6 +122,12 @@ def view(row: Any, mask: bool = True, attempts: Sequence[Any] | None = None) -> 
     return out
 
 
+# ``create_in``'s statements, built once (it runs in the ticket writer's batches, after every reply).
+_TICKET_ID = select(Ticket.__table__.c.id).where(Ticket.__table__.c.number == bindparam("b_number"))
+_ROUND_SURVEY = select(S.c.id).where(S.c.ticket_id == bindparam("b_ticket_id"), S.c.round == bindparam("b_round"))
+_INSERT_SURVEY = insert(S).returning(S.c.id)
+
+
 class SurveyStore:
     """SQL access for surveys. Every method is one short transaction; none calls the TicketStore while a
     write transaction is open (on SQLite a process has one write connection)."""
@@ -141,6 +149,17 @@ class SurveyStore:
                 return (await session.execute(insert(S).values(**values).returning(S.c.id))).scalar_one()
         except IntegrityError:  # another process inserted the same round between our check and insert
             return None
+
+    @staticmethod
+    def create_in(conn: Connection, number: str, values: dict[str, Any]) -> int | None:
+        """``create`` for the ticket numbered ``number``, inside a group-commit batch of the ticket writer
+        (tickets/writer.py): the survey row commits with the batch's other writes instead of in a transaction
+        and fsync of its own after every reply. None when the ticket is unknown or the round has its survey."""
+        ticket_id = conn.execute(_TICKET_ID, {"b_number": number}).scalar()
+        if ticket_id is None or conn.execute(_ROUND_SURVEY, {"b_ticket_id": ticket_id, "b_round": values["round"]}
+                                             ).scalar() is not None:
+            return None
+        return cast(int, conn.execute(_INSERT_SURVEY, {**values, "ticket_id": ticket_id}).scalar_one())
 
     async def ticket_id(self, number: str) -> int | None:
         async with self.read_sessions() as session:
