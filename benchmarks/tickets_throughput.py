@@ -13,6 +13,7 @@ process, benchmarks/login_flood.py) post wrong passwords, against the same load 
 Prints medians over the repetitions and the ratio http / bare; writes JSON to benchmarks/out/.
 
     .venv/bin/python benchmarks/tickets_throughput.py [--seconds 20] [--clients 50] [--reps 3] [--db sqlite,postgres]
+        [--sqlite-processes 1,2]
 """
 from __future__ import annotations
 
@@ -248,7 +249,7 @@ def med(rs: list[dict[str, object]], key: str) -> float:
 
 def run_db(kind: str, base: str | None, redis_url: str, args: argparse.Namespace) -> dict[str, object]:
     rows: dict[str, list[dict[str, object]]] = {}
-    procs = [1] if kind == "sqlite" else [int(p) for p in args.pg_processes.split(",")]
+    procs = [int(p) for p in (args.sqlite_processes if kind == "sqlite" else args.pg_processes).split(",")]
     with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-", dir=args.tmp) as t:
         tmp = Path(t)
         for rep in range(args.reps):
@@ -325,6 +326,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--db", default="sqlite,postgres")
     parser.add_argument("--pg-processes", default="1,2,4")
+    parser.add_argument("--sqlite-processes", default="1",
+                        help="server processes on one SQLite file, e.g. 1,2 (each has its own writer; SQLite "
+                             "takes their transactions in turn)")
     parser.add_argument("--flood", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--before-root", default=None,
                         help="also run (interleaved, 1 process) the server of another checkout, e.g. the commit before")
