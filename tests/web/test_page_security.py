@@ -62,9 +62,12 @@ async def test_the_console_runs_under_the_policy_and_login_stays_on_the_site(con
     # Framing by another page is refused by the browser.
     ctx = await browser.new_context()
     framer = await ctx.new_page()
+    # set_content waits for the page's load event, which waits for its frame's (the refusal's error page);
+    # a fixed 500 ms wait let a slow machine pass the check on a frame that had not loaded at all.
     await framer.set_content(f'<iframe id="f" src="{console.base}/login"></iframe>')
-    await framer.wait_for_timeout(500)
     frame = next(f for f in framer.frames if f != framer.main_frame)
+    await frame.wait_for_load_state()
+    assert frame.url.startswith("chrome-error://"), frame.url  # Chromium's page for a refused frame
     assert "login-form" not in await frame.content()
     await ctx.close()
 
