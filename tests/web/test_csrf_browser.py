@@ -51,7 +51,7 @@ async def attacker_server(target: str) -> tuple[aioweb.AppRunner, str]:
     return runner, await serve(runner)
 
 
-async def wait_for(page: Any, expr: str, timeout: float = 10.0) -> Any:
+async def wait_for(page: Any, expr: str, timeout: float = 90.0) -> Any:  # a failure guard, for a loaded machine
     await page.wait_for_function(expr, timeout=timeout * 1000)
     return await page.evaluate(expr)
 
