@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,29 +21,43 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_serve_on_embedded_defaults_prints_admin_login_and_cleans_up(tmp_path: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "server.py", "serve", "--port", str(port)], cwd=ROOT,
-                            env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output: list[str] = []
-    try:
-        deadline = time.monotonic() + 60
-        password = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            line = proc.stdout.readline() if proc.stdout else ""
+def _serve(tmp_path: Path, output: list[str]) -> tuple[subprocess.Popen, int]:  # type: ignore[type-arg]
+    """``server.py serve`` on a free port, read up to its "Running on" line (each line into ``output``).
+
+    Another process on the machine may take the port between picking and binding it; the server then exits
+    with "address already in use" and is started again on another port (same data directory)."""
+    for _ in range(5):
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "server.py", "serve", "--port", str(port)], cwd=ROOT,
+                                env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        started = len(output)
+        for line in proc.stdout:  # ends when the server exits
             output.append(line)
-            if "password:" in line:
-                password = line.split(":", 1)[1].strip()
             if "Running on" in line:
-                break
+                # keep reading, so a full pipe never blocks the server's logging
+                threading.Thread(target=output.extend, args=(proc.stdout,), daemon=True).start()
+                return proc, port
+        proc.wait(60)
+        if "address already in use" not in "".join(output[started:]):
+            break
+    raise AssertionError("the server did not start:\n" + "".join(output))
+
+
+def test_serve_on_embedded_defaults_prints_admin_login_and_cleans_up(tmp_path: Path) -> None:
+    output: list[str] = []
+    proc, port = _serve(tmp_path, output)
+    try:
+        # printed once, when the admin is created (by the first start if the port had to change)
+        password = next((line.split(":", 1)[1].strip() for line in output if "password:" in line), None)
         assert password, "".join(output)
-        health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5))
+        health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=60))
         assert health["ok"] and health["checks"]["database"] == "ok" and health["checks"]["redis"] == "ok"
         assert health["checks"]["ami"]["ok"] and not health["ami_enabled"]  # no PBX configured: not an error
         req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/login", method="POST",
                                      data=json.dumps({"username": "admin", "password": password}).encode(),
                                      headers={"Content-Type": "application/json"})
-        assert json.load(urllib.request.urlopen(req, timeout=5))["user"]["role"] == "admin"
+        assert json.load(urllib.request.urlopen(req, timeout=60))["user"]["role"] == "admin"
         assert (tmp_path / "var" / "hotline.db").exists()
         redis_pids = _redis_children(proc.pid)
         assert redis_pids, "the private redis-server is running"
@@ -88,10 +103,8 @@ def test_wrong_setting_stops_with_the_key_name(tmp_path: Path) -> None:
 
 
 def test_killed_private_redis_comes_back_and_still_stops_with_the_server(tmp_path: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "server.py", "serve", "--port", str(port)], cwd=ROOT,
-                            env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
+    proc, port = _serve(tmp_path, output)
 
     def health() -> dict | None:
         try:
@@ -107,11 +120,6 @@ def test_killed_private_redis_comes_back_and_still_stops_with_the_server(tmp_pat
 
     restarted: list[int] = []
     try:
-        while proc.poll() is None:
-            line = proc.stdout.readline() if proc.stdout else ""
-            output.append(line)
-            if "Running on" in line:
-                break
         wait(lambda: (h := health()) is not None and h["ok"], "the server answers /health")
         first = _redis_children(proc.pid)
         assert len(first) == 1
