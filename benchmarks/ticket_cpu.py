@@ -4,11 +4,11 @@ A real ``server.py serve`` on SQLite (``synchronous=FULL``) takes tickets throug
 and reply from ``--clients`` clients (the load of benchmarks/tickets_throughput.py, without readers); the
 server's user+system CPU over the phase divided by the actions answered is the figure. It depends much less on
 what else the machine runs than actions/s does (a starved process gets fewer actions and less CPU alike), so it
-is the measure for changes to the request path. ``--root`` measures another checkout's server (the commit
+is the measure for changes to the request path. ``--root`` (repeatable) measures other checkouts' servers (the commit
 before, a ``git worktree``), interleaved with ours for ``--reps`` repetitions. ``--profile FILE`` runs our server
 under py-spy (``--format speedscope`` or raw) for the profile of the same load.
 
-    .venv/bin/python benchmarks/ticket_cpu.py [--seconds 10] [--clients 10] [--reps 3] [--root DIR]
+    .venv/bin/python benchmarks/ticket_cpu.py [--seconds 10] [--clients 50] [--reps 3] [--root DIR ...]
 """
 from __future__ import annotations
 
@@ -60,16 +60,17 @@ def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--root", default=None, help="another checkout's server, measured interleaved")
+    parser.add_argument("--root", action="append", default=[],
+                        help="another checkout's server, measured interleaved (repeat for several)")
     parser.add_argument("--profile", default=None, help="py-spy output file for our server's profile")
     parser.add_argument("--profile-format", default="raw", help="py-spy format: raw (collapsed stacks), speedscope")
     args = parser.parse_args()
     rows: dict[str, list[dict[str, object]]] = {}
     with services.redis_server() as redis_url, tempfile.TemporaryDirectory(prefix="ticket-cpu-") as t:
         for rep in range(args.reps):
-            for label, root in [("ours", ROOT), *([("other", Path(args.root))] if args.root else [])]:
+            for label, root in [*((Path(r).name, Path(r)) for r in args.root), ("ours", ROOT)]:
                 res = phase(root, redis_url, Path(t), args, label)
                 print(json.dumps({"rep": rep + 1, **res}, ensure_ascii=False), flush=True)
                 rows.setdefault(label, []).append(res)
