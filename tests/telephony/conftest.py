@@ -65,7 +65,7 @@ async def bridge_factory(settings_factory: Callable[..., Any]) -> AsyncIterator[
         if start_paused:
             fake.hold_start()  # stream nothing until the test says how far
         settings = settings_factory(ami={"enabled": True, "host": "127.0.0.1", "port": port, "secret": "s",
-                                         "ping_interval": 30, "ping_timeout": 5, "action_timeout": 3,
+                                         "ping_interval": 30, "ping_timeout": 5, "action_timeout": 30,
                                          "reconnect_min": 0.05, "reconnect_max": 0.4, **(ami or {})})
         effects: list[Any] = []
 

@@ -87,7 +87,7 @@ async def test_screen_pop_actions_and_refusals(aiohttp_client, settings_factory,
     port = await fake.start()
     # the lab's transfer target (captures: Context transfer-110, Exten s) is the one destination configured
     settings = settings_factory(redis_url=redis_url, ami={"enabled": True, "port": port, "secret": "s",
-                                                          "action_timeout": 3, "reconnect_min": 0.05,
+                                                          "action_timeout": 30, "reconnect_min": 0.05,
                                                           "transfer_destinations": [
                                                               {"exten": "s", "name": "110 转接",
                                                                "context": "transfer-110"}]})

@@ -42,7 +42,7 @@ async def live_server(settings_factory, redis_url, sqlite_url, sqlite_template) 
         shutil.copyfile(sqlite_template, sqlite_url.split("///", 1)[1])
         settings = settings_factory(database_url=sqlite_url, redis_url=redis_url,
                                     ami={"enabled": True, "host": "127.0.0.1", "port": ami_port, "secret": "s",
-                                         "action_timeout": 5, "reconnect_min": 0.05, "reconnect_max": 0.5})
+                                         "action_timeout": 30, "reconnect_min": 0.05, "reconnect_max": 0.5})
         app = server.create_app(settings)
         runner = aioweb.AppRunner(app, access_log=None)
         await runner.setup()
