@@ -19,6 +19,7 @@ import itertools
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,33 +69,29 @@ class _OneDocument:
     sklearn's own analyzers give the terms, so the features are the same; counts, sublinear tf, idf and the
     l2 norm of each part are the few lines below. ``of`` answers False for vectorizers set up otherwise."""
 
-    def __init__(self, parts: list[tuple[Any, dict[str, int], np.ndarray, int]], width: int) -> None:
-        self.parts = parts
+    def __init__(self, parts: list[tuple[Any, np.ndarray, int]], width: int) -> None:
+        self.parts = parts  # (text -> (columns in first-seen order, counts), idf, offset of the part)
         self.width = width
 
     @classmethod
     def of(cls, vec: FeatureUnion) -> _OneDocument | bool:
-        parts, offset = [], 0
+        parts: list[tuple[Any, np.ndarray, int]] = []
+        offset = 0
         for _, step in vec.transformer_list:
             if not (step.sublinear_tf and step.use_idf and step.norm == "l2" and not step.binary):
                 return False
-            parts.append((step.build_analyzer(), step.vocabulary_, np.asarray(step.idf_, dtype=np.float64), offset))
+            counter = _CharCounts.of(step) or _TermCounts(step.build_analyzer(), step.vocabulary_)
+            parts.append((counter, np.asarray(step.idf_, dtype=np.float64), offset))
             offset += len(step.vocabulary_)
         return cls(parts, offset)
 
     def transform(self, text: str) -> sparse.csr_matrix:
         cols: list[np.ndarray] = []
         vals: list[np.ndarray] = []
-        for analyze, vocab, idf, offset in self.parts:
-            counts: dict[int, int] = {}
-            for term in analyze(text):
-                j = vocab.get(term)
-                if j is not None:
-                    counts[j] = counts.get(j, 0) + 1
-            if not counts:
+        for count, idf, offset in self.parts:
+            idx, tf = count(text)
+            if not len(idx):
                 continue
-            idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
             v = (1.0 + np.log(tf)) * idf[idx]
             v /= np.sqrt((v * v).sum())
             order = np.argsort(idx)
@@ -103,6 +100,85 @@ class _OneDocument:
         col = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
         val = np.concatenate(vals).astype(np.float32) if vals else np.zeros(0, dtype=np.float32)
         return sparse.csr_matrix((val, col, np.asarray([0, len(col)])), shape=(1, self.width))
+
+
+class _TermCounts:
+    """Columns and counts of a document's terms in the vocabulary, in the order each term is first seen
+    (the order the l2 norm is summed in, so the features are bit for bit those of sklearn's analyzer)."""
+
+    def __init__(self, analyze: Any, vocab: dict[str, int]) -> None:
+        self.analyze = analyze
+        self.vocab = vocab
+
+    def __call__(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        get = self.vocab.get
+        counts = [(j, n) for term, n in Counter(self.analyze(text)).items() if (j := get(term)) is not None]
+        idx = np.fromiter((j for j, _ in counts), dtype=np.int64, count=len(counts))
+        tf = np.fromiter((n for _, n in counts), dtype=np.float64, count=len(counts))
+        return idx, tf
+
+
+class _CharCounts:
+    """The same for character n-grams of up to 3 characters, without a Python dict lookup per n-gram: a
+    message has ~1,500 of them and each lookup in a 400k-entry dict misses the CPU cache (1 ms a ticket).
+    An n-gram is one int64 (code points + 1, 21 bits each, so lengths never collide); the vocabulary is a
+    sorted array of them, searched for all n-grams at once. n-grams come in sklearn's order (all of length
+    1, then 2, then 3, each by position), so first-seen order is the analyzer's."""
+
+    def __init__(self, prepare: Any, lengths: range, keys: np.ndarray, cols: np.ndarray) -> None:
+        self.prepare = prepare
+        self.lengths = lengths
+        self.keys = keys
+        self.cols = cols
+
+    @classmethod
+    def of(cls, step: Any) -> _CharCounts | None:
+        lo, hi = step.ngram_range
+        if step.analyzer != "char" or not 1 <= lo <= hi <= 3:
+            return None
+        terms = list(step.vocabulary_)
+        if not terms or any(not lo <= len(t) <= hi for t in terms):
+            return None
+        keys = np.fromiter((_gram_key(t) for t in terms), dtype=np.int64, count=len(terms))
+        cols = np.fromiter(step.vocabulary_.values(), dtype=np.int64, count=len(terms))
+        order = np.argsort(keys)
+        preprocess, decode = step.build_preprocessor(), step.decode
+
+        def prepare(text: str) -> str:  # what sklearn's char analyzer does before cutting n-grams
+            return _WHITE_SPACES.sub(" ", preprocess(decode(text)))
+
+        return cls(prepare, range(lo, hi + 1), keys[order], cols[order])
+
+    def __call__(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        doc = self.prepare(text)
+        cp = np.frombuffer(doc.encode("utf-32-le"), dtype=np.uint32).astype(np.int64) + 1
+        n_chars = len(cp)
+        grams = []
+        for n in self.lengths:
+            if n > n_chars:
+                break
+            key = cp[:n_chars - n + 1] << 42
+            for k in range(1, n):
+                key = key | (cp[k:n_chars - n + 1 + k] << (42 - 21 * k))
+            grams.append(key)
+        if not grams:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        distinct, first, counts = np.unique(np.concatenate(grams), return_index=True, return_counts=True)
+        seen = np.argsort(first)
+        distinct, counts = distinct[seen], counts[seen]
+        at = np.minimum(np.searchsorted(self.keys, distinct), len(self.keys) - 1)
+        known = self.keys[at] == distinct
+        return self.cols[at[known]], counts[known].astype(np.float64)
+
+
+_WHITE_SPACES = re.compile(r"\s\s+")  # sklearn's, applied by its char analyzer
+
+
+def _gram_key(gram: str) -> int:
+    key = 0
+    for k, ch in enumerate(gram):
+        key |= (ord(ch) + 1) << (42 - 21 * k)
+    return key
 
 
 @dataclass
@@ -124,6 +200,7 @@ class RouterModel:
     _names: np.ndarray | None = field(default=None, repr=False)
     _weights: np.ndarray | None = field(default=None, repr=False)
     _one: Any = field(default=None, repr=False)
+    _words: dict[str, tuple[str, int | None, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def weights(self) -> np.ndarray:
@@ -187,41 +264,67 @@ class RouterModel:
         never a feature as the model sees it: a character n-gram's weight goes to the words that contain
         it (shared equally when several do), and n-grams across a word boundary explain nothing alone.
         """
-        words_step = self.vectorizer.transformer_list[0][1]
-        chars_step = self.vectorizer.transformer_list[1][1]
-        wvocab: dict[str, int] = words_step.vocabulary_
-        cvocab: dict[str, int] = chars_step.vocabulary_
-        offset = len(wvocab)
-        lo, hi = chars_step.ngram_range
+        wvocab: dict[str, int] = self.vectorizer.transformer_list[0][1].vocabulary_
         toks = text.split()
-        distinct = list(dict.fromkeys(toks))
-        grams_of = [{w[i:i + n] for n in range(lo, hi + 1) for i in range(len(w) - n + 1)} for w in distinct]
-        holders: dict[str, int] = {}
-        for grams in grams_of:
-            for g in grams:
-                holders[g] = holders.get(g, 0) + 1
-        units: list[str] = []
-        cells: list[tuple[int, int, float]] = []  # (unit, feature column, share of the feature)
-        for w, grams in zip(distinct, grams_of):
-            r = len(units)
-            units.append(w)
-            j = wvocab.get(w)
-            if j is not None:
-                cells.append((r, j, 1.0))
-            for g in grams:
-                j = cvocab.get(g)
-                if j is not None:
-                    cells.append((r, offset + j, 1.0 / holders[g]))
+        pieces = [self._word_features(w) for w in dict.fromkeys(toks)]
+        units = [w for w, _, _ in pieces]
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        shares: list[np.ndarray] = []
+        grams = [g for _, _, g in pieces]
+        if grams:
+            gcols = np.concatenate(grams)
+            # a character n-gram's weight is shared by the distinct words holding it
+            _, inverse, holders = np.unique(gcols, return_inverse=True, return_counts=True)
+            rows.append(np.repeat(np.arange(len(pieces)), [len(g) for g in grams]))
+            cols.append(gcols)
+            shares.append(1.0 / holders[inverse])
+        whole = [(r, j) for r, (_, j, _) in enumerate(pieces) if j is not None]
         for a, b in dict.fromkeys(itertools.pairwise(toks)):
             j = wvocab.get(f"{a} {b}")
             if j is not None:
-                cells.append((len(units), j, 1.0))
+                whole.append((len(units), j))
                 units.append(a + b)
+        if whole:
+            rows.append(np.asarray([r for r, _ in whole], dtype=np.int64))
+            cols.append(np.asarray([j for _, j in whole], dtype=np.int64))
+            shares.append(np.ones(len(whole)))
         if not units:
             return [], np.zeros((0, len(self.labels)))
-        us, cs, vs = zip(*cells) if cells else ((), (), ())
-        A = sparse.csr_matrix((vs, (us, cs)), shape=(len(units), X.shape[1]), dtype=np.float32)
-        return units, np.asarray(A.multiply(X).tocsr() @ self.weights, dtype=np.float64)
+        weight = np.zeros((len(units), len(self.labels)), dtype=np.float32)
+        if rows:
+            row, col, share = np.concatenate(rows), np.concatenate(cols), np.concatenate(shares)
+            at = np.minimum(np.searchsorted(X.indices, col), max(X.nnz - 1, 0))
+            present = X.indices[at] == col if X.nnz else np.zeros(len(col), dtype=bool)
+            row, col, share, at = row[present], col[present], share[present], at[present]
+            # The sums of float32 products in the order scipy's sparse (units x features) product added
+            # them before (per unit, features from the last column to the first; first to last for a
+            # one-unit text, which scipy multiplied element-wise), so the reasons and their order are exactly
+            # those of that product, which cost a dense copy of the 576k-wide ticket row per ticket.
+            order = np.lexsort((col if len(units) == 1 else -col, row))
+            value = share.astype(np.float32)[order] * X.data[at[order]]
+            np.add.at(weight, row[order], value[:, None] * self.weights[col[order]])
+        return units, np.asarray(weight, dtype=np.float64)
+
+    def _word_features(self, word: str) -> tuple[str, int | None, np.ndarray]:
+        """(word, its word column, the columns of its character n-grams in the vocabulary), kept per word:
+        the same few thousand words make up most messages, and cutting and looking up their n-grams again
+        for every ticket was a third of the reasons' time."""
+        cached = self._words.get(word)
+        if cached is not None:
+            return cached
+        words_step = self.vectorizer.transformer_list[0][1]
+        chars_step = self.vectorizer.transformer_list[1][1]
+        cvocab: dict[str, int] = chars_step.vocabulary_
+        offset = len(words_step.vocabulary_)
+        lo, hi = chars_step.ngram_range
+        grams = {word[i:i + n] for n in range(lo, hi + 1) for i in range(len(word) - n + 1)}
+        found = np.asarray(sorted(offset + cvocab[g] for g in grams if g in cvocab), dtype=np.int64)
+        out = (word, words_step.vocabulary_.get(word), found)
+        if len(self._words) >= 200_000:  # bounded: names and numbers would otherwise grow it forever
+            self._words.clear()
+        self._words[word] = out
+        return out
 
     def feature_names(self) -> np.ndarray:
         if self._names is None:
