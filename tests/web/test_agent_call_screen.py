@@ -3,12 +3,13 @@ and a call handled without a ticket closed as 无效件 with its reason, kept in
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import server
 from web.forms import INVALID_CALL_REASONS
 
-from .conftest import Console
+from .conftest import Console, RunningClock
 from .test_pages import session_for
 
 
@@ -45,7 +46,11 @@ async def test_routing_follows_the_drafts_unsaved_text(console: Console) -> None
         await water_user.close()
 
 
-async def test_a_call_without_a_ticket_closes_its_draft_with_the_reason_counted(console: Console) -> None:
+async def test_a_call_without_a_ticket_closes_its_draft_with_the_reason_counted(console_factory: Any) -> None:
+    # A fixed morning at the real pace: on the real clock a run crossing midnight counted the drafts on one day
+    # and their closing on the next.
+    start = datetime(2026, 11, 18, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Wednesday
+    console = await console_factory(clock=RunningClock(start))
     wrong, silent = await console.draft(), await console.draft()
     agent = await session_for(console, "agent1")
     sup = await session_for(console, "super1")
