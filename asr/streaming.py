@@ -8,8 +8,9 @@ so a replayed stream gives the same stretches every time.
 
 Decoders turn a stretch into text:
 - Whisper re-decodes the current stretch (a sliding window of its last ``window`` seconds) for each partial,
-  and the whole stretch for the final. Each decode costs one encoder pass over a padded 30 s window whatever
-  the stretch's length, so partials are coalesced: a leg never has more than one decode waiting;
+  quickly (``WhisperBackend.partial_text``: the encoder over the window plus 2 s, no word times), and
+  the whole stretch for the final as after the call (a 30 s window, word times). Partials are
+  coalesced: a leg never has more than one decode waiting;
 - Vosk streams natively: each piece of audio is fed once to the leg's own recognizer (the model is shared),
   ``PartialResult()`` is the partial and ``FinalResult()`` ends the stretch.
 """
@@ -176,9 +177,14 @@ class WhisperLive:
         return words
 
     def partial(self, due: Due) -> str:
+        from threadpoolctl import threadpool_limits
+
+        from asr import audio, whisper
+
         keep = int(self.window * RATE)
-        samples = due.samples[-keep:]
-        return words_text(self._decode(samples, 0.0))
+        up = audio.resample(due.samples[-keep:], RATE, whisper.RATE)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return str(self.backend.partial_text(up))
 
     def final(self, due: Due) -> list[Word]:
         return self._decode(due.samples, due.start)
