@@ -139,8 +139,11 @@ def setup(app: web.Application, settings: Any, clock: Callable[[], datetime], *,
     tz = ZoneInfo(settings.server.timezone)
 
     async def routing_ctx(app: web.Application) -> AsyncIterator[None]:
-        service = RoutingService(app[STORE].sessions, config, model_path(settings), settings.data_path / "routing",
-                                 clock, hot_params=hot, alert=alert)
+        # Reads only (suggestions, the duplicate index, hot issues): the store's read pool. On SQLite the
+        # write pool is one connection whose BEGIN IMMEDIATE takes the write lock, so every routing request
+        # queued behind the others and behind the ticket writer's batches.
+        service = RoutingService(app[STORE].read_sessions, config, model_path(settings),
+                                 settings.data_path / "routing", clock, hot_params=hot, alert=alert)
         app[ROUTING] = service
         await service.start()
         builder = asyncio.create_task(service.build_index())
