@@ -102,6 +102,10 @@ async def test_routing_duplicates_isolation_and_hot_issues(center: dict[str, Any
     await agent.call("POST", f"/api/v1/tickets/{replied}/actions/dispatch", {"lead_department_id": depts["swuj"]})
     await u["water"].call("POST", f"/api/v1/tickets/{replied}/actions/return", {"reason": "非本单位职责"})
     await agent.call("POST", f"/api/v1/tickets/{replied}/actions/approve_return", {})
+    # The department that returned it is never suggested for it again (read with the ticket, one row per return).
+    r = await agent.call("GET", f"/api/v1/tickets/{replied}/routing")
+    assert r["excluded"] == ["swuj"] and r["suggestions"]
+    assert all(s["department"] != "swuj" for s in r["suggestions"])
     await agent.call("POST", f"/api/v1/tickets/{replied}/actions/dispatch", {"lead_department_id": depts["sthj"]})
     await u["env"].call("POST", f"/api/v1/tickets/{replied}/actions/sign", {})
     await u["env"].call("POST", f"/api/v1/tickets/{replied}/actions/reply", {"answer": "已安排清淤"})
