@@ -30,7 +30,7 @@ async def answered(live_server: Any, browser: Any) -> tuple[Any, Any, Any, Any]:
     await page.wait_for_function("() => document.getElementById('status-text').textContent.length > 0")
     fake.hold_at(cap.index(lambda m: m.get("Event") == "AgentConnect"))
     fake.go()
-    await page.wait_for_selector("#screen-pop:not(.hidden)", timeout=30000)
+    await page.wait_for_selector("#screen-pop:not(.hidden)", timeout=90_000)
     return console, fake, cap, page
 
 
@@ -57,12 +57,12 @@ async def test_one_screen_for_the_call_with_routing_following_the_words_and_the_
         await live.RedisPublisher(redis)({
             "type": "asr_live", "call_id": CALL_ID, "speaker": "caller", "label": "市民", "event": "final",
             "stretch": 1, "text": SAID, "start": 0.5, "end": 4.0, "words": [], "fields": live.live_fields(SAID)})
-        await page.wait_for_selector("#live-transcript .live-line.final[data-speaker=caller]", timeout=30000)
+        await page.wait_for_selector("#live-transcript .live-line.final[data-speaker=caller]", timeout=90_000)
         # the content follows the caller's words, and the routing suggestion follows the content
         await page.wait_for_function("() => document.querySelector('[name=content]').value.includes('停水')",
-                                     timeout=30000)
+                                     timeout=90_000)
         water = str(console.departments["swuj"])
-        await page.wait_for_function(f"() => document.getElementById('d-lead').value === '{water}'", timeout=30000)
+        await page.wait_for_function(f"() => document.getElementById('d-lead').value === '{water}'", timeout=90_000)
         assert not await page.is_hidden("#routing-card")
         # nothing of it saved behind the agent's back
         assert "停水" not in ((await console.app[STORE].get(number, SYSTEM))["content"] or "")
@@ -87,7 +87,7 @@ async def test_one_screen_for_the_call_with_routing_following_the_words_and_the_
         await page.wait_for_selector("#live-transcript .after-call", timeout=60000)
         assert "海淀" in await page.inner_text("#live-transcript")
         assert "录音转写" in await page.inner_text("#live-status")
-        await page.wait_for_selector(".field.changed [name=district]", timeout=30000)
+        await page.wait_for_selector(".field.changed [name=district]", timeout=90_000)
         assert (await page.input_value("[name=district]")).startswith("海淀")
         assert "实时：朝阳" in await page.inner_text(".field.changed:has([name=district]) .after-call-was")
     finally:
@@ -107,7 +107,7 @@ async def test_a_call_handled_without_a_ticket_closes_its_draft_in_one_key(live_
     assert "无效件：打错电话" in help_text and "无效件：无声电话" in help_text
     await page.keyboard.press("Escape")
     await page.keyboard.press("Alt+2")
-    await page.wait_for_url(console.base + "/agent", timeout=30000)
+    await page.wait_for_url(console.base + "/agent", timeout=90_000)
     ticket = await console.app[STORE].get(number, SYSTEM)
     assert ticket["status"] == "invalid"
     history = await console.app[STORE].history(number, SYSTEM)

@@ -30,7 +30,7 @@ async def test_one_agent_claims_a_missed_call_the_other_sees_it_taken(live_serve
     problems = watch(a) + watch(b)
     for page in (a, b):
         await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('未签入')",
-                                     timeout=30000)
+                                     timeout=90_000)
     ended = cap.index(lambda m: m.get("Event") == "Hangup" and m.get("Uniqueid") == m.get("Linkedid")
                       and m.get("Channel", "").endswith(";1"))
     abandon = cap.msgs[cap.index(lambda m: m.get("Event") == "QueueCallerAbandon")][1]
@@ -38,7 +38,7 @@ async def test_one_agent_claims_a_missed_call_the_other_sees_it_taken(live_serve
     fake.hold_at(ended)
     fake.go()
     for page in (a, b):  # listed on both consoles from the socket, with the count
-        await page.wait_for_selector("#callbacks li.callback", timeout=30000)
+        await page.wait_for_selector("#callbacks li.callback", timeout=90_000)
         assert CALLER in await page.inner_text("#callbacks")
         await page.wait_for_function("() => document.getElementById('callbacks-count').textContent === '1'")
 
@@ -46,7 +46,7 @@ async def test_one_agent_claims_a_missed_call_the_other_sees_it_taken(live_serve
     await a.wait_for_selector("#callbacks li.callback[data-owner=zuoxi8001]")
     assert "我已认领" in await a.inner_text("#callbacks")
     # the other console: taken, by whom, and nothing to press
-    await b.wait_for_selector("#callbacks li.callback[data-owner=zuoxi8001]", timeout=30000)
+    await b.wait_for_selector("#callbacks li.callback[data-owner=zuoxi8001]", timeout=90_000)
     assert "已由 周晓 认领" in await b.inner_text("#callbacks")
     assert await b.locator("#callbacks li.callback button").count() == 0
     entry_id = await b.get_attribute("#callbacks li.callback", "data-id")
@@ -63,7 +63,7 @@ async def test_one_agent_claims_a_missed_call_the_other_sees_it_taken(live_serve
     await a.wait_for_selector("#callbacks li.callback[data-status=calling]")
     orig = [x for x in fake.actions if x.get("Action") == "Originate"]
     assert orig and (orig[-1]["Channel"], orig[-1]["Exten"]) == (IFACE, CALLER)
-    await a.wait_for_selector("#screen-pop:not(.hidden)", timeout=30000)
+    await a.wait_for_selector("#screen-pop:not(.hidden)", timeout=90_000)
     assert CALLER in await a.inner_text("#pop-caller")
     assert "回拨漏接来电" in await a.inner_text("#pop-meta")
     number = (await a.get_attribute("#pop-open", "href")).split("ticket=", 1)[1]

@@ -72,7 +72,7 @@ async def test_replayed_call_pops_draft_that_agent_edits_and_dispatches(live_ser
     assert page.url.endswith("/agent")
     # connected to the PBX, nothing streamed yet: this extension is in no queue
     await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('未签入')",
-                                 timeout=30000)
+                                 timeout=90_000)
 
     # queue sign-in goes to Asterisk as QueueAdd for this account's interface
     await page.fill("#queue-name", "12345")
@@ -84,7 +84,7 @@ async def test_replayed_call_pops_draft_that_agent_edits_and_dispatches(live_ser
     # the capture up to the moment the agent answers
     fake.hold_at(cap.index(lambda m: m.get("Event") == "AgentConnect"))
     fake.go()
-    await page.wait_for_selector("#screen-pop:not(.hidden)", timeout=30000)
+    await page.wait_for_selector("#screen-pop:not(.hidden)", timeout=90_000)
     assert CALLER in await page.inner_text("#pop-caller")
     assert "队列 12345" in await page.inner_text("#pop-meta")
     await page.wait_for_selector("#pop-repeat:not(.hidden)")
@@ -118,7 +118,7 @@ async def test_replayed_call_pops_draft_that_agent_edits_and_dispatches(live_ser
     await page.select_option("#d-lead", str(lead))
     await page.fill("#d-note", "请尽快维修")
     await page.click("#btn-dispatch")
-    await page.wait_for_url(console.base + "/agent", timeout=30000)
+    await page.wait_for_url(console.base + "/agent", timeout=90_000)
 
     ticket = await store.get(number, SYSTEM)
     assert ticket["status"] == "dispatched" and ticket["call_id"] == CALL_ID
@@ -131,7 +131,7 @@ async def test_abandoned_caller_is_called_back_in_one_click(live_server, browser
     console, fake, cap = await live_server("abandoned_call")
     page = await login(browser, console, "zuoxi8001")
     await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('未签入')",
-                                 timeout=30000)
+                                 timeout=90_000)
     # up to the end of the abandoned call: the hotline-side channel's Hangup after QueueCallerAbandon (the
     # missed call is listed when the call ends, when it is known to be an abandon and not a queue timeout);
     # the socket stays open: no Logoff yet
@@ -143,11 +143,11 @@ async def test_abandoned_caller_is_called_back_in_one_click(live_server, browser
     fake.go()
     # the capture's agents are all paused for paperwork, this one included
     await page.wait_for_function("() => document.getElementById('status-text').textContent.includes('busy-with-paperwork')",
-                                 timeout=30000)
+                                 timeout=90_000)
     assert "示忙" in await page.inner_text("#status-text")
     assert not await page.is_disabled("#btn-unpause")
     # the missed call arrives without a reload
-    await page.wait_for_selector("#callbacks li.callback", timeout=30000)
+    await page.wait_for_selector("#callbacks li.callback", timeout=90_000)
     assert "13900139000" in await page.inner_text("#callbacks")
     assert "放弃" in await page.inner_text("#callbacks")
     await page.click("#callbacks button.cb-call")

@@ -98,14 +98,14 @@ async def test_the_recording_plays_and_a_transcript_line_seeks_to_it(
     await page.evaluate("""() => { window.seeks = [];
         document.getElementById('rec-audio').addEventListener('seeking', e => window.seeks.push(e.target.currentTime)); }""")
     await page.locator("#rec-lines .rec-line", has_text=line["text"]).click()
-    await page.wait_for_function("() => window.seeks.length > 0", timeout=30_000)
+    await page.wait_for_function("() => window.seeks.length > 0", timeout=90_000)
     assert (await page.evaluate("() => window.seeks"))[0] == pytest.approx(line["start"], abs=0.05)
     # and it plays on from there, the line being heard marked
     await page.wait_for_function(f"""() => {{ const a = document.getElementById('rec-audio');
         if (a.currentTime <= {line['start'] + 0.3}) return false;
         a.pause(); return true; }}""", timeout=60_000)  # paused, so a slow machine cannot run past the line
     marked = page.locator("#rec-lines .rec-line.on")
-    await marked.first.wait_for(timeout=30_000)
+    await marked.first.wait_for(timeout=90_000)
     assert line["text"] in await marked.first.inner_text()
     assert problems == []
 
@@ -138,7 +138,7 @@ async def test_a_corrupt_recording_is_a_message_on_the_page(console_factory: Any
     problems = watch(page)
     await page.goto(f"{console.base}/tickets/{ticket['number']}")
     await page.wait_for_function("() => document.getElementById('recording').dataset.state === 'error'",
-                                 timeout=30_000)
+                                 timeout=90_000)
     assert "录音文件已损坏" in await page.locator("#rec-state").inner_text()
     assert await page.locator("#rec-audio").is_hidden()
     assert "没有转写文本" in await page.locator("#rec-lines").inner_text()
@@ -177,6 +177,6 @@ async def test_a_recognised_field_plays_the_moment_it_was_heard(
     await page.evaluate("""() => { window.seeks = [];
         document.getElementById('rec-audio').addEventListener('seeking', e => window.seeks.push(e.target.currentTime)); }""")
     await address.locator("[data-seek]").click()
-    await page.wait_for_function("() => window.seeks.length > 0", timeout=30_000)
+    await page.wait_for_function("() => window.seeks.length > 0", timeout=90_000)
     assert (await page.evaluate("() => window.seeks"))[0] == pytest.approx(heard_at, abs=0.05)
     assert problems == []
