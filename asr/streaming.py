@@ -162,6 +162,10 @@ def words_text(words: Sequence[Word]) -> str:
 class WhisperLive:
     """Partials re-decode the last ``window`` seconds of the stretch; the final decodes it whole."""
 
+    # A partial costs a fifth of a final here (asr/whisper.py partial_text): worth running at a stretch's
+    # end, before its final, so its last words need not wait for the final's decode (asr/live.py).
+    partial_before_final = True
+
     def __init__(self, backend: Any, window: float = 10.0) -> None:
         self.backend = backend
         self.window = window
