@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -32,7 +32,8 @@ class RunningClock:
     day, never crosses a midnight or month end, and never reaches a year whose holidays are unknown."""
 
     def __init__(self, start: datetime) -> None:
-        self.start, self.began = start, time.monotonic()
+        # in UTC, as the server's own clock gives it (stored times are compared across the code in UTC)
+        self.start, self.began = start.astimezone(timezone.utc), time.monotonic()
 
     def __call__(self) -> datetime:
         return self.start + timedelta(seconds=time.monotonic() - self.began)
