@@ -338,7 +338,7 @@ class FakeAmi:
             streaming["active"] = False
 
 
-async def until(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+async def until(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     """Wait for ``cond`` (checked every 10 ms); fail naming ``what`` after ``timeout`` s."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not cond():

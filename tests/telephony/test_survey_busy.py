@@ -28,7 +28,7 @@ def _requests() -> list[dict[str, Any]]:
     return [{"survey_id": i, "attempt": 1, "ticket": t, "number": f"1390000000{i}"} for i, (t, _) in enumerate(WANT, 1)]
 
 
-async def _until(cond: Any, timeout: float = 20.0) -> None:
+async def _until(cond: Any, timeout: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not cond():
         assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
