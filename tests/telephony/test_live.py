@@ -12,7 +12,7 @@ from telephony.state import snapshot
 pytestmark = requires_captures
 
 
-async def _until(pred, timeout: float = 20.0) -> None:
+async def _until(pred, timeout: float = 60.0) -> None:
     """Poll until ``pred()`` (a coroutine function's result is awaited); ``timeout`` only bounds a failure."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -68,7 +68,7 @@ async def test_one_leader_feeds_every_process_and_a_follower_takes_over(settings
     fake.hold_start()
     port = await fake.start()
     settings = settings_factory(ami={"enabled": True, "port": port, "secret": "s", "reconnect_min": 0.05,
-                                     "reconnect_max": 0.3, "action_timeout": 3})
+                                     "reconnect_max": 0.3, "action_timeout": 30})
     r1, r2 = Redis.from_url(redis_url), Redis.from_url(redis_url)
     # a lock that outlives a busy machine's hiccups; a stopped leader releases it, so takeover stays quick
     a = TelephonyService(settings, fake.clock, redis=r1, leader_ttl=3.0)
@@ -87,8 +87,8 @@ async def test_one_leader_feeds_every_process_and_a_follower_takes_over(settings
         fake.hold_at(cap.index(lambda m: m.get("Event") == "QueueStatusComplete"
                                and m.get("ActionID") == "status_queries-008"))
         fake.go()
-        await asyncio.wait_for(fake.paused.wait(), 10)
-        await a.connection.send({"Action": "Ping"})
+        await asyncio.wait_for(fake.paused.wait(), 60)
+        await a.connection.send({"Action": "Ping"}, timeout=60)
         await a.drain()
         want = snapshot(a.state)
         await _until(lambda: {k: b.hub.view.get(k) for k in want} == want)
