@@ -156,14 +156,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_http_routing(quick: bool) -> None:
-    """GET /api/v1/tickets/{number}/routing of a real server, from the first request after start."""
+def bench_http_routing(quick: bool, server_root: Path = ROOT) -> None:
+    """GET /api/v1/tickets/{number}/routing of a real server, from the first request after start.
+    ``server_root``: the tree whose ``server.py`` serves (a ``git worktree`` of an older commit, to measure
+    before and after in one session)."""
     import aiohttp
 
     from benchmarks.http_accounts import PASSWORD, api_login
     from tests import services
 
-    print("== routing over HTTP (a real server process, model in its data dir)")
+    print(f"== routing over HTTP (a real server process from {server_root}, model in its data dir)")
     _, test_rows = stratified_split(read_rows(LABELED), 0.3)
     test_nos = {r["row_no"] for r in test_rows}
     pool = [r for r in read_rows(TOKENIZED) if r["row_no"] not in test_nos]
@@ -187,7 +189,7 @@ def bench_http_routing(quick: bool) -> None:
         started = time.perf_counter()
         with log.open("w") as fh:
             proc = subprocess.Popen([sys.executable, "server.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=fh, text=True)
+                                    cwd=server_root, env=env, stdout=subprocess.DEVNULL, stderr=fh, text=True)
         try:
             services._wait_port(port, 120)
             listening = time.perf_counter() - started
@@ -515,6 +517,8 @@ def main() -> None:
     parser.add_argument("--max-tickets", type=int, default=None,
                         help="duplicates: index sizes 100k/300k/1M up to this many tickets")
     parser.add_argument("--alert-size", type=int, default=10, help="alert_size for the 7-day windows (default 10)")
+    parser.add_argument("--server-root", type=Path, default=ROOT,
+                        help="http: serve from this tree (e.g. a git worktree of the commit before a change)")
     args = parser.parse_args()
     if not LABELED.exists():
         print(f"datasets not found in {LABELED.parent}; nothing to measure")
@@ -529,7 +533,7 @@ def main() -> None:
     if "duplicates" in parts:
         bench_duplicates(args.max_tickets or (200_000 if args.quick else 1_000_000))
     if "http" in parts:
-        bench_http_routing(args.quick)
+        bench_http_routing(args.quick, args.server_root.resolve())
 
 
 if __name__ == "__main__":
