@@ -143,7 +143,7 @@ async def callback_result(request: web.Request) -> web.Response:
     user = _user(request, *AGENTS)
     body = await _body(request)
     st = body.get("status")
-    if st not in RESULTS:
+    if not isinstance(st, str) or st not in RESULTS:  # {} or [] would not even hash: a 500, not a 400
         raise HttpError(400, "invalid_field", "字段 status 只能是 done（已回拨）、failed（未接通）或 pending（放回待回拨）")
     note = _text(body, "note", required=False, max_len=500)
     cb_id, entry = await _entry(request)

@@ -65,7 +65,7 @@ def fuzz(base: str, doc: dict[str, Any], token: str) -> tuple[list[str], dict[st
         def run(case: Any) -> None:
             if counts[label] and time.monotonic() - started > TIME_CAP:
                 return
-            response = case.call(base_url=base, headers=headers, timeout=20)
+            response = case.call(base_url=base, headers=headers, timeout=90)  # a bound for a loaded machine
             counts[label] += 1
             if response.status_code >= 500:
                 failures.append(f"{label} -> {response.status_code}: {case.as_curl_command()} {response.text[:200]}")
@@ -160,6 +160,7 @@ async def test_hostile_values_are_400s_naming_the_field(live: Any, method: str, 
     ("GET", "/api/v1/surveys/99999999999999999999", None, 404),
     ("GET", "/api/v1/attachments/9223372036854775808", None, 404),
     ("POST", "/api/v1/telephony/callbacks/9223372036854775808/result", {"status": "done"}, 404),
+    ("POST", "/api/v1/telephony/callbacks/1/result", {"status": {}}, 400),  # schemathesis found it once, late
     ("GET", "/api/v1/telephony/report?to=9999-12-31", None, 400),
     ("POST", "/api/v1/telephony/spy", {"agent_interface": "PJSIP/8001", "mode": {}}, 400),
     ("POST", "/api/v1/telephony/replay", {"file": "/tmp/a\u0000b"}, 400),
