@@ -32,7 +32,9 @@ def _start_worker(tmp: Path, name: str, db_url: str, redis_url: str, model: Path
     log = tmp / f"{name}.log"
     env = {**os.environ, "HOTLINE_DATABASE_URL": db_url, "HOTLINE_REDIS_URL": redis_url,
            "HOTLINE_ASR_MODEL_PATH": str(model), "HOTLINE_ASR_MAX_TRIES": "3", "HOTLINE_SERVER_DATA_DIR": str(tmp)}
-    proc = subprocess.Popen([sys.executable, "-m", "asr", "worker", "--processes", "1", "--lease", "2"],
+    # The lease is renewed every third of it from the worker's event loop while the decoder thread runs: 2 s left
+    # a loaded machine 1.3 s of slack before the other worker took a live job too; 6 s leaves 4 s.
+    proc = subprocess.Popen([sys.executable, "-m", "asr", "worker", "--processes", "1", "--lease", "6"],
                             cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     return proc, log
 
