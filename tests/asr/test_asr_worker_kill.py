@@ -1,7 +1,7 @@
 """A worker process killed (SIGKILL) in the middle of a job: another worker finishes it, once.
 
 Two real ``python -m asr worker`` processes (the ``hotline worker`` command) with the Korean model,
-a real redis-server and a SQLite file. The lease is 2 s so the hand-over is quick to see.
+a real redis-server and a SQLite file. The lease is 6 s so the hand-over is quick to see.
 """
 from __future__ import annotations
 
