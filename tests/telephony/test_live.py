@@ -70,9 +70,10 @@ async def test_one_leader_feeds_every_process_and_a_follower_takes_over(settings
     settings = settings_factory(ami={"enabled": True, "port": port, "secret": "s", "reconnect_min": 0.05,
                                      "reconnect_max": 0.3, "action_timeout": 30})
     r1, r2 = Redis.from_url(redis_url), Redis.from_url(redis_url)
-    # a lock that outlives a busy machine's hiccups; a stopped leader releases it, so takeover stays quick
-    a = TelephonyService(settings, fake.clock, redis=r1, leader_ttl=3.0)
-    b = TelephonyService(settings, fake.clock, redis=r2, leader_ttl=3.0)
+    # a lock that outlives a busy machine's hiccups (renewed every 2 s, lost after 6 s without a renewal); a stopped
+    # leader releases it, so takeover stays quick
+    a = TelephonyService(settings, fake.clock, redis=r1, leader_ttl=6.0)
+    b = TelephonyService(settings, fake.clock, redis=r2, leader_ttl=6.0)
     try:
         await a.start()
         await _until(lambda: a.connection is not None and a.connection._ready.is_set())
@@ -99,7 +100,7 @@ async def test_one_leader_feeds_every_process_and_a_follower_takes_over(settings
         assert "patch" in {m["type"] for m in client_b.messages()}
         # a third process joining late reads the snapshot from Redis, then follows
         r3 = Redis.from_url(redis_url)
-        c = TelephonyService(settings, fake.clock, redis=r3, leader_ttl=3.0)
+        c = TelephonyService(settings, fake.clock, redis=r3, leader_ttl=6.0)
 
         async def snapshot_is_current() -> bool:  # the leader's snapshot writer runs every 0.5 s
             raw = await r3.get(a.hub.k_snapshot)
