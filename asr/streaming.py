@@ -166,7 +166,10 @@ class WhisperLive:
     # end, before its final, so its last words need not wait for the final's decode (asr/live.py).
     partial_before_final = True
 
-    def __init__(self, backend: Any, window: float = 10.0) -> None:
+    # The whole stretch (LiveParams.max_stretch is 20 s): a 10 s window cut the first words of longer
+    # stretches mid-syllable and the partial read them as other words (real_8k partial CER 0.49, 0.45 with
+    # 20 s), for 0.22 vs 0.25 CPU s per partial now that the encoder runs over the window, not 30 s.
+    def __init__(self, backend: Any, window: float = 20.0) -> None:
         self.backend = backend
         self.window = window
 
