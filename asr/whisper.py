@@ -57,15 +57,15 @@ NO_SPEECH = 0.6
 MIN_AVG_LOGPROB = -1.0
 NO_REPEAT_NGRAM = 4
 MAX_COMPRESSION = 2.4  # zlib ratio above which a segment's text is a loop ("好的好的好的…")
-# Subtitle credits and channel plugs Whisper learned from video subtitles and says over silence.
 # Live partials (asr/streaming.py): a draft of the stretch so far, re-decoded every second while the caller
 # speaks. The encoder takes any length up to 30 s; a partial runs it over the audio plus this much silence
-# instead of a window padded to 30 s: 0.22 instead of 1.1 CPU s per partial on real_8k's stretches. With no
+# instead of a window padded to 30 s: 0.25 instead of 1.1 CPU s per partial on real_8k's stretches. With no
 # silence after the last word the decoder does not stop: it said the stretch again up to the token cap (3 of
 # the 16 real files); 2 s of silence ends it as the 30 s window does. Measured on real_8k, CER of a partial
-# over each whole stretch: 0.49 (the old 30 s partial 0.45, the final 0.41); padding every window to at
-# least 12 s gave 0.46 for 0.35 CPU s, to 8 s 0.50 for 0.26: not worth it for text the final replaces.
+# over each whole stretch: 0.45, as the old 30 s partial (the final 0.41). Padding every window to at least
+# 12 s did not help beside that (measured with a 10 s window: 0.49 -> 0.46 for 0.22 -> 0.35 CPU s).
 PARTIAL_PAD = 2.0
+# Subtitle credits and channel plugs Whisper learned from video subtitles and says over silence.
 HALLUCINATIONS = ("明镜", "点点栏目", "字幕由", "字幕志愿者", "请不吝点赞", "订阅", "打赏支持", "感谢观看",
                   "谢谢观看", "谢谢大家观看", "下集再见", "本期视频", "中文字幕", "Amara", "amara")
 
