@@ -107,7 +107,7 @@ async def take(outdir: Path, settings: Any, app_factory: AppFactory, executable:
             (settings.server.admin_username, [("18-admin-audit", "/admin/audit")]),
         ]
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            browser = await pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, timeout=120_000)
             for user, pages in plan:
                 ctx = await _context(browser, viewport={"width": 1366, "height": 768}, locale="zh-CN")
                 page = await ctx.new_page()

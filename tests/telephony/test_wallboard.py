@@ -30,7 +30,7 @@ def pct(x: float | None) -> str:
 
 
 async def open_wallboard(pw: Any, client: Any, token: str, width: int, height: int) -> tuple[Any, Any, list[str]]:
-    browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+    browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, timeout=90_000)
     ctx = await browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
     ctx.set_default_timeout(90_000)  # Playwright's 30 s is short for Chromium on a loaded machine
     ctx.set_default_navigation_timeout(90_000)

@@ -108,7 +108,7 @@ async def browser() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=WAIT_MS)
         b.new_context = patient(b.new_context)
         try:
             yield b
