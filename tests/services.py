@@ -25,6 +25,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def hold_port(port: int = 0) -> socket.socket:
+    """A socket bound to ``port`` (0: one the kernel picks) with SO_REUSEPORT, not listening.
+
+    While it is open no other process can bind the port and connections to it are refused, yet a server of
+    ours that binds it with ``reuse_port`` can (sockets of one user with SO_REUSEPORT share a port). It keeps
+    a port across a server's restart, or gives a subprocess a port nobody can take before it binds; an asyncio
+    server can also listen on it (``sock=``)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", port))
+    return s
+
+
 async def serve(runner: Any) -> str:
     """Start an aiohttp ``AppRunner`` on a port the kernel picks while binding, and return its base URL.
 

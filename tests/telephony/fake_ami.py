@@ -15,6 +15,7 @@ import asyncio
 import json
 import random
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -125,8 +126,14 @@ class FakeAmi:
         self.port = 0
         self._writers: list[asyncio.StreamWriter] = []
 
-    async def start(self, port: int = 0) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port, reuse_address=True)
+    async def start(self, port: int = 0, *, sock: socket.socket | None = None) -> int:
+        """Listen on ``port`` (0: one the kernel picks), or on ``sock``: a test taking the PBX down keeps its
+        port with ``tests.services.hold_port`` (hence reuse_port) and starts it again on that socket."""
+        if sock is not None:
+            self.server = await asyncio.start_server(self._handle, sock=sock)
+        else:
+            self.server = await asyncio.start_server(self._handle, "127.0.0.1", port, reuse_address=True,
+                                                     reuse_port=True)
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port
 

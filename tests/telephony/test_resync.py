@@ -6,6 +6,8 @@ import asyncio
 from fake_ami import requires_captures
 from test_bridge_captures import ev, waiting
 
+from tests.services import hold_port
+
 pytestmark = requires_captures
 
 
@@ -159,7 +161,9 @@ async def test_backoff_starts_over_after_a_healthy_session(bridge_factory):
     # the next wait is back at reconnect_min, not where the refusals left it.
     b = await bridge_factory("answered_call", ami={"reconnect_min": 0.05, "reconnect_max": 5})
     await b.ready()
-    port = b.fake.port
+    # The PBX goes down but its port stays bound (connections are refused): no other process on the machine
+    # can take it before the PBX comes back there.
+    held = hold_port(b.fake.port)
     b.fake.server.close()
     await b.fake.server.wait_closed()
     b.fake.kill_socket()
@@ -169,7 +173,7 @@ async def test_backoff_starts_over_after_a_healthy_session(bridge_factory):
         assert asyncio.get_running_loop().time() < deadline, "no retries"
         await asyncio.sleep(0.01)
     assert conn.waits[-1] > 0.3
-    await b.fake.start(port)
+    await b.fake.start(sock=held)
     await _reconnected(b, 2)
     n = len(conn.waits)
     b.fake.kill_socket()
