@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -61,9 +62,15 @@ class TestSmsc(Application):
         self._server: asyncio.base_events.Server | None = None
         self._ids = 0
 
-    async def start(self, port: int = 0) -> int:
+    async def start(self, port: int = 0, *, sock: socket.socket | None = None) -> int:
+        """Listen on ``port`` (0: the one before, or one the kernel picks), or on ``sock``: a test taking the
+        gateway down keeps its port with ``tests.services.hold_port`` (hence reuse_port) and hands it back."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Protocol(self), "127.0.0.1", port or self.port)
+        if sock is not None:
+            self._server = await loop.create_server(lambda: _Protocol(self), sock=sock)
+        else:
+            self._server = await loop.create_server(lambda: _Protocol(self), "127.0.0.1", port or self.port,
+                                                    reuse_port=True)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 

@@ -9,6 +9,7 @@ from smpp.pdu.pdu_types import CommandStatus
 
 import server
 from config.settings import SettingsError
+from tests.services import hold_port
 from tests.tickets.sms.conftest import LINK_BASE, until
 
 PHONE = "13800138000"
@@ -139,6 +140,9 @@ async def test_quiet_hours_hold_texts_until_morning_on_the_injected_clock(sms_wo
 async def test_gateway_down_texts_wait_health_says_so_then_each_goes_once(sms_world):
     world = await sms_world()
     c, smsc = world.center, world.smsc
+    # The gateway goes down but its port stays bound (connections are refused): no other process on the
+    # machine can take it before the gateway comes back there.
+    held = hold_port(smsc.port)
     await smsc.stop()
     numbers = []
     for i in range(3):
@@ -160,7 +164,7 @@ async def test_gateway_down_texts_wait_health_says_so_then_each_goes_once(sms_wo
     for n in numbers:
         assert [r["state"] for r in await world.outbox(n)] == ["pending"]
 
-    await smsc.start()  # same port
+    await smsc.start(sock=held)  # same port
     await world.passes()
     assert smsc.parts == []  # the backoff follows the injected clock: not yet
     c.clock.advance(minutes=15)
