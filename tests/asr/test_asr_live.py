@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from asr import audiosocket, live
 from tests.asr.audiosocket_streams import ANSWERED_CALL, GREETING, recorded, send, speech_stream, with_uuid
 from tests.asr.test_asr_audiosocket import until
+from tests.services import hold_port
 
 LEAK = "hotline_01_leak.wav"  # 我家楼上漏水已经一个星期了物业不管地址是朝阳区幸福小区三号楼
 
@@ -163,10 +164,11 @@ async def test_the_recognition_worker_serves_audiosocket_beside_its_job_queue(
     import shutil
 
     from asr import jobs
-    from tests.services import free_port
 
     shutil.copyfile(sqlite_template, sqlite_url.split("///", 1)[1])
-    port = free_port()
+    # held until the end: no other process can take the port before the worker binds it (with reuse_port)
+    held = hold_port()
+    port = held.getsockname()[1]
     cfg = jobs.WorkerConfig(redis_url=redis_url, database_url=sqlite_url, model_path=str(ko_model), backend="vosk",
                             live_port=port, live_max_calls=1)
     worker = jobs.build_worker(cfg, backend=backend, handle_signals=False, poll_delay=0.05)
@@ -192,6 +194,7 @@ async def test_the_recognition_worker_serves_audiosocket_beside_its_job_queue(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await worker.close()
+        held.close()
     assert heard.of(ANSWERED_CALL)[0]["event"] == "started"
     assert heard.of(ANSWERED_CALL, "stopped")[0]["reason"] == "closed"
 
@@ -207,9 +210,9 @@ async def test_a_worker_killed_mid_call_is_reported_to_the_page_as_stopped(
 
     from asr import live_feed
     from tests.asr.conftest import ROOT
-    from tests.services import free_port
-
-    port = free_port()
+    # held until the end: no other process can take the port before the worker binds it (with reuse_port)
+    held = hold_port()
+    port = held.getsockname()[1]
     env = {**os.environ, "HOTLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hotline.db'}",
            "HOTLINE_REDIS_URL": redis_url, "HOTLINE_ASR_MODEL_PATH": str(ko_model), "HOTLINE_ASR_BACKEND": "vosk",
            "HOTLINE_ASR_LIVE_PORT": str(port), "HOTLINE_SERVER_DATA_DIR": str(tmp_path)}
@@ -248,5 +251,6 @@ async def test_a_worker_killed_mid_call_is_reported_to_the_page_as_stopped(
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        held.close()
     stopped = next(m for m in got if m["event"] == "stopped")
     assert stopped["reason"] == "worker_lost" and stopped["speaker"] == "caller" and "心跳" in stopped["message"]
