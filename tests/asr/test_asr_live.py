@@ -11,7 +11,15 @@ import pytest
 from redis.asyncio import Redis
 
 from asr import audiosocket, live
-from tests.asr.audiosocket_streams import ANSWERED_CALL, GREETING, recorded, send, speech_stream, with_uuid
+from tests.asr.audiosocket_streams import (
+    ANSWERED_CALL,
+    GREETING,
+    audio_frames,
+    recorded,
+    send,
+    speech_stream,
+    with_uuid,
+)
 from tests.asr.test_asr_audiosocket import until
 from tests.services import hold_port
 
@@ -54,6 +62,27 @@ async def redis(redis_url: str) -> Any:
     client = Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+async def send_until(port: int, data: bytes, hang_up: asyncio.Event) -> None:
+    """``data`` at 8 kHz real speed, then silence at real speed until ``hang_up`` is set: the leg stays open
+    (and holds its place in the worker) until the test says so, however slow the machine."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    loop = asyncio.get_running_loop()
+    per_second = 2 * 8000 * 323 / 320  # bytes of 320-byte audio frames behind 3-byte headers
+    silence = audio_frames(b"\0\0" * 1600)  # 0.2 s
+    pieces = iter([data[i:i + 3230] for i in range(0, len(data), 3230)])
+    started, sent = loop.time(), 0
+    while (piece := next(pieces, None)) is not None or not hang_up.is_set():
+        piece = piece if piece is not None else silence
+        writer.write(piece)
+        await writer.drain()
+        sent += len(piece)
+        due = started + sent / per_second
+        if due > loop.time():
+            await asyncio.sleep(due - loop.time())
+    writer.close()
+    await writer.wait_closed()
 
 
 async def _transcriber(backend: Any, redis: Redis, **kw: Any) -> live.LiveTranscriber:
@@ -120,18 +149,23 @@ async def test_vosk_streams_natively_with_timed_words(backend: Any, redis: Redis
 async def test_above_the_bound_a_call_falls_back_to_after_call_text_and_says_so(backend: Any, redis: Redis) -> None:
     t = await _transcriber(backend, redis, max_calls=1)
     first, second = "1795383048.0", "1795383075.0"
+    hang_up = asyncio.Event()
     try:
         async with Listener(redis) as heard:
-            # the first call's caller leg holds the worker's one slot; its agent leg still gets in
-            a = asyncio.ensure_future(send(t.server.port, speech_stream(LEAK, audiosocket.stream_uuid(first, "caller")),
-                                           real_speed=True))
+            # the first call's caller leg holds the worker's one slot; its agent leg still gets in. The caller
+            # leg stays open until the second call was answered (a loaded machine may take longer than its
+            # speech lasts to get there, and a finished leg would have freed the slot)
+            a = asyncio.ensure_future(send_until(t.server.port, speech_stream(LEAK, audiosocket.stream_uuid(
+                first, "caller")), hang_up))
             await until(lambda: heard.of(first, "started"))
             await send(t.server.port, with_uuid(recorded(GREETING), audiosocket.stream_uuid(first, "agent")))
             await send(t.server.port, with_uuid(recorded(GREETING), audiosocket.stream_uuid(second, "caller")))
             await until(lambda: heard.of(second))
+            hang_up.set()
             await a
             await until(lambda: len(heard.of(first, "stopped")) == 2, timeout=120)
     finally:
+        hang_up.set()
         await t.close()
     fallback = heard.of(second)
     assert [m["event"] for m in fallback] == ["fallback"]
@@ -225,6 +259,7 @@ async def test_a_worker_killed_mid_call_is_reported_to_the_page_as_stopped(
     feed.clients.add(client)
     tasks = [asyncio.ensure_future(feed.run()), asyncio.ensure_future(feed.watch_legs(every=0.5))]
     got: list[dict[str, Any]] = []
+    hang_up = asyncio.Event()
 
     def seen(event: str) -> bool:
         while not client.queue.empty():
@@ -237,14 +272,18 @@ async def test_a_worker_killed_mid_call_is_reported_to_the_page_as_stopped(
         while "live transcription: AudioSocket" not in log.read_text(errors="replace"):
             assert proc.poll() is None and loop.time() < deadline, log.read_text(errors="replace")
             await asyncio.sleep(0.2)
-        sending = asyncio.ensure_future(send(port, speech_stream(LEAK, audiosocket.stream_uuid(ANSWERED_CALL, "caller")),
-                                             real_speed=True))
+        # the leg stays open until the worker is killed (a loaded machine may take longer than the speech
+        # lasts to see "started", and a leg that ended would be "stopped" by the worker itself)
+        sending = asyncio.ensure_future(send_until(port, speech_stream(LEAK, audiosocket.stream_uuid(
+            ANSWERED_CALL, "caller")), hang_up))
         await until(lambda: seen("started"))
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         await until(lambda: seen("stopped"), timeout=60)
+        hang_up.set()
         await asyncio.gather(sending, return_exceptions=True)
     finally:
+        hang_up.set()
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
