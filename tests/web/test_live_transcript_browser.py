@@ -45,7 +45,7 @@ async def test_caller_words_and_district_reach_the_agent_page_before_hangup(
         # the capture up to the moment the agent answers; the Hangup is held back
         fake.hold_at(cap.index(lambda m: m.get("Event") == "AgentConnect"))
         fake.go()
-        await page.wait_for_selector("#screen-pop:not(.hidden)", timeout=30000)
+        await page.wait_for_selector("#screen-pop:not(.hidden)", timeout=90000)
         await page.click("#pop-open")
         await page.wait_for_url("**/agent?ticket=*")
         await page.wait_for_selector("#screen-pop:not(.hidden)")
@@ -58,7 +58,7 @@ async def test_caller_words_and_district_reach_the_agent_page_before_hangup(
         line = await page.inner_text("#live-transcript")
         assert "市民" in line and "朝阳" in line
         await page.wait_for_function("() => document.querySelector('[name=district]').value.startsWith('朝阳')",
-                                     timeout=60000)
+                                     timeout=90000)
         assert "听到" in await page.inner_text(".from-live")
         assert await page.input_value("[name=address]") == "南湖区幸福路18号"  # never over the agent's words
         # all of it before the call's first Hangup reached the server
@@ -66,7 +66,7 @@ async def test_caller_words_and_district_reach_the_agent_page_before_hangup(
 
         # reloaded mid-call: the call's lines come back from the backlog
         await page.reload()
-        await page.wait_for_selector("#live-transcript .live-line.final", timeout=30000)
+        await page.wait_for_selector("#live-transcript .live-line.final", timeout=90000)
         assert "朝阳" in await page.inner_text("#live-transcript")
 
         # another agent, on no call, is refused this call's words
@@ -84,7 +84,7 @@ async def test_caller_words_and_district_reach_the_agent_page_before_hangup(
         # the rest of the call, to its Hangup: the agent page says the call ended
         fake.go()
         await page.wait_for_function("() => !document.getElementById('status-text').textContent.includes('通话中')",
-                                     timeout=60000)
+                                     timeout=90000)
     finally:
         await transcriber.close()
         await redis.aclose()
@@ -101,7 +101,7 @@ async def test_an_emergency_heard_raises_the_banner_and_one_click_transfers_to_1
         await page.wait_for_function("() => document.getElementById('status-text').textContent.length > 0")
         fake.hold_at(cap.index(lambda m: m.get("Event") == "AgentConnect"))
         fake.go()
-        await page.wait_for_selector("#screen-pop:not(.hidden)", timeout=30000)
+        await page.wait_for_selector("#screen-pop:not(.hidden)", timeout=90000)
         await page.click("#pop-open")  # the call's draft is the one form under the pop
         await page.wait_for_url("**/agent?ticket=*")
         await page.wait_for_selector("#screen-pop:not(.hidden)")
@@ -109,11 +109,11 @@ async def test_an_emergency_heard_raises_the_banner_and_one_click_transfers_to_1
         await live.RedisPublisher(redis)({
             "type": "asr_live", "call_id": CALL_ID, "speaker": "caller", "label": "市民", "event": "final",
             "stretch": 1, "text": said, "start": 0.5, "end": 4.0, "words": [], "fields": live.live_fields(said)})
-        await page.wait_for_selector("#live-urgent:not(.hidden)", timeout=30000)
+        await page.wait_for_selector("#live-urgent:not(.hidden)", timeout=90000)
         assert "119" in await page.inner_text("#live-urgent-note")
         await page.click("#live-urgent button[data-exten='119']")
         await page.wait_for_function("() => document.getElementById('toast').textContent.includes('119')",
-                                     timeout=30000)
+                                     timeout=90000)
         transfer = [a for a in fake.actions if a.get("Action") in ("BlindTransfer", "Redirect")]
         assert transfer and transfer[0]["Exten"] == "119"
         # the call's draft took the district and the urgency heard
