@@ -48,7 +48,6 @@ from tickets.knowledge import service as knowledge_service
 from tickets.channels import cli as channels_cli
 from tickets.channels import http as channels_http
 from tickets.routing import http as routing_http
-from tickets.routing import textproc
 from tickets.routing.cli import register_cli as register_routing_cli
 from tickets.service import TicketQuery, TicketStore
 from tickets.sms import http as sms_http
@@ -267,11 +266,11 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 
 def use_cache_dir(settings: Settings) -> None:
-    """Caches live under the data dir: jieba's parsed dictionary would otherwise go to /tmp/jieba.cache,
-    owned by the first user who wrote it, and every other user of the machine would fail to start."""
+    """Caches live under the data dir: jieba's parsed dictionary (the knowledge search's) would otherwise go to
+    /tmp/jieba.cache, owned by the first user who wrote it, and every other user of the machine would fail to
+    start."""
     cache = settings.data_path / "cache"
     cache.mkdir(parents=True, exist_ok=True)
-    textproc.use_cache_dir(str(cache))
     knowledge_service.use_cache_dir(str(cache))
 
 

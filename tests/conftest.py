@@ -29,10 +29,8 @@ free_port = services.free_port
 def jieba_cache_in_the_session_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests that tokenize without a server write jieba's cache into their own temp dir, not /tmp."""
     from tickets.knowledge import service as knowledge_service
-    from tickets.routing import textproc
 
     cache = str(tmp_path_factory.mktemp("jieba-cache"))
-    textproc.use_cache_dir(cache)
     knowledge_service.use_cache_dir(cache)
 
 

