@@ -106,7 +106,10 @@ class EmbeddedRedis:
                 try:
                     await self.astart()
                     break
-                except EmbeddedRedisError as exc:
+                except (EmbeddedRedisError, OSError, subprocess.SubprocessError) as exc:
+                    # Not only a redis-server that exits or never opens its socket: a fork refused on a loaded
+                    # machine (EAGAIN, ENOMEM) or a binary that cannot be executed raises from Popen, and a
+                    # supervisor that ended there would leave the hotline without Redis for good.
                     log.error("restarting the private redis-server failed (next try in %.2f s): %s", delay, exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, backoff_max)

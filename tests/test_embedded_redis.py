@@ -105,6 +105,15 @@ async def test_supervisor_retries_a_failing_start_then_recovers(tmp_path: Path, 
         await _until(lambda: len(failures()) >= 3, "failed starts are retried")
         pauses = [float(r.message.split("next try in ")[1].split(" s")[0]) for r in failures()]
         assert pauses == sorted(pauses) and max(pauses) <= 0.05
+        # a start that fails in Popen itself (a file that cannot be executed; as a fork refused on a loaded
+        # machine) is retried as well, rather than ending the supervisor
+        broken = tmp_path / "broken-redis-server"
+        broken.write_bytes(b"\x7fELF not really")
+        broken.chmod(0o755)
+        seen = len(failures())
+        redis.binary = str(broken)
+        await _until(lambda: len(failures()) >= seen + 2, "starts failing in Popen are retried")
+        assert "Exec format error" in failures()[-1].message
         redis.binary = "redis-server"
         await _until(lambda: redis.process.poll() is None, "restarted once the binary is back")
     finally:
