@@ -122,14 +122,25 @@ class EmbeddedRedis:
                     log.exception("restoring shared state after the redis-server restart failed")
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill redis-server if the server dies without cleaning up (SIGKILL, crash)."""
+def _load_prctl() -> Callable[..., int] | None:
     try:
         import ctypes
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+        prctl: Callable[..., int] = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Resolved here, in the parent: the child runs _die_with_parent between fork and exec, where an import or a
+# dlopen could wait forever on a lock another thread of the server (a restart runs beside the event loop's
+# and aiosqlite's threads) held at the fork.
+_PRCTL = _load_prctl()
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill redis-server if the server dies without cleaning up (SIGKILL, crash)."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
     os.setsid()
