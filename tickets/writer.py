@@ -33,7 +33,6 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.util import await_only
 
 from tickets.errors import TicketError
 
@@ -76,9 +75,6 @@ def run_batch(conn: Connection, jobs: list[Job]) -> None:
     The savepoints are plain SQL, not ``Connection.begin_nested()``: SQLAlchemy's nested-transaction objects cost
     more CPU per job than SQLite's savepoint itself (py-spy, benchmarks/ticket_cpu.py), and nothing here needs
     them tracked. A failing SAVEPOINT, RELEASE or ROLLBACK TO fails the batch (every request gets 503)."""
-    if conn.dialect.name == "postgresql":
-        _run_batch_pg(conn, jobs)
-        return
     with conn.begin():
         for job in jobs:
             conn.exec_driver_sql("SAVEPOINT job")
@@ -93,51 +89,6 @@ def run_batch(conn: Connection, jobs: list[Job]) -> None:
                 job.outcome = (False, exc)
             else:
                 conn.exec_driver_sql("RELEASE SAVEPOINT job")
-                job.outcome = (True, result)
-
-
-def _simple_query(conn: Connection, sql: str) -> None:
-    """Several statements in one round trip (PostgreSQL's simple query protocol, asyncpg's ``execute`` without
-    arguments); SQLAlchemy's asyncpg adapter prepares every statement and sends one at a time."""
-    await_only(conn.connection.driver_connection.execute(sql))
-
-
-def _run_batch_pg(conn: Connection, jobs: list[Job]) -> None:
-    """``run_batch`` with fewer round trips: each statement is a round trip to PostgreSQL, and py-spy put about
-    a quarter of one server's samples in sending them (benchmarks/tickets_throughput.py --db postgres).
-
-    - a batch of one job needs no savepoint: a refused job rolls the whole transaction back and gets its error;
-    - between jobs, RELEASE and the next SAVEPOINT (after a refusal: ROLLBACK TO, RELEASE, SAVEPOINT) go in one
-      round trip, and the last job's savepoint is left to the COMMIT (which ends it with the transaction).
-    Outcomes are as in ``run_batch``: nobody hears of anything before the commit, a lost connection fails all."""
-    with conn.begin() as trans:
-        if len(jobs) == 1:
-            job = jobs[0]
-            try:
-                result = job.fn(conn)
-            except Exception as exc:
-                if _lost(exc):
-                    raise
-                trans.rollback()
-                job.outcome = (False, exc)
-                return
-            job.outcome = (True, result)
-            return
-        # the adapter begins the transaction at its first statement; the savepoints after it go straight through
-        conn.exec_driver_sql("SAVEPOINT job")
-        last = len(jobs) - 1
-        for i, job in enumerate(jobs):
-            try:
-                result = job.fn(conn)
-            except Exception as exc:
-                if _lost(exc):
-                    raise
-                _simple_query(conn, "ROLLBACK TO SAVEPOINT job" if i == last
-                              else "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; SAVEPOINT job")
-                job.outcome = (False, exc)
-            else:
-                if i != last:
-                    _simple_query(conn, "RELEASE SAVEPOINT job; SAVEPOINT job")
                 job.outcome = (True, result)
 
 
