@@ -358,6 +358,12 @@ class AmiConnection:
                 log.exception("AMI session crashed")
                 self.last_error = f"{type(exc).__name__}: {exc}"
             self._set_disconnected()
+            # A cancel that arrives just as the session ends can be lost on its way out (Python 3.11's
+            # asyncio.wait_for returns the inner result when both happen at once); without this check the loop
+            # would reconnect forever and whoever cancelled it (stop()) would wait forever.
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             if self.healthy != healthy:
                 # The link worked (logged in, resynced): a drop now is news, not a PBX that stays down, so start
                 # the backoff over. Growing it across a flapping link left half a minute of stale view.

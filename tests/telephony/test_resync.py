@@ -181,3 +181,35 @@ async def test_backoff_starts_over_after_a_healthy_session(bridge_factory):
         assert asyncio.get_running_loop().time() < deadline + 20, "no reconnect after the cut"
         await asyncio.sleep(0.01)
     assert conn.waits[n] <= 0.05 * 1.2
+
+
+async def test_stopping_the_bridge_stops_it_even_when_the_cancel_meets_a_failing_connect(settings_factory):
+    """A supervisor stopping the bridge (or a process losing the leader lock) must end its reconnect loop.
+
+    Python 3.11's ``asyncio.wait_for`` can lose a cancel that arrives just as the connect it waits for fails;
+    the session then ends with the connect's error instead. Seen once in a loaded full run: the loop went on
+    reconnecting and ``stop()`` waited for it until the test's 300 s timeout. The session here loses the cancel
+    that way on purpose, every time."""
+    from telephony.connection import AmiConnection
+
+    settings = settings_factory(ami={"enabled": True, "host": "127.0.0.1", "port": 9, "secret": "s",
+                                     "reconnect_min": 0.01, "reconnect_max": 0.02})
+    conn = AmiConnection(settings.ami, lambda event: None, lambda: 0.0)
+    in_session = asyncio.Event()
+
+    async def session_that_loses_the_cancel() -> None:
+        in_session.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # as wait_for does when the connect failed at the same moment
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+    conn._session = session_that_loses_the_cancel  # type: ignore[method-assign]
+    task = asyncio.get_running_loop().create_task(conn.run())
+    await asyncio.wait_for(in_session.wait(), 60)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=60)
+    assert task in done, "the reconnect loop went on after it was cancelled"
+    assert task.cancelled()
+    assert conn.reconnects == 0
