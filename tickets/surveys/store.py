@@ -34,7 +34,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -138,21 +137,9 @@ class SurveyStore:
         self.read_sessions = read_sessions or sessions
 
     # ------------------------------------------------------------ create
-    async def create(self, values: dict[str, Any]) -> int | None:
-        """Insert a survey; None when this ticket round already has one (the listener may fire twice)."""
-        try:
-            async with self.sessions.begin() as session:
-                exists = await session.scalar(select(S.c.id).where(S.c.ticket_id == values["ticket_id"],
-                                                                   S.c.round == values["round"]))
-                if exists is not None:
-                    return None
-                return (await session.execute(insert(S).values(**values).returning(S.c.id))).scalar_one()
-        except IntegrityError:  # another process inserted the same round between our check and insert
-            return None
-
     @staticmethod
     def create_in(conn: Connection, number: str, values: dict[str, Any]) -> int | None:
-        """``create`` for the ticket numbered ``number``, inside a group-commit batch of the ticket writer
+        """A survey for the ticket numbered ``number``, inside a group-commit batch of the ticket writer
         (tickets/writer.py): the survey row commits with the batch's other writes instead of in a transaction
         and fsync of its own after every reply. None when the ticket is unknown or the round has its survey."""
         ticket_id = conn.execute(_TICKET_ID, {"b_number": number}).scalar()
