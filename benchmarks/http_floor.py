@@ -20,14 +20,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.tickets_throughput import bare_sqlite, cpu_seconds, loadavg, write_load  # noqa: E402
-from tests import services  # noqa: E402
+from benchmarks.tickets_throughput import bare_sqlite, cpu_seconds, loadavg, write_load
+from tests import services
 
 
 def serve(port: int) -> None:
