@@ -250,6 +250,12 @@ async def serve_stream(reader: asyncio.StreamReader, handler: StreamHandler, idl
             except (ConnectionError, OSError) as exc:
                 state.ended, state.detail = "dropped", f"{type(exc).__name__}: {exc}"
                 break
+            # Audio arrives every 20 ms, so a stop (close()) often meets a read that has just completed: Python
+            # 3.11's asyncio.wait_for then returns the bytes and drops the cancel, and the leg would go on until
+            # the caller hangs up while close() waits for it.
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             if not data:
                 if parser.pending:
                     state.ended, state.detail = "dropped", f"cut inside a frame ({parser.pending} bytes)"

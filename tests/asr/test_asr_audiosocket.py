@@ -159,3 +159,25 @@ async def test_a_connection_dropped_mid_call_ends_the_stream_as_dropped(served: 
     await until(lambda: log and log[0]["end"])
     assert log[0]["end"][0] == "dropped"
     assert 0 < log[0]["audio"] < sum(e["len"] for e in index(CITIZEN)[1:])
+
+
+async def test_a_worker_stopping_mid_call_ends_the_stream_even_when_audio_arrives_at_that_moment() -> None:
+    """Stopping the worker ends every open leg as "worker_stopped" (the page says so) and lets close() return.
+
+    Audio arrives every 20 ms, so a stop often meets a read that has just completed; Python 3.11's
+    ``asyncio.wait_for`` then returns that read's bytes and drops the cancel. The leg then went on until the
+    caller hung up, and close() (the worker's shutdown) waited for it. Here the frame and the stop arrive in the
+    same loop turn on purpose, every time: the StreamReader is fed as its TCP protocol feeds it."""
+    reader = asyncio.StreamReader()
+    log: list[dict[str, Any]] = []
+    uuid = audiosocket.stream_uuid(ANSWERED_CALL, "caller")
+    task = asyncio.get_running_loop().create_task(
+        audiosocket.serve_stream(reader, Recorder(log), idle_timeout=3600))
+    reader.feed_data(uuid_frame(uuid) + audio_frames(b"\1\0" * 1600))
+    await until(lambda: log and log[0]["audio"] == 3200)
+    reader.feed_data(audio_frames(b"\2\0" * 160))  # the next 20 ms of the call ...
+    task.cancel()  # ... and the worker stopping, in the same turn of the loop
+    done, _ = await asyncio.wait({task}, timeout=60)
+    assert task in done, "the leg went on after the worker stopped"
+    assert task.cancelled()
+    assert log[0]["end"] == ("worker_stopped", "")
