@@ -404,26 +404,23 @@ async def test_a_detail_read_does_not_wait_for_the_actions_queued_before_it(cent
     await second.task
 
 
-def writers_lock(app: Any) -> int | None:
-    """Take the SQLite writers' lock as another server process on the same file would (None on PostgreSQL)."""
+def writers_lock(app: Any) -> int:
+    """Take the SQLite writers' lock as another server process on the same file would."""
     import fcntl
     import os
 
     engine = app[tickets_http.STORE].writer.sync_engine
-    if engine is None:
-        return None
     fd = os.open(f"{engine.url.database}-writers.lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)  # flock: another open file description conflicts even in this process
     return fd
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL's writers never take turns
 async def test_a_writer_waits_while_another_process_writes_and_then_commits(center):
     app = center.client.server.app
     writer = app[tickets_http.STORE].writer
     t = await center.new_ticket()
     fd = writers_lock(app)
-    if fd is None:
-        pytest.skip("PostgreSQL has no single write lock: its writers never take turns")
     try:
         accept = act(center, "agent", t["number"], "accept")
         await until(lambda: writer.status()["writing"], "the batch to start")
@@ -437,14 +434,13 @@ async def test_a_writer_waits_while_another_process_writes_and_then_commits(cent
     assert await status_in_db(app, t["number"]) == "accepted"
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_process_stuck_holding_the_writers_lock_costs_a_503_not_a_hang(center, monkeypatch):
     from tickets import writer as writer_module
 
     app = center.client.server.app
     t = await center.new_ticket()
     fd = writers_lock(app)
-    if fd is None:
-        pytest.skip("PostgreSQL has no single write lock: its writers never take turns")
     monkeypatch.setattr(writer_module, "HANDOFF_TIMEOUT_S", 0.5)
     try:
         answer = await center.agent.call("POST", f"/api/v1/tickets/{t['number']}/actions/accept", json={},
