@@ -242,7 +242,7 @@ class TicketStore:
         if not (values.get("content") or values.get("title")):
             raise InvalidField("content", "请填写诉求内容")
         view, entries = await self.writer.submit(lambda conn: self._create_in(
-            conn, values, who, accept, call_id, recording_path, draft_fields, transcript_id, with_rows))
+            conn, values, who, accept, call_id, recording_path, draft_fields, transcript_id, with_rows), numbered=True)
         for entry in entries:
             self._notify(view, entry)
         return view
@@ -307,7 +307,7 @@ class TicketStore:
                 data={"transcript_id": transcript_id, "fields": sorted(draft_fields)}))
             return self._view(ticket, mask=False), []
 
-        view, entries = await self.writer.submit(fill)
+        view, entries = await self.writer.submit(fill, numbered=True)  # may create: it may take a number
         for entry in entries:
             self._notify(view, entry)
         return view

@@ -109,6 +109,14 @@ class GroupWriter:
         # batches of actions, so the read waits for the batch in progress and one short commit, not for a
         # whole batch of ~50 actions queued meanwhile as well.
         self._urgent: list[Job] = []
+        # Creates take the day's row in ticket_counters (gapless numbers) and hold its lock until their batch
+        # commits. On PostgreSQL, with batches running side by side, every other batch holding a create waited
+        # for it, and the actions batched with those creates waited too: during 50 clients' load 2.3 of ~6.8
+        # open transactions (one process) and 7.6 of ~13 (two processes) sat on that lock, and a second process
+        # made the whole lower (pg_stat_activity, BENCHMARKS.md). So creates get a lane of their own, one batch
+        # at a time per process; the other batches never hold the row.
+        self._numbered: list[Job] = []
+        self._numbered_running = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # committed or failed batches, for /metrics and the benchmark
         self.jobs = 0
@@ -121,22 +129,31 @@ class GroupWriter:
     @property
     def queued(self) -> int:
         """Jobs waiting for the next batch (not counting the batch being written)."""
-        return len(self._queue) + len(self._urgent)
+        return len(self._queue) + len(self._urgent) + len(self._numbered)
 
     def status(self) -> dict[str, Any]:
         """The writer's state for /health: queue depth, whether a batch is being written and for how long,
         how long ago the last batch committed (None before the first)."""
         now = time.monotonic()
-        return {"queued": self.queued, "writing": self._running > 0,
+        return {"queued": self.queued, "writing": self._running > 0 or self._numbered_running,
                 "batch_running_s": None if self._batch_started is None else round(now - self._batch_started, 3),
                 "last_commit_age_s": None if self._last_commit is None else round(now - self._last_commit, 3),
                 "batches": self.batches, "jobs": self.jobs, "failed_batches": self.failed_batches}
 
-    async def submit(self, fn: Callable[[Connection], Any], *, urgent: bool = False) -> Any:
+    async def submit(self, fn: Callable[[Connection], Any], *, urgent: bool = False, numbered: bool = False) -> Any:
         """Run ``fn`` in the next batch; returns its result after the batch's commit, or raises its error.
-        ``urgent``: a short job someone reads behind; it goes into the next batch of urgent jobs only."""
+        ``urgent``: a short job someone reads behind; it goes into the next batch of urgent jobs only.
+        ``numbered``: the job takes a ticket number; where batches run side by side (PostgreSQL) such jobs have
+        batches of their own, one at a time. With one batch at a time (SQLite) it changes nothing."""
         loop = asyncio.get_running_loop()
         job = Job(fn, loop.create_future())
+        if numbered and self.parallel > 1:
+            self._numbered.append(job)
+            if not self._numbered_running:
+                self._numbered_running = True
+                self._tasks.add(task := loop.create_task(self._drain_numbered()))
+                task.add_done_callback(self._tasks.discard)
+            return await job.future
         (self._urgent if urgent else self._queue).append(job)
         if self._running < self.parallel:
             self._running += 1
@@ -150,6 +167,14 @@ class GroupWriter:
         finally:
             self._running -= 1
 
+    async def _drain_numbered(self) -> None:
+        try:
+            while self._numbered:
+                batch, self._numbered = self._numbered[:MAX_BATCH], self._numbered[MAX_BATCH:]
+                await self._run(batch)
+        finally:
+            self._numbered_running = False
+
     async def _drain_queue(self) -> None:
         urgent_turn = True
         while self._queue or self._urgent:
@@ -160,35 +185,39 @@ class GroupWriter:
             else:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 urgent_turn = True
-            batch = [j for j in batch if not j.future.done()]  # a request gone before its turn: nothing to write
-            if not batch:
-                continue
-            self.batches += 1
-            self.jobs += len(batch)
-            self._batch_started = time.monotonic()
-            try:
-                await self._write(batch)
-            except BaseException as exc:
-                self._batch_started = None
-                self.failed_batches += 1
-                if not isinstance(exc, asyncio.CancelledError):
-                    log.error("ticket write batch of %d failed: %s", len(batch), exc)
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(Unavailable())
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
+            await self._run(batch)
+
+    async def _run(self, batch: list[Job]) -> None:
+        """Write one batch and answer its jobs: each its outcome after the commit, all 503 if the batch failed."""
+        batch = [j for j in batch if not j.future.done()]  # a request gone before its turn: nothing to write
+        if not batch:
+            return
+        self.batches += 1
+        self.jobs += len(batch)
+        self._batch_started = time.monotonic()
+        try:
+            await self._write(batch)
+        except BaseException as exc:
             self._batch_started = None
-            self._last_commit = time.monotonic()
+            self.failed_batches += 1
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("ticket write batch of %d failed: %s", len(batch), exc)
             for job in batch:
-                if job.future.done() or job.outcome is None:
-                    continue
-                ok, value = job.outcome
-                if ok:
-                    job.future.set_result(value)
-                else:
-                    job.future.set_exception(value)
+                if not job.future.done():
+                    job.future.set_exception(Unavailable())
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self._batch_started = None
+        self._last_commit = time.monotonic()
+        for job in batch:
+            if job.future.done() or job.outcome is None:
+                continue
+            ok, value = job.outcome
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
 
     async def _write(self, batch: list[Job]) -> None:
         if self._thread is not None and self.sync_engine is not None:

@@ -451,3 +451,40 @@ async def test_a_process_stuck_holding_the_writers_lock_costs_a_503_not_a_hang(c
         import os
         os.close(fd)
     assert (await center.agent.act(t["number"], "accept"))["status"] == "accepted"
+
+
+class CounterHolder(Blocker):
+    """A create's batch held open after it took the day's ticket number: it holds the counter row's lock."""
+
+    async def start(self) -> Blocker:
+        self.holder = await self.app[server.ENGINE].connect()
+        await self.holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+        self.task = asyncio.ensure_future(self.writer.submit(self.job, numbered=True))
+        return self
+
+    def job(self, conn: Any) -> None:
+        conn.execute(text("SELECT day FROM ticket_counters FOR UPDATE"))  # what a create's upsert holds
+        super().job(conn)
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+async def test_an_action_does_not_wait_for_a_create_that_waits_for_the_days_number(center):
+    """PostgreSQL runs batches side by side. A create waits while another create's batch holds the day's number;
+    an agent's accept sent at the same moment must not wait with it (before, it could share the waiting batch or
+    find every batch slot taken by waiting creates). Numbers stay gapless and in order."""
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    t = await center.new_ticket()
+    holder = await CounterHolder(app).start()
+    writer.parallel = 2  # Blocker makes it 1; two slots, as few as a busy pool leaves
+    await until(holder.entered.is_set, "the create's batch to hold the day's number")
+    create = asyncio.ensure_future(center.agent.post("/api/v1/tickets", {
+        "title": "路灯不亮", "content": "幸福路路灯坏了。", "caller_phone": "13800138001"}, expect=201))
+    await until(lambda: writer.queued >= 1, "the second create to queue for the day's number")
+    accepted = await asyncio.wait_for(act(center, "agent", t["number"], "accept"), 60)
+    assert accepted["status"] == "accepted"
+    assert not create.done()
+    await holder.let_go()
+    created = await create
+    day, seq = t["number"].split("-")
+    assert created["number"] == f"{day}-{int(seq) + 1:06d}"
