@@ -27,7 +27,7 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,15 +151,19 @@ class GroupWriter:
             self._numbered.append(job)
             if not self._numbered_running:
                 self._numbered_running = True
-                self._tasks.add(task := loop.create_task(self._drain_numbered()))
-                task.add_done_callback(self._tasks.discard)
-            return await job.future
-        (self._urgent if urgent else self._queue).append(job)
-        if self._running < self.parallel:
-            self._running += 1
-            self._tasks.add(task := loop.create_task(self._drain()))
-            task.add_done_callback(self._tasks.discard)
+                self._spawn(self._drain_numbered())
+        else:
+            (self._urgent if urgent else self._queue).append(job)
+            if self._running < self.parallel:
+                self._running += 1
+                self._spawn(self._drain())
         return await job.future
+
+    def _spawn(self, drain: Coroutine[Any, Any, None]) -> None:
+        """Start a drain task and keep it referenced until it ends (the event loop holds tasks only weakly)."""
+        task = asyncio.get_running_loop().create_task(drain)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _drain(self) -> None:
         try:
