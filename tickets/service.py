@@ -23,6 +23,7 @@ from config.settings import REQUEST_TYPES, Settings
 from tickets import deadlines, phones, visibility, workflow
 from tickets.accounts.service import Principal
 from tickets.errors import Conflict, InvalidField, NotFound, Refused
+from tickets.prepared import Prepared, insert_row
 from tickets.writer import GroupWriter, writer_for
 from tickets.models import (
     Assignment,
@@ -53,40 +54,43 @@ SYSTEM_ACTOR = Principal(id=0, username="system", name="系统", role="system", 
 # compiled SQL, but building the statement and its cache key on every call cost more CPU than SQLite's running
 # it: py-spy put ~2/3 of the writer thread in statement construction and cache keys (benchmarks/ticket_cpu.py,
 # BENCHMARKS.md). An UPDATE without ``values()`` sets the columns named by the parameters it is given.
-_INSERT_TICKET = insert(T).returning(T.c.id)
-_INSERT_HISTORY = insert(H)
-_SAVE = update(T).where(T.c.id == bindparam("b_id"), T.c.version == bindparam("b_version"))
-_INSERT_ASSIGNMENT = insert(A)
-_UPDATE_OPEN_ASSIGNMENT = update(A).where(A.c.ticket_id == bindparam("b_ticket_id"),
-                                          A.c.department_id == bindparam("b_department_id"), A.c.closed_at.is_(None))
+# They run through ``Prepared`` (tickets/prepared.py): on the driver's cursor, without SQLAlchemy's per-execution
+# machinery, which took as much CPU as SQLite's work while the batch held the write lock.
+_INSERT_TICKET = Prepared(insert(T).returning(T.c.id))
+_INSERT_HISTORY = Prepared(insert(H))
+_SAVE = Prepared(update(T).where(T.c.id == bindparam("b_id"), T.c.version == bindparam("b_version")))
+_INSERT_ASSIGNMENT = Prepared(insert(A))
+_UPDATE_OPEN_ASSIGNMENT = Prepared(update(A).where(
+    A.c.ticket_id == bindparam("b_ticket_id"), A.c.department_id == bindparam("b_department_id"),
+    A.c.closed_at.is_(None)))
 _ACTIVE_DEPARTMENTS = select(Department.__table__.c.id).where(
     Department.__table__.c.id.in_(bindparam("b_ids", expanding=True)), Department.__table__.c.active.is_(True))
-_DELETE_HANDLERS = TH.delete().where(TH.c.ticket_id == bindparam("b_ticket_id"))
-_INSERT_HANDLERS = insert(TH)
-_MERGED_CALLERS = (select(T).where(T.c.duplicate_of == bindparam("b_number"), T.c.status == "merged")
-                   .order_by(T.c.id).with_for_update())
-_LOAD: dict[tuple[bool, bool, bool], Select[Any]] = {}
-_NEXT_NUMBER: dict[str, Any] = {}
+_DELETE_HANDLERS = Prepared(TH.delete().where(TH.c.ticket_id == bindparam("b_ticket_id")))
+_INSERT_HANDLERS = Prepared(insert(TH))
+_MERGED_CALLERS = Prepared(select(T).where(T.c.duplicate_of == bindparam("b_number"), T.c.status == "merged")
+                           .order_by(T.c.id).with_for_update())
+_LOAD: dict[tuple[bool, bool, bool], Prepared] = {}
+_NEXT_NUMBER: dict[str, Prepared] = {}
 
 
-def _load_stmt(who: Principal, for_update: bool) -> Select[Any]:
+def _load_stmt(who: Principal, for_update: bool) -> Prepared:
     """The ticket by number as ``who`` may see it (``visibility.restrict_bound``), built once per shape."""
     key = (*visibility.shape(who), for_update)
-    stmt = _LOAD.get(key)
-    if stmt is None:
+    prepared = _LOAD.get(key)
+    if prepared is None:
         stmt = visibility.restrict_bound(select(T).where(T.c.number == bindparam("b_number")), key[0], key[1])
-        stmt = _LOAD[key] = stmt.with_for_update() if for_update else stmt
-    return stmt
+        prepared = _LOAD[key] = Prepared(stmt.with_for_update() if for_update else stmt)
+    return prepared
 
 
-def _next_number_stmt(dialect: str) -> Any:
+def _next_number_stmt(dialect: str) -> Prepared:
     """Today's next ticket number, taken in the creating transaction (one row per day)."""
-    stmt = _NEXT_NUMBER.get(dialect)
-    if stmt is None:
+    prepared = _NEXT_NUMBER.get(dialect)
+    if prepared is None:
         ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(TicketCounter)
-        stmt = _NEXT_NUMBER[dialect] = ins.values(day=bindparam("b_day"), last=1).on_conflict_do_update(
-            index_elements=[TicketCounter.day], set_={"last": TicketCounter.last + 1}).returning(TicketCounter.last)
-    return stmt
+        prepared = _NEXT_NUMBER[dialect] = Prepared(ins.values(day=bindparam("b_day"), last=1).on_conflict_do_update(
+            index_elements=[TicketCounter.day], set_={"last": TicketCounter.last + 1}).returning(TicketCounter.last))
+    return prepared
 
 
 def address_key(address: str) -> str:
@@ -194,7 +198,7 @@ class TicketStore:
     # ------------------------------------------------------------ create
     def _next_number(self, conn: Connection, now: datetime) -> str:
         day = now.astimezone(self.tz).strftime("%Y%m%d")
-        seq = conn.execute(_next_number_stmt(conn.dialect.name), {"b_day": day}).scalar_one()
+        seq = _next_number_stmt(conn.dialect.name).scalar(conn, {"b_day": day})
         return f"{day}-{seq:06d}"
 
     def _clean(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -259,12 +263,12 @@ class TicketStore:
                    created_by=who.id if who.role != "system" else None, status="draft", call_id=call_id,
                    recording_path=recording_path, draft_fields=dict(draft_fields) if draft_fields else None,
                    transcript_id=transcript_id)
-        ticket_id = conn.execute(_INSERT_TICKET, row).scalar_one()
+        ticket_id = _INSERT_TICKET.scalar(conn, row)
         ticket = SimpleNamespace(id=ticket_id, **row)
         created = workflow.HistoryEntry(action="create", at=now, actor_id=who.id, actor_role=who.role,
                                         actor_name=who.name, from_status="", to_status="draft", note="",
                                         data={"channel": ticket.channel})
-        conn.execute(_INSERT_HISTORY, {"ticket_id": ticket_id, **_entry_row(created)})
+        _INSERT_HISTORY.execute(conn, {"ticket_id": ticket_id, **_entry_row(created)})
         entries = []
         if accept:
             entry, changes = self._apply(conn, ticket, "accept", {}, who, now)
@@ -419,7 +423,7 @@ class TicketStore:
     def _relay_reply(self, conn: Connection, master: SimpleNamespace, now: datetime
                            ) -> list[tuple[dict[str, Any], workflow.HistoryEntry]]:
         """Every caller merged into the master gets its answer; each phone number is surveyed once."""
-        rows = conn.execute(_MERGED_CALLERS, {"b_number": master.number}).mappings().all()
+        rows = _MERGED_CALLERS.all(conn, {"b_number": master.number})
         surveyed = {master.caller_phone} if master.caller_phone else set()
         out = []
         for row in rows:
@@ -434,8 +438,7 @@ class TicketStore:
     def _load_row(self, conn: Connection, number: str, who: Principal, for_update: bool = False
                         ) -> SimpleNamespace:
         """The ticket as plain attributes (Core, not the ORM: the action path is the hot path)."""
-        row = conn.execute(_load_stmt(who, for_update),
-                           {"b_number": number, **visibility.bound_values(who)}).mappings().first()
+        row = _load_stmt(who, for_update).first(conn, {"b_number": number, **visibility.bound_values(who)})
         if row is None:  # 404 also for another department's ticket: do not reveal that it exists
             raise NotFound("ticket_not_found", f"工单 {number} 不存在")
         return SimpleNamespace(**row)
@@ -444,7 +447,7 @@ class TicketStore:
                     now: datetime) -> None:
         """One UPDATE of the changed columns, guarded by the version so a lost update cannot happen."""
         changes = {**changes, "updated_at": now, "version": ticket.version + 1}
-        result = conn.execute(_SAVE, {**changes, "b_id": ticket.id, "b_version": ticket.version})
+        result = _SAVE.execute(conn, {**changes, "b_id": ticket.id, "b_version": ticket.version})
         if result.rowcount != 1:
             raise Conflict("concurrent_update", "工单刚被他人修改，请刷新后重试")
         ticket.version += 1
@@ -497,7 +500,7 @@ class TicketStore:
                 changes[name] = list(value) if name == "co_handler_ids" else value
         vars(ticket).update(changes)
         entry = result.entry
-        conn.execute(_INSERT_HISTORY, {"ticket_id": ticket.id, **_entry_row(entry)})
+        _INSERT_HISTORY.execute(conn, {"ticket_id": ticket.id, **_entry_row(entry)})
         lead_cleared = "lead_department_id" in changes and changes["lead_department_id"] is None
         # lead cleared = approved return: old handlers lose access; co-handlers changed = merge or split
         self._carry_out(conn, ticket, result.effects, lead_cleared or "co_handler_ids" in changes)
@@ -508,18 +511,18 @@ class TicketStore:
         handlers_changed = False
         for eff in effects:
             if isinstance(eff, workflow.AssignmentOpened):
-                conn.execute(_INSERT_ASSIGNMENT, {
+                _INSERT_ASSIGNMENT.execute(conn, {
                     "ticket_id": ticket.id, "department_id": eff.department_id, "role": eff.role,
                     "dispatched_at": eff.dispatched_at, "sign_due": eff.sign_due, "reply_due": eff.reply_due,
                     "reason": ""})
                 handlers_changed = True
             elif isinstance(eff, workflow.AssignmentSigned):
-                conn.execute(_UPDATE_OPEN_ASSIGNMENT, {"b_ticket_id": ticket.id, "b_department_id": eff.department_id,
-                                                       "signed_at": eff.at})
+                _UPDATE_OPEN_ASSIGNMENT.execute(conn, {
+                    "b_ticket_id": ticket.id, "b_department_id": eff.department_id, "signed_at": eff.at})
             elif isinstance(eff, workflow.AssignmentClosed):
-                conn.execute(_UPDATE_OPEN_ASSIGNMENT, {"b_ticket_id": ticket.id, "b_department_id": eff.department_id,
-                                                       "closed_at": eff.at, "outcome": eff.outcome,
-                                                       "reason": eff.reason})
+                _UPDATE_OPEN_ASSIGNMENT.execute(conn, {
+                    "b_ticket_id": ticket.id, "b_department_id": eff.department_id, "closed_at": eff.at,
+                    "outcome": eff.outcome, "reason": eff.reason})
             elif isinstance(eff, workflow.AssignmentRestored):
                 latest = conn.scalar(select(func.max(Assignment.id)).where(
                     Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id))
@@ -564,12 +567,12 @@ class TicketStore:
                 revisit_satisfaction=eff.satisfaction, revisit_resolved=eff.resolved, revisit_at=eff.at))
 
     def _sync_handlers(self, conn: Connection, ticket: Any) -> None:
-        conn.execute(_DELETE_HANDLERS, {"b_ticket_id": ticket.id})
+        _DELETE_HANDLERS.execute(conn, {"b_ticket_id": ticket.id})
         if ticket.lead_department_id is not None:
             rows = [{"ticket_id": ticket.id, "department_id": ticket.lead_department_id, "role": "lead"}]
             rows += [{"ticket_id": ticket.id, "department_id": co, "role": "co"}
                      for co in ticket.co_handler_ids or [] if co != ticket.lead_department_id]
-            conn.execute(_INSERT_HANDLERS, rows)
+            _INSERT_HANDLERS.executemany(conn, rows)
 
     def _hook_rows(self, conn: Connection,
                          changed: Iterable[tuple[dict[str, Any], workflow.HistoryEntry]]) -> None:
@@ -579,7 +582,7 @@ class TicketStore:
         for view, entry in changed:
             for hook in self.row_hooks:
                 for table, values in hook(view, entry):
-                    conn.execute(insert(table).values(**values))
+                    insert_row(conn, table, values)
 
     def _notify(self, view: dict[str, Any], entry: workflow.HistoryEntry) -> None:
         for listener in self.listeners:

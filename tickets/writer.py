@@ -38,6 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tickets.errors import TicketError
+from tickets.prepared import run_sql
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +76,23 @@ def _lost(exc: BaseException) -> bool:
 def run_batch(conn: Connection, jobs: list[Job]) -> None:
     """One transaction, one savepoint per job; outcomes are stored on the jobs, read after the commit.
 
-    The savepoints are plain SQL, not ``Connection.begin_nested()``: SQLAlchemy's nested-transaction objects cost
-    more CPU per job than SQLite's savepoint itself (py-spy, benchmarks/ticket_cpu.py), and nothing here needs
-    them tracked. A failing SAVEPOINT, RELEASE or ROLLBACK TO fails the batch (every request gets 503)."""
+    The savepoints are plain SQL on the driver's cursor, not ``Connection.begin_nested()``: SQLAlchemy's
+    nested-transaction objects, and even its ``exec_driver_sql``, cost more CPU per job than SQLite's savepoint
+    itself (py-spy, benchmarks/ticket_cpu.py; tickets/prepared.py), and nothing here needs them tracked. A failing SAVEPOINT, RELEASE or ROLLBACK TO fails the batch (every request gets 503)."""
     with conn.begin():
         for job in jobs:
-            conn.exec_driver_sql("SAVEPOINT job")
+            run_sql(conn, "SAVEPOINT job")
             try:
                 result = job.fn(conn)
             except Exception as exc:
                 if _lost(exc):
                     raise
                 # ROLLBACK TO keeps the savepoint open (SQLite and PostgreSQL alike): release it as well
-                conn.exec_driver_sql("ROLLBACK TO SAVEPOINT job")
-                conn.exec_driver_sql("RELEASE SAVEPOINT job")
+                run_sql(conn, "ROLLBACK TO SAVEPOINT job")
+                run_sql(conn, "RELEASE SAVEPOINT job")
                 job.outcome = (False, exc)
             else:
-                conn.exec_driver_sql("RELEASE SAVEPOINT job")
+                run_sql(conn, "RELEASE SAVEPOINT job")
                 job.outcome = (True, result)
 
 

@@ -39,6 +39,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tickets import phones
 from tickets.models import Base, Ticket
+from tickets.prepared import Prepared
 
 ACTIVE_STATES = ("scheduled", "dialing", "manual")
 FINAL_STATES = ("done", "unreachable", "opted_out", "cancelled")
@@ -122,9 +123,11 @@ def view(row: Any, mask: bool = True, attempts: Sequence[Any] | None = None) -> 
 
 
 # ``create_in``'s statements, built once (it runs in the ticket writer's batches, after every reply).
-_TICKET_ID = select(Ticket.__table__.c.id).where(Ticket.__table__.c.number == bindparam("b_number"))
-_ROUND_SURVEY = select(S.c.id).where(S.c.ticket_id == bindparam("b_ticket_id"), S.c.round == bindparam("b_round"))
-_INSERT_SURVEY = insert(S).returning(S.c.id)
+# run on the driver's cursor inside the ticket writer's batch (tickets/prepared.py)
+_TICKET_ID = Prepared(select(Ticket.__table__.c.id).where(Ticket.__table__.c.number == bindparam("b_number")))
+_ROUND_SURVEY = Prepared(select(S.c.id).where(S.c.ticket_id == bindparam("b_ticket_id"),
+                                              S.c.round == bindparam("b_round")))
+_INSERT_SURVEY = Prepared(insert(S).returning(S.c.id))
 
 
 class SurveyStore:
@@ -142,11 +145,11 @@ class SurveyStore:
         """A survey for the ticket numbered ``number``, inside a group-commit batch of the ticket writer
         (tickets/writer.py): the survey row commits with the batch's other writes instead of in a transaction
         and fsync of its own after every reply. None when the ticket is unknown or the round has its survey."""
-        ticket_id = conn.execute(_TICKET_ID, {"b_number": number}).scalar()
-        if ticket_id is None or conn.execute(_ROUND_SURVEY, {"b_ticket_id": ticket_id, "b_round": values["round"]}
-                                             ).scalar() is not None:
+        ticket_id = _TICKET_ID.scalar(conn, {"b_number": number})
+        if ticket_id is None or _ROUND_SURVEY.scalar(conn, {"b_ticket_id": ticket_id, "b_round": values["round"]}
+                                                     ) is not None:
             return None
-        return cast(int, conn.execute(_INSERT_SURVEY, {**values, "ticket_id": ticket_id}).scalar_one())
+        return cast(int, _INSERT_SURVEY.scalar(conn, {**values, "ticket_id": ticket_id}))
 
     async def ticket_id(self, number: str) -> int | None:
         async with self.read_sessions() as session:
