@@ -63,8 +63,9 @@ _INSERT_ASSIGNMENT = Prepared(insert(A))
 _UPDATE_OPEN_ASSIGNMENT = Prepared(update(A).where(
     A.c.ticket_id == bindparam("b_ticket_id"), A.c.department_id == bindparam("b_department_id"),
     A.c.closed_at.is_(None)))
-_ACTIVE_DEPARTMENTS = select(Department.__table__.c.id).where(
-    Department.__table__.c.id.in_(bindparam("b_ids", expanding=True)), Department.__table__.c.active.is_(True))
+# one look-up per department named (a lead and a few co-handlers): an expanding IN list needs SQLAlchemy's execution
+_ACTIVE_DEPARTMENT = Prepared(select(Department.__table__.c.id).where(
+    Department.__table__.c.id == bindparam("b_id"), Department.__table__.c.active.is_(True)))
 _DELETE_HANDLERS = Prepared(TH.delete().where(TH.c.ticket_id == bindparam("b_ticket_id")))
 _INSERT_HANDLERS = Prepared(insert(TH))
 _MERGED_CALLERS = Prepared(select(T).where(T.c.duplicate_of == bindparam("b_number"), T.c.status == "merged")
@@ -459,7 +460,7 @@ class TicketStore:
             ids = [params.get("lead_department_id"), *(params.get("co_handler_ids") or [])]
             ids = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
             if ids:
-                found = set(conn.scalars(_ACTIVE_DEPARTMENTS, {"b_ids": ids}).all())
+                found = {i for i in set(ids) if _ACTIVE_DEPARTMENT.scalar(conn, {"b_id": i}) is not None}
                 missing = [i for i in ids if i not in found]
                 if missing:
                     field = "lead_department_id" if params.get("lead_department_id") in missing else "co_handler_ids"
