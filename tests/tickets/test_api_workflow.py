@@ -82,6 +82,19 @@ async def test_refusal_names_state_and_allowed_actions(center: Center) -> None:
     assert resp["field"] == "action"
 
 
+async def test_dispatch_to_a_department_that_does_not_exist_names_the_field(center: Center) -> None:
+    env = center.departments["sthj"]
+    t = await center.new_ticket(accept=True)
+    unknown = max(center.departments.values()) + 100
+    refused = await center.agent.act(t["number"], "dispatch", lead_department_id=unknown, expect=400)
+    assert refused["field"] == "lead_department_id" and str(unknown) in refused["message"]
+    refused = await center.agent.act(t["number"], "dispatch", lead_department_id=env, co_handler_ids=[env, unknown],
+                                     expect=400)
+    assert refused["field"] == "co_handler_ids" and str(unknown) in refused["message"]
+    t = await center.agent.act(t["number"], "dispatch", lead_department_id=env, co_handler_ids=[env])
+    assert t["status"] == "dispatched" and t["lead_department_id"] == env  # the refusals changed nothing
+
+
 async def test_return_within_window_reviewed_by_dispatcher(center: Center) -> None:
     water, env = center.departments["swuj"], center.departments["sthj"]
     t = await center.new_ticket(accept=True)
