@@ -13,13 +13,16 @@ cursor of the same connection, inside the same transaction:
 - Python-side column defaults of an INSERT are filled as SQLAlchemy's execution context would fill them;
 - a driver error comes back as SQLAlchemy's ``DBAPIError`` subclass (``IntegrityError``, ``OperationalError``
   ...), with ``connection_invalidated`` set for a lost connection, so the writer's handling does not change.
-Statements needing SQLAlchemy at run time (expanding IN lists) are refused when prepared.
+Statements needing SQLAlchemy at run time (expanding IN lists) are refused when prepared. Drivers with named
+parameters (psycopg's pyformat) take SQLAlchemy's own path: the speed-up is for pysqlite and asyncpg, the
+drivers this server ships with.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Table, insert
 from sqlalchemy.exc import DBAPIError
@@ -30,8 +33,7 @@ from sqlalchemy.sql.dml import Insert
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    names: tuple[str, ...]  # bind names in the order of the SQL's placeholders (positional) or all of them
-    positional: bool
+    names: tuple[str, ...]  # bind names in the order of the SQL's placeholders
     processors: Mapping[str, Callable[[Any], Any]]
     defaults: tuple[tuple[str, Callable[[], Any]], ...]  # binds not given: Python column defaults, literals
     keys: tuple[str, ...]  # result columns
@@ -43,17 +45,25 @@ class Prepared:
 
     def __init__(self, stmt: ClauseElement) -> None:
         self.stmt = stmt
-        self._compiled: dict[tuple[str, frozenset[str]], _Compiled] = {}
+        # per dialect object: type processors, paramstyle and SQL belong to the engine's dialect, not its name
+        self._compiled: WeakKeyDictionary[Any, dict[frozenset[str], _Compiled | None]] = WeakKeyDictionary()
 
-    def _compile(self, conn: Connection, params: Mapping[str, Any]) -> _Compiled:
+    def _compile(self, conn: Connection, params: Mapping[str, Any]) -> _Compiled | None:
+        """The statement compiled for this connection's dialect and these parameters; None where the driver
+        takes named parameters (SQLAlchemy's own execution is used there)."""
         dialect = conn.dialect
+        per_dialect = self._compiled.get(dialect)
+        if per_dialect is None:
+            per_dialect = self._compiled[dialect] = {}
         # INSERT and UPDATE statements without ``values()`` write the columns named by the parameters, so the
         # SQL depends on which were given (as in SQLAlchemy's own compiled cache)
-        key = (dialect.name, frozenset(params))
-        found = self._compiled.get(key)
-        if found is not None:
-            return found
+        key = frozenset(params)
+        if key in per_dialect:
+            return per_dialect[key]
         compiled = self.stmt.compile(dialect=dialect, column_keys=list(params))
+        if not compiled.positional:
+            per_dialect[key] = None
+            return None
         if any(b.expanding for b in compiled.binds.values()):
             raise ValueError("expanding IN parameters need Connection.execute")
         defaults: list[tuple[str, Callable[[], Any]]] = []
@@ -71,11 +81,9 @@ class Prepared:
         for name, bind in compiled.binds.items():  # values the statement carries itself (a literal 1, "merged")
             if name not in params and not bind.required and not any(n == name for n, _ in defaults):
                 defaults.append((name, lambda value=bind.effective_value: value))
-        positional = bool(compiled.positional)
-        names = tuple(compiled.positiontup or ()) if positional else tuple(compiled.binds)
         result_columns = compiled._result_columns
-        found = self._compiled[key] = _Compiled(
-            sql=compiled.string, names=names, positional=positional,
+        found = per_dialect[key] = _Compiled(
+            sql=compiled.string, names=tuple(compiled.positiontup or ()),
             processors=dict(compiled._bind_processors), defaults=tuple(defaults),
             keys=tuple(rc.keyname for rc in result_columns),
             results=tuple(rc.type._cached_result_processor(dialect, None) for rc in result_columns))
@@ -85,12 +93,13 @@ class Prepared:
         if c.defaults:
             params = {**{name: make() for name, make in c.defaults}, **params}
         procs = c.processors
-        values = [procs[n](params[n]) if n in procs else params[n] for n in c.names]
-        return values if c.positional else dict(zip(c.names, values))
+        return [procs[n](params[n]) if n in procs else params[n] for n in c.names]
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
-        """Run the statement; returns the DBAPI cursor (``rowcount``, rows still raw)."""
+        """Run the statement; returns an object with the ``rowcount``."""
         c = self._compile(conn, params)
+        if c is None:
+            return conn.execute(self.stmt, params)
         return _run(conn, c.sql, self._bound(c, params))
 
     def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -98,23 +107,31 @@ class Prepared:
         if not rows:
             return
         c = self._compile(conn, rows[0])
+        if c is None:
+            conn.execute(self.stmt, list(rows))
+            return
         _run(conn, c.sql, [self._bound(c, r) for r in rows], many=True)
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         c = self._compile(conn, params)
-        cur = _run(conn, c.sql, self._bound(c, params))
-        return [_row(c, r) for r in cur.fetchall()]
+        if c is None:
+            return [dict(r) for r in conn.execute(self.stmt, params).mappings()]
+        return [_row(c, r) for r in _run(conn, c.sql, self._bound(c, params), fetch="all")]
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         c = self._compile(conn, params)
-        cur = _run(conn, c.sql, self._bound(c, params))
-        row = cur.fetchone()
+        if c is None:
+            found = conn.execute(self.stmt, params).mappings().first()
+            return None if found is None else dict(found)
+        row = _run(conn, c.sql, self._bound(c, params), fetch="one")
         return None if row is None else _row(c, row)
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row, or None when there is no row."""
         c = self._compile(conn, params)
-        row = _run(conn, c.sql, self._bound(c, params)).fetchone()
+        if c is None:
+            return conn.execute(self.stmt, params).scalar()
+        row = _run(conn, c.sql, self._bound(c, params), fetch="one")
         if row is None:
             return None
         process = c.results[0]
@@ -130,19 +147,39 @@ def run_sql(conn: Connection, sql: str) -> None:
     _run(conn, sql, ())
 
 
-def _run(conn: Connection, sql: str, params: Any, many: bool = False) -> Any:
+def _run(conn: Connection, sql: str, params: Any, many: bool = False, fetch: str | None = None) -> Any:
+    """Execute (and fetch: SQLite steps the statement while rows are fetched, so fetching can fail too);
+    the cursor, or the fetched row(s) when ``fetch`` is "one" or "all"."""
+    dialect = conn.dialect
     raw = conn.connection.dbapi_connection
     cur = raw.cursor()  # type: ignore[union-attr]
+    if hasattr(cur, "_invalidate_schema_cache_asof"):
+        # SQLAlchemy's asyncpg adapter caches prepared statements per connection; its execution context tells
+        # the cursor when the schema changed (after DDL, or a stale-statement error), so that the cache drops
+        # statements planned for the old schema. Without this a migration would fail these statements until
+        # every pooled connection was replaced.
+        cur._invalidate_schema_cache_asof = getattr(dialect, "_invalidate_schema_cache_asof", 0)
     try:
         if many:
             cur.executemany(sql, params)
         else:
             cur.execute(sql, params)
-    except conn.dialect.loaded_dbapi.Error as exc:
-        dialect = conn.dialect
+        if fetch == "one":
+            return cur.fetchone()
+        if fetch == "all":
+            return cur.fetchall()
+    except dialect.loaded_dbapi.Error as exc:
+        stale = tuple(t for t in (getattr(dialect.loaded_dbapi, "InvalidCachedStatementError", None),
+                                  getattr(dialect.loaded_dbapi, "InternalServerError", None)) if t is not None)
+        if stale and isinstance(exc, stale) and hasattr(dialect, "_invalidate_schema_cache"):
+            dialect._invalidate_schema_cache()  # as the asyncpg execution context does
         raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error,
                                   connection_invalidated=dialect.is_disconnect(exc, raw, cur),
                                   dialect=dialect) from exc
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # cancelled mid-statement: the driver's protocol state is unknown
+            conn.invalidate(exc)  # as SQLAlchemy's own execution does
+        raise
     return cur
 
 
@@ -152,6 +189,9 @@ _INSERTS: dict[Any, Prepared] = {}
 def insert_row(conn: Connection, table: Table, values: Mapping[str, Any]) -> None:
     """One row of plain values into ``table`` (rows other features ask the ticket store to write with a change,
     such as an SMS outbox row), through a ``Prepared`` INSERT kept per table."""
+    unknown = set(values) - set(table.c.keys())
+    if unknown:  # compiled with column_keys, an unknown name would be dropped silently: refuse, as .values() does
+        raise ValueError(f"no column {sorted(unknown)} in table {table.name}")
     prepared = _INSERTS.get(table)
     if prepared is None:
         prepared = _INSERTS[table] = Prepared(insert(table))

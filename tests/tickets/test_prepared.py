@@ -13,13 +13,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Connection, bindparam, create_engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, bindparam, create_engine, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from tickets import writer
 from tickets.models import Ticket, TicketHistory
-from tickets.prepared import Prepared, run_sql
+from tickets.prepared import Prepared, insert_row, run_sql
 
 T = Ticket.__table__
 H = TicketHistory.__table__
@@ -125,5 +126,84 @@ def test_an_expanding_in_list_is_refused_when_prepared() -> None:
         in_list = Prepared(select(T.c.id).where(T.c.id.in_(bindparam("ids", expanding=True))))
         with engine.connect() as conn, pytest.raises(ValueError, match="expanding"):
             in_list.scalar(conn, {"ids": [1]})
+    finally:
+        engine.dispose()
+
+
+def test_a_row_with_a_column_the_table_lacks_is_refused_not_dropped() -> None:
+    engine = create_engine("sqlite://")
+    try:
+        with engine.begin() as conn, pytest.raises(ValueError, match="notee"):
+            insert_row(conn, H, {"ticket_id": 1, "action": "create", "at": datetime.now(UTC), "actor_role": "agent",
+                                 "actor_name": "话务员", "from_status": "", "to_status": "draft", "notee": "错字"})
+    finally:
+        engine.dispose()
+
+
+def test_an_error_met_while_fetching_rows_is_sqlalchemys_error() -> None:
+    """SQLite computes rows as they are fetched: the second row's overflow fails in the fetch, not the execute,
+    and must still reach the writer as a database error (OperationalError: the batch cannot go on)."""
+    rows = Prepared(text("SELECT abs(x) FROM (SELECT 1 AS x UNION ALL SELECT -9223372036854775807 - 1)"))
+    engine = create_engine("sqlite://")
+    try:
+        with engine.connect() as conn, pytest.raises(OperationalError, match="overflow") as failed:
+            rows.all(conn, {})
+        assert writer._lost(failed.value)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_prepared_statements_survive_a_schema_change_on_a_pooled_connection(database_url: str) -> None:
+    """asyncpg keeps each connection's prepared statements; a migration that changes a column's type makes them
+    stale. The first use after it may fail, as through SQLAlchemy's own path, but the next must work."""
+    load = Prepared(select(T).where(T.c.number == bindparam("b_number")))
+    engine = create_async_engine(database_url, pool_size=1, max_overflow=0)
+    other = create_async_engine(database_url, poolclass=NullPool)
+
+    def read(conn: Connection) -> str | None:
+        row = load.first(conn, {"b_number": "20261203-000001"})
+        return None if row is None else row["title"]
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: Prepared(insert(T)).execute(c, ticket_row("20261203-000001")))
+        async with engine.connect() as conn:
+            assert await conn.run_sync(read) == "小区门口积水"
+            await conn.rollback()
+        async with other.begin() as conn:  # another connection migrates: the cached plan's result type changes
+            await conn.execute(text("ALTER TABLE tickets ALTER COLUMN title TYPE varchar(500)"))
+        outcomes = []
+        for _ in range(2):
+            async with engine.connect() as conn:
+                try:
+                    outcomes.append(await conn.run_sync(read))
+                except DBAPIError as exc:
+                    outcomes.append(type(exc.orig).__name__)
+                await conn.rollback()
+        assert outcomes[-1] == "小区门口积水", outcomes
+    finally:
+        await engine.dispose()
+        await other.dispose()
+
+
+def test_a_driver_with_named_parameters_takes_sqlalchemys_own_path() -> None:
+    """psycopg and the like take named parameters, for which Prepared has no fast path: same results through
+    SQLAlchemy's execution."""
+    engine = create_engine("sqlite://", paramstyle="named")
+    T.metadata.create_all(engine, tables=[T, H])
+    try:
+        with engine.begin() as conn:
+            ticket_id = Prepared(insert(T).returning(T.c.id)).scalar(conn, ticket_row("20261203-000004"))
+            Prepared(insert(H)).executemany(conn, [
+                {"ticket_id": ticket_id, "action": a, "at": datetime.now(UTC), "actor_role": "agent",
+                 "actor_name": "话务员", "from_status": "", "to_status": "draft"} for a in ("create", "accept")])
+            changed = Prepared(update(T).where(T.c.id == bindparam("b_id"))).execute(
+                conn, {"b_id": ticket_id, "status": "signed"}).rowcount
+            row = Prepared(select(T).where(T.c.id == bindparam("b_id"))).first(conn, {"b_id": ticket_id})
+            actions = Prepared(select(H.c.action).where(H.c.ticket_id == bindparam("b_id")).order_by(H.c.id)).all(
+                conn, {"b_id": ticket_id})
+        assert changed == 1 and row is not None and row["status"] == "signed" and row["anonymous"] is True
+        assert row["created_at"].tzinfo is not None and [a["action"] for a in actions] == ["create", "accept"]
     finally:
         engine.dispose()
