@@ -171,6 +171,34 @@ async def test_each_refusal_keeps_its_http_status(center):
     assert accept_r.status == 200
 
 
+async def test_actions_decided_on_the_same_version_in_one_batch_all_take_effect_in_order(center):
+    """On SQLite a batch's actions are decided before the write lock, each on the committed ticket, so several
+    queued for one ticket are all decided on the same version. Under the lock the first is saved and every later
+    one must be decided again on what the earlier ones left: two progress reports and the reply, queued in that
+    order, must all take effect, as if sent one by one (not a 409 for a change nobody else made)."""
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    number = (await center.new_ticket(accept=True))["number"]
+    await center.agent.act(number, "dispatch", lead_department_id=center.departments["swuj"])
+    await center.water.act(number, "sign")
+    blocker = await Blocker(app).start()
+    await until(blocker.entered.is_set, "the first batch to start")
+    steps = [("progress_report", {"note": "已派人现场查看"}), ("progress_report", {"note": "已约施工方"}),
+             ("reply", {"answer": "经核查，施工单位已于当日整改完毕。"})]
+    acts = []
+    for i, (action, params) in enumerate(steps):  # one at a time, so that they queue in this order
+        acts.append(act(center, "water", number, action, **params))
+        await until(lambda n=i + 1: writer.queued == n, f"{action} to queue")
+    await blocker.let_go()  # all three queued behind the blocker's batch: the next batch takes them together
+    answers = await asyncio.gather(*acts)
+    assert [a.get("error") for a in answers] == [None] * 3, answers
+    assert [a["status"] for a in answers] == ["signed", "signed", "replied"]
+    history = await center.agent.get(f"/api/v1/tickets/{number}/history")
+    assert [h["action"] for h in history][-3:] == ["progress_report", "progress_report", "reply"]
+    assert [h["note"] for h in history][-3:-1] == ["已派人现场查看", "已约施工方"]
+    assert await status_in_db(app, number) == "replied"
+
+
 async def test_a_database_lost_mid_batch_answers_every_waiting_request_503(center):
     app = center.client.server.app
     writer = app[tickets_http.STORE].writer
