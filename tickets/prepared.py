@@ -5,9 +5,9 @@ Python runs, so its Python time is everybody's wait. ``Connection.execute`` of a
 still spends 8-14 us of CPU on the execution context, parameter processing, cursor wrapping and the Result, more
 than the driver's own call (SQLite, medians: 21.0 against 7.0 us the history INSERT, 14.3 against 5.6 us the
 version-guarded UPDATE, 29.5 against 19.5 us the ticket load, 9.3 against 1.6 us a SAVEPOINT/RELEASE pair;
-benchmarks/prepared_statements.py). So the statements of the
-action path are compiled by SQLAlchemy, for the dialect and the set of columns given, and run through the DBAPI
-cursor of the same connection, inside the same transaction:
+benchmarks/prepared_statements.py). So the statements of the action path are compiled by SQLAlchemy, for the
+dialect and the set of columns given, and run through the DBAPI cursor of the same connection, inside the same
+transaction:
 - the same SQL as ``Connection.execute`` would send, and the columns' own bind and result processors (aware
   datetimes as UTC, JSON, booleans), so a row written here reads back through the ORM as before;
 - Python-side column defaults of an INSERT are filled as SQLAlchemy's execution context would fill them;
