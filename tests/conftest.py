@@ -64,6 +64,14 @@ def postgres_server() -> Iterator[str]:
         yield url
 
 
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    """Tests run on the event loop ``hotline serve`` runs on (uvloop's where installed, server.new_event_loop), so
+    that what they check is what the server does."""
+    import server
+
+    return {"serverloop": server.new_event_loop}
+
+
 _pg_db_counter = iter(range(1, 100_000))
 
 
