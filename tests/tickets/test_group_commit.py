@@ -172,10 +172,10 @@ async def test_each_refusal_keeps_its_http_status(center):
 
 
 async def test_actions_decided_on_the_same_version_in_one_batch_all_take_effect_in_order(center):
-    """On SQLite a batch's actions are decided before the write lock, each on the committed ticket, so several
-    queued for one ticket are all decided on the same version. Under the lock the first is saved and every later
-    one must be decided again on what the earlier ones left: two progress reports and the reply, queued in that
-    order, must all take effect, as if sent one by one (not a 409 for a change nobody else made)."""
+    """Several actions queued for one ticket share a batch: each must be decided on what the earlier ones left
+    (the ticket's new version and state), so two progress reports and then the reply, queued in that order, all
+    take effect as if sent one by one, not a 409 for a change nobody else made. Any change that decides actions
+    ahead of the batch (on the committed version) must keep this."""
     app = center.client.server.app
     writer = app[tickets_http.STORE].writer
     number = (await center.new_ticket(accept=True))["number"]
