@@ -35,9 +35,9 @@ Clock = Callable[[], datetime]
 # Actions whose answer is a list (Response + EventList: start ... <X>Complete). Everything else is sent with
 # as_list=False so panoramisk never waits for a list that will not come (its guess from the message text
 # makes QueueAdd "Added interface to queue" and async Originate "successfully queued" hang).
-YIELD_AFTER_S = 0.01  # a chunk folded for longer than this gives the event loop a turn before the next read
 LIST_ACTIONS = {"queuestatus", "queuesummary", "coreshowchannels", "status", "bridgelist", "hangup",
                 "sippeers", "pjsipshowendpoints", "agents", "parkedcalls"}
+YIELD_AFTER_S = 0.01  # a chunk folded for longer than this gives the event loop a turn before the next read
 
 
 class AmiError(Exception):

@@ -78,7 +78,8 @@ def run_batch(conn: Connection, jobs: list[Job]) -> None:
 
     The savepoints are plain SQL on the driver's cursor, not ``Connection.begin_nested()``: SQLAlchemy's
     nested-transaction objects, and even its ``exec_driver_sql``, cost more CPU per job than SQLite's savepoint
-    itself (py-spy, benchmarks/ticket_cpu.py; tickets/prepared.py), and nothing here needs them tracked. A failing SAVEPOINT, RELEASE or ROLLBACK TO fails the batch (every request gets 503)."""
+    itself (py-spy, benchmarks/ticket_cpu.py; tickets/prepared.py), and nothing here needs them tracked. A failing
+    SAVEPOINT, RELEASE or ROLLBACK TO fails the batch (every request gets 503)."""
     with conn.begin():
         for job in jobs:
             run_sql(conn, "SAVEPOINT job")
