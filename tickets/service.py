@@ -278,7 +278,7 @@ class TicketStore:
         view = self._view(ticket, mask=False)
         self._hook_rows(conn, [(view, created)] + [(view, e) for e in entries])
         for table, extra in with_rows(view) if with_rows else ():
-            conn.execute(insert(table).values(**extra))
+            insert_row(conn, table, extra)
         return view, entries
 
     async def attach_draft(self, call_id: str, transcript_id: int | None, draft_fields: Mapping[str, Any],
