@@ -360,6 +360,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
             yield
         finally:
             store.writer.close()
+            users.close()
             await engine.dispose()
             if read_engine is not engine:
                 await read_engine.dispose()

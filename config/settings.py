@@ -55,9 +55,15 @@ class ServerSettings(_Section):
     login_lockout_failures: int = Field(15, ge=2)
     login_lockout_minutes: int = Field(30, ge=1)
     login_max_delay_seconds: int = Field(60, ge=1)
+    # A refused login (429) is answered after this pause: a client that waits for its answers gets at most one
+    # refusal per connection per pause, at no CPU cost to the server.
+    login_refusal_pause_seconds: float = Field(1.0, ge=0, le=10)
     # argon2id cost; the defaults are argon2-cffi's (RFC 9106 low-memory profile). Tests lower them.
     password_time_cost: int = Field(3, ge=1)
     password_memory_kib: int = Field(65536, ge=1024)
+    # Linux: the password-hashing threads run this many nice steps below the server, so that a login flood's
+    # argon2 work takes the CPU the ticket path leaves idle (0 = the server's own priority).
+    password_hash_nice: int = Field(10, ge=0, le=19)
 
 
 class DatabaseSettings(_Section):

@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import ServerSettings, Settings
+from tickets.accounts.hashing import HashPool
 from tickets.errors import Conflict, InvalidField, NotFound, TooManyRequests, Unauthorized
 from tickets.models import AuditEntry, AuthToken, Department, User
 from tickets.workflow import Actor
@@ -165,7 +166,13 @@ class UserStore:
         self._dummy_hash = self._hasher.hash("not-a-password")
         # At most this many argon2 verifications at once per process: a flood of 50 parallel guesses would
         # otherwise run 50 hashes before the first failure is even counted, starving every other request.
-        self._hashing = asyncio.Semaphore(max(1, (os.cpu_count() or 2) // 2))
+        slots = max(1, (os.cpu_count() or 2) // 2)
+        self._hashing = asyncio.Semaphore(slots)
+        self._hash_pool = HashPool(slots, settings.server.password_hash_nice)
+
+    def close(self) -> None:
+        """Stop the password-hashing threads (queued hashes are dropped: the server is stopping)."""
+        self._hash_pool.close()
 
     # ------------------------------------------------------------ departments
     async def sync_departments(self, path: Path) -> None:
@@ -231,7 +238,7 @@ class UserStore:
         async with self.sessions.begin() as session:
             if await session.scalar(select(User.id).where(User.username == username)):
                 raise Conflict("username_taken", f"用户名 {username} 已存在")
-            password_hash = await asyncio.get_running_loop().run_in_executor(None, self._hasher.hash, password)
+            password_hash = await self._hash_pool.run(self._hasher.hash, password)
             user = User(username=username, display_name=display_name or username,
                         password_hash=password_hash, role=role, department_id=department_id,
                         interface=interface, member_name=member_name, active=True, created_at=self.clock())
@@ -293,12 +300,13 @@ class UserStore:
         async with self.read_sessions() as session:
             user = await session.scalar(select(User).where(User.username == username))
         # argon2 takes tens of milliseconds of CPU by design: on the event loop, a few logins a second would
-        # stall every other request of this process. (argon2-cffi releases the GIL while hashing.)
+        # stall every other request of this process. (argon2-cffi releases the GIL while hashing.) The pool's
+        # threads run at a lower CPU priority (hashing.py): a flood's hashes wait for the ticket path.
         async with self._hashing:
             if gate is not None:
                 await gate()
-            verified = await asyncio.get_running_loop().run_in_executor(
-                None, self._verify, user.password_hash if user else self._dummy_hash, password)
+            verified = await self._hash_pool.run(
+                self._verify, user.password_hash if user else self._dummy_hash, password)
         if not verified:
             user = None
         if user is None or not user.active:
@@ -490,7 +498,7 @@ class UserStore:
         password = password if password is not None else secrets.token_urlsafe(12)
         if len(password) < 8:
             raise InvalidField("password", "密码至少8个字符")
-        password_hash = await asyncio.get_running_loop().run_in_executor(None, self._hasher.hash, password)
+        password_hash = await self._hash_pool.run(self._hasher.hash, password)
         async with self.sessions.begin() as session:
             user = await session.get(User, user_id)
             if user is None:
@@ -542,13 +550,20 @@ class LoginThrottle:
 
     async def check(self, username: str, address: str) -> None:
         """Raises ``TooManyRequests`` (429 + Retry-After) while the account or the address must wait or is locked."""
-        for kind, who, _ in self._subjects(username, address):
-            locked = await self.redis.pttl(self._key(kind, who, "lock"))
+        subjects = self._subjects(username, address)
+        # All four timers in one round trip: during a flood this check answers hundreds of attempts a second, and
+        # four awaited PTTLs each made a 429 cost about as much server CPU as a ticket action.
+        pipe = self.redis.pipeline(transaction=False)
+        for kind, who, _ in subjects:
+            pipe.pttl(self._key(kind, who, "lock"))
+            pipe.pttl(self._key(kind, who, "wait"))
+        timers = iter(await pipe.execute())
+        for kind, who, _ in subjects:
+            locked, wait = next(timers), next(timers)
             if locked > 0:
                 subject = "该账号" if kind == "user" else "该地址"
                 raise TooManyRequests("login_locked", f"登录失败次数过多，{subject}已锁定，请稍后再试或联系管理员解锁",
                                       math.ceil(locked / 1000))
-            wait = await self.redis.pttl(self._key(kind, who, "wait"))
             if wait > 0:
                 raise TooManyRequests("login_throttled", f"登录过于频繁，请 {math.ceil(wait / 1000)} 秒后再试",
                                       math.ceil(wait / 1000))

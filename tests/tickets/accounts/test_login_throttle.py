@@ -3,6 +3,7 @@ unlock, argon2 off the event loop, and API token expiry."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from datetime import timedelta
@@ -107,22 +108,57 @@ async def test_an_address_trying_many_accounts_is_throttled(
     assert resp.status == 429 and resp.headers["Retry-After"] == "1"
 
 
-async def test_argon2_runs_off_the_event_loop_and_api_tokens_expire(
+async def test_refusals_are_answered_after_a_pause_that_holds_nothing_else_up(
+        aiohttp_client: Any, settings_factory: Any, redis_url: str, tmp_path: Any) -> None:
+    """A locked-out address's guesses each wait ``login_refusal_pause_seconds`` for their 429 (a guessing script
+    that waits for answers gets one per pause), while the server answers everyone else at once."""
+    pause = 2.0
+    settings = settings_factory(redis_url=redis_url, server={**LIMITS, "login_refusal_pause_seconds": pause})
+    client = await aiohttp_client(server.create_app(settings))
+    await client.app[USERS].create_user("agent", PASSWORD, "agent")
+    throttle = client.app[THROTTLE]
+    for i in range(4 * 4 + 1):  # the address's lock-out: four times the account limit, each a real argon2 failure
+        resp = await attempt(client, f"guess{i}", "x")
+        assert resp.status in (401, 429)
+        if resp.status == 429 and (await resp.json())["error"] == "login_locked":
+            break
+        await throttle.redis.delete(throttle._key("addr", "127.0.0.1", "wait"))  # skip the waits, not the count
+    else:
+        raise AssertionError("the address was never locked out")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    guesses = [asyncio.ensure_future(attempt(client, f"more{i}", "x")) for i in range(20)]
+    health = await client.get("/health")
+    health_took = loop.time() - started
+    answers = await asyncio.gather(*guesses)
+    assert [a.status for a in answers] == [429] * 20
+    assert {(await a.json())["error"] for a in answers} == {"login_locked"}
+    assert loop.time() - started >= pause  # each refusal waited its pause...
+    assert health.status in (200, 503) and health_took < pause  # ...and held nothing else up meanwhile
+
+
+async def test_argon2_runs_off_the_event_loop_at_a_lower_priority_and_api_tokens_expire(
         aiohttp_client: Any, settings_factory: Any, redis_url: str, tmp_path: Any) -> None:
     client = await app_client(aiohttp_client, settings_factory, redis_url, tmp_path)
     users = client.app[USERS]
     threads: list[int] = []
+    priorities: list[int] = []
     hasher = users._hasher
 
     class Spy:
         def verify(self, *args: Any) -> Any:
             threads.append(threading.get_ident())
+            priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
             return hasher.verify(*args)
 
     users._hasher = Spy()  # type: ignore[assignment]
     resp = await attempt(client, "agent", PASSWORD)
     assert resp.status == 200
     assert threads and threading.get_ident() not in threads
+    # and at a lower CPU priority than the server (what `top -H` shows): a flood's hashes yield to the tickets
+    steps = client.app[server.SETTINGS].server.password_hash_nice
+    assert steps > 0
+    assert priorities == [min(19, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + steps)]
     token = (await resp.json())["token"]
     now = users.clock()
     days = client.app[server.SETTINGS].server.api_token_days
