@@ -9,7 +9,9 @@ For each database (SQLite, PostgreSQL) and each of ``--reps`` repetitions, inter
   ``--seconds``; beside them ``--readers`` clients read the ticket list and a ticket's detail (the reads'
   p99 during writes).
 Then, on SQLite, a login-flood phase: the same write load for ``--seconds`` while 50 attackers (a child
-process, benchmarks/login_flood.py) post wrong passwords, against the same load without the flood.
+process, benchmarks/login_flood.py) post wrong passwords, against the same load without the flood, with the
+server's and the attackers' CPU seconds (they share the cores); ``--before-root`` runs the other checkout's server
+through the same two phases. ``--db ""`` runs the flood phase alone.
 Prints medians over the repetitions and the ratio http / bare; writes JSON to benchmarks/out/.
 
     .venv/bin/python benchmarks/tickets_throughput.py [--seconds 20] [--clients 50] [--reps 3] [--db sqlite,postgres]
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -285,35 +288,51 @@ def run_db(kind: str, base: str | None, redis_url: str, args: argparse.Namespace
     return {"summary": summary, "runs": rows}
 
 
-def flood_phase(redis_url: str, args: argparse.Namespace) -> dict[str, object]:
-    """SQLite, one process: the write load alone, then the same with 50 attackers guessing passwords."""
-    from benchmarks.login_flood import _flood_main
+def _flood_child(base: str, seconds: float, out: mp.Queue[dict]) -> None:
+    """The attackers (benchmarks/login_flood.py's), reporting their own CPU: they share this machine's cores with
+    the server, so part of what a flood costs here is theirs, not the server's."""
+    from benchmarks.login_flood import _flood
 
+    result = asyncio.run(_flood(base, 50, seconds, 200_000, 1))
+    result["cpu_s"] = round(time.process_time(), 2)
+    out.put(result)
+
+
+def flood_phase(redis_url: str, args: argparse.Namespace) -> dict[str, object]:
+    """SQLite, one process: the write load alone, then the same with 50 attackers guessing passwords. With
+    ``--before-root``, the other checkout's server goes through the same two phases right after ours."""
+    roots = [("ours", ROOT)] + ([("before", Path(args.before_root))] if args.before_root else [])
     out: dict[str, object] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-flood-", dir=args.tmp) as t:
-        tmp = Path(t)
-        procs, bases = start_servers(f"sqlite+aiosqlite:///{tmp / 'flood.db'}", redis_url, tmp / "var", 1)
-        try:
-            logged_in = asyncio.run(accounts(bases[0]))  # before the flood: the attackers' address gets throttled
-            for phase in ("quiet", "flood"):
-                load0 = loadavg()
-                child = None
-                q: mp.Queue[dict] = mp.Queue()
-                if phase == "flood":
-                    child = mp.get_context("fork").Process(
-                        target=_flood_main, args=(bases[0], 50, args.seconds, 200_000, 1, q), daemon=True)
-                    child.start()
-                res = asyncio.run(write_load(bases, args.seconds, args.clients, args.readers, logged_in))
-                if child is not None:
-                    flood = q.get(True, args.seconds + 300)
-                    child.join(30)
-                    res["flood"] = {"attempts": flood["attempts"], "answers": flood["answers"],
-                                    "attempts_per_s": flood["attempts_per_s"]}
-                res["load"] = [load0, loadavg()]
-                print(json.dumps({"phase": f"login-{phase}", **res}, ensure_ascii=False), flush=True)
-                out[phase] = res
-        finally:
-            stop_servers(procs)
+    for label, root in roots:
+        redis.Redis.from_url(redis_url).flushall()  # the previous flood's lock-out of 127.0.0.1 must not carry over
+        with tempfile.TemporaryDirectory(prefix="bench-flood-", dir=args.tmp) as t:
+            tmp = Path(t)
+            procs, bases = start_servers(f"sqlite+aiosqlite:///{tmp / 'flood.db'}", redis_url, tmp / "var", 1,
+                                         root=root)
+            try:
+                logged_in = asyncio.run(accounts(bases[0]))  # before the flood: the attackers' address gets throttled
+                for phase in ("quiet", "flood"):
+                    load0 = loadavg()
+                    child = None
+                    q: mp.Queue[dict] = mp.Queue()
+                    if phase == "flood":
+                        child = mp.get_context("fork").Process(target=_flood_child, args=(bases[0], args.seconds, q),
+                                                               daemon=True)
+                        child.start()
+                    cpu0 = cpu_seconds(procs[0].pid)
+                    res = asyncio.run(write_load(bases, args.seconds, args.clients, args.readers, logged_in))
+                    res["server_cpu_s"] = round(cpu_seconds(procs[0].pid) - cpu0, 2)
+                    if child is not None:
+                        flood = q.get(True, args.seconds + 300)
+                        child.join(30)
+                        res["flood"] = {"attempts": flood["attempts"], "answers": flood["answers"],
+                                        "attempts_per_s": flood["attempts_per_s"], "attackers_cpu_s": flood["cpu_s"]}
+                    res["load"] = [load0, loadavg()]
+                    print(json.dumps({"phase": f"login-{phase}", "server": label, **res}, ensure_ascii=False),
+                          flush=True)
+                    out[phase if label == "ours" else f"{label}-{phase}"] = res
+            finally:
+                stop_servers(procs)
     return out
 
 
@@ -336,7 +355,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, object] = {"args": vars(args), "cores": os.cpu_count()}
     with services.redis_server() as redis_url:
-        for kind in args.db.split(","):
+        for kind in filter(None, args.db.split(",")):
             if kind == "postgres":
                 with services.postgres_server() as base:
                     results[kind] = run_db(kind, base, redis_url, args)
@@ -346,7 +365,7 @@ def main() -> None:
             results["login_flood"] = flood_phase(redis_url, args)
     print(f"\n{args.clients} clients, {args.seconds:g} s per HTTP phase, medians of {args.reps}, "
           f"{os.cpu_count()} cores, load now {loadavg()}")
-    for kind in args.db.split(","):
+    for kind in filter(None, args.db.split(",")):
         s = results[kind]["summary"]  # type: ignore[index]
         print(f"{kind}: bare {s['bare_per_s']} commits/s (p99 {s['bare_p99_ms']} ms)")
         for key, h in s.items():
@@ -357,10 +376,14 @@ def main() -> None:
                       f"detail {h['detail_p99_ms']} ms; errors {h['errors']}")
     if args.flood:
         lf = results["login_flood"]
-        q, f = lf["quiet"], lf["flood"]  # type: ignore[index]
-        print(f"login flood (SQLite, 1 process): {q['per_s']} -> {f['per_s']} actions/s, p99 {q['p99_ms']} -> "
-              f"{f['p99_ms']} ms, reads p99 {q['reads_p99_ms']} -> {f['reads_p99_ms']}; attempts "
-              f"{f['flood']['attempts']} {f['flood']['answers']}")
+        for label in ("ours", "before"):
+            if f"{label}-quiet" not in lf and label != "ours":  # type: ignore[operator]
+                continue
+            q, f = (lf["quiet"], lf["flood"]) if label == "ours" else (lf[f"{label}-quiet"], lf[f"{label}-flood"])  # type: ignore[index]
+            print(f"login flood (SQLite, 1 process, {label}): {q['per_s']} -> {f['per_s']} actions/s, p99 "
+                  f"{q['p99_ms']} -> {f['p99_ms']} ms, reads p99 {q['reads_p99_ms']} -> {f['reads_p99_ms']}; server "
+                  f"CPU {q['server_cpu_s']} -> {f['server_cpu_s']} s, attackers' CPU {f['flood']['attackers_cpu_s']} s; "
+                  f"attempts {f['flood']['attempts']} {f['flood']['answers']}")
     out = ROOT / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "tickets_throughput.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
