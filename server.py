@@ -113,6 +113,21 @@ def make_ticket_write_engine(settings: Settings) -> Engine | None:
     return engine
 
 
+READ_THREADS = 4  # SQLite: ticket list/detail reads running at once per process (tickets/reads.py)
+
+
+def make_ticket_read_engine(settings: Settings, threads: int) -> Engine | None:
+    """SQLite: a synchronous engine for the ticket store's list and detail reads, each run in one hop to a thread
+    (tickets/reads.py); deferred BEGIN like the async read engine. None elsewhere."""
+    url = settings.database_url
+    if not url.startswith("sqlite"):
+        return None
+    engine = create_engine(url.replace("+aiosqlite", ""), connect_args={"timeout": 30, "check_same_thread": False},
+                           pool_size=threads, max_overflow=0, pool_timeout=120)
+    _sqlite_setup(engine, for_reads=True)
+    return engine
+
+
 def _sqlite_setup(engine: Engine, for_reads: bool) -> None:
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -342,7 +357,8 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
         app[READ_SESSIONS] = read_sessions
         users = UserStore(sessions, clock, settings, read_sessions)
         write_engine = make_ticket_write_engine(settings)
-        store = TicketStore(sessions, settings, clock, read_sessions, write_engine)
+        store = TicketStore(sessions, settings, clock, read_sessions, write_engine,
+                            make_ticket_read_engine(settings, READ_THREADS))
         users.audit.writer = store.writer.submit  # access-log rows ride the ticket writer's batches
         users.marker = app[REDIS]  # the cross-process revocation mark: disabling an account holds at once
         app[accounts_http.USERS] = users
@@ -360,6 +376,7 @@ def create_app(settings: Settings, clock: Clock = system_clock, *, migrate_db: b
             yield
         finally:
             store.writer.close()
+            store.reads.close()
             users.close()
             await engine.dispose()
             if read_engine is not engine:

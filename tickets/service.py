@@ -18,12 +18,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, Select, Table, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from config.settings import REQUEST_TYPES, Settings
 from tickets import deadlines, phones, visibility, workflow
 from tickets.accounts.service import Principal
 from tickets.errors import Conflict, InvalidField, NotFound, Refused
 from tickets.prepared import Prepared, insert_row
+from tickets.reads import Reads
 from tickets.writer import GroupWriter, writer_for
 from tickets.models import (
     Assignment,
@@ -160,13 +162,15 @@ class TicketQuery:
 class TicketStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
                  clock: Callable[[], datetime], read_sessions: async_sessionmaker[AsyncSession] | None = None,
-                 write_engine: Engine | None = None) -> None:
+                 write_engine: Engine | None = None, read_engine: Engine | None = None) -> None:
         self.sessions = sessions
         # Every write goes through the process's group-commit writer (tickets/writer.py): SQLite gets a
         # synchronous ``write_engine`` so a whole batch is one hop to the writer's thread.
         self.writer: GroupWriter = writer_for(sessions.kw["bind"], write_engine)
         # SQLite: writes take the write lock at BEGIN (see server.make_engine); reads use a separate pool.
         self.read_sessions = read_sessions or sessions
+        # The list and detail reads: on SQLite one hop each to a thread on ``read_engine`` (tickets/reads.py).
+        self.reads = Reads(self.read_sessions, read_engine)
         self.settings = settings
         self.clock = clock
         self.tz = ZoneInfo(settings.server.timezone)
@@ -186,6 +190,13 @@ class TicketStore:
         """Department handlers see only tickets their department handles, a district sub-center only its
         district's; the city centre sees all (``tickets/visibility.py``)."""
         return visibility.restrict(stmt, who)
+
+    def _load_in(self, session: Session, number: str, who: Principal) -> Ticket:
+        """``_load`` inside a read's body (tickets/reads.py)."""
+        ticket = session.scalar(self._visible(select(Ticket).where(Ticket.number == number), who))
+        if ticket is None:  # 404 also for another department's ticket: do not reveal that it exists
+            raise NotFound("ticket_not_found", f"工单 {number} 不存在")
+        return ticket
 
     async def _load(self, session: AsyncSession, number: str, who: Principal, for_update: bool = False) -> Ticket:
         stmt = self._visible(select(Ticket).where(Ticket.number == number), who)
@@ -593,31 +604,36 @@ class TicketStore:
     async def get(self, number: str, who: Principal, *, reveal: bool = False) -> dict[str, Any]:
         """One ticket as ``who`` may see it (see ``shown_to``); ``reveal`` keeps the caller's number whole, for
         the 显示号码 action that the access log records."""
-        async with self.read_sessions() as session:
-            ticket = await self._load(session, number, who)
+        def read(session: Session) -> dict[str, Any]:
+            ticket = self._load_in(session, number, who)
             view = self._view(ticket, mask=False)
-            merged = (await session.scalars(select(Ticket).where(
-                Ticket.duplicate_of == number, Ticket.status == "merged").order_by(Ticket.id))).all()
-        view["allowed_actions"] = list(workflow.allowed_actions(to_state(ticket), who.as_actor()))
-        # 并单: every caller of the case, the master's own first; each gets the answer and a survey.
-        view["callers"] = [{"ticket": t.number, "caller_name": t.caller_name, "caller_phone": t.caller_phone,
-                            "anonymous": t.anonymous, "created_at": t.created_at, "title": t.title,
-                            "satisfaction": t.satisfaction, "resolved": t.resolved} for t in merged]
+            merged = session.scalars(select(Ticket).where(
+                Ticket.duplicate_of == number, Ticket.status == "merged").order_by(Ticket.id)).all()
+            view["allowed_actions"] = list(workflow.allowed_actions(to_state(ticket), who.as_actor()))
+            # 并单: every caller of the case, the master's own first; each gets the answer and a survey.
+            view["callers"] = [{"ticket": t.number, "caller_name": t.caller_name, "caller_phone": t.caller_phone,
+                                "anonymous": t.anonymous, "created_at": t.created_at, "title": t.title,
+                                "satisfaction": t.satisfaction, "resolved": t.resolved} for t in merged]
+            return view
+
+        view = await self.reads.run(read)
         return view if reveal else shown_to(view, who)
 
     async def history(self, number: str, who: Principal) -> list[dict[str, Any]]:
-        async with self.read_sessions() as session:
-            ticket = await self._load(session, number, who)
+        def read(session: Session) -> list[dict[str, Any]]:
+            ticket = self._load_in(session, number, who)
             # The history of duplicates merged into this ticket belongs to the case: shown here, in time order.
-            merged = dict((await session.execute(select(Ticket.id, Ticket.number).where(
-                Ticket.duplicate_of == number, Ticket.status == "merged"))).all())
+            merged = dict(session.execute(select(Ticket.id, Ticket.number).where(  # type: ignore[arg-type]
+                Ticket.duplicate_of == number, Ticket.status == "merged")).all())
             numbers = {ticket.id: ticket.number, **merged}
-            rows = (await session.scalars(select(TicketHistory).where(TicketHistory.ticket_id.in_(list(numbers)))
-                                          .order_by(TicketHistory.at, TicketHistory.id))).all()
-        return [{"action": r.action, "at": r.at, "actor_id": r.actor_id, "actor_role": r.actor_role,
-                 "actor_name": r.actor_name, "from_status": r.from_status, "to_status": r.to_status,
-                 "note": r.note, "data": {k: v for k, v in r.data.items() if k != "restore"},
-                 "ticket": numbers[r.ticket_id]} for r in rows]
+            rows = session.scalars(select(TicketHistory).where(TicketHistory.ticket_id.in_(list(numbers)))
+                                   .order_by(TicketHistory.at, TicketHistory.id)).all()
+            return [{"action": r.action, "at": r.at, "actor_id": r.actor_id, "actor_role": r.actor_role,
+                     "actor_name": r.actor_name, "from_status": r.from_status, "to_status": r.to_status,
+                     "note": r.note, "data": {k: v for k, v in r.data.items() if k != "restore"},
+                     "ticket": numbers[r.ticket_id]} for r in rows]
+
+        return await self.reads.run(read)
 
     async def list(self, query: TicketQuery, who: Principal) -> dict[str, Any]:
         stmt = self._visible(select(Ticket), who)
@@ -648,12 +664,13 @@ class TicketStore:
             stmt = stmt.where(self._overdue_clause(self.clock()))
         if query.suspend_requested:
             stmt = stmt.where(Ticket.suspend_requested.is_not(None))
-        async with self.read_sessions() as session:
-            total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
-            rows = (await session.scalars(stmt.order_by(Ticket.id.desc()).limit(query.limit)
-                                          .offset(query.offset))).all()
-            items = [self._view(t, mask=True) for t in rows]
-        return {"total": total, "items": items, "limit": query.limit, "offset": query.offset}
+        def read(session: Session) -> dict[str, Any]:
+            total = session.scalar(select(func.count()).select_from(stmt.subquery()))
+            rows = session.scalars(stmt.order_by(Ticket.id.desc()).limit(query.limit).offset(query.offset)).all()
+            return {"total": total, "items": [self._view(t, mask=True) for t in rows], "limit": query.limit,
+                    "offset": query.offset}
+
+        return await self.reads.run(read)
 
     def _overdue_clause(self, now: datetime) -> Any:
         return or_(

@@ -413,6 +413,29 @@ async def test_health_answers_during_a_batch_and_reports_the_writer(center):
     assert (w["writing"], w["queued"], w["batch_running_s"]) == (False, 0, None)
 
 
+async def test_the_list_and_a_history_are_read_while_a_batch_holds_the_write_lock(center):
+    """The list and the history read committed state beside the writer (SQLite: one hop each to the read
+    threads, never through the writer's slot): an agent's screen answers while a batch is open, and shows the
+    ticket as it was before the actions the batch has not yet committed."""
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    t = await center.new_ticket()
+    blocker = await Blocker(app).start()
+    await until(blocker.entered.is_set, "the batch to start")
+    accept = act(center, "agent", t["number"], "accept")
+    await until(lambda: writer.queued == 1, "the accept to queue behind the batch")
+    listed, history = await asyncio.gather(center.agent.get("/api/v1/tickets?limit=5"),
+                                           center.agent.get(f"/api/v1/tickets/{t['number']}/history"))
+    assert t["number"] in [i["number"] for i in listed["items"]] and listed["total"] >= 1
+    assert [i["status"] for i in listed["items"] if i["number"] == t["number"]] == ["draft"]
+    assert [e["action"] for e in history] == ["create"]
+    assert not accept.done()
+    await blocker.let_go()
+    assert (await accept)["status"] == "accepted"
+    assert [e["action"] for e in await center.agent.get(f"/api/v1/tickets/{t['number']}/history")] == [
+        "create", "accept"]
+
+
 async def test_a_detail_read_does_not_wait_for_the_actions_queued_before_it(center):
     """Its access-log row gets a short batch of its own before the next batch of actions: the agent sees the
     ticket while the batch of the actions queued before the read is still open."""
