@@ -22,12 +22,12 @@ Two ways to reach the database:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,15 +230,26 @@ class GroupWriter:
             engine = self.sync_engine
             handoff = self._handoff
 
+            turn = _Turn(handoff)
+
             def in_thread() -> None:
-                with _held(handoff), engine.connect() as conn:
-                    run_batch(conn, batch)
+                if not turn.take():
+                    return  # the wait was given up (503 already answered): the lock was let go at once
+                try:
+                    with engine.connect() as conn:
+                        run_batch(conn, batch)
+                finally:
+                    turn.release()
 
             # The async engine's one SQLite write connection is the process's write slot (other writers, such
             # as logins and the access log, queue for it in its pool): holding it while the batch runs makes
             # them wait their turn in order instead of polling SQLite's busy handler against this thread.
             async with self.async_engine.connect():
-                await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+                done = asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+                finished, _ = await asyncio.wait({done}, timeout=HANDOFF_TIMEOUT_S)
+                if not finished and turn.give_up():
+                    raise HandoffTimeout(f"another process held {handoff} for over {HANDOFF_TIMEOUT_S:g} s")
+                await done  # the batch has the lock: it runs to its commit, however long that takes
         else:
             async with self.async_engine.connect() as conn:
                 await conn.run_sync(run_batch, batch)
@@ -272,32 +283,48 @@ class HandoffTimeout(OSError):
     """Another process held the writers' lock for longer than ``HANDOFF_TIMEOUT_S``."""
 
 
-@contextlib.contextmanager
-def _held(path: str | None) -> Iterator[None]:
-    """Hold the cross-process writers' lock at ``path``; called in the writer's thread, so waiting is allowed.
+class _Turn:
+    """One batch's turn at the cross-process writers' lock at ``path`` (None: nobody to take turns with).
 
-    The wait polls a non-blocking ``flock`` with pauses that grow to 1 ms: the next writer starts within ~1 ms of
-    the lock's release, and unlike a blocking ``flock`` the wait has a bound, so a peer that hangs inside its batch
-    fails this batch with 503 (as the busy timeout did) instead of holding every request forever."""
-    if path is None:
-        yield
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + HANDOFF_TIMEOUT_S
-        pause = 0.00005
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise HandoffTimeout(f"another process held {path} for over {HANDOFF_TIMEOUT_S:g} s") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.001)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor lets the lock go
+    The writer's thread waits in a blocking ``flock``, which the kernel ends the moment the peer lets go. An
+    earlier version polled a non-blocking ``flock`` with pauses growing to 1 ms, and each poll also waited for
+    the GIL behind its own event loop: with two processes the lock stood free between batches, and a blocking
+    wait gave p99 77-91 ms against 101-105 in the same run (BENCHMARKS.md, #15). A blocking wait has no bound
+    of its own, so the event loop bounds it: after ``HANDOFF_TIMEOUT_S`` it gives the turn up (``give_up``) and
+    answers 503; the thread, once it has the lock, finds the turn given up and lets the lock go at once. A
+    threading lock makes "the batch started" and "the wait was given up" exclusive."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._decided = threading.Lock()
+        self._started = False
+        self._given_up = False
+        self._fd: int | None = None
+
+    def take(self) -> bool:
+        """In the writer's thread: wait for the lock; False if the event loop gave the turn up meanwhile."""
+        if self.path is not None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        with self._decided:
+            if self._given_up:
+                self.release()
+                return False
+            self._started = True
+            return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor lets the lock go
+            self._fd = None
+
+    def give_up(self) -> bool:
+        """On the event loop, when the wait ran out: True if the batch had not started (and now never will)."""
+        with self._decided:
+            if self._started:
+                return False
+            self._given_up = True
+            return True
 
 
 # One writer per database per process: every TicketStore on the same engine (the demo builds one per clock)
