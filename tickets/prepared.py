@@ -21,13 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Table, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.expression import Executable
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,18 @@ class _Compiled:
     results: tuple[Callable[[Any], Any] | None, ...]
 
 
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def _called(fn: Callable[[Any], Any]) -> Callable[[], Any]:
+    return lambda: fn(None)  # SQLAlchemy's wrapped default takes an execution context; ours need none
+
+
 class Prepared:
     """One statement; ``execute``/``first``/``all``/``scalar`` take a SQLAlchemy sync ``Connection``."""
 
-    def __init__(self, stmt: ClauseElement) -> None:
+    def __init__(self, stmt: Executable) -> None:
         self.stmt = stmt
         # per dialect object: type processors, paramstyle and SQL belong to the engine's dialect, not its name
         self._compiled: WeakKeyDictionary[Any, dict[frozenset[str], _Compiled | None]] = WeakKeyDictionary()
@@ -60,7 +70,7 @@ class Prepared:
         key = frozenset(params)
         if key in per_dialect:
             return per_dialect[key]
-        compiled = self.stmt.compile(dialect=dialect, column_keys=list(params))
+        compiled = cast(SQLCompiler, cast(ClauseElement, self.stmt).compile(dialect=dialect, column_keys=list(params)))
         if not compiled.positional:
             per_dialect[key] = None
             return None
@@ -71,20 +81,20 @@ class Prepared:
             for col in compiled.insert_prefetch:
                 if col.key in params:
                     continue
-                default = col.default
+                default = cast(Any, col.default)  # a ColumnDefault: scalar or callable (checked below)
                 if default is None or not (default.is_scalar or default.is_callable):
                     raise ValueError(f"column {col.key} has a default only SQLAlchemy's execution can compute")
                 if default.is_scalar:
-                    defaults.append((col.key, lambda arg=default.arg: arg))
+                    defaults.append((col.key, _constant(default.arg)))
                 else:
-                    defaults.append((col.key, lambda fn=default.arg: fn(None)))  # wrapped to take a context
+                    defaults.append((col.key, _called(default.arg)))
         for name, bind in compiled.binds.items():  # values the statement carries itself (a literal 1, "merged")
             if name not in params and not bind.required and not any(n == name for n, _ in defaults):
-                defaults.append((name, lambda value=bind.effective_value: value))
-        result_columns = compiled._result_columns
+                defaults.append((name, _constant(bind.effective_value)))
+        result_columns = compiled._result_columns or []
         found = per_dialect[key] = _Compiled(
             sql=compiled.string, names=tuple(compiled.positiontup or ()),
-            processors=dict(compiled._bind_processors), defaults=tuple(defaults),
+            processors=cast(dict[str, Callable[[Any], Any]], dict(compiled._bind_processors)), defaults=tuple(defaults),
             keys=tuple(rc.keyname for rc in result_columns),
             results=tuple(rc.type._cached_result_processor(dialect, None) for rc in result_columns))
         return found
@@ -152,7 +162,7 @@ def _run(conn: Connection, sql: str, params: Any, many: bool = False, fetch: str
     the cursor, or the fetched row(s) when ``fetch`` is "one" or "all"."""
     dialect = conn.dialect
     raw = conn.connection.dbapi_connection
-    cur = raw.cursor()  # type: ignore[union-attr]
+    cur = cast(Any, raw).cursor()
     if hasattr(cur, "_invalidate_schema_cache_asof"):
         # SQLAlchemy's asyncpg adapter caches prepared statements per connection; its execution context tells
         # the cursor when the schema changed (after DDL, or a stale-statement error), so that the cache drops
