@@ -25,10 +25,11 @@ import asyncio
 import fcntl
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -104,7 +105,7 @@ class GroupWriter:
         # SQLite has one writer at a time: batches run one after the other whatever is asked.
         self.parallel = 1 if sync_engine is not None else max(1, parallel)
         self._running = 0
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ticket-writer") if sync_engine else None
+        self._thread = _WriterThread() if sync_engine else None
         self._handoff = _handoff_path(sync_engine)
         self._queue: list[Job] = []
         # Small jobs a reader waits for (access-log rows of a detail read): a batch of their own, between
@@ -281,6 +282,40 @@ def _handoff_path(sync_engine: Engine | None) -> str | None:
 
 class HandoffTimeout(OSError):
     """Another process held the writers' lock for longer than ``HANDOFF_TIMEOUT_S``."""
+
+
+class _WriterThread(Executor):
+    """The SQLite writer's one thread, a daemon thread (unlike a ThreadPoolExecutor's).
+
+    Its batch may wait in a blocking ``flock`` for a peer process that never lets go (``_Turn``). A pool's thread
+    is joined when the interpreter exits, so the server could not stop until that peer did. ``shutdown`` waits
+    ``HANDOFF_TIMEOUT_S`` for the batch in hand, ample for a commit; a thread still waiting for the lock after that
+    has started nothing, and exiting without it loses nothing (a batch that never committed answered nobody)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._work, name="ticket-writer", daemon=True)
+        self._worker.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._jobs.put((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future, as an executor does
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._jobs.put(None)
+        if wait:
+            self._worker.join(HANDOFF_TIMEOUT_S)
 
 
 class _Turn:

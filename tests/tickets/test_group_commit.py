@@ -503,6 +503,24 @@ async def test_a_process_stuck_holding_the_writers_lock_costs_a_503_not_a_hang(c
     assert (await center.agent.act(t["number"], "accept"))["status"] == "accepted"
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_writer_stops_although_another_process_never_lets_the_writers_lock_go(center, monkeypatch):
+    """A batch that gave up waiting for a stuck peer (503) leaves the writer's thread in a blocking flock. Stopping
+    the server must not wait for that peer: the thread has started nothing, so nothing is lost by leaving it."""
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    t = await center.new_ticket()
+    monkeypatch.setattr(writer_module, "HANDOFF_TIMEOUT_S", 0.5)
+    fd = writers_lock(app)
+    try:
+        await center.agent.call("POST", f"/api/v1/tickets/{t['number']}/actions/accept", json={}, expect=503)
+        stopped = asyncio.get_running_loop().run_in_executor(None, writer.close)
+        await asyncio.wait_for(stopped, 60)  # before: waited for the peer, for ever
+        assert await status_in_db(app, t["number"]) == "draft"
+    finally:
+        os.close(fd)
+
+
 class CounterHolder(Blocker):
     """A create's batch held open after it took the day's ticket number: it holds the counter row's lock."""
 
