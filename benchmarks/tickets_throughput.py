@@ -127,6 +127,11 @@ async def write_load(bases: list[str], seconds: float, clients: int, readers: in
         dept, agent, handler = logged_in or await agent_and_handler(sessions[0], ADMIN_PW)
         latencies: dict[str, list[float]] = {a: [] for a in ACTIONS}
         reads: dict[str, list[float]] = {"list": [], "detail": []}
+        # Also reported without the requests sent in the first second: a server's first requests after start
+        # pay one-time work (statements compiled, caches filled), and 50 clients start at once, so the first
+        # second can set the whole phase's p99. The p99 of everything stays the headline figure.
+        settled: list[float] = []
+        settled_reads: dict[str, list[float]] = {"list": [], "detail": []}
         errors: dict[str, int] = {}
         recent: list[str] = []
         counter = iter(range(10**9))
@@ -143,6 +148,8 @@ async def write_load(bases: list[str], seconds: float, clients: int, readers: in
                     errors[key] = errors.get(key, 0) + 1
                     return None
             latencies[action].append(time.perf_counter() - t0)
+            if t0 - t_start >= 1.0:
+                settled.append(latencies[action][-1])
             return data
 
         async def client(c: int) -> None:
@@ -166,11 +173,15 @@ async def write_load(bases: list[str], seconds: float, clients: int, readers: in
                 async with http.get("/api/v1/tickets?limit=20", headers=agent) as r:
                     await r.read()
                 reads["list"].append(time.perf_counter() - t0)
+                if t0 - t_start >= 1.0:
+                    settled_reads["list"].append(reads["list"][-1])
                 if recent:
                     t0 = time.perf_counter()
                     async with http.get(f"/api/v1/tickets/{recent[-1]}", headers=agent) as r:
                         await r.read()
                     reads["detail"].append(time.perf_counter() - t0)
+                    if t0 - t_start >= 1.0:
+                        settled_reads["detail"].append(reads["detail"][-1])
                 await asyncio.sleep(0.1)  # a person reading, not a crawler
 
         t0 = time.perf_counter()
@@ -184,6 +195,8 @@ async def write_load(bases: list[str], seconds: float, clients: int, readers: in
             "per_s": round(len(every) / wall, 1), "p50_ms": pct(every, 0.5), "p99_ms": pct(every, 0.99),
             "per_action_p99_ms": {k: pct(v, 0.99) for k, v in latencies.items()},
             "reads_p99_ms": {k: pct(v, 0.99) for k, v in reads.items()},
+            "after_first_second_p99_ms": {"actions": pct(settled, 0.99),
+                                          **{k: pct(v, 0.99) for k, v in settled_reads.items()}},
             "reads": {k: len(v) for k, v in reads.items()}, "errors": errors}
 
 
@@ -284,6 +297,8 @@ def run_db(kind: str, base: str | None, redis_url: str, args: argparse.Namespace
             "ratio_to_bare": round(statistics.median(ratio), 3),
             "list_p99_ms": round(statistics.median(r["reads_p99_ms"]["list"] for r in rs), 1),  # type: ignore[index]
             "detail_p99_ms": round(statistics.median(r["reads_p99_ms"]["detail"] for r in rs), 1),  # type: ignore[index]
+            "after_first_second_p99_ms": {k: round(statistics.median(r["after_first_second_p99_ms"][k] for r in rs), 1)  # type: ignore[index]
+                                          for k in ("actions", "list", "detail")},
             "errors": [r["errors"] for r in rs]}
     return {"summary": summary, "runs": rows}
 
@@ -373,7 +388,8 @@ def main() -> None:
                 label = "before-root, 1 process" if key == "before" else f"{key[4:]} process(es)"
                 print(f"  {label}: {h['per_s']} actions/s = {h['ratio_to_bare']} x bare; "
                       f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms; reads p99 list {h['list_p99_ms']} ms, "
-                      f"detail {h['detail_p99_ms']} ms; errors {h['errors']}")
+                      f"detail {h['detail_p99_ms']} ms; after the first second p99 actions / list / detail "
+                      f"{' / '.join(str(v) for v in h['after_first_second_p99_ms'].values())} ms; errors {h['errors']}")
     if args.flood:
         lf = results["login_flood"]
         for label in ("ours", "before"):
