@@ -192,17 +192,8 @@ class TicketStore:
         return visibility.restrict(stmt, who)
 
     def _load_in(self, session: Session, number: str, who: Principal) -> Ticket:
-        """``_load`` inside a read's body (tickets/reads.py)."""
+        """The ticket ``who`` may see, inside a read's body (tickets/reads.py); 404 otherwise."""
         ticket = session.scalar(self._visible(select(Ticket).where(Ticket.number == number), who))
-        if ticket is None:  # 404 also for another department's ticket: do not reveal that it exists
-            raise NotFound("ticket_not_found", f"工单 {number} 不存在")
-        return ticket
-
-    async def _load(self, session: AsyncSession, number: str, who: Principal, for_update: bool = False) -> Ticket:
-        stmt = self._visible(select(Ticket).where(Ticket.number == number), who)
-        if for_update:
-            stmt = stmt.with_for_update()
-        ticket = await session.scalar(stmt)
         if ticket is None:  # 404 also for another department's ticket: do not reveal that it exists
             raise NotFound("ticket_not_found", f"工单 {number} 不存在")
         return ticket
@@ -707,21 +698,21 @@ class TicketStore:
         """On accept: earlier tickets of the same phone (repeat caller) and open tickets that look the same."""
         now = self.clock()
         since = now - timedelta(days=self.settings.tickets.repeat_caller_days)
-        async with self.read_sessions() as session:
-            ticket = await self._load(session, number, who)
+        def read(session: Session) -> dict[str, Any]:
+            ticket = self._load_in(session, number, who)
             same_phone: list[Ticket] = []
             if ticket.caller_phone:
-                same_phone = list((await session.scalars(self._visible(select(Ticket), who).where(
+                same_phone = list(session.scalars(self._visible(select(Ticket), who).where(
                     Ticket.caller_phone == ticket.caller_phone, Ticket.id != ticket.id,
-                    Ticket.created_at >= since).order_by(Ticket.id.desc()).limit(50))).all())
+                    Ticket.created_at >= since).order_by(Ticket.id.desc()).limit(50)).all())
             same_address: list[Ticket] = []
             if ticket.address_key:
-                same_address = list((await session.scalars(self._visible(select(Ticket), who).where(
+                same_address = list(session.scalars(self._visible(select(Ticket), who).where(
                     Ticket.address_key == ticket.address_key, Ticket.id != ticket.id,
-                    Ticket.status.in_(tuple(workflow.OPEN_STATUSES) + ("draft",))).limit(50))).all())
-            candidates = (await session.scalars(self._visible(select(Ticket), who).where(
+                    Ticket.status.in_(tuple(workflow.OPEN_STATUSES) + ("draft",))).limit(50)).all())
+            candidates = session.scalars(self._visible(select(Ticket), who).where(
                 Ticket.id != ticket.id, Ticket.status.in_(tuple(workflow.OPEN_STATUSES)),
-                Ticket.created_at >= now - timedelta(days=30)).order_by(Ticket.id.desc()).limit(2000))).all()
+                Ticket.created_at >= now - timedelta(days=30)).order_by(Ticket.id.desc()).limit(2000)).all()
             text = f"{ticket.title} {ticket.content}"
             similar = sorted(((text_similarity(text, f"{c.title} {c.content}"), c) for c in candidates),
                              key=lambda pair: -pair[0])
@@ -733,6 +724,8 @@ class TicketStore:
                 "same_address": [self._view(t, mask=True) for t in same_address],
                 "similar": similar_views,
             }
+
+        return await self.reads.run(read)
 
     async def ledger(self, who: Principal, since: datetime | None = None) -> list[dict[str, Any]]:
         stmt = select(LedgerItem, Ticket.number, Ticket.title).join(Ticket, Ticket.id == LedgerItem.ticket_id)
