@@ -103,28 +103,26 @@ def make_engine(settings: Settings, *, for_reads: bool = False) -> AsyncEngine:
 def make_ticket_write_engine(settings: Settings) -> Engine | None:
     """SQLite: a synchronous engine for the ticket store's group-commit writer, which runs each batch in a
     thread of its own in one hop (tickets/writer.py); same pragmas as ``make_engine``. None elsewhere."""
+    return _sqlite_sync_engine(settings, pool_size=1, for_reads=False)
+
+
+READ_THREADS = 4  # SQLite: ticket reads (list, detail, history, related) at once per process (tickets/reads.py)
+
+
+def make_ticket_read_engine(settings: Settings, threads: int) -> Engine | None:
+    """SQLite: a synchronous engine for the ticket store's reads (list, detail, history, related), each one hop
+    to a thread (tickets/reads.py); deferred BEGIN like the async read engine. None elsewhere."""
+    return _sqlite_sync_engine(settings, pool_size=threads, for_reads=True)
+
+
+def _sqlite_sync_engine(settings: Settings, pool_size: int, for_reads: bool) -> Engine | None:
     url = settings.database_url
     if not url.startswith("sqlite"):
         return None
     Path(settings.data_path).mkdir(parents=True, exist_ok=True)
     engine = create_engine(url.replace("+aiosqlite", ""), connect_args={"timeout": 30, "check_same_thread": False},
-                           pool_size=1, max_overflow=0, pool_timeout=120)
-    _sqlite_setup(engine, for_reads=False)
-    return engine
-
-
-READ_THREADS = 4  # SQLite: ticket list/detail reads running at once per process (tickets/reads.py)
-
-
-def make_ticket_read_engine(settings: Settings, threads: int) -> Engine | None:
-    """SQLite: a synchronous engine for the ticket store's list and detail reads, each run in one hop to a thread
-    (tickets/reads.py); deferred BEGIN like the async read engine. None elsewhere."""
-    url = settings.database_url
-    if not url.startswith("sqlite"):
-        return None
-    engine = create_engine(url.replace("+aiosqlite", ""), connect_args={"timeout": 30, "check_same_thread": False},
-                           pool_size=threads, max_overflow=0, pool_timeout=120)
-    _sqlite_setup(engine, for_reads=True)
+                           pool_size=pool_size, max_overflow=0, pool_timeout=120)
+    _sqlite_setup(engine, for_reads)
     return engine
 
 

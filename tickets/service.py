@@ -169,7 +169,8 @@ class TicketStore:
         self.writer: GroupWriter = writer_for(sessions.kw["bind"], write_engine)
         # SQLite: writes take the write lock at BEGIN (see server.make_engine); reads use a separate pool.
         self.read_sessions = read_sessions or sessions
-        # The list and detail reads: on SQLite one hop each to a thread on ``read_engine`` (tickets/reads.py).
+        # The ticket reads (list, detail, history, related): on SQLite one hop each to a thread on ``read_engine``
+        # (tickets/reads.py).
         self.reads = Reads(self.read_sessions, read_engine)
         self.settings = settings
         self.clock = clock
