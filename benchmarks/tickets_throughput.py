@@ -314,11 +314,11 @@ def _flood_child(base: str, seconds: float, out: mp.Queue[dict]) -> None:
     out.put(result)
 
 
-def flood_phase(redis_url: str, args: argparse.Namespace) -> dict[str, object]:
+def flood_phase(redis_url: str, args: argparse.Namespace) -> dict[str, dict[str, dict]]:
     """SQLite, one process: the write load alone, then the same with 50 attackers guessing passwords. With
     ``--before-root``, the other checkout's server goes through the same two phases right after ours."""
     roots = [("ours", ROOT)] + ([("before", Path(args.before_root))] if args.before_root else [])
-    out: dict[str, object] = {}
+    out: dict[str, dict[str, dict]] = {}
     for label, root in roots:
         redis.Redis.from_url(redis_url).flushall()  # the previous flood's lock-out of 127.0.0.1 must not carry over
         with tempfile.TemporaryDirectory(prefix="bench-flood-", dir=args.tmp) as t:
@@ -346,7 +346,7 @@ def flood_phase(redis_url: str, args: argparse.Namespace) -> dict[str, object]:
                     res["load"] = [load0, loadavg()]
                     print(json.dumps({"phase": f"login-{phase}", "server": label, **res}, ensure_ascii=False),
                           flush=True)
-                    out[phase if label == "ours" else f"{label}-{phase}"] = res
+                    out.setdefault(label, {})[phase] = res
             finally:
                 stop_servers(procs)
     return out
@@ -392,11 +392,8 @@ def main() -> None:
                       f"detail {h['detail_p99_ms']} ms; after the first second p99 actions / list / detail "
                       f"{' / '.join(str(v) for v in h['after_first_second_p99_ms'].values())} ms; errors {h['errors']}")
     if args.flood:
-        lf = results["login_flood"]
-        for label in ("ours", "before"):
-            if f"{label}-quiet" not in lf and label != "ours":  # type: ignore[operator]
-                continue
-            q, f = (lf["quiet"], lf["flood"]) if label == "ours" else (lf[f"{label}-quiet"], lf[f"{label}-flood"])  # type: ignore[index]
+        for label, phases in results["login_flood"].items():  # type: ignore[attr-defined]
+            q, f = phases["quiet"], phases["flood"]
             print(f"login flood (SQLite, 1 process, {label}): {q['per_s']} -> {f['per_s']} actions/s, p99 "
                   f"{q['p99_ms']} -> {f['p99_ms']} ms, reads p99 {q['reads_p99_ms']} -> {f['reads_p99_ms']}; server "
                   f"CPU {q['server_cpu_s']} -> {f['server_cpu_s']} s, attackers' CPU {f['flood']['attackers_cpu_s']} s; "
