@@ -3,7 +3,9 @@ hears only its own outcome and only after the commit that holds it.
 
 To hold a batch open at a chosen point, the tests queue a blocking job on the store's writer between the
 requests: on SQLite it waits in the writer's thread (the event loop runs on), on PostgreSQL it waits for an
-advisory lock that the test holds from another connection.
+advisory lock that the test holds from another connection. Nothing is mocked: the servers, SQLite, PostgreSQL,
+the lock file and Redis (a real redis-server, the ``redis_url`` fixture) are real; two tests only shorten the
+writers' lock wait (``HANDOFF_TIMEOUT_S``), which is 30 s in production.
 """
 from __future__ import annotations
 
@@ -510,6 +512,8 @@ async def test_the_writer_stops_although_another_process_never_lets_the_writers_
     app = center.client.server.app
     writer = app[tickets_http.STORE].writer
     t = await center.new_ticket()
+    # Only the bound is shortened (30 s in production; the test would wait it out). Nothing is mocked: the server,
+    # SQLite, the lock file, the stuck peer's flock and the writer's thread are real.
     monkeypatch.setattr(writer_module, "HANDOFF_TIMEOUT_S", 0.5)
     fd = writers_lock(app)
     try:
