@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, Engine, Table, event, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -157,9 +157,40 @@ def run_sql(conn: Connection, sql: str) -> None:
     _run(conn, sql, ())
 
 
+_WRITES = "tickets.statements_written"  # key in Connection.info (the pooled connection's own dict)
+
+
+def statements_written(conn: Connection) -> int:
+    """How many statements other than SELECTs ``conn`` has run, through ``Prepared`` and ``run_sql`` or through
+    ``Connection.execute`` on an engine given to ``count_writes``: a job that failed with this count unchanged left
+    nothing in the transaction to undo (tickets/writer.py)."""
+    return conn.info.get(_WRITES, 0)  # type: ignore[no-any-return]
+
+
+def count_writes(engine: Engine) -> None:
+    """Count the writes that ``Connection.execute`` sends on ``engine``'s connections (``Prepared`` counts its own)."""
+    if not event.contains(engine, "before_cursor_execute", _on_cursor_execute):
+        event.listen(engine, "before_cursor_execute", _on_cursor_execute)
+
+
+def _on_cursor_execute(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                       executemany: bool) -> None:
+    if not _is_read(statement):
+        info = conn.info
+        info[_WRITES] = info.get(_WRITES, 0) + 1
+
+
+def _is_read(sql: str) -> bool:
+    # Conservative: a CTE (WITH ... INSERT) or anything else that is not a plain SELECT counts as a write.
+    return sql[:6] == "SELECT" or sql.lstrip()[:6].upper() == "SELECT"
+
+
 def _run(conn: Connection, sql: str, params: Any, many: bool = False, fetch: str | None = None) -> Any:
     """Execute (and fetch: SQLite steps the statement while rows are fetched, so fetching can fail too);
     the cursor, or the fetched row(s) when ``fetch`` is "one" or "all"."""
+    if not _is_read(sql):
+        info = conn.info
+        info[_WRITES] = info.get(_WRITES, 0) + 1  # before executing: a statement that fails may have written part
     dialect = conn.dialect
     raw = conn.connection.dbapi_connection
     cur = cast(Any, raw).cursor()

@@ -13,14 +13,19 @@ import asyncio
 import fcntl
 import os
 import threading
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import server
 from tickets import http as tickets_http
 from tickets import writer as writer_module
+from tickets.errors import Conflict, NotFound, Refused
+from tickets.models import TicketHistory
+from tickets.prepared import insert_row
 from tickets.writer import Unavailable
 
 LOCK_KEY = 715_015
@@ -171,6 +176,91 @@ async def test_each_refusal_keeps_its_http_status(center):
     assert sign_r.status == 404  # the department does not see a ticket not dispatched to it
     assert dispatch_r.status == 409 and (await dispatch_r.json())["status"] == "draft"
     assert accept_r.status == 200
+
+
+async def test_a_job_that_fails_after_writing_leaves_nothing_behind_and_the_others_commit(center):
+    """Jobs that fail after writing, through ``Connection.execute`` or a prepared statement, or on the database's
+    own refusal (which on PostgreSQL refuses the rest of the transaction), leave none of their writes; the jobs
+    around them commit in the same batch, and a refusal before writing keeps its own error."""
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    a, b, c, d, e = [await center.new_ticket() for _ in range(5)]
+
+    def retitle(number: str, title: str, then_fail: bool = False) -> Any:
+        def job(conn: Any) -> int:
+            done = conn.execute(text("UPDATE tickets SET title = :t WHERE number = :n"), {"t": title, "n": number})
+            if then_fail:
+                raise Conflict("concurrent_update", "工单刚被他人修改，请刷新后重试")
+            return int(done.rowcount)
+        return job
+
+    def history_then_fail(number: str) -> Any:
+        def job(conn: Any) -> None:
+            ticket_id = conn.execute(text("SELECT id FROM tickets WHERE number = :n"), {"n": number}).scalar_one()
+            insert_row(conn, TicketHistory.__table__, {
+                "ticket_id": ticket_id, "action": "note", "at": datetime.now(timezone.utc), "actor_role": "agent",
+                "actor_name": "测试", "from_status": "draft", "to_status": "draft", "note": "不应留下", "data": {}})
+            raise Refused("not_permitted", "无权操作", "draft", [])
+        return job
+
+    def take_number(number: str, taken: str) -> Any:  # the number is unique: the database refuses
+        return lambda conn: conn.execute(text("UPDATE tickets SET number = :t WHERE number = :n"),
+                                         {"t": taken, "n": number})
+
+    def refuse(conn: Any) -> None:
+        raise NotFound("ticket_not_found", "工单不存在")
+
+    async def one_batch(*jobs: Any) -> list[Any]:
+        blocker = await Blocker(app).start()
+        await until(blocker.entered.is_set, "the batch before to start")
+        batches, waits = writer.batches, []
+        for n, job in enumerate(jobs, 1):  # one at a time, so that the batch runs them in this order
+            waits.append(asyncio.ensure_future(writer.submit(job)))
+            await until(lambda: writer.queued == n, f"job {n} to queue")
+        await blocker.let_go()
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        assert writer.batches == batches + 1, "the jobs were written in one batch"
+        return results
+
+    async def committed() -> tuple[dict[str, str], int]:
+        async with app[server.READ_ENGINE].connect() as conn:
+            titles = dict((await conn.execute(text("SELECT number, title FROM tickets"))).all())
+            notes = (await conn.execute(text("SELECT count(*) FROM ticket_history WHERE note = '不应留下'"))).scalar()
+        return titles, notes
+
+    # each kind of failure in a batch of its own: one failure that undoes the batch would hide another's
+    results = await one_batch(retitle(a["number"], "甲：已改"), retitle(b["number"], "乙：不应留下", then_fail=True),
+                              refuse, retitle(e["number"], "戊：已改"))
+    assert results[0] == 1 and results[3] == 1
+    assert isinstance(results[1], Conflict) and isinstance(results[2], NotFound)
+    titles, _ = await committed()
+    assert titles[a["number"]] == "甲：已改" and titles[e["number"]] == "戊：已改"
+    assert titles[b["number"]] == b["title"]
+
+    results = await one_batch(history_then_fail(c["number"]), retitle(a["number"], "甲：再改"))
+    assert isinstance(results[0], Refused) and results[1] == 1
+    titles, notes = await committed()
+    assert notes == 0 and titles[a["number"]] == "甲：再改"
+
+    results = await one_batch(retitle(e["number"], "戊：再改"), take_number(d["number"], a["number"]),
+                              retitle(c["number"], "丙：已改"))
+    assert results[0] == 1 and isinstance(results[1], IntegrityError) and results[2] == 1
+    titles, _ = await committed()
+    assert titles[e["number"]] == "戊：再改" and titles[c["number"]] == "丙：已改"
+    assert titles[d["number"]] == d["title"] and titles[a["number"]] == "甲：再改"
+
+    if writer.sync_engine is None:  # PostgreSQL: after a refused statement it refuses the whole transaction,
+        # and a COMMIT then rolls back without an error: a read that fails must not be taken for harmless
+        def bad_read(conn: Any) -> Any:
+            return conn.execute(text("SELECT CAST(CAST(:v AS TEXT) AS INTEGER)"), {"v": "不是数字"}).scalar()
+
+        # last in its batch: a write after it would fail too, and undo the batch for its own reason
+        results = await one_batch(retitle(a["number"], "甲：三改"), retitle(e["number"], "戊：三改"), bad_read)
+        assert results[0] == 1 and results[1] == 1 and isinstance(results[2], DBAPIError)
+        titles, _ = await committed()
+        assert titles[a["number"]] == "甲：三改" and titles[e["number"]] == "戊：三改"
+    # the writer goes on as before
+    assert (await center.agent.act(b["number"], "accept"))["status"] == "accepted"
 
 
 async def test_actions_decided_on_the_same_version_in_one_batch_all_take_effect_in_order(center):
