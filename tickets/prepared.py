@@ -175,22 +175,20 @@ def count_writes(engine: Engine) -> None:
 
 def _on_cursor_execute(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
                        executemany: bool) -> None:
-    if not _is_read(statement):
+    _count_write(conn, statement)
+
+
+def _count_write(conn: Connection, sql: str) -> None:
+    # Conservative: a CTE (WITH ... INSERT) or anything else that is not a plain SELECT counts as a write.
+    if not (sql[:6] == "SELECT" or sql.lstrip()[:6].upper() == "SELECT"):
         info = conn.info
         info[_WRITES] = info.get(_WRITES, 0) + 1
-
-
-def _is_read(sql: str) -> bool:
-    # Conservative: a CTE (WITH ... INSERT) or anything else that is not a plain SELECT counts as a write.
-    return sql[:6] == "SELECT" or sql.lstrip()[:6].upper() == "SELECT"
 
 
 def _run(conn: Connection, sql: str, params: Any, many: bool = False, fetch: str | None = None) -> Any:
     """Execute (and fetch: SQLite steps the statement while rows are fetched, so fetching can fail too);
     the cursor, or the fetched row(s) when ``fetch`` is "one" or "all"."""
-    if not _is_read(sql):
-        info = conn.info
-        info[_WRITES] = info.get(_WRITES, 0) + 1  # before executing: a statement that fails may have written part
+    _count_write(conn, sql)  # before executing: a statement that fails may have written part
     dialect = conn.dialect
     raw = conn.connection.dbapi_connection
     cur = cast(Any, raw).cursor()

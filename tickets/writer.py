@@ -105,9 +105,7 @@ def run_batch(conn: Connection, jobs: list[Job]) -> None:
         return
     except _Undo:
         pass  # rolled back by the context manager: nothing of the first pass remains
-    for job in jobs:
-        job.outcome = None
-    _run_with_savepoints(conn, jobs)
+    _run_with_savepoints(conn, jobs)  # sets every job's outcome again, or fails the batch (all 503)
 
 
 def _run_with_savepoints(conn: Connection, jobs: list[Job]) -> None:
