@@ -26,10 +26,10 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, Table, event, insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.expression import Executable, TableClause
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,9 @@ class Prepared:
 
     def __init__(self, stmt: Executable) -> None:
         self.stmt = stmt
+        # every table the statement names (subqueries included): deferred writes to any of them are sent first
+        self.tables = frozenset(e.name for e in visitors.iterate(cast(ClauseElement, stmt))
+                                if isinstance(e, TableClause))
         # per dialect object: type processors, paramstyle and SQL belong to the engine's dialect, not its name
         self._compiled: WeakKeyDictionary[Any, dict[frozenset[str], _Compiled | None]] = WeakKeyDictionary()
 
@@ -107,6 +110,7 @@ class Prepared:
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Run the statement; returns an object with the ``rowcount``."""
+        _flush_for(conn, self.tables)
         c = self._compile(conn, params)
         if c is None:
             return conn.execute(self.stmt, params)
@@ -116,6 +120,7 @@ class Prepared:
         """The statement once per row, in one driver call; every row must name the same columns."""
         if not rows:
             return
+        _flush_for(conn, self.tables)
         c = self._compile(conn, rows[0])
         if c is None:
             conn.execute(self.stmt, list(rows))
@@ -123,12 +128,14 @@ class Prepared:
         _run(conn, c.sql, [self._bound(c, r) for r in rows], many=True)
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        _flush_for(conn, self.tables)
         c = self._compile(conn, params)
         if c is None:
             return [dict(r) for r in conn.execute(self.stmt, params).mappings()]
         return [_row(c, r) for r in _run(conn, c.sql, self._bound(c, params), fetch="all")]
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        _flush_for(conn, self.tables)
         c = self._compile(conn, params)
         if c is None:
             found = conn.execute(self.stmt, params).mappings().first()
@@ -138,6 +145,7 @@ class Prepared:
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row, or None when there is no row."""
+        _flush_for(conn, self.tables)
         c = self._compile(conn, params)
         if c is None:
             return conn.execute(self.stmt, params).scalar()
@@ -148,8 +156,94 @@ class Prepared:
         return process(row[0]) if process else row[0]
 
 
+    def defer(self, conn: Connection, params: Mapping[str, Any], key: Any) -> None:
+        """Run the statement later in this transaction, with the other deferred writes of the batch, when
+        ``conn`` defers writes (``defer_writes``); at once otherwise. For writes nobody reads the result of.
+        ``key`` names the rows it touches (the ticket's id): the writes of one key keep their order, those of
+        different keys are taken to commute."""
+        pending: PendingWrites | None = conn.info.get(_PENDING)
+        c = self._compile(conn, params) if pending is not None else None
+        if c is None or pending is None:
+            self.execute(conn, params)
+            return
+        pending.add(self.tables, c.sql, self._bound(c, params), key)
+
+
 def _row(c: _Compiled, row: Sequence[Any]) -> dict[str, Any]:
     return {k: (p(v) if p else v) for k, p, v in zip(c.keys, c.results, row)}
+
+
+_PENDING = "tickets.pending_writes"  # key in Connection.info while a write batch defers writes
+
+
+class PendingWrites:
+    """The deferred writes of one transaction, sent together: one ``executemany`` per statement instead of one
+    round trip per row.
+
+    On PostgreSQL every statement is a round trip costing ~0.1 ms of the server's CPU plus PostgreSQL's own
+    (BENCHMARKS.md, #15): the history row of every action and the assignment rows of dispatch, sign and reply
+    were ~8 of the ~23 statements of a create-accept-dispatch-sign-reply cycle. They are sent:
+    - before any statement that names one of their tables (a ``Prepared`` statement checks its ``tables``), and
+      before any statement through ``Connection.execute`` (which the ``track_writes`` event flushes first), so a
+      read inside the batch sees every write before it;
+    - at the end of the batch, before the commit (``tickets/writer.py``).
+    Order: the writes of one key (one ticket) in the order made; writes of different keys, which touch different
+    rows, grouped by statement. A write of the same statement as the key's previous one joins it."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, Any, Any]] = []  # (sql, bound parameters, (table, key))
+        self.tables: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, tables: frozenset[str], sql: str, bound: Any, key: Any) -> None:
+        self.rows.append((sql, bound, (tables, key)))
+        self.tables |= tables
+
+    def discard_from(self, start: int) -> None:
+        """Forget the writes deferred since ``len(self)`` was ``start`` (a job failed before they were sent)."""
+        del self.rows[start:]
+        self.tables = set().union(*(k[0] for _, _, k in self.rows))
+
+    def flush(self, conn: Connection) -> None:
+        if not self.rows:
+            return
+        rows, self.rows, self.tables = self.rows, [], set()
+        waves: list[dict[str, list[Any]]] = []  # wave n: the n-th write of every key, grouped by statement
+        last: dict[Any, tuple[int, str]] = {}
+        for sql, bound, key in rows:
+            wave, previous = last.get(key, (-1, ""))
+            if previous != sql:
+                wave += 1
+            last[key] = (wave, sql)
+            if wave == len(waves):
+                waves.append({})
+            waves[wave].setdefault(sql, []).append(bound)
+        for wave_rows in waves:
+            for sql, params in wave_rows.items():
+                if len(params) == 1:
+                    _run(conn, sql, params[0])
+                else:
+                    _run(conn, sql, params, many=True)
+
+
+def defer_writes(conn: Connection) -> PendingWrites:
+    """From now on ``Prepared.defer`` on ``conn`` defers; the caller flushes before committing and calls
+    ``stop_deferring`` in any case."""
+    pending = conn.info[_PENDING] = PendingWrites()
+    return pending
+
+
+def stop_deferring(conn: Connection) -> None:
+    """Writes still pending are dropped: called after the flush, or when the transaction is rolled back."""
+    conn.info.pop(_PENDING, None)
+
+
+def _flush_for(conn: Connection, tables: frozenset[str]) -> None:
+    pending: PendingWrites | None = conn.info.get(_PENDING)
+    if pending is not None and pending.rows and not pending.tables.isdisjoint(tables):
+        pending.flush(conn)
 
 
 def run_sql(conn: Connection, sql: str) -> None:
@@ -162,15 +256,26 @@ _WRITES = "tickets.statements_written"  # key in Connection.info (the pooled con
 
 def statements_written(conn: Connection) -> int:
     """How many statements other than SELECTs ``conn`` has run, through ``Prepared`` and ``run_sql`` or through
-    ``Connection.execute`` on an engine given to ``count_writes``: a job that failed with this count unchanged left
+    ``Connection.execute`` on an engine given to ``track_writes``: a job that failed with this count unchanged left
     nothing in the transaction to undo (tickets/writer.py)."""
     return conn.info.get(_WRITES, 0)  # type: ignore[no-any-return]
 
 
-def count_writes(engine: Engine) -> None:
-    """Count the writes that ``Connection.execute`` sends on ``engine``'s connections (``Prepared`` counts its own)."""
+def track_writes(engine: Engine) -> None:
+    """On ``engine``'s connections: count the writes that ``Connection.execute`` sends (``Prepared`` counts its
+    own), and send a batch's deferred writes before any statement through ``Connection.execute``, which
+    could read them (statements built ad hoc name tables nobody checks)."""
     if not event.contains(engine, "before_cursor_execute", _on_cursor_execute):
         event.listen(engine, "before_cursor_execute", _on_cursor_execute)
+    if not event.contains(engine, "before_execute", _on_execute):
+        event.listen(engine, "before_execute", _on_execute)
+
+
+def _on_execute(conn: Connection, clauseelement: Any, multiparams: Any, params: Any, execution_options: Any
+                ) -> None:
+    pending: PendingWrites | None = conn.info.get(_PENDING)
+    if pending is not None and pending.rows:
+        pending.flush(conn)
 
 
 def _on_cursor_execute(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,

@@ -272,7 +272,7 @@ class TicketStore:
         created = workflow.HistoryEntry(action="create", at=now, actor_id=who.id, actor_role=who.role,
                                         actor_name=who.name, from_status="", to_status="draft", note="",
                                         data={"channel": ticket.channel})
-        _INSERT_HISTORY.execute(conn, {"ticket_id": ticket_id, **_entry_row(created)})
+        _INSERT_HISTORY.defer(conn, {"ticket_id": ticket_id, **_entry_row(created)}, ticket_id)
         entries = []
         if accept:
             entry, changes = self._apply(conn, ticket, "accept", {}, who, now)
@@ -504,7 +504,7 @@ class TicketStore:
                 changes[name] = list(value) if name == "co_handler_ids" else value
         vars(ticket).update(changes)
         entry = result.entry
-        _INSERT_HISTORY.execute(conn, {"ticket_id": ticket.id, **_entry_row(entry)})
+        _INSERT_HISTORY.defer(conn, {"ticket_id": ticket.id, **_entry_row(entry)}, ticket.id)
         lead_cleared = "lead_department_id" in changes and changes["lead_department_id"] is None
         # lead cleared = approved return: old handlers lose access; co-handlers changed = merge or split
         self._carry_out(conn, ticket, result.effects, lead_cleared or "co_handler_ids" in changes)
@@ -515,18 +515,18 @@ class TicketStore:
         handlers_changed = False
         for eff in effects:
             if isinstance(eff, workflow.AssignmentOpened):
-                _INSERT_ASSIGNMENT.execute(conn, {
+                _INSERT_ASSIGNMENT.defer(conn, {
                     "ticket_id": ticket.id, "department_id": eff.department_id, "role": eff.role,
                     "dispatched_at": eff.dispatched_at, "sign_due": eff.sign_due, "reply_due": eff.reply_due,
-                    "reason": ""})
+                    "reason": ""}, ticket.id)
                 handlers_changed = True
             elif isinstance(eff, workflow.AssignmentSigned):
-                _UPDATE_OPEN_ASSIGNMENT.execute(conn, {
-                    "b_ticket_id": ticket.id, "b_department_id": eff.department_id, "signed_at": eff.at})
+                _UPDATE_OPEN_ASSIGNMENT.defer(conn, {
+                    "b_ticket_id": ticket.id, "b_department_id": eff.department_id, "signed_at": eff.at}, ticket.id)
             elif isinstance(eff, workflow.AssignmentClosed):
-                _UPDATE_OPEN_ASSIGNMENT.execute(conn, {
+                _UPDATE_OPEN_ASSIGNMENT.defer(conn, {
                     "b_ticket_id": ticket.id, "b_department_id": eff.department_id, "closed_at": eff.at,
-                    "outcome": eff.outcome, "reason": eff.reason})
+                    "outcome": eff.outcome, "reason": eff.reason}, ticket.id)
             elif isinstance(eff, workflow.AssignmentRestored):
                 latest = conn.scalar(select(func.max(Assignment.id)).where(
                     Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id))

@@ -40,7 +40,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tickets.errors import TicketError
-from tickets.prepared import count_writes, run_sql, statements_written
+from tickets.prepared import defer_writes, run_sql, statements_written, stop_deferring, track_writes
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +87,38 @@ def run_batch(conn: Connection, jobs: list[Job]) -> None:
     anything, so there is nothing to undo and the others go on. Only when a job fails having written
     (``statements_written`` moved) or on a database error is the transaction rolled back and the batch written
     again with one savepoint per job (``_run_with_savepoints``). On PostgreSQL each SAVEPOINT and RELEASE is a
-    round trip, two of the ~7 of an action; a batch that never needs them saves both for every job."""
+    round trip, two of the ~7 of an action; a batch that never needs them saves both for every job.
+
+    The first pass also defers the writes the jobs hand to ``Prepared.defer`` (history and assignment rows) and
+    sends them together before the commit (``tickets/prepared.py``, ``PendingWrites``); a deferred write the
+    database refuses sends the batch to the savepoint pass, which runs every statement at once, so the refusal
+    is the job's own."""
     try:
         with conn.begin():
-            for job in jobs:
-                before = statements_written(conn)
+            pending = defer_writes(conn)
+            try:
+                for job in jobs:
+                    before = statements_written(conn)
+                    queued = len(pending)
+                    try:
+                        result = job.fn(conn)
+                    except Exception as exc:
+                        if _lost(exc):
+                            raise
+                        if isinstance(exc, SQLAlchemyError) or statements_written(conn) != before:
+                            raise _Undo() from exc
+                        pending.discard_from(queued)  # its deferred writes were never sent
+                        job.outcome = (False, exc)
+                    else:
+                        job.outcome = (True, result)
                 try:
-                    result = job.fn(conn)
-                except Exception as exc:
+                    pending.flush(conn)
+                except SQLAlchemyError as exc:
                     if _lost(exc):
                         raise
-                    if isinstance(exc, SQLAlchemyError) or statements_written(conn) != before:
-                        raise _Undo() from exc
-                    job.outcome = (False, exc)
-                else:
-                    job.outcome = (True, result)
+                    raise _Undo() from exc  # whose row was refused is known only with a savepoint per job
+            finally:
+                stop_deferring(conn)
         return
     except _Undo:
         pass  # rolled back by the context manager: nothing of the first pass remains
@@ -136,7 +153,7 @@ class GroupWriter:
     def __init__(self, async_engine: AsyncEngine, sync_engine: Engine | None = None, parallel: int = 1) -> None:
         self.async_engine = async_engine
         self.sync_engine = sync_engine
-        count_writes(sync_engine if sync_engine is not None else async_engine.sync_engine)
+        track_writes(sync_engine if sync_engine is not None else async_engine.sync_engine)
         # SQLite has one writer at a time: batches run one after the other whatever is asked.
         self.parallel = 1 if sync_engine is not None else max(1, parallel)
         self._running = 0

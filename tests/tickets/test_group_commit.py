@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import os
 import threading
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import server
@@ -25,7 +26,7 @@ from tickets import http as tickets_http
 from tickets import writer as writer_module
 from tickets.errors import Conflict, NotFound, Refused
 from tickets.models import TicketHistory
-from tickets.prepared import insert_row
+from tickets.prepared import Prepared, insert_row
 from tickets.writer import Unavailable
 
 LOCK_KEY = 715_015
@@ -178,6 +179,21 @@ async def test_each_refusal_keeps_its_http_status(center):
     assert accept_r.status == 200
 
 
+async def jobs_in_one_batch(app: Any, *jobs: Any) -> list[Any]:
+    """Run ``jobs`` in one batch, in this order; their results or errors."""
+    writer = app[tickets_http.STORE].writer
+    blocker = await Blocker(app).start()
+    await until(blocker.entered.is_set, "the batch before to start")
+    batches, waits = writer.batches, []
+    for n, job in enumerate(jobs, 1):  # one at a time, so that the batch runs them in this order
+        waits.append(asyncio.ensure_future(writer.submit(job)))
+        await until(lambda n=n: writer.queued == n, f"job {n} to queue")
+    await blocker.let_go()
+    results = await asyncio.gather(*waits, return_exceptions=True)
+    assert writer.batches == batches + 1, "the jobs were written in one batch"
+    return results
+
+
 async def test_a_job_that_fails_after_writing_leaves_nothing_behind_and_the_others_commit(center):
     """Jobs that fail after writing, through ``Connection.execute`` or a prepared statement, or on the database's
     own refusal (which on PostgreSQL refuses the rest of the transaction), leave none of their writes; the jobs
@@ -185,6 +201,7 @@ async def test_a_job_that_fails_after_writing_leaves_nothing_behind_and_the_othe
     app = center.client.server.app
     writer = app[tickets_http.STORE].writer
     a, b, c, d, e = [await center.new_ticket() for _ in range(5)]
+    one_batch = functools.partial(jobs_in_one_batch, app)
 
     def retitle(number: str, title: str, then_fail: bool = False) -> Any:
         def job(conn: Any) -> int:
@@ -209,18 +226,6 @@ async def test_a_job_that_fails_after_writing_leaves_nothing_behind_and_the_othe
 
     def refuse(conn: Any) -> None:
         raise NotFound("ticket_not_found", "工单不存在")
-
-    async def one_batch(*jobs: Any) -> list[Any]:
-        blocker = await Blocker(app).start()
-        await until(blocker.entered.is_set, "the batch before to start")
-        batches, waits = writer.batches, []
-        for n, job in enumerate(jobs, 1):  # one at a time, so that the batch runs them in this order
-            waits.append(asyncio.ensure_future(writer.submit(job)))
-            await until(lambda: writer.queued == n, f"job {n} to queue")
-        await blocker.let_go()
-        results = await asyncio.gather(*waits, return_exceptions=True)
-        assert writer.batches == batches + 1, "the jobs were written in one batch"
-        return results
 
     async def committed() -> tuple[dict[str, str], int]:
         async with app[server.READ_ENGINE].connect() as conn:
@@ -289,6 +294,79 @@ async def test_actions_decided_on_the_same_version_in_one_batch_all_take_effect_
     assert [h["action"] for h in history][-3:] == ["progress_report", "progress_report", "reply"]
     assert [h["note"] for h in history][-3:-1] == ["已派人现场查看", "已约施工方"]
     assert await status_in_db(app, number) == "replied"
+
+
+async def test_a_batchs_deferred_rows_commit_in_each_tickets_order(center):
+    """Dispatch, sign and reply of one ticket in one batch, between other tickets' actions: the history and
+    assignment rows, sent together before the commit, end as if each action had been written alone."""
+    app = center.client.server.app
+    writer = app[tickets_http.STORE].writer
+    x, y, z = [(await center.new_ticket(accept=True))["number"] for _ in range(3)]
+    await center.agent.act(z, "dispatch", lead_department_id=center.departments["swuj"])
+    blocker = await Blocker(app).start()
+    await until(blocker.entered.is_set, "the first batch to start")
+    steps = [("agent", x, "dispatch", {"lead_department_id": center.departments["swuj"]}),
+             ("agent", y, "dispatch", {"lead_department_id": center.departments["sthj"],
+                                       "co_handler_ids": [center.departments["cgj"]]}),
+             ("water", x, "sign", {}), ("water", z, "sign", {}),
+             ("water", x, "reply", {"answer": "经核查，已于当日修复。"})]
+    acts = []
+    for i, (who, number, action, params) in enumerate(steps):  # one at a time, so that they queue in this order
+        acts.append(act(center, who, number, action, **params))
+        await until(lambda n=i + 1: writer.queued == n, f"{action} to queue")
+    await blocker.let_go()
+    answers = await asyncio.gather(*acts)
+    assert [a.get("error") for a in answers] == [None] * 5, answers
+    assert [a["status"] for a in answers] == ["dispatched", "dispatched", "signed", "signed", "replied"]
+    history = await center.agent.get(f"/api/v1/tickets/{x}/history")
+    assert [h["action"] for h in history] == ["create", "accept", "dispatch", "sign", "reply"]
+    async with app[server.READ_ENGINE].connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT t.number, a.role, a.signed_at IS NOT NULL, a.closed_at IS NOT NULL, a.outcome FROM assignments a "
+            "JOIN tickets t ON t.id = a.ticket_id WHERE t.number IN (:x, :y, :z) ORDER BY t.number, a.role"),
+            {"x": x, "y": y, "z": z})).all()
+    assert [tuple(r) for r in rows] == [(x, "lead", True, True, "replied"), (y, "co", False, False, None),
+                                        (y, "lead", False, False, None), (z, "lead", True, False, None)]
+
+
+async def test_a_deferred_row_is_its_own_jobs_the_database_refusing_it_fails_only_that_job(center):
+    """History rows are sent at the end of the batch. A job that fails drops its rows unsent; a row the database
+    refuses when the batch sends them fails its own job only (the batch is written again with savepoints),
+    and the reads between them see the rows deferred before."""
+    app = center.client.server.app
+    numbers = [(await center.new_ticket())["number"] for _ in range(3)]
+    async with app[server.READ_ENGINE].connect() as conn:
+        ids = dict((await conn.execute(text("SELECT number, id FROM tickets"))).all())
+    a, b, c = (ids[n] for n in numbers)
+    history = Prepared(insert(TicketHistory.__table__))
+    count = Prepared(select(func.count()).select_from(TicketHistory.__table__)
+                     .where(TicketHistory.__table__.c.note == bindparam("b_note")))
+
+    def note(ticket_id: int, text_: str, then_fail: bool = False) -> Any:
+        def job(conn: Any) -> int:
+            history.defer(conn, {"ticket_id": ticket_id, "action": "note", "at": datetime.now(timezone.utc),
+                                 "actor_role": "agent", "actor_name": "测试", "from_status": "draft",
+                                 "to_status": "draft", "note": text_, "data": {}}, ticket_id)
+            if then_fail:
+                raise Refused("not_permitted", "无权操作", "draft", [])
+            return ticket_id
+        return job
+
+    def counted(text_: str) -> Any:  # the prepared read names ticket_history: the rows deferred before are sent
+        return lambda conn: count.scalar(conn, {"b_note": text_})
+
+    results = await jobs_in_one_batch(app, note(a, "甲记"), counted("甲记"), note(b, "乙记", then_fail=True),
+                                      counted("乙记"), note(c, "丙记"))
+    assert results[0] == a and results[1] == 1 and isinstance(results[2], Refused)
+    assert results[3] == 0 and results[4] == c
+
+    results = await jobs_in_one_batch(app, note(a, "丁记"), note(10**9, "没有这张工单"), note(c, "戊记"))
+    assert results[0] == a and isinstance(results[1], IntegrityError) and results[2] == c
+
+    async with app[server.READ_ENGINE].connect() as conn:
+        kept = dict((await conn.execute(text(
+            "SELECT note, count(*) FROM ticket_history WHERE action = 'note' GROUP BY note"))).all())
+    assert kept == {"甲记": 1, "丙记": 1, "丁记": 1, "戊记": 1}
 
 
 async def test_a_database_lost_mid_batch_answers_every_waiting_request_503(center):

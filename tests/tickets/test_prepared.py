@@ -13,14 +13,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Connection, bindparam, create_engine, insert, select, text, update
+from sqlalchemy import Connection, bindparam, create_engine, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tickets import writer
 from tickets.models import Ticket, TicketHistory
-from tickets.prepared import Prepared, insert_row, run_sql
+from tickets.prepared import (Prepared, defer_writes, insert_row, run_sql, statements_written, stop_deferring,
+                              track_writes)
 
 T = Ticket.__table__
 H = TicketHistory.__table__
@@ -207,3 +208,66 @@ def test_a_driver_with_named_parameters_takes_sqlalchemys_own_path() -> None:
         assert row["created_at"].tzinfo is not None and [a["action"] for a in actions] == ["create", "accept"]
     finally:
         engine.dispose()
+
+
+async def test_deferred_writes_keep_each_tickets_order_and_are_read_by_the_statements_after_them(
+        database_url: str) -> None:
+    """A write batch defers history and assignment rows and sends them together: the writes of one ticket in the
+    order made, those of different tickets one statement per kind; a statement naming their table, or any
+    statement through ``Connection.execute``, sends them first, so the batch reads what it wrote."""
+    new_ticket = Prepared(insert(T).returning(T.c.id))
+    history = Prepared(insert(H))
+    renote = Prepared(update(H).where(H.c.ticket_id == bindparam("b_ticket_id"), H.c.note == "初稿"))
+    notes = Prepared(select(H.c.ticket_id, H.c.note).order_by(H.c.id))
+    at = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+
+    def row(ticket_id: int, note: str) -> dict[str, Any]:
+        return {"ticket_id": ticket_id, "action": "note", "at": at, "actor_role": "agent", "actor_name": "测试",
+                "from_status": "draft", "to_status": "draft", "note": note, "data": {"备注": note}}
+
+    def batch(conn: Connection) -> Any:
+        track_writes(conn.engine)
+        one, two, three = (new_ticket.scalar(conn, ticket_row(f"20261203-DEF{i}")) for i in range(3))
+        pending = defer_writes(conn)
+        try:
+            written = statements_written(conn)
+            history.defer(conn, row(one, "初稿"), one)
+            history.defer(conn, row(two, "初稿"), two)
+            renote.defer(conn, {"b_ticket_id": one, "note": "改过"}, one)  # after its insert, whatever the grouping
+            history.defer(conn, row(two, "第二条"), two)
+            history.defer(conn, row(one, "初稿"), one)  # a new draft, after the update: it must stay a draft
+            history.defer(conn, row(three, "初稿"), three)
+            assert statements_written(conn) == written and len(pending) == 6  # nothing sent yet
+            seen_prepared = notes.all(conn, {})  # names ticket_history: the six are sent first
+            sent = statements_written(conn) - written
+            history.defer(conn, row(three, "第二条"), three)
+            seen_execute = conn.execute(select(func.count()).select_from(H)).scalar()  # ad hoc: sent first too
+            pending.flush(conn)  # nothing left
+            return [one, two, three], seen_prepared, sent, seen_execute, len(pending)
+        finally:
+            stop_deferring(conn)
+
+    (one, two, three), seen, sent, seen_execute, left = await run_in(database_url, batch)
+    assert [(r["ticket_id"], r["note"]) for r in seen if r["ticket_id"] in (one, two, three)] == [
+        (one, "改过"), (two, "初稿"), (two, "第二条"), (three, "初稿"), (one, "初稿")]
+    # the first inserts of each ticket in one statement, the update, then ticket one's insert that followed it
+    assert sent == 3
+    assert seen_execute == 6 and left == 0
+
+
+async def test_a_connection_not_in_a_batch_writes_at_once(database_url: str) -> None:
+    """``defer`` outside a write batch is an ordinary write: nothing is left waiting for a flush nobody makes."""
+    new_ticket = Prepared(insert(T).returning(T.c.id))
+    history = Prepared(insert(H))
+
+    def write(conn: Connection) -> int:
+        ticket_id = new_ticket.scalar(conn, ticket_row("20261203-NOW1"))
+        history.defer(conn, {"ticket_id": ticket_id, "action": "note", "at": datetime.now(UTC), "actor_role": "agent",
+                             "actor_name": "测试", "from_status": "draft", "to_status": "draft", "note": "即写"},
+                      ticket_id)
+        return int(ticket_id)
+
+    ticket_id = await run_in(database_url, write)
+    count = await run_in(database_url, lambda conn: conn.execute(
+        select(func.count()).select_from(H).where(H.c.ticket_id == ticket_id)).scalar())
+    assert count == 1
