@@ -1,6 +1,8 @@
 """CPU per ticket action: the server process's own CPU seconds (from /proc) per action over HTTP.
 
-A real ``server.py serve`` on SQLite (``synchronous=FULL``) takes tickets through create, accept, dispatch, sign
+A real ``server.py serve`` on SQLite (``synchronous=FULL``), or with ``--db postgres`` on a throw-away PostgreSQL
+cluster (``tests/services.py``; then PostgreSQL's own CPU per action is reported too: its postmaster and every
+backend, exited ones included), takes tickets through create, accept, dispatch, sign
 and reply from ``--clients`` clients (the load of benchmarks/tickets_throughput.py, without readers); the
 server's user+system CPU over the phase divided by the actions answered is the figure. It depends much less on
 what else the machine runs than actions/s does (a starved process gets fewer actions and less CPU alike), so it
@@ -9,11 +11,13 @@ before, a ``git worktree``), interleaved with ours for ``--reps`` repetitions. `
 under py-spy (``--format speedscope`` or raw) for the profile of the same load.
 
     .venv/bin/python benchmarks/ticket_cpu.py [--seconds 10] [--clients 50] [--reps 3] [--root DIR ...]
+        [--db sqlite|postgres]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -30,9 +34,44 @@ from benchmarks.tickets_throughput import accounts, cpu_seconds, start_servers, 
 from tests import services
 
 
-def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label: str) -> dict[str, object]:
+def postgres_cpu(port: int) -> float:
+    """CPU seconds of the PostgreSQL cluster listening on ``port``: its postmaster (with the children it has
+    reaped) and its live children, the backends."""
+    def stat(pid: str) -> list[str]:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+    tick = os.sysconf("SC_CLK_TCK")
+    master = None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if f"-p {port} " in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "):
+                master = pid
+                break
+        except OSError:
+            continue
+    if master is None:
+        raise RuntimeError(f"no PostgreSQL on port {port}")
+    f = stat(master)
+    total = sum(int(x) for x in f[11:15])  # utime, stime, cutime, cstime
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            f = stat(pid)
+        except OSError:
+            continue
+        if f[1] == master:
+            total += int(f[11]) + int(f[12])
+    return total / tick
+
+
+def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label: str,
+          pg_base: str | None = None) -> dict[str, object]:
     data = tmp / f"var-{label}-{time.monotonic_ns()}"
-    procs, bases = start_servers(f"sqlite+aiosqlite:///{data / 'hotline.db'}", redis_url, data, 1, root=root)
+    if pg_base is None:
+        db_url = f"sqlite+aiosqlite:///{data / 'hotline.db'}"
+    else:
+        db_url = services.create_database(pg_base, f"cpu_{label}_{time.monotonic_ns()}".replace("-", "_"))
+    procs, bases = start_servers(db_url, redis_url, data, 1, root=root)
+    pg_port = int(pg_base.rsplit(":", 1)[1]) if pg_base else None
     spy = None
     try:
         pid = procs[0].pid
@@ -43,8 +82,10 @@ def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label
             time.sleep(1.0)
         logged_in = asyncio.run(accounts(bases[0]))  # argon2 logins before the measured window, not in it
         cpu0, load0 = cpu_seconds(pid), os.getloadavg()[0]
+        pg0 = postgres_cpu(pg_port) if pg_port else 0.0
         res = asyncio.run(write_load(bases, args.seconds, args.clients, 0, logged_in))
         cpu = cpu_seconds(pid) - cpu0
+        pg = postgres_cpu(pg_port) - pg0 if pg_port else None
     finally:
         if spy is not None:
             spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
@@ -54,6 +95,7 @@ def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label
     return {"label": label, "actions": actions, "per_s": res["per_s"], "p50_ms": res["p50_ms"],
             "p99_ms": res["p99_ms"], "cpu_s": round(cpu, 2),
             "cpu_ms_per_action": round(1000 * cpu / actions, 3) if actions else None,
+            "postgres_cpu_ms_per_action": round(1000 * pg / actions, 3) if actions and pg is not None else None,
             "errors": res["errors"], "load": [round(load0, 2), round(os.getloadavg()[0], 2)]}
 
 
@@ -62,22 +104,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--root", action="append", default=[],
                         help="another checkout's server, measured interleaved (repeat for several)")
     parser.add_argument("--profile", default=None, help="py-spy output file for our server's profile")
     parser.add_argument("--profile-format", default="raw", help="py-spy format: raw (collapsed stacks), speedscope")
     args = parser.parse_args()
     rows: dict[str, list[dict[str, object]]] = {}
-    with services.redis_server() as redis_url, tempfile.TemporaryDirectory(prefix="ticket-cpu-") as t:
+    with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(services.redis_server())
+        t = stack.enter_context(tempfile.TemporaryDirectory(prefix="ticket-cpu-"))
+        pg_base = stack.enter_context(services.postgres_server()) if args.db == "postgres" else None
         for rep in range(args.reps):
             for label, root in [*((Path(r).name, Path(r)) for r in args.root), ("ours", ROOT)]:
-                res = phase(root, redis_url, Path(t), args, label)
+                res = phase(root, redis_url, Path(t), args, label, pg_base)
                 print(json.dumps({"rep": rep + 1, **res}, ensure_ascii=False), flush=True)
                 rows.setdefault(label, []).append(res)
     for label, rs in rows.items():
         cpu = [float(r["cpu_ms_per_action"]) for r in rs if r["cpu_ms_per_action"] is not None]  # type: ignore[arg-type]
-        print(f"{label}: CPU per action median {statistics.median(cpu):.3f} ms ({', '.join(f'{c:.3f}' for c in cpu)}); "
-              f"actions/s median {statistics.median(float(r['per_s']) for r in rs):.1f}")  # type: ignore[arg-type]
+        pg = [float(r["postgres_cpu_ms_per_action"]) for r in rs  # type: ignore[arg-type]
+              if r.get("postgres_cpu_ms_per_action") is not None]
+        also = f"; PostgreSQL's median {statistics.median(pg):.3f} ms ({', '.join(f'{c:.3f}' for c in pg)})" if pg else ""
+        print(f"{label}: CPU per action median {statistics.median(cpu):.3f} ms ({', '.join(f'{c:.3f}' for c in cpu)})"
+              f"{also}; actions/s median {statistics.median(float(r['per_s']) for r in rs):.1f}")  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ class TicketStore:
         self.sessions = sessions
         # Every write goes through the process's group-commit writer (tickets/writer.py): SQLite gets a
         # synchronous ``write_engine`` so a whole batch is one hop to the writer's thread.
-        self.writer: GroupWriter = writer_for(sessions.kw["bind"], write_engine)
+        self.writer: GroupWriter = writer_for(sessions.kw["bind"], write_engine, settings.database.write_batches)
         # SQLite: writes take the write lock at BEGIN (see server.make_engine); reads use a separate pool.
         self.read_sessions = read_sessions or sessions
         # The ticket reads (list, detail, history, related): on SQLite one hop each to a thread on ``read_engine``

@@ -15,10 +15,11 @@ Two ways to reach the database:
 - a synchronous engine and one thread of its own (SQLite): the whole batch is one hop to that thread, and
   SQLite releases the GIL while it works and fsyncs, so the event loop keeps parsing the next requests;
 - an async engine (PostgreSQL/asyncpg): the batch runs through ``AsyncConnection.run_sync``, and up to
-  ``parallel`` batches run at once on their own connections. PostgreSQL has no single write lock, and each
-  batch is a chain of round trips: one batch at a time left the pool idle and was slower than the old
-  transaction per request (benchmarks/tickets_throughput.py, BENCHMARKS.md). PostgreSQL's WAL flush groups
-  the commits of concurrent transactions by itself.
+  ``parallel`` batches (``database.write_batches``, default 2) run at once on their own connections. Each batch
+  is a chain of round trips, so one at a time leaves the database waiting on the network; but many at once
+  make batches of 1-2 jobs, which save nothing of the per-statement work (the deferred history and assignment
+  rows go in one statement per batch) and cost 20-30 % more CPU per action on both sides: 9 at once against 2
+  (BENCHMARKS.md, #15). PostgreSQL's WAL flush groups the commits of concurrent transactions by itself.
 """
 from __future__ import annotations
 
@@ -419,11 +420,12 @@ class _Turn:
 _WRITERS: WeakKeyDictionary[Any, GroupWriter] = WeakKeyDictionary()
 
 
-def writer_for(async_engine: AsyncEngine, sync_engine: Engine | None = None) -> GroupWriter:
+def writer_for(async_engine: AsyncEngine, sync_engine: Engine | None = None, batches: int = 2) -> GroupWriter:
+    """The process's writer for this database; on PostgreSQL it runs up to ``batches`` batches at once, and
+    never more than the pool has connections less one (for the other writers, such as logins)."""
     key = async_engine.sync_engine
     writer = _WRITERS.get(key)
     if writer is None or (sync_engine is not None and writer.sync_engine is not sync_engine):
-        # PostgreSQL: as many batches at once as the pool has connections, less one for the other writers
-        parallel = max(1, async_engine.pool.size() - 1) if hasattr(async_engine.pool, "size") else 1
-        writer = _WRITERS[key] = GroupWriter(async_engine, sync_engine, parallel)
+        room = async_engine.pool.size() - 1 if hasattr(async_engine.pool, "size") else 1
+        writer = _WRITERS[key] = GroupWriter(async_engine, sync_engine, max(1, min(batches, room)))
     return writer
