@@ -134,8 +134,11 @@ class Prepared:
             return [dict(r) for r in conn.execute(self.stmt, params).mappings()]
         return [_row(c, r) for r in _run(conn, c.sql, self._bound(c, params), fetch="all")]
 
-    def first(self, conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
-        _flush_for(conn, self.tables)
+    def first(self, conn: Connection, params: Mapping[str, Any], key: tuple[str, Any] | None = None
+              ) -> dict[str, Any] | None:
+        """The first row, or None. ``key``: the statement reads only the rows of this key (as ``defer``'s), so
+        deferred writes of other keys need not be sent before it."""
+        _flush_for(conn, self.tables, key)
         c = self._compile(conn, params)
         if c is None:
             found = conn.execute(self.stmt, params).mappings().first()
@@ -156,17 +159,18 @@ class Prepared:
         return process(row[0]) if process else row[0]
 
 
-    def defer(self, conn: Connection, params: Mapping[str, Any], key: Any) -> None:
+    def defer(self, conn: Connection, params: Mapping[str, Any], key: tuple[str, Any]) -> Any:
         """Run the statement later in this transaction, with the other deferred writes of the batch, when
-        ``conn`` defers writes (``defer_writes``); at once otherwise. For writes nobody reads the result of.
-        ``key`` names the rows it touches (the ticket's id): the writes of one key keep their order, those of
-        different keys are taken to commute."""
+        ``conn`` defers writes (``defer_writes``); None then. Otherwise at once, returning what ``execute``
+        returns. For writes whose result the batch does not need. ``key`` names the rows it touches, as
+        ``(kind, value)``, e.g. ``("ticket", 12)``: the writes of one key keep their order, those of different
+        keys are taken to commute."""
         pending: PendingWrites | None = conn.info.get(_PENDING)
         c = self._compile(conn, params) if pending is not None else None
         if c is None or pending is None:
-            self.execute(conn, params)
-            return
+            return self.execute(conn, params)
         pending.add(self.tables, c.sql, self._bound(c, params), key)
+        return None
 
 
 def _row(c: _Compiled, row: Sequence[Any]) -> dict[str, Any]:
@@ -181,35 +185,62 @@ class PendingWrites:
     round trip per row.
 
     On PostgreSQL every statement is a round trip costing ~0.1 ms of the server's CPU plus PostgreSQL's own
-    (BENCHMARKS.md, #15): the history row of every action and the assignment rows of dispatch, sign and reply
-    were ~8 of the ~23 statements of a create-accept-dispatch-sign-reply cycle. They are sent:
-    - before any statement that names one of their tables (a ``Prepared`` statement checks its ``tables``), and
-      before any statement through ``Connection.execute`` (which the ``track_writes`` event flushes first), so a
+    (BENCHMARKS.md, #15): the history row of every action, the assignment rows of dispatch, sign and reply and
+    the ticket's own UPDATE were 12 of the 22 statements of a create-accept-dispatch-sign-reply cycle. They are
+    sent:
+    - before a statement that names one of their tables (a ``Prepared`` statement checks its ``tables``), unless
+      that statement reads only the rows of one key (``key=`` of ``first``) and no write of that key is pending;
+      and before any statement through ``Connection.execute`` (the ``track_writes`` event flushes them all), so a
       read inside the batch sees every write before it;
     - at the end of the batch, before the commit (``tickets/writer.py``).
     Order: the writes of one key (one ticket) in the order made; writes of different keys, which touch different
-    rows, grouped by statement. A write of the same statement as the key's previous one joins it."""
+    rows, grouped by statement. A write of the same statement as the key's previous one joins it. Keys are
+    ``(kind, value)`` pairs; a read by key is spared the flush only by pending writes of the same kind."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[str, Any, Any]] = []  # (sql, bound parameters, (table, key))
-        self.tables: set[str] = set()
+        self.rows: list[tuple[str, Any, tuple[frozenset[str], Any]]] = []  # (sql, bound parameters, (tables, key))
+        self.keys: dict[str, set[Any]] = {}  # table -> keys of its pending writes
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, tables: frozenset[str], sql: str, bound: Any, key: Any) -> None:
+    def add(self, tables: frozenset[str], sql: str, bound: Any, key: tuple[str, Any]) -> None:
         self.rows.append((sql, bound, (tables, key)))
-        self.tables |= tables
+        for table in tables:
+            self.keys.setdefault(table, set()).add(key)
+
+    def _reindex(self) -> None:
+        self.keys = {}
+        for _, _, (tables, key) in self.rows:
+            for table in tables:
+                self.keys.setdefault(table, set()).add(key)
 
     def discard_from(self, start: int) -> None:
         """Forget the writes deferred since ``len(self)`` was ``start`` (a job failed before they were sent)."""
         del self.rows[start:]
-        self.tables = set().union(*(k[0] for _, _, k in self.rows))
+        self._reindex()
 
-    def flush(self, conn: Connection) -> None:
+    def needs_flush(self, tables: frozenset[str], key: tuple[str, Any] | None) -> bool:
+        """Must writes be sent before a statement naming ``tables`` (reading only the rows of ``key``)?"""
+        for table in tables:
+            pending = self.keys.get(table)
+            if not pending:
+                continue
+            if key is None or key in pending or any(k[0] != key[0] for k in pending):
+                return True
+        return False
+
+    def flush(self, conn: Connection, tables: frozenset[str] | None = None) -> None:
+        """Send the pending writes (those naming one of ``tables``, or all); the others stay pending. Writes to
+        different tables are independent (none of them names another's table), so their order does not matter."""
         if not self.rows:
             return
-        rows, self.rows, self.tables = self.rows, [], set()
+        if tables is None:
+            rows, self.rows = self.rows, []
+        else:
+            rows = [r for r in self.rows if not r[2][0].isdisjoint(tables)]
+            self.rows = [r for r in self.rows if r[2][0].isdisjoint(tables)]
+        self._reindex()
         waves: list[dict[str, list[Any]]] = []  # wave n: the n-th write of every key, grouped by statement
         last: dict[Any, tuple[int, str]] = {}
         for sql, bound, key in rows:
@@ -240,10 +271,10 @@ def stop_deferring(conn: Connection) -> None:
     conn.info.pop(_PENDING, None)
 
 
-def _flush_for(conn: Connection, tables: frozenset[str]) -> None:
+def _flush_for(conn: Connection, tables: frozenset[str], key: tuple[str, Any] | None = None) -> None:
     pending: PendingWrites | None = conn.info.get(_PENDING)
-    if pending is not None and pending.rows and not pending.tables.isdisjoint(tables):
-        pending.flush(conn)
+    if pending is not None and pending.rows and pending.needs_flush(tables, key):
+        pending.flush(conn, tables)
 
 
 def run_sql(conn: Connection, sql: str) -> None:

@@ -272,7 +272,7 @@ class TicketStore:
         created = workflow.HistoryEntry(action="create", at=now, actor_id=who.id, actor_role=who.role,
                                         actor_name=who.name, from_status="", to_status="draft", note="",
                                         data={"channel": ticket.channel})
-        _INSERT_HISTORY.defer(conn, {"ticket_id": ticket_id, **_entry_row(created)}, ticket_id)
+        _INSERT_HISTORY.defer(conn, {"ticket_id": ticket_id, **_entry_row(created)}, ("ticket", ticket_id))
         entries = []
         if accept:
             entry, changes = self._apply(conn, ticket, "accept", {}, who, now)
@@ -442,17 +442,26 @@ class TicketStore:
     def _load_row(self, conn: Connection, number: str, who: Principal, for_update: bool = False
                         ) -> SimpleNamespace:
         """The ticket as plain attributes (Core, not the ORM: the action path is the hot path)."""
-        row = _load_stmt(who, for_update).first(conn, {"b_number": number, **visibility.bound_values(who)})
+        row = _load_stmt(who, for_update).first(conn, {"b_number": number, **visibility.bound_values(who)},
+                                                 key=("number", number))
         if row is None:  # 404 also for another department's ticket: do not reveal that it exists
             raise NotFound("ticket_not_found", f"工单 {number} 不存在")
         return SimpleNamespace(**row)
 
     def _save(self, conn: Connection, ticket: SimpleNamespace, changes: dict[str, Any],
                     now: datetime) -> None:
-        """One UPDATE of the changed columns, guarded by the version so a lost update cannot happen."""
+        """One UPDATE of the changed columns, guarded by the version so a lost update cannot happen.
+
+        In a write batch's first pass the UPDATE is deferred (``Prepared.defer``) and its row count is not seen.
+        Nothing is lost by that: every ticket saved here was read in the same transaction with ``FOR UPDATE``
+        (PostgreSQL) or under the batch's ``BEGIN IMMEDIATE`` (SQLite), or inserted by it, so no other
+        transaction can have moved its version; and a later job of the batch that reads the same ticket gets the
+        pending UPDATE sent first (its ``("number", ...)`` key). Run at once (the savepoint pass, or outside a
+        batch), the version is checked as always."""
         changes = {**changes, "updated_at": now, "version": ticket.version + 1}
-        result = _SAVE.execute(conn, {**changes, "b_id": ticket.id, "b_version": ticket.version})
-        if result.rowcount != 1:
+        result = _SAVE.defer(conn, {**changes, "b_id": ticket.id, "b_version": ticket.version},
+                             ("number", ticket.number))
+        if result is not None and result.rowcount != 1:
             raise Conflict("concurrent_update", "工单刚被他人修改，请刷新后重试")
         ticket.version += 1
         ticket.updated_at = now
@@ -504,7 +513,7 @@ class TicketStore:
                 changes[name] = list(value) if name == "co_handler_ids" else value
         vars(ticket).update(changes)
         entry = result.entry
-        _INSERT_HISTORY.defer(conn, {"ticket_id": ticket.id, **_entry_row(entry)}, ticket.id)
+        _INSERT_HISTORY.defer(conn, {"ticket_id": ticket.id, **_entry_row(entry)}, ("ticket", ticket.id))
         lead_cleared = "lead_department_id" in changes and changes["lead_department_id"] is None
         # lead cleared = approved return: old handlers lose access; co-handlers changed = merge or split
         self._carry_out(conn, ticket, result.effects, lead_cleared or "co_handler_ids" in changes)
@@ -518,15 +527,15 @@ class TicketStore:
                 _INSERT_ASSIGNMENT.defer(conn, {
                     "ticket_id": ticket.id, "department_id": eff.department_id, "role": eff.role,
                     "dispatched_at": eff.dispatched_at, "sign_due": eff.sign_due, "reply_due": eff.reply_due,
-                    "reason": ""}, ticket.id)
+                    "reason": ""}, ("ticket", ticket.id))
                 handlers_changed = True
             elif isinstance(eff, workflow.AssignmentSigned):
                 _UPDATE_OPEN_ASSIGNMENT.defer(conn, {
-                    "b_ticket_id": ticket.id, "b_department_id": eff.department_id, "signed_at": eff.at}, ticket.id)
+                    "b_ticket_id": ticket.id, "b_department_id": eff.department_id, "signed_at": eff.at}, ("ticket", ticket.id))
             elif isinstance(eff, workflow.AssignmentClosed):
                 _UPDATE_OPEN_ASSIGNMENT.defer(conn, {
                     "b_ticket_id": ticket.id, "b_department_id": eff.department_id, "closed_at": eff.at,
-                    "outcome": eff.outcome, "reason": eff.reason}, ticket.id)
+                    "outcome": eff.outcome, "reason": eff.reason}, ("ticket", ticket.id))
             elif isinstance(eff, workflow.AssignmentRestored):
                 latest = conn.scalar(select(func.max(Assignment.id)).where(
                     Assignment.ticket_id == ticket.id, Assignment.department_id == eff.department_id))

@@ -346,7 +346,7 @@ async def test_a_deferred_row_is_its_own_jobs_the_database_refusing_it_fails_onl
         def job(conn: Any) -> int:
             history.defer(conn, {"ticket_id": ticket_id, "action": "note", "at": datetime.now(timezone.utc),
                                  "actor_role": "agent", "actor_name": "测试", "from_status": "draft",
-                                 "to_status": "draft", "note": text_, "data": {}}, ticket_id)
+                                 "to_status": "draft", "note": text_, "data": {}}, ("ticket", ticket_id))
             if then_fail:
                 raise Refused("not_permitted", "无权操作", "draft", [])
             return ticket_id

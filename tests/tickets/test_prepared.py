@@ -231,16 +231,16 @@ async def test_deferred_writes_keep_each_tickets_order_and_are_read_by_the_state
         pending = defer_writes(conn)
         try:
             written = statements_written(conn)
-            history.defer(conn, row(one, "初稿"), one)
-            history.defer(conn, row(two, "初稿"), two)
-            renote.defer(conn, {"b_ticket_id": one, "note": "改过"}, one)  # after its insert, whatever the grouping
-            history.defer(conn, row(two, "第二条"), two)
-            history.defer(conn, row(one, "初稿"), one)  # a new draft, after the update: it must stay a draft
-            history.defer(conn, row(three, "初稿"), three)
+            history.defer(conn, row(one, "初稿"), ("ticket", one))
+            history.defer(conn, row(two, "初稿"), ("ticket", two))
+            renote.defer(conn, {"b_ticket_id": one, "note": "改过"}, ("ticket", one))  # after its insert, whatever the grouping
+            history.defer(conn, row(two, "第二条"), ("ticket", two))
+            history.defer(conn, row(one, "初稿"), ("ticket", one))  # a new draft, after the update: it must stay a draft
+            history.defer(conn, row(three, "初稿"), ("ticket", three))
             assert statements_written(conn) == written and len(pending) == 6  # nothing sent yet
             seen_prepared = notes.all(conn, {})  # names ticket_history: the six are sent first
             sent = statements_written(conn) - written
-            history.defer(conn, row(three, "第二条"), three)
+            history.defer(conn, row(three, "第二条"), ("ticket", three))
             seen_execute = conn.execute(select(func.count()).select_from(H)).scalar()  # ad hoc: sent first too
             pending.flush(conn)  # nothing left
             return [one, two, three], seen_prepared, sent, seen_execute, len(pending)
@@ -264,10 +264,37 @@ async def test_a_connection_not_in_a_batch_writes_at_once(database_url: str) -> 
         ticket_id = new_ticket.scalar(conn, ticket_row("20261203-NOW1"))
         history.defer(conn, {"ticket_id": ticket_id, "action": "note", "at": datetime.now(UTC), "actor_role": "agent",
                              "actor_name": "测试", "from_status": "draft", "to_status": "draft", "note": "即写"},
-                      ticket_id)
+                      ("ticket", ticket_id))
         return int(ticket_id)
 
     ticket_id = await run_in(database_url, write)
     count = await run_in(database_url, lambda conn: conn.execute(
         select(func.count()).select_from(H).where(H.c.ticket_id == ticket_id)).scalar())
     assert count == 1
+
+
+async def test_a_read_by_key_sends_the_pending_writes_of_its_key_only(database_url: str) -> None:
+    """A ticket's deferred UPDATE is sent before the load of that ticket, and not before the load of another:
+    the load by number reads one key's rows (``first(..., key=...)``)."""
+    new_ticket = Prepared(insert(T).returning(T.c.id))
+    retitle = Prepared(update(T).where(T.c.id == bindparam("b_id")))
+    load = Prepared(select(T.c.title).where(T.c.number == bindparam("b_number")).with_for_update())
+
+    def batch(conn: Connection) -> Any:
+        for i in range(2):
+            new_ticket.scalar(conn, ticket_row(f"20261203-KEY{i}"))
+        ids = dict(conn.execute(select(T.c.number, T.c.id).where(T.c.number.like("20261203-KEY%"))).all())
+        pending = defer_writes(conn)
+        try:
+            retitle.defer(conn, {"b_id": ids["20261203-KEY0"], "title": "已改标题"}, ("number", "20261203-KEY0"))
+            written = statements_written(conn)
+            other = load.first(conn, {"b_number": "20261203-KEY1"}, key=("number", "20261203-KEY1"))
+            spared = statements_written(conn) - written, len(pending)
+            own = load.first(conn, {"b_number": "20261203-KEY0"}, key=("number", "20261203-KEY0"))
+            return other, spared, own, statements_written(conn) - written, len(pending)
+        finally:
+            stop_deferring(conn)
+
+    other, spared, own, sent, left = await run_in(database_url, batch)
+    assert other == {"title": "小区门口积水"} and spared == (0, 1)  # another ticket's load: still pending
+    assert own == {"title": "已改标题"} and sent == 1 and left == 0  # its own load: sent first
