@@ -97,6 +97,11 @@ def _refuse_control_characters(value: Any, path: str) -> None:
     if isinstance(value, str):
         if not _CONTROL.isdisjoint(value):
             raise InvalidField(path or "body", f"字段 {path or 'body'} 含有控制字符")
+        if not value.isascii():
+            try:  # json.loads accepts a lone surrogate ("\ud800"), which no database driver can encode
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidField(path or "body", f"字段 {path or 'body'} 含有无效的 Unicode 字符") from None
     elif isinstance(value, dict):
         for key, item in value.items():
             _refuse_control_characters(key, path or "body")

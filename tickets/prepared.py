@@ -165,6 +165,8 @@ class Prepared:
         returns. For writes whose result the batch does not need. ``key`` names the rows it touches, as
         ``(kind, value)``, e.g. ``("ticket", 12)``: the writes of one key keep their order, those of different
         keys are taken to commute."""
+        if len(self.tables) != 1:  # a partial flush sends one table's writes: keys are ordered within a table
+            raise ValueError("only a statement naming one table can be deferred")
         pending: PendingWrites | None = conn.info.get(_PENDING)
         c = self._compile(conn, params) if pending is not None else None
         if c is None or pending is None:
@@ -197,9 +199,10 @@ class PendingWrites:
     rows, grouped by statement. A write of the same statement as the key's previous one joins it. Keys are
     ``(kind, value)`` pairs; a read by key is spared the flush only by pending writes of the same kind."""
 
-    def __init__(self) -> None:
+    def __init__(self, info: dict[Any, Any]) -> None:
         self.rows: list[tuple[str, Any, tuple[frozenset[str], Any]]] = []  # (sql, bound parameters, (tables, key))
         self.keys: dict[str, set[Any]] = {}  # table -> keys of its pending writes
+        self.info = info  # the connection's, kept: once the connection is invalidated it cannot be reached
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -262,13 +265,16 @@ class PendingWrites:
 def defer_writes(conn: Connection) -> PendingWrites:
     """From now on ``Prepared.defer`` on ``conn`` defers; the caller flushes before committing and calls
     ``stop_deferring`` in any case."""
-    pending = conn.info[_PENDING] = PendingWrites()
+    info = conn.info
+    pending = info[_PENDING] = PendingWrites(info)
     return pending
 
 
-def stop_deferring(conn: Connection) -> None:
-    """Writes still pending are dropped: called after the flush, or when the transaction is rolled back."""
-    conn.info.pop(_PENDING, None)
+def stop_deferring(pending: PendingWrites) -> None:
+    """Writes still pending are dropped: called after the flush, or when the transaction is rolled back.
+    Through the dict kept at the start: on a connection invalidated meanwhile (a cancelled statement, a lost
+    server) ``conn.info`` raises, and that error would replace the cancellation the writer must see."""
+    pending.info.pop(_PENDING, None)
 
 
 def _flush_for(conn: Connection, tables: frozenset[str], key: tuple[str, Any] | None = None) -> None:
@@ -295,7 +301,8 @@ def statements_written(conn: Connection) -> int:
 def track_writes(engine: Engine) -> None:
     """On ``engine``'s connections: count the writes that ``Connection.execute`` sends (``Prepared`` counts its
     own), and send a batch's deferred writes before any statement through ``Connection.execute``, which
-    could read them (statements built ad hoc name tables nobody checks)."""
+    could read them (statements built ad hoc name tables nobody checks). Not before ``exec_driver_sql``, for
+    which SQLAlchemy has no ``before_execute``: a job must not read through it what the batch deferred."""
     if not event.contains(engine, "before_cursor_execute", _on_cursor_execute):
         event.listen(engine, "before_cursor_execute", _on_cursor_execute)
     if not event.contains(engine, "before_execute", _on_execute):

@@ -114,12 +114,12 @@ def run_batch(conn: Connection, jobs: list[Job]) -> None:
                         job.outcome = (True, result)
                 try:
                     pending.flush(conn)
-                except SQLAlchemyError as exc:
+                except Exception as exc:  # a refusal, or a value the driver cannot encode (not a DBAPIError)
                     if _lost(exc):
                         raise
-                    raise _Undo() from exc  # whose row was refused is known only with a savepoint per job
+                    raise _Undo() from exc  # whose row failed is known only with a savepoint per job
             finally:
-                stop_deferring(conn)
+                stop_deferring(pending)
         return
     except _Undo:
         pass  # rolled back by the context manager: nothing of the first pass remains

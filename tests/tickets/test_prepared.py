@@ -7,6 +7,7 @@ through ``run_sync``.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -245,7 +246,7 @@ async def test_deferred_writes_keep_each_tickets_order_and_are_read_by_the_state
             pending.flush(conn)  # nothing left
             return [one, two, three], seen_prepared, sent, seen_execute, len(pending)
         finally:
-            stop_deferring(conn)
+            stop_deferring(pending)
 
     (one, two, three), seen, sent, seen_execute, left = await run_in(database_url, batch)
     assert [(r["ticket_id"], r["note"]) for r in seen if r["ticket_id"] in (one, two, three)] == [
@@ -293,8 +294,83 @@ async def test_a_read_by_key_sends_the_pending_writes_of_its_key_only(database_u
             own = load.first(conn, {"b_number": "20261203-KEY0"}, key=("number", "20261203-KEY0"))
             return other, spared, own, statements_written(conn) - written, len(pending)
         finally:
-            stop_deferring(conn)
+            stop_deferring(pending)
 
     other, spared, own, sent, left = await run_in(database_url, batch)
     assert other == {"title": "小区门口积水"} and spared == (0, 1)  # another ticket's load: still pending
     assert own == {"title": "已改标题"} and sent == 1 and left == 0  # its own load: sent first
+
+
+async def batch_on(database_url: str, jobs: list[writer.Job], prepare: Callable[[Connection], Any]) -> None:
+    """``prepare`` committed first, then ``jobs`` through the writer's ``run_batch`` on the writer's kind of
+    connection (outcomes land on the jobs)."""
+    if database_url.startswith("sqlite"):
+        engine = create_engine(database_url.replace("+aiosqlite", ""))
+        track_writes(engine)
+        try:
+            with engine.begin() as conn:
+                prepare(conn)
+            with engine.connect() as conn:
+                writer.run_batch(conn, jobs)
+        finally:
+            engine.dispose()
+        return
+    async_engine = create_async_engine(database_url)
+    track_writes(async_engine.sync_engine)
+    try:
+        async with async_engine.begin() as conn:
+            await conn.run_sync(prepare)
+        async with async_engine.connect() as conn:
+            await conn.run_sync(writer.run_batch, jobs)
+    finally:
+        await async_engine.dispose()
+
+
+async def test_a_deferred_value_the_driver_cannot_encode_fails_its_own_job_only(database_url: str) -> None:
+    """A deferred row that fails when the batch sends it, even with an error that is not the database's (a
+    lone surrogate cannot be encoded), fails its own job; the others commit. The HTTP edge refuses such text
+    (tests/test_api_fuzz.py); this is the writer's own guard."""
+    history = Prepared(insert(H))
+    ids: list[int] = []
+
+    def prepare(conn: Connection) -> None:
+        ids.append(Prepared(insert(T).returning(T.c.id)).scalar(conn, ticket_row("20261203-ENC1")))
+
+    def note(text_: str) -> Callable[[Connection], None]:
+        def job(conn: Connection) -> None:
+            history.defer(conn, {"ticket_id": ids[0], "action": "note", "at": datetime.now(UTC),
+                                 "actor_role": "agent", "actor_name": "测试", "from_status": "draft",
+                                 "to_status": "draft", "note": text_}, ("ticket", ids[0]))
+        return job
+
+    jobs = [writer.Job(note("先记一笔"), None), writer.Job(note("坏\ud800字"), None),  # type: ignore[arg-type]
+            writer.Job(note("再记一笔"), None)]  # type: ignore[arg-type]
+    await batch_on(database_url, jobs, prepare)
+    outcomes = [job.outcome for job in jobs]
+    assert outcomes[0] == (True, None) and outcomes[2] == (True, None), outcomes
+    assert outcomes[1] is not None and outcomes[1][0] is False
+    notes = await run_in(database_url, lambda conn: [r.note for r in conn.execute(
+        select(H.c.note).where(H.c.ticket_id == ids[0]).order_by(H.c.id))])
+    assert notes == ["先记一笔", "再记一笔"]
+
+
+async def test_a_batch_cancelled_mid_statement_ends_with_the_cancellation(database_url: str) -> None:
+    """A batch whose statement is cancelled (the connection is invalidated, as ``_run`` does) ends with the
+    ``CancelledError`` itself, so the writer's task sees its cancellation (at shutdown) instead of an error
+    about the invalidated connection."""
+    history = Prepared(insert(H))
+    ids: list[int] = []
+
+    def prepare(conn: Connection) -> None:
+        ids.append(Prepared(insert(T).returning(T.c.id)).scalar(conn, ticket_row("20261203-CAN1")))
+
+    def cancelled(conn: Connection) -> None:
+        history.defer(conn, {"ticket_id": ids[0], "action": "note", "at": datetime.now(UTC), "actor_role": "agent",
+                             "actor_name": "测试", "from_status": "draft", "to_status": "draft", "note": "取消"},
+                      ("ticket", ids[0]))
+        error = asyncio.CancelledError()
+        conn.invalidate(error)
+        raise error
+
+    with pytest.raises(asyncio.CancelledError):
+        await batch_on(database_url, [writer.Job(cancelled, None)], prepare)  # type: ignore[arg-type]
