@@ -70,7 +70,7 @@ class DatabaseSettings(_Section):
     url: str = ""  # empty = SQLite file <data_dir>/hotline.db
     pool_size: int = Field(10, ge=1)
     # PostgreSQL: ticket write batches one server process runs at once (at most pool_size - 1). Fewer means
-    # larger batches, whose history and assignment rows go in one statement each: on 2 cores, 2 at once did
+    # larger batches, whose deferred writes go in one statement per kind: on 2 cores, 2 at once did
     # 1.2-1.4x the actions/s of 9 at ~20 % less CPU per action (BENCHMARKS.md, #15). SQLite always runs one.
     write_batches: int = Field(2, ge=1)
     echo: bool = False

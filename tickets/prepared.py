@@ -158,7 +158,6 @@ class Prepared:
         process = c.results[0]
         return process(row[0]) if process else row[0]
 
-
     def defer(self, conn: Connection, params: Mapping[str, Any], key: tuple[str, Any]) -> Any:
         """Run the statement later in this transaction, with the other deferred writes of the batch, when
         ``conn`` defers writes (``defer_writes``); None then. Otherwise at once, returning what ``execute``
@@ -171,7 +170,8 @@ class Prepared:
         c = self._compile(conn, params) if pending is not None else None
         if c is None or pending is None:
             return self.execute(conn, params)
-        pending.add(self.tables, c.sql, self._bound(c, params), key)
+        (table,) = self.tables
+        pending.add(table, c.sql, self._bound(c, params), key)
         return None
 
 
@@ -200,23 +200,21 @@ class PendingWrites:
     ``(kind, value)`` pairs; a read by key is spared the flush only by pending writes of the same kind."""
 
     def __init__(self, info: dict[Any, Any]) -> None:
-        self.rows: list[tuple[str, Any, tuple[frozenset[str], Any]]] = []  # (sql, bound parameters, (tables, key))
+        self.rows: list[tuple[str, str, Any, tuple[str, Any]]] = []  # (table, sql, bound parameters, key)
         self.keys: dict[str, set[Any]] = {}  # table -> keys of its pending writes
         self.info = info  # the connection's, kept: once the connection is invalidated it cannot be reached
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, tables: frozenset[str], sql: str, bound: Any, key: tuple[str, Any]) -> None:
-        self.rows.append((sql, bound, (tables, key)))
-        for table in tables:
-            self.keys.setdefault(table, set()).add(key)
+    def add(self, table: str, sql: str, bound: Any, key: tuple[str, Any]) -> None:
+        self.rows.append((table, sql, bound, key))
+        self.keys.setdefault(table, set()).add(key)
 
     def _reindex(self) -> None:
         self.keys = {}
-        for _, _, (tables, key) in self.rows:
-            for table in tables:
-                self.keys.setdefault(table, set()).add(key)
+        for table, _, _, key in self.rows:
+            self.keys.setdefault(table, set()).add(key)
 
     def discard_from(self, start: int) -> None:
         """Forget the writes deferred since ``len(self)`` was ``start`` (a job failed before they were sent)."""
@@ -234,23 +232,24 @@ class PendingWrites:
         return False
 
     def flush(self, conn: Connection, tables: frozenset[str] | None = None) -> None:
-        """Send the pending writes (those naming one of ``tables``, or all); the others stay pending. Writes to
-        different tables are independent (none of them names another's table), so their order does not matter."""
+        """Send the pending writes (those to one of ``tables``, or all); the others stay pending. Writes to
+        different tables are independent (each deferred statement names its one table), so their order does not
+        matter."""
         if not self.rows:
             return
         if tables is None:
             rows, self.rows = self.rows, []
         else:
-            rows = [r for r in self.rows if not r[2][0].isdisjoint(tables)]
-            self.rows = [r for r in self.rows if r[2][0].isdisjoint(tables)]
+            rows = [r for r in self.rows if r[0] in tables]
+            self.rows = [r for r in self.rows if r[0] not in tables]
         self._reindex()
         waves: list[dict[str, list[Any]]] = []  # wave n: the n-th write of every key, grouped by statement
-        last: dict[Any, tuple[int, str]] = {}
-        for sql, bound, key in rows:
-            wave, previous = last.get(key, (-1, ""))
+        last: dict[tuple[str, Any], tuple[int, str]] = {}  # (table, key) -> its last write's wave and statement
+        for table, sql, bound, key in rows:
+            wave, previous = last.get((table, key), (-1, ""))
             if previous != sql:
                 wave += 1
-            last[key] = (wave, sql)
+            last[table, key] = (wave, sql)
             if wave == len(waves):
                 waves.append({})
             waves[wave].setdefault(sql, []).append(bound)

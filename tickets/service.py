@@ -531,7 +531,8 @@ class TicketStore:
                 handlers_changed = True
             elif isinstance(eff, workflow.AssignmentSigned):
                 _UPDATE_OPEN_ASSIGNMENT.defer(conn, {
-                    "b_ticket_id": ticket.id, "b_department_id": eff.department_id, "signed_at": eff.at}, ("ticket", ticket.id))
+                    "b_ticket_id": ticket.id, "b_department_id": eff.department_id, "signed_at": eff.at},
+                    ("ticket", ticket.id))
             elif isinstance(eff, workflow.AssignmentClosed):
                 _UPDATE_OPEN_ASSIGNMENT.defer(conn, {
                     "b_ticket_id": ticket.id, "b_department_id": eff.department_id, "closed_at": eff.at,

@@ -90,10 +90,10 @@ def run_batch(conn: Connection, jobs: list[Job]) -> None:
     again with one savepoint per job (``_run_with_savepoints``). On PostgreSQL each SAVEPOINT and RELEASE is a
     round trip, two of the ~7 of an action; a batch that never needs them saves both for every job.
 
-    The first pass also defers the writes the jobs hand to ``Prepared.defer`` (history and assignment rows) and
-    sends them together before the commit (``tickets/prepared.py``, ``PendingWrites``); a deferred write the
-    database refuses sends the batch to the savepoint pass, which runs every statement at once, so the refusal
-    is the job's own."""
+    The first pass also defers the writes the jobs hand to ``Prepared.defer`` (history and assignment rows, the
+    ticket's UPDATE) and sends them together before the commit (``tickets/prepared.py``, ``PendingWrites``); a
+    deferred write that fails sends the batch to the savepoint pass, which runs every statement at once, so the
+    failure is the job's own."""
     try:
         with conn.begin():
             pending = defer_writes(conn)
