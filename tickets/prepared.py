@@ -146,9 +146,9 @@ class Prepared:
         row = _run(conn, c.sql, self._bound(c, params), fetch="one")
         return None if row is None else _row(c, row)
 
-    def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
-        """The first column of the first row, or None when there is no row."""
-        _flush_for(conn, self.tables)
+    def scalar(self, conn: Connection, params: Mapping[str, Any], key: tuple[str, Any] | None = None) -> Any:
+        """The first column of the first row, or None when there is no row. ``key`` as for ``first``."""
+        _flush_for(conn, self.tables, key)
         c = self._compile(conn, params)
         if c is None:
             return conn.execute(self.stmt, params).scalar()

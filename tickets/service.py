@@ -185,6 +185,10 @@ class TicketStore:
         # returns (table, values) rows inserted in the same transaction. A hook that raises refuses the action.
         self.row_hooks: list[Callable[[Mapping[str, Any], workflow.HistoryEntry],
                                       Iterable[tuple[Table, dict[str, Any]]]]] = []
+        # The same, for a feature whose rows depend on what the database holds (the callback survey: one per
+        # reopen round, its id kept for the timer set after the commit): called with the transaction's
+        # connection after the row hooks. Runs in the writer's thread; no I/O but this connection.
+        self.write_hooks: list[Callable[[Connection, Mapping[str, Any], workflow.HistoryEntry], None]] = []
 
     # ------------------------------------------------------------ visibility
     def _visible(self, stmt: Select[Any], who: Principal) -> Select[Any]:
@@ -590,13 +594,16 @@ class TicketStore:
 
     def _hook_rows(self, conn: Connection,
                          changed: Iterable[tuple[dict[str, Any], workflow.HistoryEntry]]) -> None:
-        """Insert the rows the ``row_hooks`` ask for, inside the caller's transaction (before its commit)."""
-        if not self.row_hooks:
+        """Insert the rows the ``row_hooks`` ask for and run the ``write_hooks``, inside the caller's transaction
+        (before its commit)."""
+        if not (self.row_hooks or self.write_hooks):
             return
         for view, entry in changed:
             for hook in self.row_hooks:
                 for table, values in hook(view, entry):
                     insert_row(conn, table, values)
+            for write in self.write_hooks:
+                write(conn, view, entry)
 
     def _notify(self, view: dict[str, Any], entry: workflow.HistoryEntry) -> None:
         for listener in self.listeners:

@@ -173,6 +173,7 @@ def setup(app: web.Application, settings: Settings, clock: Callable[[], datetime
         service = SurveyService(store, SurveyStore(store.sessions, store.read_sessions), jobs, settings, clock,
                                 originate=originate, can_dial=can_dial, jobs=jobs)
         app[SURVEYS] = service
+        store.write_hooks.append(service.write_hook)
         store.listeners.append(service.listener)
         tasks: list[asyncio.Task[Any]] = []
         arq_worker = None
@@ -198,5 +199,6 @@ def setup(app: web.Application, settings: Settings, clock: Callable[[], datetime
                 await arq_worker.pool.aclose(close_connection_pool=True)
             await service.drain()
             store.listeners.remove(service.listener)
+            store.write_hooks.remove(service.write_hook)
 
     app.cleanup_ctx.append(survey_ctx)

@@ -21,11 +21,13 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Mapping
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from config.settings import Settings
@@ -39,6 +41,7 @@ from tickets.workflow import HistoryEntry
 log = logging.getLogger("hotline.surveys")
 
 SURVEY_QUEUE = "hotline:surveys"
+_MAX_PENDING_TIMERS = 10_000
 SYSTEM = Principal(id=0, username="system", name="自动回访", role="system", department_id=None,
                    department_code=None, interface=None)
 Originate = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -68,6 +71,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZCARD', KEYS[1])
 """
+
+
+def _asks_survey(entry: HistoryEntry) -> bool:
+    """A reply (or an answer on the spot) surveys its caller; a merged caller's relayed reply does when its phone
+    number was not surveyed already."""
+    return entry.action in ("reply", "answer_on_spot") or entry.action == "relay_reply" and bool(entry.data.get("survey"))
 
 
 def _member(survey_id: int, attempt: int) -> str:
@@ -112,15 +121,36 @@ class SurveyService:
         self._tokens: dict[str, str] = {}  # "id:attempt" -> its slot token, for calls placed here
         self._acting: set[str] = set()  # ticket numbers the service itself is acting on (listener skips)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._timers: dict[tuple[str, int], tuple[int, datetime]] = {}  # (number, round) -> (survey id, due)
+        self._timers_lock = threading.Lock()
 
     # ------------------------------------------------------------ ticket events
+    def write_hook(self, conn: Connection, ticket: Mapping[str, Any], entry: HistoryEntry) -> None:
+        """TicketStore write hook: a reply's survey row, in the reply's own transaction. A reply the client was
+        told about is a survey owed even if the process dies the next instant; written after the reply's
+        commit, as it was, a crash in between left the caller never surveyed. The timer is set after the
+        commit (``listener``)."""
+        if not self.settings.survey.enabled or ticket.get("number") in self._acting or not _asks_survey(entry):
+            return
+        values, due = self._survey_row(ticket, ticket.get("replied_at") or entry.at)
+        sid = self.surveys.create_in(conn, ticket["number"], values)
+        if sid is not None and due is not None:
+            with self._timers_lock:  # the writer's thread adds, the event loop takes
+                self._timers[(ticket["number"], values["round"])] = (sid, due)
+                # A reply whose batch failed leaves its entry; losing one only delays that survey's first
+                # attempt to the next sweep, which queues due surveys from SQL.
+                while len(self._timers) > _MAX_PENDING_TIMERS:
+                    del self._timers[next(iter(self._timers))]
+
     def listener(self, ticket: dict[str, Any], entry: HistoryEntry) -> None:
         """TicketStore listener (called after commit, in the event loop)."""
         if not self.settings.survey.enabled or ticket.get("number") in self._acting:
             return
-        if entry.action in ("reply", "answer_on_spot") or entry.action == "relay_reply" and entry.data.get("survey"):
-            # relay_reply: a caller merged into the answered master, surveyed on its own ticket
-            self._spawn(self.schedule(ticket, entry.at))
+        if _asks_survey(entry):  # its row committed with it (write_hook): now its timer
+            with self._timers_lock:
+                timer = self._timers.pop((ticket["number"], int(ticket.get("reopen_count") or 0)), None)
+            if timer is not None:
+                self._spawn(self.enqueue(timer[0], 1, timer[1]))
         elif entry.action in ("reopen", "archive", "merge"):
             self._spawn(self._cancel(ticket, entry))
         elif entry.action in ("record_survey", "survey_unreachable"):
@@ -141,22 +171,25 @@ class SurveyService:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def schedule(self, ticket: Mapping[str, Any], replied_at: datetime | None = None) -> int | None:
+    def _survey_row(self, ticket: Mapping[str, Any], replied: datetime) -> tuple[dict[str, Any], datetime | None]:
+        """The survey row a reply asks for, and its first attempt's due time (None: not dialed automatically)."""
         now = self.clock()
         mode = rules_mod.survey_mode(ticket)
-        replied = ticket.get("replied_at") or replied_at or now
         due = rules_mod.first_due(replied, self.rules) if mode == "auto" else None
         state = {"auto": "scheduled", "manual": "manual", "opted_out": "opted_out"}[mode]
-        values = {
+        return {
             "ticket_number": ticket["number"], "round": int(ticket.get("reopen_count") or 0),
             "mode": mode, "state": state, "phone": ticket.get("caller_phone") or "",
             "topic": (ticket.get("title") or ticket.get("content") or "")[:200],
             "request_type": ticket.get("request_type") or "", "department_id": ticket.get("lead_department_id"),
             "replied_at": replied, "due_at": due, "attempts": 0, "answers": {}, "note": "",
             "created_at": now, "updated_at": now, "finished_at": now if mode == "opted_out" else None,
-        }
-        # In the ticket writer's next batch (one commit with other tickets' actions), not a read and a
-        # transaction with an fsync of its own per reply: that was ~10 % of the server's CPU at 50 clients.
+        }, due
+
+    async def schedule(self, ticket: Mapping[str, Any], replied_at: datetime | None = None) -> int | None:
+        """A survey for a ticket replied outside a reply's own transaction (a backfill; the scheduler's
+        benchmark): its row in the writer's next batch, then its timer. None when the round has one."""
+        values, due = self._survey_row(ticket, ticket.get("replied_at") or replied_at or self.clock())
         try:
             sid = await self.tickets.writer.submit(lambda conn: self.surveys.create_in(conn, ticket["number"], values))
         except IntegrityError:  # another process inserted the same round between our check and insert

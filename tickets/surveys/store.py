@@ -122,7 +122,7 @@ def view(row: Any, mask: bool = True, attempts: Sequence[Any] | None = None) -> 
     return out
 
 
-# ``create_in``'s statements, built once (it runs in the ticket writer's batches, after every reply).
+# ``create_in``'s statements, built once (it runs in the ticket writer's batches, with every reply) and
 # run on the driver's cursor inside the ticket writer's batch (tickets/prepared.py)
 _TICKET_ID = Prepared(select(Ticket.__table__.c.id).where(Ticket.__table__.c.number == bindparam("b_number")))
 _ROUND_SURVEY = Prepared(select(S.c.id).where(S.c.ticket_id == bindparam("b_ticket_id"),
@@ -142,10 +142,10 @@ class SurveyStore:
     # ------------------------------------------------------------ create
     @staticmethod
     def create_in(conn: Connection, number: str, values: dict[str, Any]) -> int | None:
-        """A survey for the ticket numbered ``number``, inside a group-commit batch of the ticket writer
-        (tickets/writer.py): the survey row commits with the batch's other writes instead of in a transaction
-        and fsync of its own after every reply. None when the ticket is unknown or the round has its survey."""
-        ticket_id = _TICKET_ID.scalar(conn, {"b_number": number})
+        """A survey for the ticket numbered ``number``, inside the transaction of the reply that asks for it
+        (``TicketStore.write_hooks``): the reply and its survey commit together or not at all. None when the
+        ticket is unknown or the round has its survey."""
+        ticket_id = _TICKET_ID.scalar(conn, {"b_number": number}, key=("number", number))
         if ticket_id is None or _ROUND_SURVEY.scalar(conn, {"b_ticket_id": ticket_id, "b_round": values["round"]}
                                                      ) is not None:
             return None

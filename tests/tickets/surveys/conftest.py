@@ -101,6 +101,7 @@ async def build_world(database_url: str, redis_url: str, settings_factory: Any, 
     phone = Phone()
     surveys = SurveyStore(sessions, read_sessions)
     service = SurveyService(store, surveys, redis, settings, clock, originate=phone.originate, jobs=redis)
+    store.write_hooks.append(service.write_hook)
     store.listeners.append(service.listener)
     return World(settings, clock, store, users, surveys, service, phone, redis, agent, dept, supervisor,
                  [engine, read_engine])

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from arq.jobs import Job
 
 from tests.tickets.surveys.conftest import World, build_world, local
+from tickets.errors import Refused
 from tickets.surveys.service import SURVEY_QUEUE, SurveyService
 
 
@@ -26,6 +28,50 @@ async def test_reply_schedules_a_survey_a_day_later_inside_calling_hours(world: 
     # Enqueueing the same attempt again (second process, sweep) does not add a second job.
     await world.service.enqueue(s.id, 1, s.due_at)
     assert await world.redis.zcard(SURVEY_QUEUE) == 1
+
+
+async def test_a_reply_acknowledged_has_its_survey_even_if_the_process_dies_before_its_after_commit_work(
+        world: World) -> None:
+    """The survey row commits in the reply's own transaction. Without the listeners (what runs after the commit,
+    lost when the process dies at that moment) the reply still has its survey, and the sweep dials it when due."""
+    world.store.listeners.remove(world.service.listener)
+    body = {"caller_name": "李四", "caller_phone": "13800138000", "title": "小区路灯不亮", "content": "路灯坏了。"}
+    t = await world.store.create(body, world.agent, accept=True)
+    await world.store.act(t["number"], "dispatch", {"lead_department_id": world.dept.department_id}, world.agent)
+    await world.store.act(t["number"], "sign", {}, world.dept)
+    await world.store.act(t["number"], "reply", {"answer": "已更换路灯。"}, world.dept)
+    s = await world.survey_of(t["number"])
+    assert (s.state, s.round, s.phone) == ("scheduled", 0, "13800138000")
+    assert await world.redis.zcard(SURVEY_QUEUE) == 0  # its timer was the after-commit work
+    world.clock.set_local(2026, 11, 24, 14, 0)
+    await world.service.sweep()
+    assert [(p["ticket"], p["attempt"]) for p in world.phone.placed] == [(t["number"], 1)]
+
+
+async def test_a_reply_refused_after_its_survey_was_written_leaves_no_survey(world: World) -> None:
+    """The survey is part of the reply: when something later in the same transaction refuses the reply, the
+    survey goes with it, and the reply made again gets one survey."""
+    def refuse(conn: Any, view: Any, entry: Any) -> None:
+        if entry.action == "reply":
+            raise Refused("sms_outbox_full", "短信队列已满", view["status"], [])
+
+    body = {"caller_name": "李四", "caller_phone": "13800138000", "title": "小区路灯不亮", "content": "路灯坏了。"}
+    t = await world.store.create(body, world.agent, accept=True)
+    await world.store.act(t["number"], "dispatch", {"lead_department_id": world.dept.department_id}, world.agent)
+    await world.store.act(t["number"], "sign", {}, world.dept)
+    world.store.write_hooks.append(refuse)  # after the survey's hook
+    with pytest.raises(Refused):
+        await world.store.act(t["number"], "reply", {"answer": "已更换路灯。"}, world.dept)
+    world.store.write_hooks.remove(refuse)
+    await world.service.drain()
+    assert await world.surveys.for_ticket(t["number"]) == []
+    assert (await world.store.get(t["number"], world.dept))["status"] == "signed"
+    await world.store.act(t["number"], "reply", {"answer": "已更换路灯。"}, world.dept)
+    await world.service.drain()
+    rows = await world.surveys.for_ticket(t["number"])
+    assert [(r.round, r.state) for r, _ in rows] == [(0, "scheduled")]
+    s = rows[0][0]
+    assert await world.redis.zscore(SURVEY_QUEUE, f"survey:{s.id}:1") == s.due_at.timestamp() * 1000
 
 
 async def test_who_is_not_called(world: World) -> None:
