@@ -108,9 +108,10 @@ class Prepared:
         procs = c.processors
         return [procs[n](params[n]) if n in procs else params[n] for n in c.names]
 
-    def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
-        """Run the statement; returns an object with the ``rowcount``."""
-        _flush_for(conn, self.tables)
+    def execute(self, conn: Connection, params: Mapping[str, Any], key: tuple[str, Any] | None = None) -> Any:
+        """Run the statement; returns an object with the ``rowcount``. ``key`` as for ``first``: the statement
+        touches only the rows of this key."""
+        _flush_for(conn, self.tables, key)
         c = self._compile(conn, params)
         if c is None:
             return conn.execute(self.stmt, params)
@@ -173,6 +174,23 @@ class Prepared:
         (table,) = self.tables
         pending.add(table, c.sql, self._bound(c, params), key)
         return None
+
+
+class PreparedInsert:
+    """A one-row INSERT that gives back the new row's integer ``id``: ``RETURNING id`` on PostgreSQL, the cursor's
+    ``lastrowid`` on SQLite. SQLite's RETURNING cost ~70 us more per row than the plain INSERT (a ticket's row,
+    medians of 7 x 1,000), and a create's INSERT runs while its batch holds the database's write lock."""
+
+    def __init__(self, table: Table) -> None:
+        self._returning = Prepared(insert(table).returning(table.c.id))
+        self._plain = Prepared(insert(table))
+
+    def id(self, conn: Connection, params: Mapping[str, Any], key: tuple[str, Any] | None = None) -> int:
+        """Insert; the new row's id. ``key`` as for ``Prepared.first``: a new row's key has no pending writes, so
+        the table's other pending writes need not be sent first."""
+        if conn.dialect.name == "sqlite":  # the table's INTEGER PRIMARY KEY is the rowid
+            return cast(int, self._plain.execute(conn, params, key).lastrowid)
+        return cast(int, self._returning.scalar(conn, params, key))
 
 
 def _row(c: _Compiled, row: Sequence[Any]) -> dict[str, Any]:

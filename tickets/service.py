@@ -24,7 +24,7 @@ from config.settings import REQUEST_TYPES, Settings
 from tickets import deadlines, phones, visibility, workflow
 from tickets.accounts.service import Principal
 from tickets.errors import Conflict, InvalidField, NotFound, Refused
-from tickets.prepared import Prepared, insert_row
+from tickets.prepared import Prepared, PreparedInsert, insert_row
 from tickets.reads import Reads
 from tickets.writer import GroupWriter, writer_for
 from tickets.models import (
@@ -58,7 +58,7 @@ SYSTEM_ACTOR = Principal(id=0, username="system", name="系统", role="system", 
 # BENCHMARKS.md). An UPDATE without ``values()`` sets the columns named by the parameters it is given.
 # They run through ``Prepared`` (tickets/prepared.py): on the driver's cursor, without SQLAlchemy's per-execution
 # machinery, which took as much CPU as SQLite's work while the batch held the write lock.
-_INSERT_TICKET = Prepared(insert(T).returning(T.c.id))
+_INSERT_TICKET = PreparedInsert(T)
 _INSERT_HISTORY = Prepared(insert(H))
 _SAVE = Prepared(update(T).where(T.c.id == bindparam("b_id"), T.c.version == bindparam("b_version")))
 _INSERT_ASSIGNMENT = Prepared(insert(A))
@@ -271,7 +271,9 @@ class TicketStore:
                    created_by=who.id if who.role != "system" else None, status="draft", call_id=call_id,
                    recording_path=recording_path, draft_fields=dict(draft_fields) if draft_fields else None,
                    transcript_id=transcript_id)
-        ticket_id = _INSERT_TICKET.scalar(conn, row)
+        # keyed by its own number, which no pending write can name: the batch's deferred UPDATEs of other tickets
+        # stay pending and go grouped before the commit (an INSERT reads no other row)
+        ticket_id = _INSERT_TICKET.id(conn, row, key=("number", row["number"]))
         ticket = SimpleNamespace(id=ticket_id, **row)
         created = workflow.HistoryEntry(action="create", at=now, actor_id=who.id, actor_role=who.role,
                                         actor_name=who.name, from_status="", to_status="draft", note="",

@@ -21,8 +21,8 @@ from sqlalchemy.pool import NullPool
 
 from tickets import writer
 from tickets.models import Ticket, TicketHistory
-from tickets.prepared import (Prepared, defer_writes, insert_row, run_sql, statements_written, stop_deferring,
-                              track_writes)
+from tickets.prepared import (Prepared, PreparedInsert, defer_writes, insert_row, run_sql, statements_written,
+                              stop_deferring, track_writes)
 
 T = Ticket.__table__
 H = TicketHistory.__table__
@@ -86,6 +86,26 @@ async def test_a_ticket_written_on_the_driver_reads_back_as_sqlalchemys_own(data
     assert mine["content"].endswith("老人出行困难😟") and mine["anonymous"] is True
     assert mine["co_handler_ids"] == [7] and mine["draft_fields"] == {"地址": "建国路88号", "urgency": "urgent"}
     assert mine["extension_days_granted"] == 0 and mine["survey_unreachable"] is False  # defaults filled
+
+
+async def test_an_insert_gives_back_the_id_of_its_own_row(database_url: str) -> None:
+    """``PreparedInsert``: RETURNING on PostgreSQL, the cursor's lastrowid on SQLite; each id is its own row's,
+    with another table's rows written in between."""
+    ins = PreparedInsert(T)
+    history = Prepared(insert(H))
+
+    def write(conn: Connection) -> tuple[list[int], dict[int, str]]:
+        ids = []
+        for i in range(3):
+            ids.append(ins.id(conn, ticket_row(f"20261203-00010{i}")))
+            history.execute(conn, {"ticket_id": ids[-1], "action": "create", "at": datetime.now(UTC),
+                                   "actor_id": None, "actor_role": "agent", "actor_name": "王", "from_status": "",
+                                   "to_status": "draft", "note": "", "data": {}})
+        return ids, {r.id: r.number for r in conn.execute(select(T.c.id, T.c.number))}
+
+    ids, numbers = await run_in(database_url, write)
+    assert len(set(ids)) == 3
+    assert [numbers[i] for i in ids] == ["20261203-000100", "20261203-000101", "20261203-000102"]
 
 
 async def test_a_stale_version_updates_nothing(database_url: str) -> None:
@@ -291,14 +311,18 @@ async def test_a_read_by_key_sends_the_pending_writes_of_its_key_only(database_u
             written = statements_written(conn)
             other = load.first(conn, {"b_number": "20261203-KEY1"}, key=("number", "20261203-KEY1"))
             spared = statements_written(conn) - written, len(pending)
+            # a new ticket keyed by its own number (as a create in the batch): the INSERT alone goes
+            PreparedInsert(T).id(conn, ticket_row("20261203-KEY2"), key=("number", "20261203-KEY2"))
+            inserted = statements_written(conn) - written, len(pending)
             own = load.first(conn, {"b_number": "20261203-KEY0"}, key=("number", "20261203-KEY0"))
-            return other, spared, own, statements_written(conn) - written, len(pending)
+            return other, spared, inserted, own, statements_written(conn) - written, len(pending)
         finally:
             stop_deferring(pending)
 
-    other, spared, own, sent, left = await run_in(database_url, batch)
+    other, spared, inserted, own, sent, left = await run_in(database_url, batch)
     assert other == {"title": "小区门口积水"} and spared == (0, 1)  # another ticket's load: still pending
-    assert own == {"title": "已改标题"} and sent == 1 and left == 0  # its own load: sent first
+    assert inserted == (1, 1)  # the keyed INSERT did not send the other ticket's pending UPDATE
+    assert own == {"title": "已改标题"} and sent == 2 and left == 0  # its own load: sent first
 
 
 async def batch_on(database_url: str, jobs: list[writer.Job], prepare: Callable[[Connection], Any]) -> None:

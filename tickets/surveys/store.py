@@ -39,7 +39,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tickets import phones
 from tickets.models import Base, Ticket
-from tickets.prepared import Prepared
+from tickets.prepared import Prepared, PreparedInsert
 
 ACTIVE_STATES = ("scheduled", "dialing", "manual")
 FINAL_STATES = ("done", "unreachable", "opted_out", "cancelled")
@@ -127,7 +127,7 @@ def view(row: Any, mask: bool = True, attempts: Sequence[Any] | None = None) -> 
 _TICKET_ID = Prepared(select(Ticket.__table__.c.id).where(Ticket.__table__.c.number == bindparam("b_number")))
 _ROUND_SURVEY = Prepared(select(S.c.id).where(S.c.ticket_id == bindparam("b_ticket_id"),
                                               S.c.round == bindparam("b_round")))
-_INSERT_SURVEY = Prepared(insert(S).returning(S.c.id))
+_INSERT_SURVEY = PreparedInsert(S)
 
 
 class SurveyStore:
@@ -149,7 +149,7 @@ class SurveyStore:
         if ticket_id is None or _ROUND_SURVEY.scalar(conn, {"b_ticket_id": ticket_id, "b_round": values["round"]}
                                                      ) is not None:
             return None
-        return cast(int, _INSERT_SURVEY.scalar(conn, {**values, "ticket_id": ticket_id}))
+        return _INSERT_SURVEY.id(conn, {**values, "ticket_id": ticket_id})
 
     async def ticket_id(self, number: str) -> int | None:
         async with self.read_sessions() as session:
