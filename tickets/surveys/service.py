@@ -76,7 +76,9 @@ return redis.call('ZCARD', KEYS[1])
 def _asks_survey(entry: HistoryEntry) -> bool:
     """A reply (or an answer on the spot) surveys its caller; a merged caller's relayed reply does when its phone
     number was not surveyed already."""
-    return entry.action in ("reply", "answer_on_spot") or entry.action == "relay_reply" and bool(entry.data.get("survey"))
+    if entry.action == "relay_reply":
+        return bool(entry.data.get("survey"))
+    return entry.action in ("reply", "answer_on_spot")
 
 
 def _member(survey_id: int, attempt: int) -> str:
