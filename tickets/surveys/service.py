@@ -81,6 +81,11 @@ def _asks_survey(entry: HistoryEntry) -> bool:
     return entry.action in ("reply", "answer_on_spot")
 
 
+def _round(ticket: Mapping[str, Any]) -> int:
+    """The reopen round a reply belongs to: one survey per (ticket, round)."""
+    return int(ticket.get("reopen_count") or 0)
+
+
 def _member(survey_id: int, attempt: int) -> str:
     return f"{survey_id}:{attempt}"
 
@@ -138,7 +143,7 @@ class SurveyService:
         sid = self.surveys.create_in(conn, ticket["number"], values)
         if sid is not None and due is not None:
             with self._timers_lock:  # the writer's thread adds, the event loop takes
-                self._timers[(ticket["number"], values["round"])] = (sid, due)
+                self._timers[(ticket["number"], _round(ticket))] = (sid, due)
                 # A reply whose batch failed leaves its entry; losing one only delays that survey's first
                 # attempt to the next sweep, which queues due surveys from SQL.
                 while len(self._timers) > _MAX_PENDING_TIMERS:
@@ -150,7 +155,7 @@ class SurveyService:
             return
         if _asks_survey(entry):  # its row committed with it (write_hook): now its timer
             with self._timers_lock:
-                timer = self._timers.pop((ticket["number"], int(ticket.get("reopen_count") or 0)), None)
+                timer = self._timers.pop((ticket["number"], _round(ticket)), None)
             if timer is not None:
                 self._spawn(self.enqueue(timer[0], 1, timer[1]))
         elif entry.action in ("reopen", "archive", "merge"):
@@ -180,7 +185,7 @@ class SurveyService:
         due = rules_mod.first_due(replied, self.rules) if mode == "auto" else None
         state = {"auto": "scheduled", "manual": "manual", "opted_out": "opted_out"}[mode]
         return {
-            "ticket_number": ticket["number"], "round": int(ticket.get("reopen_count") or 0),
+            "ticket_number": ticket["number"], "round": _round(ticket),
             "mode": mode, "state": state, "phone": ticket.get("caller_phone") or "",
             "topic": (ticket.get("title") or ticket.get("content") or "")[:200],
             "request_type": ticket.get("request_type") or "", "department_id": ticket.get("lead_department_id"),

@@ -61,13 +61,17 @@ class World:
     supervisor: Principal
     engines: list[Any] = field(default_factory=list)
 
-    async def replied(self, **fields: Any) -> dict[str, Any]:
-        """A ticket taken through accept, dispatch, sign and reply (the reply schedules its survey)."""
+    async def signed(self, **fields: Any) -> dict[str, Any]:
+        """A ticket taken through accept, dispatch and sign: the department may reply."""
         body = {"caller_name": "李四", "caller_phone": "13800138000", "request_type": "complaint",
                 "title": "小区路灯不亮", "content": "幸福小区门口路灯坏了一个月。", **fields}
         t = await self.store.create(body, self.agent, accept=True)
         await self.store.act(t["number"], "dispatch", {"lead_department_id": self.dept.department_id}, self.agent)
-        await self.store.act(t["number"], "sign", {}, self.dept)
+        return await self.store.act(t["number"], "sign", {}, self.dept)
+
+    async def replied(self, **fields: Any) -> dict[str, Any]:
+        """A ticket taken through accept, dispatch, sign and reply (the reply schedules its survey)."""
+        t = await self.signed(**fields)
         view = await self.store.act(t["number"], "reply", {"answer": "已更换路灯。"}, self.dept)
         await self.service.drain()
         return view

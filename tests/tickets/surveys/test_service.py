@@ -35,10 +35,7 @@ async def test_a_reply_acknowledged_has_its_survey_even_if_the_process_dies_befo
     """The survey row commits in the reply's own transaction. Without the listeners (what runs after the commit,
     lost when the process dies at that moment) the reply still has its survey, and the sweep dials it when due."""
     world.store.listeners.remove(world.service.listener)
-    body = {"caller_name": "李四", "caller_phone": "13800138000", "title": "小区路灯不亮", "content": "路灯坏了。"}
-    t = await world.store.create(body, world.agent, accept=True)
-    await world.store.act(t["number"], "dispatch", {"lead_department_id": world.dept.department_id}, world.agent)
-    await world.store.act(t["number"], "sign", {}, world.dept)
+    t = await world.signed()
     await world.store.act(t["number"], "reply", {"answer": "已更换路灯。"}, world.dept)
     s = await world.survey_of(t["number"])
     assert (s.state, s.round, s.phone) == ("scheduled", 0, "13800138000")
@@ -55,10 +52,7 @@ async def test_a_reply_refused_after_its_survey_was_written_leaves_no_survey(wor
         if entry.action == "reply":
             raise Refused("sms_outbox_full", "短信队列已满", view["status"], [])
 
-    body = {"caller_name": "李四", "caller_phone": "13800138000", "title": "小区路灯不亮", "content": "路灯坏了。"}
-    t = await world.store.create(body, world.agent, accept=True)
-    await world.store.act(t["number"], "dispatch", {"lead_department_id": world.dept.department_id}, world.agent)
-    await world.store.act(t["number"], "sign", {}, world.dept)
+    t = await world.signed()
     world.store.write_hooks.append(refuse)  # after the survey's hook
     with pytest.raises(Refused):
         await world.store.act(t["number"], "reply", {"answer": "已更换路灯。"}, world.dept)
