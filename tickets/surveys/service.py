@@ -36,6 +36,7 @@ from tickets.errors import Conflict, InvalidField, NotFound, TicketError
 from tickets.service import TicketStore
 from tickets.surveys import schedule as rules_mod
 from tickets.surveys.store import SurveyStore, view
+from tickets.surveys.timers import SurveyTimers
 from tickets.workflow import HistoryEntry
 
 log = logging.getLogger("hotline.surveys")
@@ -109,6 +110,7 @@ class SurveyService:
         self.originate = originate
         self.can_dial = can_dial or (lambda: self.originate is not None)
         self.jobs = jobs  # an arq ArqRedis for deferred jobs; None = rely on the sweep alone
+        self.timers = SurveyTimers(jobs, SURVEY_QUEUE, clock) if jobs is not None else None
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         s = settings.survey
         self.tz = ZoneInfo(settings.server.timezone)
@@ -206,12 +208,10 @@ class SurveyService:
         return sid
 
     async def enqueue(self, survey_id: int, attempt: int, due_at: datetime) -> None:
-        """The attempt's timer: an arq job deferred to the due time, id unique per (survey, attempt)."""
-        if self.jobs is None:
-            return
-        await self.jobs.enqueue_job("survey_attempt", survey_id, attempt, _job_id=f"survey:{survey_id}:{attempt}",
-                                    _defer_until=due_at, _queue_name=SURVEY_QUEUE,
-                                    _expires=timedelta(days=7) + max(due_at - self.clock(), timedelta(0)))
+        """The attempt's timer: an arq job deferred to the due time, id unique per (survey, attempt); the timers
+        of one turn of the event loop go to Redis together (``SurveyTimers``)."""
+        if self.timers is not None:
+            await self.timers.set(survey_id, attempt, due_at)
 
     async def _cancel(self, ticket: Mapping[str, Any], entry: HistoryEntry) -> None:
         ticket_id = await self.surveys.ticket_id(ticket["number"])

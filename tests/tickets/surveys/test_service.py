@@ -4,6 +4,7 @@ recovery after Redis loses its keys or a process dies."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,8 +27,34 @@ async def test_reply_schedules_a_survey_a_day_later_inside_calling_hours(world: 
     assert info is not None and info.function == "survey_attempt" and info.args == (s.id, 1)
     assert await world.redis.zscore(SURVEY_QUEUE, f"survey:{s.id}:1") == s.due_at.timestamp() * 1000
     # Enqueueing the same attempt again (second process, sweep) does not add a second job.
-    await world.service.enqueue(s.id, 1, s.due_at)
+    await world.service.enqueue(s.id, 1, s.due_at + timedelta(hours=1))
     assert await world.redis.zcard(SURVEY_QUEUE) == 1
+    assert await world.redis.zscore(SURVEY_QUEUE, f"survey:{s.id}:1") == s.due_at.timestamp() * 1000
+
+
+async def _script_calls(redis: Any) -> int:
+    stats = await redis.info("commandstats")
+    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("eval", "evalsha"))
+
+
+async def test_timers_asked_together_go_in_one_redis_call_and_a_timer_already_set_stays(world: World) -> None:
+    """The replies of one commit batch ask for their timers in the same turn of the event loop: one call to Redis
+    sets them all, each an arq job of its own. A timer asked for again (a second process, a sweep) keeps its
+    time, as arq's enqueue_job keeps an existing job."""
+    timers = world.service.timers
+    first = local(2026, 11, 24, 15, 0)
+    assert await timers.set(1, 1, first) is True  # also loads the script into Redis
+    before = await _script_calls(world.redis)
+    due = [local(2026, 11, 24, 15, m) for m in range(1, 21)]
+    added = await asyncio.gather(*(timers.set(100 + i, 1, d) for i, d in enumerate(due)),
+                                 timers.set(1, 1, local(2026, 11, 25, 9, 0)))
+    assert added == [True] * 20 + [False]
+    assert await _script_calls(world.redis) - before == 1
+    for i, d in enumerate(due):
+        info = await Job(f"survey:{100 + i}:1", world.redis, _queue_name=SURVEY_QUEUE).info()
+        assert info is not None and info.function == "survey_attempt" and info.args == (100 + i, 1)
+        assert await world.redis.zscore(SURVEY_QUEUE, f"survey:{100 + i}:1") == d.timestamp() * 1000
+    assert await world.redis.zscore(SURVEY_QUEUE, "survey:1:1") == first.timestamp() * 1000
 
 
 async def test_a_reply_acknowledged_has_its_survey_even_if_the_process_dies_before_its_after_commit_work(
