@@ -8,7 +8,8 @@ server's user+system CPU over the phase divided by the actions answered is the f
 what else the machine runs than actions/s does (a starved process gets fewer actions and less CPU alike), so it
 is the measure for changes to the request path. ``--root`` (repeatable) measures other checkouts' servers (the commit
 before, a ``git worktree``), interleaved with ours for ``--reps`` repetitions. ``--profile FILE`` runs our server
-under py-spy (``--format speedscope`` or raw) for the profile of the same load.
+under py-spy (``--format speedscope`` or raw) for the profile of the same load. Redis commands per action
+(INFO commandstats) are reported too: each is a round trip on the event loop.
 
     .venv/bin/python benchmarks/ticket_cpu.py [--seconds 10] [--clients 50] [--reps 3] [--root DIR ...]
         [--db sqlite|postgres]
@@ -63,6 +64,17 @@ def postgres_cpu(port: int) -> float:
     return total / tick
 
 
+def redis_calls(redis_url: str) -> int:
+    """Commands Redis has run (INFO commandstats), the INFO calls of this count included."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return sum(int(v["calls"]) for v in client.info("commandstats").values())
+    finally:
+        client.close()
+
+
 def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label: str,
           pg_base: str | None = None) -> dict[str, object]:
     data = tmp / f"var-{label}-{time.monotonic_ns()}"
@@ -83,8 +95,10 @@ def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label
         logged_in = asyncio.run(accounts(bases[0]))  # argon2 logins before the measured window, not in it
         cpu0, load0 = cpu_seconds(pid), os.getloadavg()[0]
         pg0 = postgres_cpu(pg_port) if pg_port else 0.0
+        calls0 = redis_calls(redis_url)
         res = asyncio.run(write_load(bases, args.seconds, args.clients, 0, logged_in))
         cpu = cpu_seconds(pid) - cpu0
+        calls = redis_calls(redis_url) - calls0 - 1
         pg = postgres_cpu(pg_port) - pg0 if pg_port else None
     finally:
         if spy is not None:
@@ -96,6 +110,9 @@ def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label
             "p99_ms": res["p99_ms"], "cpu_s": round(cpu, 2),
             "cpu_ms_per_action": round(1000 * cpu / actions, 3) if actions else None,
             "postgres_cpu_ms_per_action": round(1000 * pg / actions, 3) if actions and pg is not None else None,
+            # Round trips to Redis per action: each is a send and a wakeup on the event loop, and a wait for
+            # the GIL behind the writer's thread. Unlike CPU, it hardly depends on the machine's load.
+            "redis_calls_per_action": round(calls / actions, 3) if actions else None,
             "errors": res["errors"], "load": [round(load0, 2), round(os.getloadavg()[0], 2)]}
 
 
@@ -126,7 +143,8 @@ def main() -> None:
               if r.get("postgres_cpu_ms_per_action") is not None]
         also = f"; PostgreSQL's median {statistics.median(pg):.3f} ms ({', '.join(f'{c:.3f}' for c in pg)})" if pg else ""
         print(f"{label}: CPU per action median {statistics.median(cpu):.3f} ms ({', '.join(f'{c:.3f}' for c in cpu)})"
-              f"{also}; actions/s median {statistics.median(float(r['per_s']) for r in rs):.1f}")  # type: ignore[arg-type]
+              f"{also}; actions/s median {statistics.median(float(r['per_s']) for r in rs):.1f}"  # type: ignore[arg-type]
+              f"; Redis calls per action median {statistics.median(float(r['redis_calls_per_action']) for r in rs):.3f}")  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

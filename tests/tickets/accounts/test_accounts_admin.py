@@ -174,3 +174,74 @@ async def test_requests_arriving_together_all_see_another_process_revoking_befor
     finally:
         await redis.aclose()
         await engine.dispose()
+
+
+
+async def _slow_replies(redis_url: str, delay: float) -> tuple[asyncio.Server, str]:
+    """A TCP relay in front of Redis that passes commands on at once and holds each reply back ``delay``
+    seconds: process A's reads of the mark are in flight long enough for process B to revoke meanwhile."""
+    host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hold: float) -> None:
+        try:
+            while data := await reader.read(65536):
+                if hold:
+                    await asyncio.sleep(hold)
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        redis_r, redis_w = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(pipe(client_r, redis_w, 0), pipe(redis_r, client_w, delay), return_exceptions=True)
+
+    relay_server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    relay_port = relay_server.sockets[0].getsockname()[1]
+    return relay_server, f"redis://127.0.0.1:{relay_port}/{redis_url.rsplit('/', 1)[1]}"
+
+
+async def test_under_a_stream_of_requests_none_started_after_a_revocation_is_let_in(
+        settings_factory: Any, database_url: str, redis_url: str) -> None:
+    """Twenty clients keep process A busy with one token while process B revokes it; A's Redis answers slowly.
+    A's requests share reads of the mark, yet a request that started after B's revocation never shares a read
+    sent before it: every such request is refused."""
+    settings = settings_factory(database_url=database_url, redis_url=redis_url)
+    engine = server.make_engine(settings)
+    relay, slow_url = await _slow_replies(redis_url, 0.02)
+    redis, slow = Redis.from_url(redis_url), Redis.from_url(slow_url)
+    try:
+        a = UserStore(async_sessionmaker(engine, expire_on_commit=False), server.system_clock, settings)
+        b = UserStore(async_sessionmaker(engine, expire_on_commit=False), server.system_clock, settings)
+        a.marker, b.marker = slow, redis
+        await a.load_departments()
+        await b.load_departments()
+        await a.create_user("clerk", PASSWORD, "agent")
+        token, clerk = await a.login("clerk", PASSWORD)
+        revoked = asyncio.Event()
+        let_in_after: list[int] = []
+        answered = {"before": 0, "after": 0}
+
+        async def client(c: int) -> None:
+            while answered["after"] < 100:
+                await asyncio.sleep(0.001 * (c % 7))  # staggered: requests keep arriving while a read is out
+                after = revoked.is_set()
+                principal = await a.authenticate(token)
+                answered["after" if after else "before"] += 1
+                if after and principal is not None:
+                    let_in_after.append(1)
+
+        clients = [asyncio.create_task(client(c)) for c in range(20)]
+        while answered["before"] < 100:
+            await asyncio.sleep(0.005)
+        await b.revoke_tokens(clerk.id)
+        revoked.set()
+        # New requests the instant the revocation returned, while A's read sent before it may still be out.
+        assert await asyncio.gather(*(a.authenticate(token) for _ in range(5))) == [None] * 5
+        await asyncio.wait_for(asyncio.gather(*clients), 60)
+        assert let_in_after == []
+    finally:
+        await slow.aclose()
+        await redis.aclose()
+        relay.close()
+        await engine.dispose()
