@@ -5,6 +5,7 @@ client hears about always exists.
 """
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 import unicodedata
@@ -124,6 +125,20 @@ _ROW_DEFAULTS: dict[str, Any] = {
     "caller_phone": ""}
 
 
+log = logging.getLogger("hotline.tickets")
+
+# Work a write hook asks for once its job's batch has committed (on the event loop, after the listeners).
+AfterCommit = Callable[[], None]
+
+
+def _run_after_commit(work: Iterable[AfterCommit]) -> None:
+    for run in work:
+        try:
+            run()
+        except Exception:  # the commit stands and the client is told: one hook's failure must not hide that
+            log.exception("after-commit work of a ticket write failed")
+
+
 def to_state(ticket: Any) -> workflow.TicketState:
     values = {name: getattr(ticket, name) for name in STATE_FIELDS}
     values["co_handler_ids"] = tuple(ticket.co_handler_ids or ())
@@ -186,9 +201,11 @@ class TicketStore:
         self.row_hooks: list[Callable[[Mapping[str, Any], workflow.HistoryEntry],
                                       Iterable[tuple[Table, dict[str, Any]]]]] = []
         # The same, for a feature whose rows depend on what the database holds (the callback survey: one per
-        # reopen round, its id kept for the timer set after the commit): called with the transaction's
-        # connection after the row hooks. Runs in the writer's thread; no I/O but this connection.
-        self.write_hooks: list[Callable[[Connection, Mapping[str, Any], workflow.HistoryEntry], None]] = []
+        # reopen round): called with the transaction's connection after the row hooks. Runs in the writer's
+        # thread; no I/O but this connection. It may return work for after the commit (the survey's timer),
+        # run on the event loop once the job's batch has committed, never for a job that did not.
+        self.write_hooks: list[Callable[[Connection, Mapping[str, Any], workflow.HistoryEntry],
+                                        AfterCommit | None]] = []
 
     # ------------------------------------------------------------ visibility
     def _visible(self, stmt: Select[Any], who: Principal) -> Select[Any]:
@@ -253,18 +270,25 @@ class TicketStore:
         values.setdefault("urgency", "normal")
         if not (values.get("content") or values.get("title")):
             raise InvalidField("content", "请填写诉求内容")
-        view, entries = await self.writer.submit(lambda conn: self._create_in(
-            conn, values, who, accept, call_id, recording_path, draft_fields, transcript_id, with_rows), numbered=True)
+        def job(conn: Connection) -> tuple[dict[str, Any], list[workflow.HistoryEntry], list[AfterCommit]]:
+            after_commit: list[AfterCommit] = []  # made anew when the batch reruns this job alone
+            view, entries = self._create_in(conn, values, who, accept, call_id, recording_path, draft_fields,
+                                            transcript_id, with_rows, after_commit)
+            return view, entries, after_commit
+
+        view, entries, after_commit = await self.writer.submit(job, numbered=True)
         for entry in entries:
             self._notify(view, entry)
+        _run_after_commit(after_commit)
         return view
 
     def _create_in(self, conn: Connection, values: Mapping[str, Any], who: Principal, accept: bool,
                    call_id: str | None, recording_path: str | None, draft_fields: Mapping[str, Any] | None,
                    transcript_id: int | None,
-                   with_rows: Callable[[Mapping[str, Any]], Iterable[tuple[Table, dict[str, Any]]]] | None = None
-                   ) -> tuple[dict[str, Any], list[workflow.HistoryEntry]]:
-        """The creation inside a write batch: returns the view and the entries to notify after the commit."""
+                   with_rows: Callable[[Mapping[str, Any]], Iterable[tuple[Table, dict[str, Any]]]] | None,
+                   after_commit: list[AfterCommit]) -> tuple[dict[str, Any], list[workflow.HistoryEntry]]:
+        """The creation inside a write batch: returns the view and the entries to notify after the commit; the
+        write hooks' after-commit work goes into ``after_commit``."""
         now = self.clock()
         row = {**_ROW_DEFAULTS, "co_handler_ids": [], **values}
         row.update(number=self._next_number(conn, now), created_at=now, updated_at=now, version=1,
@@ -285,7 +309,7 @@ class TicketStore:
             self._save(conn, ticket, changes, now)
             entries.append(entry)
         view = self._view(ticket, mask=False)
-        self._hook_rows(conn, [(view, created)] + [(view, e) for e in entries])
+        self._hook_rows(conn, [(view, created)] + [(view, e) for e in entries], after_commit)
         for table, extra in with_rows(view) if with_rows else ():
             insert_row(conn, table, extra)
         return view, entries
@@ -297,15 +321,17 @@ class TicketStore:
         Idempotent by ``call_id`` (recognition may deliver twice). Fields the agent already filled are never
         overwritten; the suggestions stay beside them in ``draft_fields`` for the agent to compare.
         """
-        def fill(conn: Connection) -> tuple[dict[str, Any], list[workflow.HistoryEntry]]:
+        def fill(conn: Connection) -> tuple[dict[str, Any], list[workflow.HistoryEntry], list[AfterCommit]]:
             now = self.clock()
+            after_commit: list[AfterCommit] = []
             row = conn.execute(select(T).where(T.c.call_id == call_id).order_by(T.c.id).limit(1)
                                .with_for_update()).mappings().first()
             if row is None:  # in the same job as the look-up: two deliveries cannot both create
                 data = {k: v for k, v in values.items() if v}
                 data.setdefault("content", "（语音转写未识别出内容）")
                 fresh = {"channel": "phone", "request_type": "inquiry", "urgency": "normal", **self._clean(data)}
-                return self._create_in(conn, fresh, who, False, call_id, None, draft_fields, transcript_id)
+                return (*self._create_in(conn, fresh, who, False, call_id, None, draft_fields, transcript_id,
+                                         None, after_commit), after_commit)
             ticket = SimpleNamespace(**row)
             changes: dict[str, Any] = {"draft_fields": dict(draft_fields), "transcript_id": transcript_id}
             if ticket.status == "draft":
@@ -319,11 +345,12 @@ class TicketStore:
                 ticket_id=ticket.id, action="draft_filled", at=now, actor_id=None, actor_role=who.role,
                 actor_name=who.name, from_status=ticket.status, to_status=ticket.status, note="",
                 data={"transcript_id": transcript_id, "fields": sorted(draft_fields)}))
-            return self._view(ticket, mask=False), []
+            return self._view(ticket, mask=False), [], after_commit
 
-        view, entries = await self.writer.submit(fill, numbered=True)  # may create: it may take a number
+        view, entries, after_commit = await self.writer.submit(fill, numbered=True)  # may create: it may take a number
         for entry in entries:
             self._notify(view, entry)
+        _run_after_commit(after_commit)
         return view
 
     async def call_acceptors(self, call_id: str) -> set[int]:
@@ -338,14 +365,20 @@ class TicketStore:
     async def act(self, number: str, action: str, params: Mapping[str, Any], who: Principal) -> dict[str, Any]:
         if action in workflow.INTERNAL_RULES:
             raise Refused("unknown_action", f"未知操作：{action}", "", [])
-        changed = await self.writer.submit(lambda conn: self._act_in(conn, number, action, params, who))
+        def job(conn: Connection) -> tuple[list[tuple[dict[str, Any], workflow.HistoryEntry]], list[AfterCommit]]:
+            after_commit: list[AfterCommit] = []  # made anew when the batch reruns this job alone
+            return self._act_in(conn, number, action, params, who, after_commit), after_commit
+
+        changed, after_commit = await self.writer.submit(job)
         for view, entry in changed:
             self._notify(view, entry)
+        _run_after_commit(after_commit)
         return changed[0][0]
 
-    def _act_in(self, conn: Connection, number: str, action: str, params: Mapping[str, Any], who: Principal
-                ) -> list[tuple[dict[str, Any], workflow.HistoryEntry]]:
-        """The action inside a write batch: (view, entry) of the ticket, then of every ticket it changed."""
+    def _act_in(self, conn: Connection, number: str, action: str, params: Mapping[str, Any], who: Principal,
+                after_commit: list[AfterCommit]) -> list[tuple[dict[str, Any], workflow.HistoryEntry]]:
+        """The action inside a write batch: (view, entry) of the ticket, then of every ticket it changed; the
+        write hooks' after-commit work goes into ``after_commit``."""
         now = self.clock()
         ticket = self._load_row(conn, number, who, for_update=True)
         self._check_references(conn, ticket, action, params)
@@ -371,7 +404,7 @@ class TicketStore:
         if action == "follow_up" and isinstance(params.get("draft"), str) and params["draft"]:
             after += self._absorb_draft(conn, ticket, params["draft"], entry.note, who, now)
         changed = [(self._view(ticket, mask=False), entry), *after]
-        self._hook_rows(conn, changed)
+        self._hook_rows(conn, changed, after_commit)
         return changed
 
     def _absorb_draft(self, conn: Connection, case: SimpleNamespace, number: str, note: str,
@@ -594,10 +627,10 @@ class TicketStore:
                      for co in ticket.co_handler_ids or [] if co != ticket.lead_department_id]
             _INSERT_HANDLERS.executemany(conn, rows)
 
-    def _hook_rows(self, conn: Connection,
-                         changed: Iterable[tuple[dict[str, Any], workflow.HistoryEntry]]) -> None:
+    def _hook_rows(self, conn: Connection, changed: Iterable[tuple[dict[str, Any], workflow.HistoryEntry]],
+                   after_commit: list[AfterCommit]) -> None:
         """Insert the rows the ``row_hooks`` ask for and run the ``write_hooks``, inside the caller's transaction
-        (before its commit)."""
+        (before its commit); the work a write hook returns for after the commit is added to ``after_commit``."""
         if not (self.row_hooks or self.write_hooks):
             return
         for view, entry in changed:
@@ -605,7 +638,9 @@ class TicketStore:
                 for table, values in hook(view, entry):
                     insert_row(conn, table, values)
             for write in self.write_hooks:
-                write(conn, view, entry)
+                work = write(conn, view, entry)
+                if work is not None:
+                    after_commit.append(work)
 
     def _notify(self, view: dict[str, Any], entry: workflow.HistoryEntry) -> None:
         for listener in self.listeners:

@@ -21,7 +21,6 @@ import asyncio
 import logging
 import os
 import socket
-import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Mapping
@@ -42,7 +41,6 @@ from tickets.workflow import HistoryEntry
 log = logging.getLogger("hotline.surveys")
 
 SURVEY_QUEUE = "hotline:surveys"
-_MAX_PENDING_TIMERS = 10_000
 SYSTEM = Principal(id=0, username="system", name="自动回访", role="system", department_id=None,
                    department_code=None, interface=None)
 Originate = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -130,37 +128,28 @@ class SurveyService:
         self._tokens: dict[str, str] = {}  # "id:attempt" -> its slot token, for calls placed here
         self._acting: set[str] = set()  # ticket numbers the service itself is acting on (listener skips)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._timers: dict[tuple[str, int], tuple[int, datetime]] = {}  # (number, round) -> (survey id, due)
-        self._timers_lock = threading.Lock()
 
     # ------------------------------------------------------------ ticket events
-    def write_hook(self, conn: Connection, ticket: Mapping[str, Any], entry: HistoryEntry) -> None:
+    def write_hook(self, conn: Connection, ticket: Mapping[str, Any], entry: HistoryEntry
+                   ) -> Callable[[], None] | None:
         """TicketStore write hook: a reply's survey row, in the reply's own transaction. A reply the client was
         told about is a survey owed even if the process dies the next instant; written after the reply's
-        commit, as it was, a crash in between left the caller never surveyed. The timer is set after the
-        commit (``listener``)."""
+        commit, as it was, a crash in between left the caller never surveyed. Returns the timer's setting, which
+        the store runs after the commit: a timer lost to a crash in between only delays the first attempt to
+        the next sweep, which queues due surveys from SQL."""
         if not self.settings.survey.enabled or ticket.get("number") in self._acting or not _asks_survey(entry):
-            return
+            return None
         values, due = self._survey_row(ticket, ticket.get("replied_at") or entry.at)
         sid = self.surveys.create_in(conn, ticket["number"], values)
-        if sid is not None and due is not None:
-            with self._timers_lock:  # the writer's thread adds, the event loop takes
-                self._timers[(ticket["number"], _round(ticket))] = (sid, due)
-                # A reply whose batch failed leaves its entry; losing one only delays that survey's first
-                # attempt to the next sweep, which queues due surveys from SQL.
-                while len(self._timers) > _MAX_PENDING_TIMERS:
-                    del self._timers[next(iter(self._timers))]
+        if sid is None or due is None:
+            return None
+        return lambda: self._spawn(self.enqueue(sid, 1, due))
 
     def listener(self, ticket: dict[str, Any], entry: HistoryEntry) -> None:
         """TicketStore listener (called after commit, in the event loop)."""
         if not self.settings.survey.enabled or ticket.get("number") in self._acting:
             return
-        if _asks_survey(entry):  # its row committed with it (write_hook): now its timer
-            with self._timers_lock:
-                timer = self._timers.pop((ticket["number"], _round(ticket)), None)
-            if timer is not None:
-                self._spawn(self.enqueue(timer[0], 1, timer[1]))
-        elif entry.action in ("reopen", "archive", "merge"):
+        if entry.action in ("reopen", "archive", "merge"):
             self._spawn(self._cancel(ticket, entry))
         elif entry.action in ("record_survey", "survey_unreachable"):
             self._spawn(self._closed_elsewhere(ticket, entry))
