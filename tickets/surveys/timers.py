@@ -10,8 +10,9 @@ prefixes), so arq's worker runs them unchanged.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
