@@ -54,6 +54,7 @@ class SurveyTimers:
         self._script = jobs.register_script(_ENQUEUE_MANY)
         self._wanted: list[tuple[int, int, datetime]] = []
         self._sent: asyncio.Future[list[bool]] | None = None
+        self._calls: set[asyncio.Task[list[bool]]] = set()  # the event loop holds tasks only weakly
 
     async def set(self, survey_id: int, attempt: int, due_at: datetime) -> bool:
         """The attempt's timer, deferred to ``due_at``; False if it was already set (by another process, a
@@ -72,6 +73,8 @@ class SurveyTimers:
         self._wanted, self._sent = [], None
         assert sent is not None
         task = asyncio.ensure_future(self._enqueue(wanted))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
         task.add_done_callback(lambda t: _settle(sent, t))
 
     async def _enqueue(self, wanted: list[tuple[int, int, datetime]]) -> list[bool]:
