@@ -255,6 +255,9 @@ def stop_servers(procs: list[subprocess.Popen[str]]) -> None:
 
 def http_phase(kind: str, db_url: str, redis_url: str, tmp: Path, n: int, args: argparse.Namespace,
                root: Path = ROOT) -> dict[str, object]:
+    # A fresh database starts its ids at 1 again: the previous phase's keys (a survey's arq job
+    # "survey:<id>:<attempt>", login throttles) would make this server skip work a new deployment does.
+    redis.Redis.from_url(redis_url).flushall()
     procs, bases = start_servers(db_url, redis_url, tmp / f"var-{kind}-{n}-{time.monotonic_ns()}", n, root=root)
     try:
         return asyncio.run(write_load(bases, args.seconds, args.clients, args.readers))

@@ -203,7 +203,9 @@ class TicketStore:
         # The same, for a feature whose rows depend on what the database holds (the callback survey: one per
         # reopen round): called with the transaction's connection after the row hooks. Runs in the writer's
         # thread; no I/O but this connection. It may return work for after the commit (the survey's timer),
-        # run on the event loop once the job's batch has committed, never for a job that did not.
+        # run on the event loop once the job's batch has committed, never for a job that did not. A request
+        # cancelled while its batch commits loses that work (a survey whose timer is lost is still dialed: the
+        # sweep finds it due in SQL).
         self.write_hooks: list[Callable[[Connection, Mapping[str, Any], workflow.HistoryEntry],
                                         AfterCommit | None]] = []
 
@@ -277,9 +279,11 @@ class TicketStore:
             return view, entries, after_commit
 
         view, entries, after_commit = await self.writer.submit(job, numbered=True)
-        for entry in entries:
-            self._notify(view, entry)
-        _run_after_commit(after_commit)
+        try:
+            for entry in entries:
+                self._notify(view, entry)
+        finally:  # committed: a failing listener must not cost the hooks' work
+            _run_after_commit(after_commit)
         return view
 
     def _create_in(self, conn: Connection, values: Mapping[str, Any], who: Principal, accept: bool,
@@ -348,9 +352,11 @@ class TicketStore:
             return self._view(ticket, mask=False), [], after_commit
 
         view, entries, after_commit = await self.writer.submit(fill, numbered=True)  # may create: it may take a number
-        for entry in entries:
-            self._notify(view, entry)
-        _run_after_commit(after_commit)
+        try:
+            for entry in entries:
+                self._notify(view, entry)
+        finally:  # committed: a failing listener must not cost the hooks' work
+            _run_after_commit(after_commit)
         return view
 
     async def call_acceptors(self, call_id: str) -> set[int]:
@@ -370,9 +376,11 @@ class TicketStore:
             return self._act_in(conn, number, action, params, who, after_commit), after_commit
 
         changed, after_commit = await self.writer.submit(job)
-        for view, entry in changed:
-            self._notify(view, entry)
-        _run_after_commit(after_commit)
+        try:
+            for view, entry in changed:
+                self._notify(view, entry)
+        finally:  # committed: a failing listener must not cost the hooks' work
+            _run_after_commit(after_commit)
         return changed[0][0]
 
     def _act_in(self, conn: Connection, number: str, action: str, params: Mapping[str, Any], who: Principal,

@@ -156,24 +156,28 @@ async def test_a_refused_action_in_a_batch_gets_its_409_and_the_others_commit(ce
 async def test_a_write_hooks_after_commit_work_runs_once_for_each_action_that_committed(center):
     """A write hook (the callback survey's) leaves work for after the commit: it runs once for each action of the
     batch that committed, although a refusal after a write sent the batch through its savepoint pass (every job
-    run again), and never for the refused action."""
+    run again), and never for the refused action, whose work was asked for before a later hook refused it."""
     app = center.client.server.app
     store = app[tickets_http.STORE]
     writer = store.writer
     tickets = [await center.new_ticket() for _ in range(3)]
     refused = tickets[1]["number"]
+    hooked: list[str] = []
     ran: list[str] = []
 
-    def hook(conn: Any, view: Any, entry: Any) -> Any:
+    def work_for_each_accept(conn: Any, view: Any, entry: Any) -> Any:
         if entry.action != "accept":
             return None
         number = view["number"]
+        hooked.append(number)
         conn.execute(text("UPDATE tickets SET title = title WHERE number = :n"), {"n": number})
-        if number == refused:  # after a write: only the savepoint pass can tell whose it was
-            raise Refused("not_permitted", "测试：拒绝受理", "draft", [])
         return lambda: ran.append(number)
 
-    store.write_hooks.append(hook)
+    def refuse_one(conn: Any, view: Any, entry: Any) -> None:
+        if entry.action == "accept" and view["number"] == refused:  # after a write: only the savepoint pass
+            raise Refused("not_permitted", "测试：拒绝受理", "draft", [])  # can tell whose it was
+
+    store.write_hooks += [work_for_each_accept, refuse_one]
     try:
         blocker = await Blocker(app).start()
         await until(blocker.entered.is_set, "the first batch to start")
@@ -184,8 +188,10 @@ async def test_a_write_hooks_after_commit_work_runs_once_for_each_action_that_co
         resp = await asyncio.gather(*acts)
         assert writer.batches == batches + 1, "the three actions were written in one batch"
     finally:
-        store.write_hooks.remove(hook)
+        store.write_hooks.remove(work_for_each_accept)
+        store.write_hooks.remove(refuse_one)
     assert resp[0]["status"] == resp[2]["status"] == "accepted" and resp[1]["error"] == "not_permitted"
+    assert hooked.count(tickets[0]["number"]) == 2, "the batch went through its savepoint pass"
     assert sorted(ran) == sorted([tickets[0]["number"], tickets[2]["number"]])
     assert [await status_in_db(app, t["number"]) for t in tickets] == ["accepted", "draft", "accepted"]
 

@@ -141,7 +141,7 @@ class SurveyService:
             return None
         values, due = self._survey_row(ticket, ticket.get("replied_at") or entry.at)
         sid = self.surveys.create_in(conn, ticket["number"], values)
-        if sid is None or due is None:
+        if sid is None or due is None or self.timers is None:
             return None
         return lambda: self._spawn(self.enqueue(sid, 1, due))
 

@@ -177,7 +177,8 @@ async def test_requests_arriving_together_all_see_another_process_revoking_befor
 
 
 
-async def _slow_replies(redis_url: str, delay: float) -> tuple[asyncio.Server, str]:
+async def _slow_replies(redis_url: str, delay: float
+                        ) -> tuple[asyncio.Server, list[asyncio.StreamWriter], str]:
     """A TCP relay in front of Redis that passes commands on at once and holds each reply back ``delay``
     seconds: process A's reads of the mark are in flight long enough for process B to revoke meanwhile."""
     host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
@@ -192,13 +193,16 @@ async def _slow_replies(redis_url: str, delay: float) -> tuple[asyncio.Server, s
         finally:
             writer.close()
 
+    streams: list[asyncio.StreamWriter] = []  # for the test to close: Server.close leaves them open
+
     async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         redis_r, redis_w = await asyncio.open_connection(host, int(port))
+        streams.extend((client_w, redis_w))
         await asyncio.gather(pipe(client_r, redis_w, 0), pipe(redis_r, client_w, delay), return_exceptions=True)
 
     relay_server = await asyncio.start_server(relay, "127.0.0.1", 0)
     relay_port = relay_server.sockets[0].getsockname()[1]
-    return relay_server, f"redis://127.0.0.1:{relay_port}/{redis_url.rsplit('/', 1)[1]}"
+    return relay_server, streams, f"redis://127.0.0.1:{relay_port}/{redis_url.rsplit('/', 1)[1]}"
 
 
 async def test_under_a_stream_of_requests_none_started_after_a_revocation_is_let_in(
@@ -208,8 +212,9 @@ async def test_under_a_stream_of_requests_none_started_after_a_revocation_is_let
     sent before it: every such request is refused."""
     settings = settings_factory(database_url=database_url, redis_url=redis_url)
     engine = server.make_engine(settings)
-    relay, slow_url = await _slow_replies(redis_url, 0.02)
+    relay, relayed, slow_url = await _slow_replies(redis_url, 0.02)
     redis, slow = Redis.from_url(redis_url), Redis.from_url(slow_url)
+    clients: list[asyncio.Task[None]] = []
     try:
         a = UserStore(async_sessionmaker(engine, expire_on_commit=False), server.system_clock, settings)
         b = UserStore(async_sessionmaker(engine, expire_on_commit=False), server.system_clock, settings)
@@ -231,8 +236,11 @@ async def test_under_a_stream_of_requests_none_started_after_a_revocation_is_let
                 if after and principal is not None:
                     let_in_after.append(1)
 
-        clients = [asyncio.create_task(client(c)) for c in range(20)]
+        clients += [asyncio.create_task(client(c)) for c in range(20)]
+        deadline = asyncio.get_running_loop().time() + 60
         while answered["before"] < 100:
+            assert not any(c.done() for c in clients), [c.exception() for c in clients if c.done()]
+            assert asyncio.get_running_loop().time() < deadline, "the clients made no progress"
             await asyncio.sleep(0.005)
         await b.revoke_tokens(clerk.id)
         revoked.set()
@@ -241,7 +249,12 @@ async def test_under_a_stream_of_requests_none_started_after_a_revocation_is_let
         await asyncio.wait_for(asyncio.gather(*clients), 60)
         assert let_in_after == []
     finally:
+        for task in clients:
+            task.cancel()
         await slow.aclose()
         await redis.aclose()
         relay.close()
+        for stream in relayed:
+            stream.close()
+        await relay.wait_closed()
         await engine.dispose()

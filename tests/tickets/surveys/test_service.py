@@ -55,6 +55,9 @@ async def test_timers_asked_together_go_in_one_redis_call_and_a_timer_already_se
         assert info is not None and info.function == "survey_attempt" and info.args == (100 + i, 1)
         assert await world.redis.zscore(SURVEY_QUEUE, f"survey:{100 + i}:1") == d.timestamp() * 1000
     assert await world.redis.zscore(SURVEY_QUEUE, "survey:1:1") == first.timestamp() * 1000
+    # arq's expiry: a week after the attempt falls due, counted from now
+    expected_ms = (timedelta(days=7) + max(due[0] - world.clock(), timedelta(0))).total_seconds() * 1000
+    assert abs(await world.redis.pttl("arq:job:survey:100:1") - expected_ms) < 60_000
 
 
 async def test_a_reply_acknowledged_has_its_survey_even_if_the_process_dies_before_its_after_commit_work(
@@ -88,6 +91,7 @@ async def test_a_reply_refused_after_its_survey_was_written_leaves_no_survey(wor
     world.store.write_hooks.remove(refuse)
     await world.service.drain()
     assert await world.surveys.for_ticket(t["number"]) == []
+    assert await world.redis.zcard(SURVEY_QUEUE) == 0  # no timer for the survey that was never committed
     assert (await world.store.get(t["number"], world.dept))["status"] == "signed"
     await world.store.act(t["number"], "reply", {"answer": "已更换路灯。"}, world.dept)
     await world.service.drain()
