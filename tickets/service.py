@@ -131,14 +131,6 @@ log = logging.getLogger("hotline.tickets")
 AfterCommit = Callable[[], None]
 
 
-def _run_after_commit(work: Iterable[AfterCommit]) -> None:
-    for run in work:
-        try:
-            run()
-        except Exception:  # the commit stands and the client is told: one hook's failure must not hide that
-            log.exception("after-commit work of a ticket write failed")
-
-
 def to_state(ticket: Any) -> workflow.TicketState:
     values = {name: getattr(ticket, name) for name in STATE_FIELDS}
     values["co_handler_ids"] = tuple(ticket.co_handler_ids or ())
@@ -279,11 +271,7 @@ class TicketStore:
             return view, entries, after_commit
 
         view, entries, after_commit = await self.writer.submit(job, numbered=True)
-        try:
-            for entry in entries:
-                self._notify(view, entry)
-        finally:  # committed: a failing listener must not cost the hooks' work
-            _run_after_commit(after_commit)
+        self._committed([(view, e) for e in entries], after_commit)
         return view
 
     def _create_in(self, conn: Connection, values: Mapping[str, Any], who: Principal, accept: bool,
@@ -352,11 +340,7 @@ class TicketStore:
             return self._view(ticket, mask=False), [], after_commit
 
         view, entries, after_commit = await self.writer.submit(fill, numbered=True)  # may create: it may take a number
-        try:
-            for entry in entries:
-                self._notify(view, entry)
-        finally:  # committed: a failing listener must not cost the hooks' work
-            _run_after_commit(after_commit)
+        self._committed([(view, e) for e in entries], after_commit)
         return view
 
     async def call_acceptors(self, call_id: str) -> set[int]:
@@ -376,11 +360,7 @@ class TicketStore:
             return self._act_in(conn, number, action, params, who, after_commit), after_commit
 
         changed, after_commit = await self.writer.submit(job)
-        try:
-            for view, entry in changed:
-                self._notify(view, entry)
-        finally:  # committed: a failing listener must not cost the hooks' work
-            _run_after_commit(after_commit)
+        self._committed(changed, after_commit)
         return changed[0][0]
 
     def _act_in(self, conn: Connection, number: str, action: str, params: Mapping[str, Any], who: Principal,
@@ -650,9 +630,20 @@ class TicketStore:
                 if work is not None:
                     after_commit.append(work)
 
-    def _notify(self, view: dict[str, Any], entry: workflow.HistoryEntry) -> None:
-        for listener in self.listeners:
-            listener(view, entry)
+    def _committed(self, changed: Iterable[tuple[dict[str, Any], workflow.HistoryEntry]],
+                   after_commit: Iterable[AfterCommit]) -> None:
+        """A write job has committed: its listeners, then the work its write hooks left, which a failing listener
+        must not cost (the commit stands)."""
+        try:
+            for view, entry in changed:
+                for listener in self.listeners:
+                    listener(view, entry)
+        finally:
+            for work in after_commit:
+                try:
+                    work()
+                except Exception:  # the client is told of the commit all the same
+                    log.exception("after-commit work of a ticket write failed")
 
     # ------------------------------------------------------------ read
     async def get(self, number: str, who: Principal, *, reveal: bool = False) -> dict[str, Any]:
