@@ -28,12 +28,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.tickets_throughput import accounts, cpu_seconds, start_servers, stop_servers, write_load
+from benchmarks.tickets_throughput import (
+    accounts,
+    cpu_seconds,
+    empty_redis,
+    start_servers,
+    stop_servers,
+    write_load,
+)
 from tests import services
 
 
@@ -66,20 +74,11 @@ def postgres_cpu(port: int) -> float:
     return total / tick
 
 
-def redis_client(redis_url: str) -> Any:
-    import redis
-
-    return redis.Redis.from_url(redis_url)
-
-
 def redis_calls(redis_url: str) -> int:
     """Commands Redis has run (INFO commandstats: a MULTI..EXEC's commands and a script's each count), this
     INFO call included."""
-    client = redis_client(redis_url)
-    try:
+    with redis.Redis.from_url(redis_url) as client:
         return sum(int(v["calls"]) for v in client.info("commandstats").values())
-    finally:
-        client.close()
 
 
 def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label: str,
@@ -89,9 +88,7 @@ def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label
         db_url = f"sqlite+aiosqlite:///{data / 'hotline.db'}"
     else:
         db_url = services.create_database(pg_base, f"cpu_{label}_{time.monotonic_ns()}".replace("-", "_"))
-    # A fresh database starts its ids at 1 again: the previous phase's keys (a survey's arq job
-    # "survey:<id>:<attempt>", login throttles) would make this server skip work a new deployment does.
-    redis_client(redis_url).flushall()
+    empty_redis(redis_url)
     procs, bases = start_servers(db_url, redis_url, data, 1, root=root)
     pg_port = int(pg_base.rsplit(":", 1)[1]) if pg_base else None
     spy = None

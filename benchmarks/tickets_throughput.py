@@ -198,7 +198,8 @@ async def write_load(bases: list[str], seconds: float, clients: int, readers: in
             "per_s": round(len(every) / wall, 1),
             # A flood's cost is front-loaded (its first guesses reach argon2, then the address is throttled):
             # the second half's rate says what a flood that goes on costs.
-            "second_half_per_s": round(sum(t >= half for t in done_at) / max(wall - half, 1e-9), 1), "p50_ms": pct(every, 0.5), "p99_ms": pct(every, 0.99),
+            "second_half_per_s": round(sum(t >= half for t in done_at) / max(wall - half, 1e-9), 1),
+            "p50_ms": pct(every, 0.5), "p99_ms": pct(every, 0.99),
             "per_action_p99_ms": {k: pct(v, 0.99) for k, v in latencies.items()},
             "reads_p99_ms": {k: pct(v, 0.99) for k, v in reads.items()},
             "after_first_second_p99_ms": {"actions": pct([x for v in settled.values() for x in v], 0.99),
@@ -253,11 +254,16 @@ def stop_servers(procs: list[subprocess.Popen[str]]) -> None:
             p.wait(10)
 
 
+def empty_redis(redis_url: str) -> None:
+    """Before a phase on a fresh database, whose ids start at 1 again: the previous phase's keys (a survey's arq
+    job "survey:<id>:<attempt>", a login throttle) would let the server skip work a new deployment does."""
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushall()
+
+
 def http_phase(kind: str, db_url: str, redis_url: str, tmp: Path, n: int, args: argparse.Namespace,
                root: Path = ROOT) -> dict[str, object]:
-    # A fresh database starts its ids at 1 again: the previous phase's keys (a survey's arq job
-    # "survey:<id>:<attempt>", login throttles) would make this server skip work a new deployment does.
-    redis.Redis.from_url(redis_url).flushall()
+    empty_redis(redis_url)
     procs, bases = start_servers(db_url, redis_url, tmp / f"var-{kind}-{n}-{time.monotonic_ns()}", n, root=root)
     try:
         return asyncio.run(write_load(bases, args.seconds, args.clients, args.readers))
@@ -329,7 +335,7 @@ def flood_phase(redis_url: str, args: argparse.Namespace) -> dict[str, dict[str,
     roots = [("ours", ROOT)] + ([("before", Path(args.before_root))] if args.before_root else [])
     out: dict[str, dict[str, dict]] = {}
     for label, root in roots:
-        redis.Redis.from_url(redis_url).flushall()  # the previous flood's lock-out of 127.0.0.1 must not carry over
+        empty_redis(redis_url)  # also: the previous flood's lock-out of 127.0.0.1 must not carry over
         with tempfile.TemporaryDirectory(prefix="bench-flood-", dir=args.tmp) as t:
             tmp = Path(t)
             procs, bases = start_servers(f"sqlite+aiosqlite:///{tmp / 'flood.db'}", redis_url, tmp / "var", 1,
