@@ -38,6 +38,7 @@ from benchmarks.tickets_throughput import (
     accounts,
     cpu_seconds,
     empty_redis,
+    postgres_cpu,
     start_servers,
     stop_servers,
     write_load,
@@ -45,40 +46,18 @@ from benchmarks.tickets_throughput import (
 from tests import services
 
 
-def postgres_cpu(port: int) -> float:
-    """CPU seconds of the PostgreSQL cluster listening on ``port``: its postmaster (with the children it has
-    reaped) and its live children, the backends."""
-    def stat(pid: str) -> list[str]:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-    tick = os.sysconf("SC_CLK_TCK")
-    master = None
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if f"-p {port} " in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "):
-                master = pid
-                break
-        except OSError:
-            continue
-    if master is None:
-        raise RuntimeError(f"no PostgreSQL on port {port}")
-    f = stat(master)
-    total = sum(int(x) for x in f[11:15])  # utime, stime, cutime, cstime
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            f = stat(pid)
-        except OSError:
-            continue
-        if f[1] == master:
-            total += int(f[11]) + int(f[12])
-    return total / tick
-
-
 def redis_calls(redis_url: str) -> int:
     """Commands Redis has run (INFO commandstats: a MULTI..EXEC's commands and a script's each count), this
     INFO call included."""
     with redis.Redis.from_url(redis_url) as client:
         return sum(int(v["calls"]) for v in client.info("commandstats").values())
+
+
+def redis_cpu(redis_url: str) -> float:
+    """CPU seconds the Redis server has used (INFO cpu: user + system)."""
+    with redis.Redis.from_url(redis_url) as client:
+        info = client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label: str,
@@ -102,10 +81,11 @@ def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label
         logged_in = asyncio.run(accounts(bases[0]))  # argon2 logins before the measured window, not in it
         cpu0, load0 = cpu_seconds(pid), os.getloadavg()[0]
         pg0 = postgres_cpu(pg_port) if pg_port else 0.0
-        calls0 = redis_calls(redis_url)
-        res = asyncio.run(write_load(bases, args.seconds, args.clients, 0, logged_in))
+        calls0, rcpu0 = redis_calls(redis_url), redis_cpu(redis_url)
+        res = asyncio.run(write_load(bases, args.seconds, args.clients, args.readers, logged_in))
         cpu = cpu_seconds(pid) - cpu0
         calls = redis_calls(redis_url) - calls0 - 1
+        rcpu = redis_cpu(redis_url) - rcpu0
         pg = postgres_cpu(pg_port) - pg0 if pg_port else None
     finally:
         if spy is not None:
@@ -120,6 +100,9 @@ def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label
             # Redis commands per action, those run inside a script or a MULTI..EXEC included (so more than the
             # round trips): reads shared per turn of the event loop make it depend on the load too.
             "redis_calls_per_action": round(calls / actions, 3) if actions else None,
+            # The rest of what an action costs the machine's cores: the load's client and Redis.
+            "client_cpu_ms_per_action": res["client_cpu_ms_per_action"],
+            "redis_cpu_ms_per_action": round(1000 * rcpu / actions, 3) if actions else None,
             "errors": res["errors"], "load": [round(load0, 2), round(os.getloadavg()[0], 2)]}
 
 
@@ -127,6 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--readers", type=int, default=0,
+                        help="clients reading the list and a detail meanwhile, as tickets_throughput.py's (their CPU "
+                             "counts in the server's)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--root", action="append", default=[],
@@ -152,7 +138,9 @@ def main() -> None:
         print(f"{label}: CPU per action median {statistics.median(cpu):.3f} ms ({', '.join(f'{c:.3f}' for c in cpu)})"
               f"{also}; actions/s median {statistics.median(float(r['per_s']) for r in rs):.1f}"  # type: ignore[arg-type]
               f"; Redis commands per action median "
-              f"{statistics.median(float(r['redis_calls_per_action'] or 0) for r in rs):.3f}")  # type: ignore[arg-type]
+              f"{statistics.median(float(r['redis_calls_per_action'] or 0) for r in rs):.3f}"  # type: ignore[arg-type]
+              f"; CPU per action of the load's client {statistics.median(float(r['client_cpu_ms_per_action'] or 0) for r in rs):.3f} ms"  # type: ignore[arg-type]
+              f", of Redis {statistics.median(float(r['redis_cpu_ms_per_action'] or 0) for r in rs):.3f} ms")  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

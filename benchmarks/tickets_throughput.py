@@ -34,6 +34,7 @@ from pathlib import Path
 
 import aiohttp
 import redis
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -186,9 +187,9 @@ async def write_load(bases: list[str], seconds: float, clients: int, readers: in
                         settled_reads["detail"].append(reads["detail"][-1])
                 await asyncio.sleep(0.1)  # a person reading, not a crawler
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(client(c) for c in range(clients)), *(reader(c) for c in range(readers)))
-        wall = time.perf_counter() - t0
+        wall, client_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     finally:
         for s in sessions:
             await s.close()
@@ -205,12 +206,44 @@ async def write_load(bases: list[str], seconds: float, clients: int, readers: in
             "after_first_second_p99_ms": {"actions": pct([x for v in settled.values() for x in v], 0.99),
                                           **{k: pct(v, 0.99) for k, v in settled_reads.items()}},
             "after_first_second_per_action_p99_ms": {k: pct(v, 0.99) for k, v in settled.items()},
-            "reads": {k: len(v) for k, v in reads.items()}, "errors": errors}
+            "reads": {k: len(v) for k, v in reads.items()}, "errors": errors,
+            # The load's own CPU (this process: the clients and readers) shares the machine's cores with the
+            # servers; with it the CPU budget of an action is complete (ticket_cpu.py has the rest).
+            "client_cpu_ms_per_action": round(1000 * client_cpu / len(every), 3) if every else None}
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(port: int) -> float:
+    """CPU seconds of the PostgreSQL cluster listening on ``port``: its postmaster (with the children it has
+    reaped) and its live children, the backends."""
+    def stat(pid: str) -> list[str]:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+    tick = os.sysconf("SC_CLK_TCK")
+    master = None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if f"-p {port} " in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "):
+                master = pid
+                break
+        except OSError:
+            continue
+    if master is None:
+        raise RuntimeError(f"no PostgreSQL on port {port}")
+    f = stat(master)
+    total = sum(int(x) for x in f[11:15])  # utime, stime, cutime, cstime
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            f = stat(pid)
+        except OSError:
+            continue
+        if f[1] == master:
+            total += int(f[11]) + int(f[12])
+    return total / tick
 
 
 def wait_idle(pids: list[int], limit: float = 90) -> None:
@@ -265,8 +298,18 @@ def http_phase(kind: str, db_url: str, redis_url: str, tmp: Path, n: int, args: 
                root: Path = ROOT) -> dict[str, object]:
     empty_redis(redis_url)
     procs, bases = start_servers(db_url, redis_url, tmp / f"var-{kind}-{n}-{time.monotonic_ns()}", n, root=root)
+    pg_port = make_url(db_url).port if kind == "postgres" else None
     try:
-        return asyncio.run(write_load(bases, args.seconds, args.clients, args.readers))
+        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+        pg0 = postgres_cpu(pg_port) if pg_port else 0.0
+        res = asyncio.run(write_load(bases, args.seconds, args.clients, args.readers))
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        actions = int(res["actions"]) or 1  # type: ignore[call-overload]
+        # The whole CPU budget of an action on this machine's cores: servers, database (PostgreSQL), client.
+        res["servers_cpu_ms_per_action"] = round(1000 * cpu / actions, 3)
+        if pg_port:
+            res["postgres_cpu_ms_per_action"] = round(1000 * (postgres_cpu(pg_port) - pg0) / actions, 3)
+        return res
     finally:
         stop_servers(procs)
 
@@ -315,6 +358,8 @@ def run_db(kind: str, base: str | None, redis_url: str, args: argparse.Namespace
             "detail_p99_ms": round(statistics.median(r["reads_p99_ms"]["detail"] for r in rs), 1),  # type: ignore[index]
             "after_first_second_p99_ms": {k: round(statistics.median(r["after_first_second_p99_ms"][k] for r in rs), 1)  # type: ignore[index]
                                           for k in ("actions", "list", "detail")},
+            "cpu_ms_per_action": {k: round(statistics.median(float(r[f"{k}_cpu_ms_per_action"]) for r in rs), 3)  # type: ignore[arg-type]
+                                  for k in ("servers", "client", "postgres") if rs[0].get(f"{k}_cpu_ms_per_action")},
             "errors": [r["errors"] for r in rs]}
     return {"summary": summary, "runs": rows}
 
@@ -405,7 +450,8 @@ def main() -> None:
                 print(f"  {label}: {h['per_s']} actions/s = {h['ratio_to_bare']} x bare; "
                       f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms; reads p99 list {h['list_p99_ms']} ms, "
                       f"detail {h['detail_p99_ms']} ms; after the first second p99 actions / list / detail "
-                      f"{' / '.join(str(v) for v in h['after_first_second_p99_ms'].values())} ms; errors {h['errors']}")
+                      f"{' / '.join(str(v) for v in h['after_first_second_p99_ms'].values())} ms; CPU ms per action "
+                      f"{h['cpu_ms_per_action']} on {os.cpu_count()} cores; errors {h['errors']}")
     if args.flood:
         for label, phases in results["login_flood"].items():  # type: ignore[attr-defined]
             q, f = phases["quiet"], phases["flood"]
