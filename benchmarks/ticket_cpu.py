@@ -3,17 +3,19 @@
 A real ``server.py serve`` on SQLite (``synchronous=FULL``), or with ``--db postgres`` on a throw-away PostgreSQL
 cluster (``tests/services.py``; then PostgreSQL's own CPU per action is reported too: its postmaster and every
 backend, exited ones included), takes tickets through create, accept, dispatch, sign
-and reply from ``--clients`` clients (the load of benchmarks/tickets_throughput.py, without readers); the
+and reply from ``--clients`` clients (the load of benchmarks/tickets_throughput.py; its ``--readers``, reading
+the list and a detail, only when asked, their CPU then counting in the server's); the
 server's user+system CPU over the phase divided by the actions answered is the figure. It depends much less on
 what else the machine runs than actions/s does (a starved process gets fewer actions and less CPU alike), so it
 is the measure for changes to the request path. ``--root`` (repeatable) measures other checkouts' servers (the commit
 before, a ``git worktree``), interleaved with ours for ``--reps`` repetitions. ``--profile FILE`` runs our server
 under py-spy (``--format speedscope`` or raw) for the profile of the same load. Redis commands per action
-(INFO commandstats, commands inside scripts and transactions included) are reported too. Redis is emptied
-before each phase, as a new deployment's would be.
+(INFO commandstats, commands inside scripts and transactions included) are reported too, and so is the CPU
+per action of the load's client and of Redis: on a small machine they share the cores with the server. Redis is
+emptied before each phase, as a new deployment's would be.
 
-    .venv/bin/python benchmarks/ticket_cpu.py [--seconds 10] [--clients 50] [--reps 3] [--root DIR ...]
-        [--db sqlite|postgres]
+    .venv/bin/python benchmarks/ticket_cpu.py [--seconds 10] [--clients 50] [--readers 0] [--reps 3]
+        [--root DIR ...] [--db sqlite|postgres]
 """
 from __future__ import annotations
 
