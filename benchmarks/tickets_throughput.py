@@ -361,6 +361,12 @@ def run_db(kind: str, base: str | None, redis_url: str, args: argparse.Namespace
             "cpu_ms_per_action": {k: round(statistics.median(float(r[f"{k}_cpu_ms_per_action"]) for r in rs), 3)  # type: ignore[arg-type]
                                   for k in ("servers", "client", "postgres") if rs[0].get(f"{k}_cpu_ms_per_action")},
             "errors": [r["errors"] for r in rs]}
+        # What the machine's cores allow at this CPU per action (every process of the phase counted): how far
+        # code can move the rate before the box, not the code, is the limit.
+        cpu_total = sum(summary[key]["cpu_ms_per_action"].values())  # type: ignore[index]
+        if cpu_total:
+            summary[key]["cpu_ceiling_per_s"] = round((os.cpu_count() or 1) * 1000 / cpu_total, 1)  # type: ignore[index]
+            summary[key]["ratio_allowed_by_cpu"] = round(summary[key]["cpu_ceiling_per_s"] / bare, 3)  # type: ignore[index]
     return {"summary": summary, "runs": rows}
 
 
@@ -451,7 +457,8 @@ def main() -> None:
                       f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms; reads p99 list {h['list_p99_ms']} ms, "
                       f"detail {h['detail_p99_ms']} ms; after the first second p99 actions / list / detail "
                       f"{' / '.join(str(v) for v in h['after_first_second_p99_ms'].values())} ms; CPU ms per action "
-                      f"{h['cpu_ms_per_action']} on {os.cpu_count()} cores; errors {h['errors']}")
+                      f"{h['cpu_ms_per_action']}: {os.cpu_count()} cores allow {h.get('cpu_ceiling_per_s')} actions/s "
+                      f"= {h.get('ratio_allowed_by_cpu')} x bare; errors {h['errors']}")
     if args.flood:
         for label, phases in results["login_flood"].items():  # type: ignore[attr-defined]
             q, f = phases["quiet"], phases["flood"]
