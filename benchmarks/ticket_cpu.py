@@ -38,12 +38,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.tickets_throughput import (
     accounts,
-    cpu_seconds,
+    counted_load,
     empty_redis,
-    postgres_cpu,
     start_servers,
     stop_servers,
-    write_load,
 )
 from tests import services
 
@@ -81,14 +79,11 @@ def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label
                                     "--output", args.profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         logged_in = asyncio.run(accounts(bases[0]))  # argon2 logins before the measured window, not in it
-        cpu0, load0 = cpu_seconds(pid), os.getloadavg()[0]
-        pg0 = postgres_cpu(pg_port) if pg_port else 0.0
+        load0 = os.getloadavg()[0]
         calls0, rcpu0 = redis_calls(redis_url), redis_cpu(redis_url)
-        res = asyncio.run(write_load(bases, args.seconds, args.clients, args.readers, logged_in))
-        cpu = cpu_seconds(pid) - cpu0
+        res = counted_load(procs, bases, pg_port, args, logged_in)
         calls = redis_calls(redis_url) - calls0 - 1
         rcpu = redis_cpu(redis_url) - rcpu0
-        pg = postgres_cpu(pg_port) - pg0 if pg_port else None
     finally:
         if spy is not None:
             spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
@@ -96,9 +91,9 @@ def phase(root: Path, redis_url: str, tmp: Path, args: argparse.Namespace, label
         stop_servers(procs)
     actions = int(res["actions"])  # type: ignore[call-overload]
     return {"label": label, "actions": actions, "per_s": res["per_s"], "p50_ms": res["p50_ms"],
-            "p99_ms": res["p99_ms"], "cpu_s": round(cpu, 2),
-            "cpu_ms_per_action": round(1000 * cpu / actions, 3) if actions else None,
-            "postgres_cpu_ms_per_action": round(1000 * pg / actions, 3) if actions and pg is not None else None,
+            "p99_ms": res["p99_ms"], "cpu_s": res["servers_cpu_s"],
+            "cpu_ms_per_action": res["servers_cpu_ms_per_action"],
+            "postgres_cpu_ms_per_action": res.get("postgres_cpu_ms_per_action"),
             # Redis commands per action, those run inside a script or a MULTI..EXEC included (so more than the
             # round trips): reads shared per turn of the event loop make it depend on the load too.
             "redis_calls_per_action": round(calls / actions, 3) if actions else None,

@@ -301,18 +301,26 @@ def http_phase(kind: str, db_url: str, redis_url: str, tmp: Path, n: int, args: 
     pg_port = make_url(db_url).port if kind == "postgres" else None
     try:
         logged_in = asyncio.run(accounts(bases[0]))  # the logins' argon2 before the CPU is counted, not in it
-        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
-        pg0 = postgres_cpu(pg_port) if pg_port else 0.0
-        res = asyncio.run(write_load(bases, args.seconds, args.clients, args.readers, logged_in))
-        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
-        actions = int(res["actions"]) or 1  # type: ignore[call-overload]
-        # The whole CPU budget of an action on this machine's cores: servers, database (PostgreSQL), client.
-        res["servers_cpu_ms_per_action"] = round(1000 * cpu / actions, 3)
-        if pg_port:
-            res["postgres_cpu_ms_per_action"] = round(1000 * (postgres_cpu(pg_port) - pg0) / actions, 3)
-        return res
+        return counted_load(procs, bases, pg_port, args, logged_in)
     finally:
         stop_servers(procs)
+
+
+def counted_load(procs: list[subprocess.Popen[str]], bases: list[str], pg_port: int | None,
+                 args: argparse.Namespace, logged_in: Accounts) -> dict[str, object]:
+    """``write_load`` with the CPU the servers and, on PostgreSQL (``pg_port``), the cluster spent over it: with
+    the client's, which ``write_load`` counts, the whole CPU budget of an action on this machine's cores."""
+    cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+    pg0 = postgres_cpu(pg_port) if pg_port else 0.0
+    res = asyncio.run(write_load(bases, args.seconds, args.clients, args.readers, logged_in))
+    cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+    actions = int(res["actions"])  # type: ignore[call-overload]
+    res["servers_cpu_s"] = round(cpu, 2)
+    res["servers_cpu_ms_per_action"] = round(1000 * cpu / actions, 3) if actions else None
+    if pg_port:
+        res["postgres_cpu_ms_per_action"] = (round(1000 * (postgres_cpu(pg_port) - pg0) / actions, 3)
+                                             if actions else None)
+    return res
 
 
 def loadavg() -> float:
@@ -360,7 +368,8 @@ def run_db(kind: str, base: str | None, redis_url: str, args: argparse.Namespace
             "after_first_second_p99_ms": {k: round(statistics.median(r["after_first_second_p99_ms"][k] for r in rs), 1)  # type: ignore[index]
                                           for k in ("actions", "list", "detail")},
             "cpu_ms_per_action": {k: round(statistics.median(float(r[f"{k}_cpu_ms_per_action"]) for r in rs), 3)  # type: ignore[arg-type]
-                                  for k in ("servers", "client", "postgres") if rs[0].get(f"{k}_cpu_ms_per_action")},
+                                  for k in ("servers", "client", "postgres")
+                                  if all(r.get(f"{k}_cpu_ms_per_action") is not None for r in rs)},
             "errors": [r["errors"] for r in rs]}
         # What the machine's cores allow at this CPU per action (every process of the phase counted): how far
         # code can move the rate before the box, not the code, is the limit.
